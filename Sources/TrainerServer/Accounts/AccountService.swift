@@ -1,0 +1,187 @@
+import Fluent
+import FluentSQL
+import Foundation
+import NIOPosix
+import TrainerCore
+import Vapor
+
+/// Account rules that need the database: sign-up, password checks with throttling, sessions,
+/// API tokens and invites. Shared by the HTTP API and the CLI so both follow the same rules.
+struct AccountService: Sendable {
+    let now: @Sendable () -> Date
+    let bcryptCost: Int
+    let sessionLifetime: TimeInterval = 14 * 24 * 3600
+    let inviteLifetime: TimeInterval = 7 * 24 * 3600
+
+    // MARK: Users
+
+    /// Creates an account. `admin: nil` makes the very first account an admin.
+    func createUser(email rawEmail: String, password: String, admin: Bool?, on db: any Database) async throws -> User {
+        guard let email = AccountRules.normalizedEmail(rawEmail) else {
+            throw APIError.badRequest("invalid_email", "'\(rawEmail)' is not an e-mail address.")
+        }
+        if let problem = AccountRules.passwordProblem(password) {
+            throw APIError.badRequest("weak_password", problem)
+        }
+        if try await User.query(on: db).filter(\.$email == email).first() != nil {
+            throw APIError.conflict("email_taken", "An account with this e-mail address exists already; log in instead.")
+        }
+        let isAdmin: Bool
+        if let admin { isAdmin = admin } else { isAdmin = try await User.query(on: db).count() == 0 }
+        let user = User(email: email, passwordHash: try await hash(password), isAdmin: isAdmin)
+        try await user.create(on: db)
+        return user
+    }
+
+    /// Sign-up through the API, under the configured policy.
+    func signUp(email: String, password: String, inviteCode: String?, policy: SignupPolicy, on db: any Database) async throws -> User {
+        switch policy {
+        case .open:
+            return try await createUser(email: email, password: password, admin: nil, on: db)
+        case .closed:
+            throw APIError.forbidden("signup_closed", "Sign-up is closed on this server; ask an administrator to create your account (gomodel users create).")
+        case .invite:
+            guard let inviteCode, !inviteCode.isEmpty else {
+                throw APIError.forbidden("invite_required", "Sign-up on this server needs an invite code; ask an administrator for one.")
+            }
+            return try await db.transaction { db in
+                try await redeemInvite(inviteCode, on: db)
+                return try await createUser(email: email, password: password, admin: nil, on: db)
+            }
+        }
+    }
+
+    /// Checks the password, with per-account and per-address throttling. Unknown addresses and wrong
+    /// passwords get the same answer and take the same time.
+    func logIn(email rawEmail: String, password: String, clientAddress: String, on db: any Database) async throws -> User {
+        let email = AccountRules.normalizedEmail(rawEmail) ?? rawEmail.lowercased()
+        let subjects = [("account:" + email, LoginThrottle.perAccount), ("address:" + clientAddress, LoginThrottle.perAddress)]
+        let time = now()
+        var records: [LoginThrottleRecord?] = []
+        for (subject, _) in subjects {
+            records.append(try await LoginThrottleRecord.query(on: db).filter(\.$subject == subject).first())
+        }
+        let waits = zip(subjects, records).compactMap { $0.0.1.retryAfter($0.1?.record, now: time) }
+        if let wait = waits.max() {
+            throw APIError.tooManyRequests(retryAfter: wait, "Too many failed logins; try again in \(Int(wait.rounded(.up) / 60) + 1) minutes.")
+        }
+
+        let user = try await User.query(on: db).filter(\.$email == email).first()
+        if let user, try await verify(password, hash: user.passwordHash) {
+            if let accountRecord = records[0] { try await accountRecord.delete(on: db) }
+            return user
+        }
+        if user == nil { _ = try? await verify(password, hash: dummyHash) }
+        for ((subject, throttle), existing) in zip(subjects, records) {
+            let row = existing ?? LoginThrottleRecord()
+            row.subject = subject
+            row.update(to: throttle.recordingFailure(existing?.record, now: time))
+            try await row.save(on: db)
+        }
+        throw APIError.unauthorized("The e-mail address or password is wrong.")
+    }
+
+    // MARK: Sessions
+
+    /// Starts a browser session and returns the cookie value (shown only here).
+    func startSession(for user: User, on db: any Database) async throws -> (cookieValue: String, session: BrowserSession) {
+        let cookieValue = OpaqueToken.generate()
+        let time = now()
+        let session = BrowserSession(
+            userID: try user.requireID(), tokenHash: OpaqueToken.digest(cookieValue), csrfToken: OpaqueToken.generate(),
+            createdAt: time, expiresAt: time.addingTimeInterval(sessionLifetime)
+        )
+        try await session.create(on: db)
+        return (cookieValue, session)
+    }
+
+    func principal(forSessionCookie cookieValue: String, on db: any Database) async throws -> Principal? {
+        guard let session = try await BrowserSession.query(on: db)
+            .filter(\.$tokenHash == OpaqueToken.digest(cookieValue)).with(\.$user).first()
+        else { return nil }
+        guard session.expiresAt > now() else {
+            try await session.delete(on: db)
+            return nil
+        }
+        return Principal(user: session.user, credential: .session(session))
+    }
+
+    // MARK: API tokens
+
+    /// Creates a token and returns its value (shown only here).
+    func issueToken(for user: User, name: String, on db: any Database) async throws -> (value: String, token: APIToken) {
+        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, trimmed.count <= 100 else {
+            throw APIError.badRequest("invalid_name", "Give the token a name of 1 to 100 characters, e.g. 'laptop CLI'.")
+        }
+        let value = OpaqueToken.generate(prefix: "gm_")
+        let token = APIToken(
+            userID: try user.requireID(), name: trimmed, tokenHash: OpaqueToken.digest(value),
+            hint: String(value.prefix(8)), createdAt: now()
+        )
+        try await token.create(on: db)
+        return (value, token)
+    }
+
+    func principal(forBearer value: String, on db: any Database) async throws -> Principal? {
+        guard let token = try await APIToken.query(on: db)
+            .filter(\.$tokenHash == OpaqueToken.digest(value)).with(\.$user).first()
+        else { return nil }
+        // Record use at most once a minute, not on every request.
+        let time = now()
+        if token.lastUsedAt.map({ time.timeIntervalSince($0) > 60 }) ?? true {
+            token.lastUsedAt = time
+            try await token.save(on: db)
+        }
+        return Principal(user: token.user, credential: .token(token))
+    }
+
+    // MARK: Invites
+
+    func createInvite(by admin: User, on db: any Database) async throws -> (code: String, invite: Invite) {
+        let code = OpaqueToken.generate(prefix: "inv_")
+        let time = now()
+        let invite = Invite(codeHash: OpaqueToken.digest(code), creatorID: try admin.requireID(), createdAt: time, expiresAt: time.addingTimeInterval(inviteLifetime))
+        try await invite.create(on: db)
+        return (code, invite)
+    }
+
+    private func redeemInvite(_ code: String, on db: any Database) async throws {
+        guard let invite = try await Invite.query(on: db).filter(\.$codeHash == OpaqueToken.digest(code)).first(),
+              invite.usedAt == nil, invite.expiresAt > now()
+        else {
+            throw APIError.forbidden("invalid_invite", "This invite code is unknown, used or expired; ask an administrator for a new one.")
+        }
+        // A conditional update, so two sign-ups racing for one invite cannot both win.
+        let claimed = try await (db as! any SQLDatabase).update(Invite.schema)
+            .set("used_at", to: now())
+            .where("id", .equal, invite.id!)
+            .where("used_at", .is, SQLLiteral.null)
+            .returning("id")
+            .all()
+        guard !claimed.isEmpty else {
+            throw APIError.forbidden("invalid_invite", "This invite code has just been used; ask an administrator for a new one.")
+        }
+    }
+
+    // MARK: Passwords
+
+    /// bcrypt is deliberately slow: run it off the event loop.
+    private func hash(_ password: String) async throws -> String {
+        let cost = bcryptCost
+        return try await NIOThreadPool.singleton.runIfActive { try Bcrypt.hash(password, cost: cost) }
+    }
+
+    private func verify(_ password: String, hash: String) async throws -> Bool {
+        try await NIOThreadPool.singleton.runIfActive { try Bcrypt.verify(password, created: hash) }
+    }
+
+    /// Checked for unknown accounts, so they take as long as wrong passwords.
+    private let dummyHash: String
+
+    init(now: @escaping @Sendable () -> Date, bcryptCost: Int) {
+        self.now = now
+        self.bcryptCost = bcryptCost
+        self.dummyHash = (try? Bcrypt.hash(OpaqueToken.generate(), cost: bcryptCost)) ?? ""
+    }
+}

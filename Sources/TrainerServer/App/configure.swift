@@ -1,0 +1,57 @@
+import Fluent
+import FluentPostgresDriver
+import FluentSQLiteDriver
+import Foundation
+import Prometheus
+import TrainerCore
+import Vapor
+
+/// Builds the whole server from its configuration: database, middleware and routes.
+/// Migrations are not run here: `gomodel serve` and `gomodel migrate` run them explicitly.
+public func configure(_ app: Application, configuration: Configuration, dependencies: ServerDependencies = .live) throws {
+    try useDatabase(app, configuration: configuration)
+
+    let registry = PrometheusCollectorRegistry()
+    app.middleware = Middlewares()
+    app.middleware.use(RequestObservationMiddleware(registry: registry))
+    app.middleware.use(APIErrorMiddleware())
+    // JSON bodies of the API are small; uploads go straight to the object store.
+    app.routes.defaultMaxBodySize = "1mb"
+
+    let accounts = AccountService(now: dependencies.now, bcryptCost: dependencies.bcryptCost)
+    let cookie = SessionCookie(secure: configuration.usesSecureCookies, lifetime: accounts.sessionLifetime)
+
+    let api = app.grouped("api").grouped(AuthenticationMiddleware(accounts: accounts, cookie: cookie))
+    let signedIn = api.grouped(RequireSignIn())
+    AuthController(accounts: accounts, cookie: cookie, signupPolicy: configuration.signupPolicy, clientAddress: ClientAddress(trustProxy: configuration.trustProxy))
+        .register(public: api, signedIn: signedIn)
+    TokenController(accounts: accounts).register(signedIn: signedIn)
+    InviteController(accounts: accounts).register(signedIn: signedIn)
+
+    let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)
+    SystemController(registry: registry, openAPIDocument: try JSON.encoder.encode(document)).register(app)
+}
+
+/// Every documented operation and schema, gathered from the controllers that own them.
+enum APIDescription {
+    static let operations = AuthController.operations + TokenController.operations + InviteController.operations + SystemController.operations
+    static let schemas = AuthController.schemas.merging(TokenController.schemas) { current, _ in current }
+}
+
+func useDatabase(_ app: Application, configuration: Configuration) throws {
+    switch configuration.database {
+    case .sqlite:
+        let directory = URL(fileURLWithPath: configuration.dataDirectory, isDirectory: true)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        app.databases.use(.sqlite(.file(directory.appendingPathComponent("gomodel.sqlite").path)), as: .sqlite)
+    case .postgres(let url):
+        let postgres: SQLPostgresConfiguration
+        do {
+            postgres = try SQLPostgresConfiguration(url: url.value)
+        } catch {
+            throw ConfigurationError(problems: [.init(variable: "DATABASE_URL", message: "could not be read as a PostgreSQL URL such as postgres://user:password@host:5432/dbname")])
+        }
+        app.databases.use(.postgres(configuration: postgres), as: .psql)
+    }
+    app.migrations.add(Migrations.all)
+}

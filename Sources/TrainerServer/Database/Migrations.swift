@@ -1,0 +1,13 @@
+import Fluent
+
+/// Every migration, in the order they run. Append only: a released migration never changes.
+/// Each uses Fluent's portable schema builder, so the same list runs on SQLite and PostgreSQL.
+public enum Migrations {
+    public static let all: [any Migration] = [
+        M0001CreateUsers(),
+        M0002CreateBrowserSessions(),
+        M0003CreateAPITokens(),
+        M0004CreateLoginThrottles(),
+        M0005CreateInvites(),
+    ]
+}

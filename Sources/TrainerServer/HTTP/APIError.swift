@@ -1,0 +1,48 @@
+import Vapor
+
+/// An error the API reports to its client as `{"error": {"code", "message"}}`.
+///
+/// `code` is stable for programs; `message` is for people and says what to do.
+struct APIError: Error, Sendable {
+    let status: HTTPResponseStatus
+    let code: String
+    let message: String
+    var headers: HTTPHeaders = [:]
+
+    static func badRequest(_ code: String = "bad_request", _ message: String) -> APIError {
+        APIError(status: .badRequest, code: code, message: message)
+    }
+
+    static func unauthorized(_ message: String) -> APIError {
+        APIError(status: .unauthorized, code: "unauthorized", message: message)
+    }
+
+    static func forbidden(_ code: String = "forbidden", _ message: String) -> APIError {
+        APIError(status: .forbidden, code: code, message: message)
+    }
+
+    static func notFound(_ message: String) -> APIError {
+        APIError(status: .notFound, code: "not_found", message: message)
+    }
+
+    static func conflict(_ code: String, _ message: String) -> APIError {
+        APIError(status: .conflict, code: code, message: message)
+    }
+
+    static func tooManyRequests(retryAfter seconds: TimeInterval, _ message: String) -> APIError {
+        APIError(
+            status: .tooManyRequests, code: "too_many_attempts", message: message,
+            headers: ["Retry-After": String(Int(seconds.rounded(.up)))]
+        )
+    }
+}
+
+/// The JSON body of every error response.
+struct ErrorBody: Content {
+    struct Detail: Content {
+        let code: String
+        let message: String
+    }
+
+    let error: Detail
+}

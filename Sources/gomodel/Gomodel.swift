@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Gomodel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gomodel",
+        abstract: "GoModel Trainer: train Qwen-Image-Edit-2509 LoRAs on GPU workers.",
+        subcommands: [Serve.self, Migrate.self, Users.self, Tokens.self]
+    )
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import TrainerCore
+import TrainerServer
+import Vapor
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the web app, the API and the background services (migrates the database first).")
+
+    @ArgumentParser.Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @ArgumentParser.Option(help: "Port to listen on.") var port = 8080
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let configuration = try Startup.configuration(options: options)
+        try await Startup.withApplication(configuration, arguments: ["gomodel", "serve", "--hostname", host, "--port", String(port)]) { app in
+            try await app.autoMigrate()
+            app.logger.notice("gomodel serving", metadata: [
+                "address": "http://\(host):\(port)",
+                "database": "\(configuration.database.summary(dataDirectory: configuration.dataDirectory))",
+                "signup": "\(configuration.signupPolicy.rawValue)",
+            ])
+            try await app.execute()
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Bring the database schema up to date (serve does this on start too).")
+
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let configuration = try Startup.configuration(options: options)
+        try await Startup.withApplication(configuration) { app in
+            try await app.autoMigrate()
+            print("The database is up to date (\(configuration.database.summary(dataDirectory: configuration.dataDirectory))).")
+        }
+    }
+}
+
+extension DatabaseSettings {
+    /// Where the data lives, without credentials.
+    func summary(dataDirectory: String) -> String {
+        switch self {
+        case .sqlite: "SQLite at \(dataDirectory)/gomodel.sqlite"
+        case .postgres: "PostgreSQL from DATABASE_URL"
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import TrainerCore
+import TrainerServer
+import Vapor
+
+/// Options every server-side command shares.
+struct ServerOptions: ParsableArguments {
+    @ArgumentParser.Option(name: .customLong("data-dir"), help: "Folder for the SQLite database, the built-in store and generated secrets (default: $GOMODEL_DATA_DIR or ./data).")
+    var dataDirectory: String?
+}
+
+enum Startup {
+    /// Reads the configuration from the environment and `./.env` (the environment wins).
+    /// An invalid configuration ends the process with exit code 2 and every problem listed.
+    static func configuration(options: ServerOptions) throws -> Configuration {
+        do {
+            var environment = ProcessInfo.processInfo.environment
+            if let text = try? String(contentsOfFile: ".env", encoding: .utf8) {
+                environment = try DotEnv.parse(text).merging(environment) { _, process in process }
+            }
+            var configuration = try Configuration(environment: environment)
+            if let dataDirectory = options.dataDirectory { configuration.dataDirectory = dataDirectory }
+            return configuration
+        } catch let error as DotEnv.ParseError {
+            return try fail("gomodel: \(error)")
+        } catch let error as ConfigurationError {
+            return try fail("gomodel: \(error)")
+        }
+    }
+
+    /// Runs `body` with a configured application and shuts it down afterwards, also on errors.
+    static func withApplication<T>(
+        _ configuration: Configuration, arguments: [String] = ["gomodel"], _ body: (Application) async throws -> T
+    ) async throws -> T {
+        var environment = Environment(name: "production", arguments: arguments)
+        try LoggingSystem.bootstrap(from: &environment)
+        let app = try await Application.make(environment)
+        do {
+            try configure(app, configuration: configuration)
+            for warning in configuration.warnings { app.logger.warning("\(warning)") }
+            let result = try await body(app)
+            try await app.asyncShutdown()
+            return result
+        } catch let error as ConfigurationError {
+            try? await app.asyncShutdown()
+            return try fail("gomodel: \(error)")
+        } catch {
+            try? await app.asyncShutdown()
+            throw error
+        }
+    }
+
+    private static func fail<T>(_ message: String) throws -> T {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        throw ExitCode(2)
+    }
+}
