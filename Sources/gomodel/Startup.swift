@@ -34,7 +34,7 @@ enum Startup {
         _ configuration: Configuration, arguments: [String] = ["gomodel"], _ body: (Application) async throws -> T
     ) async throws -> T {
         var environment = Environment(name: "production", arguments: arguments)
-        try LoggingSystem.bootstrap(from: &environment)
+        try GomodelLogging.bootstrap(from: &environment)
         let app = try await Application.make(environment)
         do {
             try configure(app, configuration: configuration)

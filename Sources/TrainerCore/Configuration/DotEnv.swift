@@ -4,6 +4,12 @@ public enum DotEnv {
     public struct ParseError: Error, Equatable, CustomStringConvertible {
         public let line: Int
         public let reason: String
+
+        public init(line: Int, reason: String) {
+            self.line = line
+            self.reason = reason
+        }
+
         public var description: String { ".env line \(line): \(reason)" }
     }
 

@@ -42,7 +42,12 @@ struct AuthenticationMiddleware: AsyncMiddleware {
             request.auth.login(principal)
             return try await next.respond(to: request)
         }
-        let response = try await next.respond(to: request)
+        let response: Response
+        do {
+            response = try await next.respond(to: request)
+        } catch {
+            response = APIErrorMiddleware.response(for: error, request: request)
+        }
         if response.cookies[SessionCookie.name] == nil {
             response.cookies[SessionCookie.name] = cookie.cleared()
         }

@@ -8,15 +8,19 @@ struct APIErrorMiddleware: AsyncMiddleware {
         do {
             return try await next.respond(to: request)
         } catch {
-            let apiError = Self.apiError(for: error)
-            if apiError.status == .internalServerError {
-                request.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
-            }
-            return (try? JSON.response(
-                ErrorBody(error: .init(code: apiError.code, message: apiError.message)),
-                status: apiError.status, headers: apiError.headers
-            )) ?? Response(status: .internalServerError)
+            return Self.response(for: error, request: request)
         }
+    }
+
+    static func response(for error: any Error, request: Request) -> Response {
+        let apiError = apiError(for: error)
+        if apiError.status == .internalServerError {
+            request.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+        return (try? JSON.response(
+            ErrorBody(error: .init(code: apiError.code, message: apiError.message)),
+            status: apiError.status, headers: apiError.headers
+        )) ?? Response(status: .internalServerError)
     }
 
     static func apiError(for error: any Error) -> APIError {

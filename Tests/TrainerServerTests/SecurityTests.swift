@@ -1,0 +1,151 @@
+import Fluent
+import Foundation
+import Testing
+@testable import TrainerServer
+import VaporTesting
+
+@Suite struct CSRFTests {
+    @Test func cookieRequestsThatChangeDataNeedTheSessionsToken() async throws {
+        try await withTestApp { app in
+            var ada = APIClient(app)
+            try await ada.signUp("ada@example.com")
+            let missing = try await ada.send(.POST, "/api/tokens", body: #"{"name": "x"}"#, sendCSRF: false)
+            #expect(missing.status == .forbidden)
+            #expect(missing.errorCode == "csrf_failed")
+            let wrong = try await ada.send(.POST, "/api/tokens", body: #"{"name": "x"}"#, sendCSRF: false, headers: ["X-CSRF-Token": "guess"])
+            #expect(wrong.status == .forbidden)
+            #expect(try await APIToken.query(on: app.db).count() == 0)
+
+            // Another session's token does not fit this session.
+            var other = APIClient(app)
+            try await other.logIn("ada@example.com")
+            #expect(other.csrfToken != ada.csrfToken)
+            let foreign = try await ada.send(.POST, "/api/tokens", body: #"{"name": "x"}"#, sendCSRF: false, headers: ["X-CSRF-Token": other.csrfToken!])
+            #expect(foreign.status == .forbidden)
+
+            #expect(try await ada.send(.POST, "/api/tokens", body: #"{"name": "x"}"#).status == .created)
+            #expect(try await ada.send(.GET, "/api/tokens", sendCSRF: false).status == .ok, "reads need no token")
+        }
+    }
+
+    @Test func formEncodedBodiesAreRefused() async throws {
+        // A cross-site HTML form can post urlencoded bodies without a preflight; JSON it cannot.
+        try await withTestApp { app in
+            var client = APIClient(app)
+            let response = try await client.send(.POST, "/api/auth/signup", body: "email=ada%40example.com&password=correct+horse+battery", contentType: "application/x-www-form-urlencoded")
+            #expect(response.status == .unsupportedMediaType)
+            #expect(response.errorCode == "unsupported_media_type")
+        }
+    }
+}
+
+@Suite struct LoginThrottlingTests {
+    @Test func fiveWrongPasswordsLockTheAccountEvenForTheRightOne() async throws {
+        let clock = TestClock()
+        try await withTestApp(clock: clock) { app in
+            var ada = APIClient(app)
+            try await ada.signUp("ada@example.com")
+            var attacker = APIClient(app)
+            for _ in 0..<5 {
+                #expect(try await attacker.logIn("ada@example.com", password: "guess guess guess").status == .unauthorized)
+            }
+            let locked = try await attacker.logIn("ada@example.com")
+            #expect(locked.status == .tooManyRequests)
+            #expect(locked.errorCode == "too_many_attempts")
+            let retryAfter = try #require(locked.headers.first(name: "Retry-After").flatMap(Int.init))
+            #expect((1...900).contains(retryAfter))
+            #expect(attacker.sessionCookie == nil)
+
+            clock.advance(by: 15 * 60 + 1)
+            #expect(try await attacker.logIn("ada@example.com").status == .ok)
+        }
+    }
+
+    @Test func aSuccessfulLoginResetsTheAccountCount() async throws {
+        try await withTestApp { app in
+            var ada = APIClient(app)
+            try await ada.signUp("ada@example.com")
+            for _ in 0..<4 { try await ada.logIn("ada@example.com", password: "typo typo typo") }
+            #expect(try await ada.logIn("ada@example.com").status == .ok)
+            for _ in 0..<4 { try await ada.logIn("ada@example.com", password: "typo typo typo") }
+            #expect(try await ada.logIn("ada@example.com").status == .ok)
+        }
+    }
+
+    @Test func oneAddressGuessingManyAccountsIsLockedOut() async throws {
+        try await withTestApp(environment: ["GOMODEL_TRUST_PROXY": "true"]) { app in
+            var ada = APIClient(app)
+            try await ada.signUp("ada@example.com")
+            var attacker = APIClient(app)
+            attacker.forwardedFor = "198.51.100.7"
+            for index in 0..<20 {
+                #expect(try await attacker.logIn("user\(index)@example.com", password: "guess guess guess").status == .unauthorized)
+            }
+            #expect(try await attacker.logIn("ada@example.com").status == .tooManyRequests)
+
+            // Someone else, behind the same proxy but at another address, is not affected.
+            var neighbour = APIClient(app)
+            neighbour.forwardedFor = "10.0.0.1, 203.0.113.9"
+            #expect(try await neighbour.logIn("ada@example.com").status == .ok)
+        }
+    }
+
+    @Test func forwardedForIsIgnoredUnlessTrusted() async throws {
+        try await withTestApp { app in
+            var ada = APIClient(app)
+            try await ada.signUp("ada@example.com")
+            var attacker = APIClient(app)
+            for index in 0..<20 {
+                // A fresh spoofed address each time must not dodge the per-address count.
+                attacker.forwardedFor = "192.0.2.\(index)"
+                try await attacker.logIn("user\(index)@example.com", password: "guess guess guess")
+            }
+            attacker.forwardedFor = "192.0.2.200"
+            #expect(try await attacker.logIn("ada@example.com").status == .tooManyRequests)
+        }
+    }
+}
+
+@Suite struct ErrorTests {
+    @Test func malformedJSONIsABadRequestNotAServerError() async throws {
+        try await withTestApp { app in
+            var client = APIClient(app)
+            let cases: [(String, String)] = [
+                ("{bad", "The request body is not valid JSON."),
+                ("[1, 2]", "The field '' must be of a different type."),
+                (#"{"email": "ada@example.com"}"#, "The field 'password' is required."),
+                (#"{"email": 42, "password": "correct horse battery"}"#, "The field 'email' must be a string."),
+                ("", "The request body is empty; send a JSON object."),
+            ]
+            for (body, message) in cases {
+                let response = try await client.send(.POST, "/api/auth/signup", body: body)
+                #expect(response.status == .badRequest, "\(body)")
+                #expect(response.errorCode == "invalid_json", "\(body)")
+                if body != "[1, 2]" { #expect(response.errorMessage == message, "\(body)") }
+            }
+            let noContentType = try await client.send(.POST, "/api/auth/login", body: "{}", contentType: nil)
+            #expect(noContentType.status == .unsupportedMediaType)
+        }
+    }
+
+    @Test func unknownRoutesAndMethodsAnswerInJSON() async throws {
+        try await withTestApp { app in
+            var client = APIClient(app)
+            let missing = try await client.send(.GET, "/api/nothing-here")
+            #expect(missing.status == .notFound)
+            #expect(missing.errorCode == "not_found")
+            #expect(missing.headers.contentType == .json)
+        }
+    }
+
+    @Test func oversizedBodiesAreRefused() async throws {
+        try await withTestApp { app in
+            // Through a real socket: the limit applies while the body streams in.
+            let huge = #"{"email": "ada@example.com", "password": ""# + String(repeating: "x", count: 2_000_000) + #""}"#
+            let response = try await app.testing(method: .running(port: 0))
+                .sendRequest(.POST, "/api/auth/signup", headers: ["Content-Type": "application/json"], body: ByteBuffer(string: huge))
+            #expect(response.status == .payloadTooLarge)
+            #expect(response.errorCode == "payload_too_large")
+        }
+    }
+}
