@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import TrainerServer
 import Vapor
 
@@ -47,9 +50,15 @@ struct Tokens: AsyncParsableCommand {
     }
 }
 
+/// Reads a password from standard input, without echo when it is a terminal.
 private func readSecretLine(prompt: String) throws -> String {
-    FileHandle.standardError.write(Data(prompt.utf8))
-    guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+    let line: String?
+    if isatty(STDIN_FILENO) == 1, let typed = getpass(prompt) {
+        line = String(cString: typed)
+    } else {
+        line = readLine(strippingNewline: true)
+    }
+    guard let line, !line.isEmpty else {
         throw ValidationError("No password given: pass --password or type it on standard input.")
     }
     return line
