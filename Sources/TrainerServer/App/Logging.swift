@@ -1,8 +1,9 @@
 import Logging
 import Vapor
 
-/// Logging for every `gomodel` command: Vapor's console format at the level of `LOG_LEVEL`
-/// (or `--log`), with one rule that keeps secrets out of the log.
+/// Logging for every `gomodel` command: one line per event on standard error (standard output is
+/// for command results, such as the token `gomodel tokens create` prints), at the level of
+/// `LOG_LEVEL` (or `--log`), with one rule that keeps secrets out of the log.
 ///
 /// Libraries' debug and trace output carries raw request heads and bodies (Authorization headers,
 /// cookies, passwords) and SQL with bound values (password hashes), so below `info` only our own
@@ -12,9 +13,10 @@ public enum GomodelLogging {
 
     public static func bootstrap(from environment: inout Environment) throws {
         try LoggingSystem.bootstrap(from: &environment) { level in
-            let console = Terminal()
-            return { label in
-                OwnModulesBelowInfo(wrapped: ConsoleLogger(label: label, console: console, level: level))
+            { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return OwnModulesBelowInfo(wrapped: handler)
             }
         }
     }

@@ -18,7 +18,7 @@ final class TestClock: Sendable {
 }
 
 /// Runs `test` against a fresh app on a database of its own: SQLite in a new temporary data folder,
-/// or, when `GOMODEL_TEST_POSTGRES_URL` is set, a new PostgreSQL database that is dropped afterwards.
+/// or, when `TEST_POSTGRES_URL` is set, a new PostgreSQL database that is dropped afterwards.
 /// Each test is isolated, so the suites run in parallel on both databases.
 func withTestApp(
     environment: [String: String] = [:],
@@ -49,7 +49,7 @@ func withTestApp(
 
 /// Which database the server suite runs on, for test names and skips.
 enum TestDatabase {
-    static var isPostgres: Bool { ProcessInfo.processInfo.environment["GOMODEL_TEST_POSTGRES_URL"] != nil }
+    static var isPostgres: Bool { ProcessInfo.processInfo.environment["TEST_POSTGRES_URL"] != nil }
 }
 
 /// One throwaway PostgreSQL database per test, made through an admin URL whose role may CREATE DATABASE.
@@ -59,7 +59,7 @@ struct PostgresTestDatabase {
     let adminURL: String
 
     static func createIfConfigured() async throws -> PostgresTestDatabase? {
-        guard let adminURL = ProcessInfo.processInfo.environment["GOMODEL_TEST_POSTGRES_URL"] else { return nil }
+        guard let adminURL = ProcessInfo.processInfo.environment["TEST_POSTGRES_URL"] else { return nil }
         let name = "gomodel_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         try await execute("CREATE DATABASE \(name)", adminURL: adminURL)
         var components = URLComponents(string: adminURL)!
