@@ -51,6 +51,16 @@ let package = Package(
             dependencies: [
                 "TrainerCore",
                 "TrainerServer",
+                "ObjectStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Benchmark driver for bench/ (built in release by bench scripts, not by the tests).
+        .executableTarget(
+            name: "s3bench",
+            dependencies: [
+                "ObjectStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

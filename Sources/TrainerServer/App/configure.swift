@@ -2,6 +2,7 @@ import Fluent
 import FluentPostgresDriver
 import FluentSQLiteDriver
 import Foundation
+import ObjectStorage
 import Prometheus
 import TrainerCore
 import Vapor
@@ -27,6 +28,12 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         .register(public: api, signedIn: signedIn)
     TokenController(accounts: accounts).register(signedIn: signedIn)
     InviteController(accounts: accounts).register(signedIn: signedIn)
+
+    if case .builtIn(let bucket) = configuration.objectStore {
+        let store = try BuiltInStore(root: configuration.dataDirectory + "/store", bucket: bucket, now: dependencies.now)
+        let credentials = try StoreCredentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
+        BuiltInStoreController(store: store, authenticator: S3RequestAuthenticator(credentials: credentials), now: dependencies.now).register(app)
+    }
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)
     SystemController(registry: registry, openAPIDocument: try JSON.encoder.encode(document)).register(app)

@@ -1,0 +1,87 @@
+import Crypto
+import Foundation
+import NIOCore
+import NIOFileSystem
+import NIOFoundationCompat
+
+/// What the store keeps about an object besides its bytes.
+public struct StoredObject: Codable, Sendable, Equatable {
+    public var size: Int64
+    public var etag: String
+    public var contentType: String?
+    public var lastModified: Date
+    /// MD5 of each part, for multipart uploads' parts (to build the final ETag).
+    var md5: String?
+}
+
+/// One object is one file: its bytes, then its metadata as JSON, then a 16-byte trailer
+/// (metadata length, big-endian UInt64, and a magic). One file means one atomic rename publishes
+/// bytes and metadata together; NIOFileSystem's transactional creation writes it to an unnamed
+/// temporary file first, so a crash or a dropped upload never leaves a partial object.
+enum ObjectFile {
+    static let magic = Array("GMOBJv1\n".utf8)
+    static let trailerLength: Int64 = 16
+
+    /// Streams `body` into a new file at `path` (replacing any), checking length and checksum,
+    /// and returns the stored metadata. Nothing is visible at `path` unless this returns.
+    static func write<Body: AsyncSequence>(
+        to path: String, body: Body, expectedLength: Int64?, expectedSHA256: String?,
+        contentType: String?, now: Date
+    ) async throws -> StoredObject where Body.Element == ByteBuffer {
+        try await FileSystem.shared.withFileHandle(
+            forWritingAt: FilePath(path), options: .newFile(replaceExisting: true, permissions: .ownerReadWrite)
+        ) { file in
+            var md5 = Insecure.MD5()
+            var sha256 = expectedSHA256 == nil ? nil : SHA256()
+            var offset: Int64 = 0
+            for try await chunk in body {
+                if let expectedLength, offset + Int64(chunk.readableBytes) > expectedLength {
+                    throw S3StoreError.incompleteBody(expected: expectedLength, received: offset + Int64(chunk.readableBytes))
+                }
+                chunk.withUnsafeReadableBytes { bytes in
+                    md5.update(bufferPointer: bytes)
+                    sha256?.update(bufferPointer: bytes)
+                }
+                try await file.write(contentsOf: chunk, toAbsoluteOffset: offset)
+                offset += Int64(chunk.readableBytes)
+            }
+            if let expectedLength, offset != expectedLength {
+                throw S3StoreError.incompleteBody(expected: expectedLength, received: offset)
+            }
+            if let expectedSHA256, let digest = sha256?.finalize(), SigV4Signer.hex(Array(digest)) != expectedSHA256.lowercased() {
+                throw S3StoreError.contentSHA256Mismatch
+            }
+            let digest = SigV4Signer.hex(Array(md5.finalize()))
+            let stored = StoredObject(size: offset, etag: digest, contentType: contentType, lastModified: now, md5: digest)
+            try await appendMetadata(stored, to: file, at: offset)
+            return stored
+        }
+    }
+
+    static func appendMetadata(_ stored: StoredObject, to file: WriteFileHandle, at offset: Int64) async throws {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        let metadata = try encoder.encode(stored)
+        var trailer = ByteBuffer()
+        trailer.writeBytes(metadata)
+        trailer.writeInteger(UInt64(metadata.count), endianness: .big)
+        trailer.writeBytes(magic)
+        try await file.write(contentsOf: trailer, toAbsoluteOffset: offset)
+        // On disk before the rename makes it visible, so a power cut cannot publish a hole.
+        try await file.synchronize()
+    }
+
+    /// Reads the metadata of an open object file; a file without a valid trailer is not an object.
+    static func metadata(of file: ReadFileHandle) async throws -> StoredObject {
+        let size = try await file.info().size
+        guard size >= trailerLength else { throw S3StoreError.noSuchKey }
+        var trailer = try await file.readChunk(fromAbsoluteOffset: size - trailerLength, length: .bytes(trailerLength))
+        guard let length = trailer.readInteger(endianness: .big, as: UInt64.self), trailer.readBytes(length: 8) == magic,
+              Int64(length) <= size - trailerLength
+        else { throw S3StoreError.noSuchKey }
+        let metadata = try await file.readChunk(fromAbsoluteOffset: size - trailerLength - Int64(length), length: .bytes(Int64(length)))
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return try decoder.decode(StoredObject.self, from: Data(buffer: metadata))
+    }
+}

@@ -1,0 +1,147 @@
+import Crypto
+import Foundation
+import NIOCore
+
+/// A request body as the store must keep it: passed through, or decoded from the aws-chunked
+/// framing that SDKs use for streamed uploads (`STREAMING-…` payload modes), checking each
+/// chunk's signature when the client signed them.
+public struct RequestBody<Upstream: AsyncSequence>: AsyncSequence where Upstream.Element == ByteBuffer {
+    public typealias Element = ByteBuffer
+
+    /// The signing context of a signed aws-chunked body.
+    public struct ChunkSigner: Sendable {
+        let signer: SigV4Signer
+        let timestamp: String
+        let seedSignature: String
+
+        public init(verified: S3RequestAuthenticator.Verified) {
+            signer = verified.signer
+            timestamp = verified.timestamp
+            seedSignature = verified.seedSignature
+        }
+
+        func signature(chunk: ByteBuffer, previous: String) -> String {
+            let toSign = [
+                "AWS4-HMAC-SHA256-PAYLOAD", timestamp, signer.scope(timestamp), previous, SigV4Signer.emptyPayloadHash,
+                SigV4Signer.hex(Array(SHA256.hash(data: Data(buffer: chunk)))),
+            ].joined(separator: "\n")
+            let key = signer.signingKey(day: String(timestamp.prefix(8)))
+            return SigV4Signer.hex(Array(HMAC<SHA256>.authenticationCode(for: Data(toSign.utf8), using: key)))
+        }
+    }
+
+    public enum Framing: Sendable {
+        case plain
+        case awsChunked(ChunkSigner?)
+    }
+
+    let upstream: Upstream
+    let framing: Framing
+
+    public init(_ upstream: Upstream, framing: Framing) {
+        self.upstream = upstream
+        self.framing = framing
+    }
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(upstream: upstream.makeAsyncIterator(), framing: framing)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        var upstream: Upstream.AsyncIterator
+        let framing: Framing
+        var buffer = ByteBuffer()
+        var previousSignature: String?
+        var finished = false
+        static var maximumChunk: Int { 16 << 20 }
+
+        init(upstream: Upstream.AsyncIterator, framing: Framing) {
+            self.upstream = upstream
+            self.framing = framing
+            if case .awsChunked(let signer?) = framing { previousSignature = signer.seedSignature }
+        }
+
+        public mutating func next() async throws -> ByteBuffer? {
+            guard case .awsChunked(let signer) = framing else { return try await upstream.next() }
+            guard !finished else { return nil }
+            let header = try await line()
+            let fields = header.split(separator: ";", maxSplits: 1)
+            guard let size = fields.first.flatMap({ Int($0.trimmingCharacters(in: .whitespaces), radix: 16) }), size >= 0, size <= Self.maximumChunk else {
+                throw Self.malformed
+            }
+            let signature = fields.count > 1 ? fields[1].split(separator: "=", maxSplits: 1).last.map(String.init) : nil
+            let chunk = try await bytes(size)
+            if size > 0 { guard try await line().isEmpty else { throw Self.malformed } }
+            if let signer, let previous = previousSignature {
+                let expected = signer.signature(chunk: chunk, previous: previous)
+                guard signature == expected else { throw S3StoreError.signatureDoesNotMatch }
+                previousSignature = expected
+            }
+            if size == 0 {
+                // Trailing headers (checksums) until an empty line, then the end.
+                while try await !line().isEmpty {}
+                finished = true
+                return nil
+            }
+            return chunk
+        }
+
+        static var malformed: S3StoreError {
+            S3StoreError(status: 400, code: "IncompleteBody", message: "The aws-chunked request body is malformed or ends early.")
+        }
+
+        private mutating func fill(_ count: Int) async throws {
+            while buffer.readableBytes < count {
+                guard var more = try await upstream.next() else { throw Self.malformed }
+                buffer.writeBuffer(&more)
+            }
+        }
+
+        private mutating func line() async throws -> String {
+            while true {
+                if let index = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                    let length = index - buffer.readerIndex
+                    var text = buffer.readString(length: length) ?? ""
+                    buffer.moveReaderIndex(forwardBy: 1)
+                    if text.hasSuffix("\r") { text.removeLast() }
+                    return text
+                }
+                guard buffer.readableBytes < 4096 else { throw Self.malformed }
+                guard var more = try await upstream.next() else {
+                    if buffer.readableBytes == 0 { return "" }
+                    throw Self.malformed
+                }
+                buffer.writeBuffer(&more)
+            }
+        }
+
+        private mutating func bytes(_ count: Int) async throws -> ByteBuffer {
+            try await fill(count)
+            return buffer.readSlice(length: count)!
+        }
+    }
+}
+
+/// A `Range: bytes=…` header against an object of `size` bytes (one range; more are not supported).
+public enum ByteRange {
+    /// nil when the header should be ignored (not a bytes range); throws when unsatisfiable.
+    public static func parse(_ header: String, size: Int64) throws(S3StoreError) -> Range<Int64>? {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
+        let spec = header.dropFirst("bytes=".count).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard spec.count == 2 else { return nil }
+        let first = Int64(spec[0].trimmingCharacters(in: .whitespaces)), last = Int64(spec[1].trimmingCharacters(in: .whitespaces))
+        switch (first, last) {
+        case let (start?, end?) where start <= end:
+            guard start < size else { throw .invalidRange }
+            return start..<min(end + 1, size)
+        case let (start?, nil) where spec[1].isEmpty:
+            guard start < size else { throw .invalidRange }
+            return start..<size
+        case let (nil, suffix?) where spec[0].isEmpty:
+            guard suffix > 0, size > 0 else { throw .invalidRange }
+            return max(0, size - suffix)..<size
+        default:
+            return nil
+        }
+    }
+}

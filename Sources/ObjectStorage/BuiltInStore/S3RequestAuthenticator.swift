@@ -1,0 +1,120 @@
+import Foundation
+
+/// Checks SigV4 on requests to the built-in store: `Authorization` headers and presigned URLs.
+///
+/// The signature is recomputed with the same `SigV4Signer` the client side uses, from the request
+/// as received; the region is taken from the client's credential scope (the store has no region).
+public struct S3RequestAuthenticator: Sendable {
+    public let credentials: S3Credentials
+    public var maximumClockSkew: TimeInterval = 15 * 60
+    public static let maximumPresignedExpiry = 604_800
+
+    public init(credentials: S3Credentials) {
+        self.credentials = credentials
+    }
+
+    /// What the client signed as the body's hash: hex SHA-256 (to check while storing),
+    /// `UNSIGNED-PAYLOAD`, or a `STREAMING-…` aws-chunked mode.
+    public struct Verified: Sendable {
+        public let payloadHash: String
+        /// The signing key and seed signature, for aws-chunked bodies whose chunks are signed.
+        public let signer: SigV4Signer
+        public let timestamp: String
+        public let seedSignature: String
+    }
+
+    public func verify(method: String, path: String, query: String, headers: [(name: String, value: String)], now: Date) throws(S3StoreError) -> Verified {
+        if let authorization = headers.first(where: { $0.name.lowercased() == "authorization" })?.value {
+            return try verifyHeader(authorization, method: method, path: path, query: query, headers: headers, now: now)
+        }
+        if query.contains("AWSAccessKeyId=") || headers.contains(where: { $0.name.lowercased() == "authorization" && $0.value.hasPrefix("AWS ") }) {
+            throw S3StoreError(status: 400, code: "InvalidRequest", message: "Signature Version 2 is not supported; sign with SigV4 (for the aws CLI: aws configure set default.s3.signature_version s3v4).")
+        }
+        if query.contains("X-Amz-Signature=") {
+            return try verifyPresigned(method: method, path: path, query: query, headers: headers, now: now)
+        }
+        throw .accessDenied
+    }
+
+    private func verifyHeader(
+        _ authorization: String, method: String, path: String, query: String, headers: [(name: String, value: String)], now: Date
+    ) throws(S3StoreError) -> Verified {
+        let prefix = SigV4Signer.algorithm + " "
+        guard authorization.hasPrefix(prefix) else {
+            throw S3StoreError(status: 400, code: "InvalidArgument", message: "Only AWS4-HMAC-SHA256 (Signature Version 4) is supported.")
+        }
+        var fields: [String: String] = [:]
+        for part in authorization.dropFirst(prefix.count).split(separator: ",") {
+            let pair = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+            if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
+        }
+        guard let credential = fields["Credential"], let signedHeaderList = fields["SignedHeaders"], let signature = fields["Signature"] else {
+            throw S3StoreError(status: 400, code: "AuthorizationHeaderMalformed", message: "The Authorization header needs Credential, SignedHeaders and Signature.")
+        }
+        func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name }?.value }
+        guard let timestamp = header("x-amz-date"), let date = SigV4Signer.date(fromTimestamp: timestamp) else {
+            throw S3StoreError(status: 403, code: "AccessDenied", message: "The request needs a valid x-amz-date header.")
+        }
+        guard abs(date.timeIntervalSince(now)) <= maximumClockSkew else { throw .requestTimeTooSkewed }
+        guard let payloadHash = header("x-amz-content-sha256") else {
+            throw S3StoreError(status: 400, code: "InvalidRequest", message: "Missing required header for this request: x-amz-content-sha256.")
+        }
+        let signer = try signer(forCredential: credential, timestamp: timestamp)
+        let signedHeaders = signedHeaderList.split(separator: ";").map(String.init)
+        guard signedHeaders.contains("host") else { throw .signatureDoesNotMatch }
+        let request = SigV4Signer.Request(method: method, path: path, query: query, headers: headers)
+        let expected = signer.signature(canonicalRequest: signer.canonicalRequest(request, signedHeaders: signedHeaders, payloadHash: payloadHash), timestamp: timestamp)
+        guard constantTimeEquals(expected, signature) else { throw .signatureDoesNotMatch }
+        return Verified(payloadHash: payloadHash, signer: signer, timestamp: timestamp, seedSignature: signature)
+    }
+
+    private func verifyPresigned(
+        method: String, path: String, query: String, headers: [(name: String, value: String)], now: Date
+    ) throws(S3StoreError) -> Verified {
+        var parameters: [String: String] = [:]
+        var unsigned: [Substring] = []
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = SigV4Encoding.decode(String(parts[0]))
+            parameters[name] = parts.count > 1 ? SigV4Encoding.decode(String(parts[1])) : ""
+            if name != "X-Amz-Signature" { unsigned.append(pair) }
+        }
+        guard parameters["X-Amz-Algorithm"] == SigV4Signer.algorithm, let credential = parameters["X-Amz-Credential"],
+              let timestamp = parameters["X-Amz-Date"], let date = SigV4Signer.date(fromTimestamp: timestamp),
+              let expires = parameters["X-Amz-Expires"].flatMap(Int.init), let signedHeaderList = parameters["X-Amz-SignedHeaders"],
+              let signature = parameters["X-Amz-Signature"]
+        else {
+            throw S3StoreError(status: 400, code: "AuthorizationQueryParametersError", message: "A presigned URL needs X-Amz-Algorithm=AWS4-HMAC-SHA256, X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature.")
+        }
+        guard (1...Self.maximumPresignedExpiry).contains(expires) else {
+            throw S3StoreError(status: 400, code: "AuthorizationQueryParametersError", message: "X-Amz-Expires must be between 1 and 604800 seconds.")
+        }
+        guard now.timeIntervalSince(date) <= TimeInterval(expires) else { throw .expired }
+        guard date.timeIntervalSince(now) <= maximumClockSkew else { throw .requestTimeTooSkewed }
+        let signer = try signer(forCredential: credential, timestamp: timestamp)
+        let signedHeaders = signedHeaderList.split(separator: ";").map(String.init)
+        guard signedHeaders.contains("host") else { throw .signatureDoesNotMatch }
+        let payloadHash = parameters["X-Amz-Content-Sha256"] ?? SigV4Signer.unsignedPayload
+        let request = SigV4Signer.Request(method: method, path: path, query: unsigned.joined(separator: "&"), headers: headers)
+        let expected = signer.signature(canonicalRequest: signer.canonicalRequest(request, signedHeaders: signedHeaders, payloadHash: payloadHash), timestamp: timestamp)
+        guard constantTimeEquals(expected, signature) else { throw .signatureDoesNotMatch }
+        return Verified(payloadHash: payloadHash, signer: signer, timestamp: timestamp, seedSignature: signature)
+    }
+
+    /// `AKID/yyyyMMdd/region/s3/aws4_request` → a signer for that scope, if the key is ours.
+    private func signer(forCredential credential: String, timestamp: String) throws(S3StoreError) -> SigV4Signer {
+        let parts = credential.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 5, parts[3] == "s3", parts[4] == "aws4_request" else {
+            throw S3StoreError(status: 400, code: "AuthorizationHeaderMalformed", message: "The credential must be <access key id>/<yyyyMMdd>/<region>/s3/aws4_request.")
+        }
+        guard constantTimeEquals(parts[0], credentials.accessKeyID) else { throw .invalidAccessKeyID }
+        guard parts[1] == String(timestamp.prefix(8)) else { throw .signatureDoesNotMatch }
+        return SigV4Signer(credentials: credentials, region: parts[2], service: "s3")
+    }
+
+    private func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let left = Array(a.utf8), right = Array(b.utf8)
+        guard left.count == right.count else { return false }
+        return zip(left, right).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+}
