@@ -65,11 +65,17 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TrainerCoreTests", dependencies: ["TrainerCore"]),
-        .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "ObjectStorageTests",
+            dependencies: ["ObjectStorage", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "TrainerServerTests",
             dependencies: [
                 "TrainerServer",
+                "ObjectStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "VaporTesting", package: "vapor"),
             ]
         ),

@@ -25,7 +25,7 @@ public struct S3Endpoint: Sendable {
     }
 
     /// The URL of `key` (nil: the bucket itself), with the key encoded by S3's rules.
-    func objectURL(_ key: String?, query: String = "") -> URL {
+    public func objectURL(_ key: String?, query: String = "") -> URL {
         var components = URLComponents(url: url, resolvingAgainstBaseURL: false)!
         var base = components.percentEncodedPath
         while base.hasSuffix("/") { base.removeLast() }

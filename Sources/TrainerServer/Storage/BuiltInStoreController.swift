@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOHTTP1
 import ObjectStorage
 import Vapor
 
@@ -24,10 +25,17 @@ struct BuiltInStoreController: Sendable {
             response.headers.replaceOrAdd(name: "x-amz-request-id", value: requestID)
             return response
         } catch {
-            let s3Error = (error as? S3StoreError) ?? {
+            let s3Error: S3StoreError
+            switch error {
+            case let error as S3StoreError:
+                s3Error = error
+            case is HTTPParserError:
+                // The client went away mid-body; nothing was stored.
+                s3Error = S3StoreError(status: 400, code: "IncompleteBody", message: "The request body ended before Content-Length bytes arrived.")
+            default:
                 request.logger.error("built-in store failed", metadata: ["error": "\(String(reflecting: error))"])
-                return S3StoreError(status: 500, code: "InternalError", message: "We encountered an internal error. Please try again.")
-            }()
+                s3Error = S3StoreError(status: 500, code: "InternalError", message: "We encountered an internal error. Please try again.")
+            }
             var headers = HTTPHeaders([("content-type", "application/xml"), ("x-amz-request-id", requestID)])
             if request.method == .HEAD {
                 // HEAD answers carry no body; S3 clients read the status alone.

@@ -8,7 +8,11 @@ import VaporTesting
 
 /// A clock the tests move by hand (session expiry, throttling windows).
 final class TestClock: Sendable {
-    private let current = NIOLockedValueBox(Date(timeIntervalSince1970: 1_800_000_000))
+    private let current: NIOLockedValueBox<Date>
+
+    init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) {
+        current = NIOLockedValueBox(start)
+    }
 
     var now: Date { current.withLockedValue { $0 } }
 
@@ -17,7 +21,8 @@ final class TestClock: Sendable {
     }
 }
 
-/// Runs `test` against a fresh app on a database of its own: SQLite in a new temporary data folder,
+/// Runs `test` against a fresh app on a database of its own: SQLite in a new temporary data folder
+/// (or the `GOMODEL_DATA_DIR` given, which is removed afterwards too),
 /// or, when `TEST_POSTGRES_URL` is set, a new PostgreSQL database that is dropped afterwards.
 /// Each test is isolated, so the suites run in parallel on both databases.
 func withTestApp(
@@ -25,7 +30,8 @@ func withTestApp(
     clock: TestClock = TestClock(),
     _ test: (Application) async throws -> Void
 ) async throws {
-    let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-test-\(UUID().uuidString)")
+    let dataDirectory = environment["GOMODEL_DATA_DIR"].map { URL(fileURLWithPath: $0) }
+        ?? FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-test-\(UUID().uuidString)")
     var environment = environment
     environment["GOMODEL_DATA_DIR"] = dataDirectory.path
     let postgres = try await PostgresTestDatabase.createIfConfigured()

@@ -1,0 +1,182 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+@testable import ObjectStorage
+import Testing
+@testable import TrainerServer
+import VaporTesting
+
+/// The built-in store through our own S3 client, and the refusals it must make.
+/// (boto3, the aws CLI and rclone are run against it by scripts/store-clients.)
+@Suite struct BuiltInStoreTests {
+    @Test func ourClientRoundTripsEveryOperation() async throws {
+        try await withRunningStore { store in
+            var client = store.client()
+            client.multipartThreshold = 5 << 20
+            client.partSize = 5 << 20
+
+            try await client.putObject(key: "datasets/1/target/a b+é.png", bytes: ByteBuffer(string: "png bytes"), contentType: "image/png")
+            let info = try #require(try await client.headObject(key: "datasets/1/target/a b+é.png"))
+            #expect(info.size == 9)
+            #expect(info.contentType == "image/png")
+            #expect(String(buffer: try await client.getObjectBytes(key: "datasets/1/target/a b+é.png", range: 4...8)) == "bytes")
+
+            let data = Data((0..<(11 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try data.write(to: folder.appendingPathComponent("big.bin"))
+            let etag = try await client.putObject(key: "outputs/j/lora/big.bin", file: folder.appendingPathComponent("big.bin").path)
+            #expect(etag.hasSuffix("-3"))
+            try await client.getObject(key: "outputs/j/lora/big.bin", to: folder.appendingPathComponent("back.bin").path)
+            #expect(try Data(contentsOf: folder.appendingPathComponent("back.bin")) == data)
+
+            try await client.copyObject(from: "datasets/1/target/a b+é.png", to: "datasets/1/control_1/a b+é.png")
+            for index in 0..<5 { try await client.putObject(key: "datasets/1/target/\(index).txt", bytes: ByteBuffer(string: "caption \(index)")) }
+
+            let page = try await client.listObjects(prefix: "datasets/1/target/", maxKeys: 4)
+            #expect(page.objects.map(\.key) == ["datasets/1/target/0.txt", "datasets/1/target/1.txt", "datasets/1/target/2.txt", "datasets/1/target/3.txt"])
+            let rest = try await client.listObjects(prefix: "datasets/1/target/", continuationToken: page.nextContinuationToken, maxKeys: 4)
+            #expect(rest.objects.map(\.key) == ["datasets/1/target/4.txt", "datasets/1/target/a b+é.png"])
+            #expect(rest.nextContinuationToken == nil)
+            let top = try await client.listObjects(prefix: "datasets/1/", delimiter: "/")
+            #expect(top.commonPrefixes == ["datasets/1/control_1/", "datasets/1/target/"])
+            #expect(try await client.listAllObjects().count == 8)
+
+            try await client.deleteObject(key: "datasets/1/control_1/a b+é.png")
+            #expect(try await client.headObject(key: "datasets/1/control_1/a b+é.png") == nil)
+            #expect(try await client.listObjects(prefix: "datasets/1/", delimiter: "/").commonPrefixes == ["datasets/1/target/"])
+        }
+    }
+
+    @Test(arguments: ["a/../b.png", "../escape.png", "a/./b.png", "nul\u{0}key.png", "tab\tkey.png"])
+    func unsafeKeysAreRefused(key: String) async throws {
+        try await withRunningStore { store in
+            do {
+                try await store.client().putObject(key: key, bytes: ByteBuffer(string: "x"))
+                Issue.record("\(key) was accepted")
+            } catch let error as S3Error {
+                #expect(error.status == 400)
+                #expect(error.code == .other("InvalidArgument"))
+            }
+        }
+    }
+
+    @Test func aWrongSecretIsRefusedWithSignatureDoesNotMatch() async throws {
+        try await withRunningStore { store in
+            do {
+                try await store.client(secret: "wrong-secret").putObject(key: "x.txt", bytes: ByteBuffer(string: "x"))
+                Issue.record("a wrong secret was accepted")
+            } catch let error as S3Error {
+                #expect(error.status == 403)
+                #expect(error.code == .signatureDoesNotMatch)
+            }
+            #expect(try await store.client().headObject(key: "x.txt") == nil)
+        }
+    }
+
+    @Test func unsignedRequestsAreRefused() async throws {
+        try await withRunningStore { store in
+            let response = try await store.http.execute(HTTPClientRequest(url: store.baseURL.absoluteString + "/s3/gomodel/x.txt"), timeout: .seconds(10))
+            #expect(response.status == .forbidden)
+            let body = String(buffer: try await response.body.collect(upTo: 1 << 16))
+            #expect(body.contains("<Code>AccessDenied</Code>"))
+        }
+    }
+
+    @Test func presignedURLsWorkUntilTheyExpire() async throws {
+        try await withRunningStore { store in
+            let client = store.client()
+            try await client.putObject(key: "lora/final.safetensors", bytes: ByteBuffer(string: "weights"))
+            let fresh = client.presignedGet(key: "lora/final.safetensors", downloadName: "my lora.safetensors")
+            let ok = try await store.http.execute(HTTPClientRequest(url: fresh.url.absoluteString), timeout: .seconds(10))
+            #expect(ok.status == .ok)
+            #expect(ok.headers.first(name: "content-disposition")?.contains("my lora.safetensors") == true)
+            #expect(String(buffer: try await ok.body.collect(upTo: 1024)) == "weights")
+
+            let old = store.client(now: { Date().addingTimeInterval(-3600) }).presignedGet(key: "lora/final.safetensors", expires: 60)
+            let expired = try await store.http.execute(HTTPClientRequest(url: old.url.absoluteString), timeout: .seconds(10))
+            #expect(expired.status == .forbidden)
+            #expect(String(buffer: try await expired.body.collect(upTo: 1 << 16)).contains("Request has expired"))
+        }
+    }
+
+    @Test func aPresignedPutIsBoundToItsSizeAndType() async throws {
+        try await withRunningStore { store in
+            let put = store.client().presignedPut(key: "datasets/1/target/a.png", contentType: "image/png", contentLength: 4)
+            func send(_ body: String, contentType: String) async throws -> HTTPClientResponse {
+                var request = HTTPClientRequest(url: put.url.absoluteString)
+                request.method = .PUT
+                request.headers.add(name: "content-type", value: contentType)
+                request.body = .bytes(ByteBuffer(string: body))
+                return try await store.http.execute(request, timeout: .seconds(10))
+            }
+            let tooBig = try await send("12345", contentType: "image/png")
+            #expect(tooBig.status == .forbidden)
+            let otherType = try await send("1234", contentType: "text/html")
+            #expect(otherType.status == .forbidden)
+            #expect(try await store.client().headObject(key: "datasets/1/target/a.png") == nil)
+            let exact = try await send("1234", contentType: "image/png")
+            #expect(exact.status == .ok)
+            #expect(try await store.client().headObject(key: "datasets/1/target/a.png")?.size == 4)
+        }
+    }
+
+    @Test func aBodyThatDoesNotMatchItsSignedHashIsRefused() async throws {
+        try await withRunningStore { store in
+            let url = store.endpoint.objectURL("tampered.txt")
+            let signer = SigV4Signer(credentials: store.endpoint.credentials, region: "us-east-1")
+            let claimed = SigV4Signer.hex(Array("the signed body".utf8).sha256)
+            var request = HTTPClientRequest(url: url.absoluteString)
+            request.method = .PUT
+            for (name, value) in signer.signHeaders(method: "PUT", url: url, headers: [], payloadHash: claimed, date: Date()) where name != "host" {
+                request.headers.add(name: name, value: value)
+            }
+            request.body = .bytes(ByteBuffer(string: "a different body"))
+            let response = try await store.http.execute(request, timeout: .seconds(10))
+            #expect(response.status == .badRequest)
+            #expect(String(buffer: try await response.body.collect(upTo: 1 << 16)).contains("XAmzContentSHA256Mismatch"))
+            #expect(try await store.client().headObject(key: "tampered.txt") == nil)
+        }
+    }
+
+    @Test func aTruncatedUploadLeavesNoObject() async throws {
+        try await withRunningStore { store in
+            // Announce 1 MiB, send half, then drop the connection.
+            let url = store.endpoint.objectURL("datasets/1/target/truncated.png")
+            let signer = SigV4Signer(credentials: store.endpoint.credentials, region: "us-east-1")
+            var request = HTTPClientRequest(url: url.absoluteString)
+            request.method = .PUT
+            for (name, value) in signer.signHeaders(method: "PUT", url: url, headers: [], payloadHash: SigV4Signer.unsignedPayload, date: Date()) where name != "host" {
+                request.headers.add(name: name, value: value)
+            }
+            struct Dropped: Error {}
+            let half = AsyncThrowingStream<ByteBuffer, any Error> { continuation in
+                continuation.yield(ByteBuffer(repeating: 7, count: 512 << 10))
+                continuation.finish(throwing: Dropped())
+            }
+            request.body = .stream(half, length: .known(Int64(1 << 20)))
+            _ = try? await store.http.execute(request, timeout: .seconds(10))
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await store.client().headObject(key: "datasets/1/target/truncated.png") == nil)
+            #expect(try await store.client().listAllObjects().isEmpty)
+        }
+    }
+
+    @Test func otherBucketsDoNotExist() async throws {
+        try await withRunningStore { store in
+            var endpoint = store.endpoint
+            endpoint.bucket = "someone-else"
+            let client = S3Client(endpoint: endpoint, httpClient: store.http, retry: .none)
+            do {
+                _ = try await client.listObjects()
+                Issue.record("another bucket was listed")
+            } catch let error as S3Error {
+                #expect(error.code == .noSuchBucket)
+            }
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    var sha256: [UInt8] { Array(SHA256.hash(data: self)) }
+}
