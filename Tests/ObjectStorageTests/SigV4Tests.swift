@@ -121,3 +121,23 @@ struct SigningVector: Decodable, CustomTestStringConvertible, Sendable {
         #expect(SigV4Signer.canonicalQuery("prefix=a+b") == "prefix=a%2Bb")
     }
 }
+
+@Suite struct EndpointTests {
+    let credentials = S3Credentials(accessKeyID: "k", secretAccessKey: Secret("s"))
+
+    @Test func pathStyleKeepsABasePath() {
+        let endpoint = S3Endpoint(url: URL(string: "http://127.0.0.1:8080/s3/")!, bucket: "gomodel", region: "us-east-1", credentials: credentials)
+        #expect(endpoint.objectURL("a b/c+d.png").absoluteString == "http://127.0.0.1:8080/s3/gomodel/a%20b/c%2Bd.png")
+        #expect(endpoint.objectURL(nil, query: "list-type=2").absoluteString == "http://127.0.0.1:8080/s3/gomodel?list-type=2")
+    }
+
+    @Test func virtualHostedPutsTheBucketInTheHost() {
+        let endpoint = S3Endpoint(url: URL(string: "https://s3.us-east-1.amazonaws.com")!, bucket: "loras", region: "us-east-1", credentials: credentials, addressing: .virtualHosted)
+        #expect(endpoint.objectURL("x/é.png").absoluteString == "https://loras.s3.us-east-1.amazonaws.com/x/%C3%A9.png")
+    }
+
+    @Test func downloadNamesHaveAnASCIIFallbackAndTheExactName() {
+        #expect(ContentDisposition.attachment(filename: "my \"lora\" é.safetensors")
+            == #"attachment; filename="my _lora_ _.safetensors"; filename*=UTF-8''my%20%22lora%22%20%C3%A9.safetensors"#)
+    }
+}

@@ -28,6 +28,14 @@ import TrainerCore
         #expect(configuration.warnings.isEmpty)
     }
 
+    @Test func theBuiltInStoresBucketCanBeRenamed() throws {
+        guard case .builtIn(let bucket) = try Configuration(environment: ["GOMODEL_STORE_BUCKET": "loras"]).objectStore else {
+            Issue.record("expected the built-in store"); return
+        }
+        #expect(bucket == "loras")
+        #expect(problems(["GOMODEL_STORE_BUCKET": "Not_Valid"]).map(\.variable) == ["GOMODEL_STORE_BUCKET"])
+    }
+
     @Test func runPodNeedsBothVariables() {
         let onlyEndpoint = problems(["RUNPOD_ENDPOINT_ID": "abc123", "R2_BUCKET": "b"])
         #expect(onlyEndpoint.contains { $0.variable == "RUNPOD_API_KEY" && $0.message.contains("is missing") })

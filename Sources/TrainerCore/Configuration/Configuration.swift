@@ -100,11 +100,15 @@ public struct Configuration: Sendable {
         let names = ["R2_BUCKET", "R2_ENDPOINT", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"]
         let present = names.filter { reader.string($0) != nil }
         let region = reader.string("R2_REGION")
+        let storeBucket = reader.string("GOMODEL_STORE_BUCKET") ?? "gomodel"
+        if !BucketName.isValid(storeBucket) {
+            reader.problem("GOMODEL_STORE_BUCKET", "'\(storeBucket)' is not a valid bucket name: use 3–63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit")
+        }
         if present.isEmpty {
             if region != nil {
                 reader.problem("R2_REGION", "is set but R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY are not; set them all to use R2/S3, or unset R2_REGION to use the built-in store")
             }
-            return .builtIn(bucket: "gomodel")
+            return .builtIn(bucket: storeBucket)
         }
         for missing in names where !present.contains(missing) {
             reader.problem(missing, "is missing; R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY come together (set \(present.joined(separator: ", "))); set all four to use R2/S3, or none to use the built-in store")

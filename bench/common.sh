@@ -1,0 +1,22 @@
+# Shared by the bench scripts: release builds, tools, free ports, timing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+TOOLS=$(scripts/tools)
+export PATH="$TOOLS:$PATH"
+RELEASE=.build-release
+
+build_release() { # product...
+  for product in "$@"; do swift build -c release --scratch-path "$RELEASE" --product "$product" >&2; done
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+wait_for_port() { # port
+  for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on port $1" >&2; return 1
+}
+
+# Seconds (wall clock) that a command takes.
+seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null; end=$(date +%s.%N); python3 -c "print(f'{$end - $start:.3f}')"; }
+
+median() { python3 -c 'import statistics, sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.3f}")' "$@"; }
