@@ -26,7 +26,7 @@ for run in $(seq 1 "$RUNS"); do
   rm -rf "$work/ours" "$work/rclone"
   ours+=("$(seconds "$RELEASE/release/s3bench" download --endpoint "http://127.0.0.1:$port" --bucket bench --access-key BENCHKEY \
     --secret-key BENCHSECRET --prefix data/ --destination "$work/ours" --concurrency "$CONCURRENCY")")
-  theirs+=("$(seconds rclone copy B:bench/data "$work/rclone" --transfers "$CONCURRENCY" --checkers "$CONCURRENCY")")
+  theirs+=("$(seconds rclone copy B:bench/data "$work/rclone" --transfers "$CONCURRENCY" --checkers "$CONCURRENCY" -q)")
   [ "$(ls "$work/ours" | wc -l)" = "$COUNT" ] && [ "$(ls "$work/rclone" | wc -l)" = "$COUNT" ] || { echo "incomplete download" >&2; exit 1; }
   cmp -s "$work/ours/0000.bin" "$work/root/bench/data/0000.bin" || { echo "wrong bytes" >&2; exit 1; }
 done

@@ -26,7 +26,7 @@ export RCLONE_CONFIG_RC_TYPE=s3 RCLONE_CONFIG_RC_PROVIDER=Other RCLONE_CONFIG_RC
   RCLONE_CONFIG_RC_ACCESS_KEY_ID=BENCHKEY RCLONE_CONFIG_RC_SECRET_ACCESS_KEY=BENCHSECRET RCLONE_CONFIG_RC_FORCE_PATH_STYLE=true
 
 # Same client settings for both servers: 4 concurrent 64 MiB parts up, one stream down.
-flags=(--s3-upload-concurrency 4 --s3-chunk-size 64M --s3-upload-cutoff 200M --multi-thread-streams 0 --ignore-times)
+flags=(-q --s3-upload-concurrency 4 --s3-chunk-size 64M --s3-upload-cutoff 200M --multi-thread-streams 0 --ignore-times)
 declare -A put get
 for target in GM:gomodel RC:bench; do put[$target]=""; get[$target]=""; done
 for run in $(seq 1 "$RUNS"); do

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import NIOCore
+import NIOPosix
 import NIOFileSystem
 import NIOFoundationCompat
 
@@ -183,7 +184,9 @@ public struct BuiltInStore: Sendable {
         try checkBucket(bucket)
         guard (1...10_000).contains(partNumber) else { throw S3StoreError.invalidArgument("Part number must be an integer between 1 and 10000.") }
         let (_, folder) = try upload(uploadID, bucket: bucket, key: key)
-        return try await ObjectFile.write(to: folder + "/\(partNumber).part", body: body, expectedLength: contentLength, expectedSHA256: sha256, contentType: nil, now: now())
+        // Parts are not fsynced: the completed object is, and a part lost to a power cut only
+        // means uploading that part again.
+        return try await ObjectFile.write(to: folder + "/\(partNumber).part", body: body, expectedLength: contentLength, expectedSHA256: sha256, contentType: nil, now: now(), durable: false)
     }
 
     public func listParts(bucket: String, key: String, uploadID: String) async throws -> [(Int, StoredObject)] {
@@ -221,11 +224,9 @@ public struct BuiltInStore: Sendable {
         var md5s = Data()
         for (_, stored) in parts { md5s.append(contentsOf: Self.bytes(hex: stored.md5 ?? stored.etag)) }
         let etag = SigV4Signer.hex(Array(Insecure.MD5.hash(data: md5s))) + "-\(parts.count)"
-        let total = parts.reduce(Int64(0)) { $0 + $1.1.size }
         let path = try objectPath(key)
-        let joined = PartsSequence(paths: parts.map { (folder + "/\($0.0).part", $0.1.size) })
         var stored = try await withParentFolders(of: path) {
-            try await ObjectFile.writeJoined(to: path, body: joined, length: total, etag: etag, contentType: upload.contentType, now: now())
+            try await ObjectFile.writeJoined(to: path, parts: parts.map { (folder + "/\($0.0).part", $0.1.size) }, etag: etag, contentType: upload.contentType, now: now())
         }
         stored.md5 = nil
         try? FileManager.default.removeItem(atPath: folder)
@@ -273,47 +274,33 @@ public struct BuiltInStore: Sendable {
     }
 }
 
-/// The data of several part files, one after another.
-struct PartsSequence: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    let paths: [(String, Int64)]
-
-    func makeAsyncIterator() -> AsyncThrowingStream<ByteBuffer, any Error>.Iterator {
-        let paths = paths
-        return AsyncThrowingStream<ByteBuffer, any Error> { continuation in
-            let task = Task {
-                do {
-                    for (path, size) in paths {
-                        try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { file in
-                            for try await chunk in file.readChunks(in: 0..<size, chunkLength: .mebibytes(1)) {
-                                continuation.yield(chunk)
-                            }
-                        }
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }.makeAsyncIterator()
-    }
-}
-
 extension ObjectFile {
-    /// Writes already-verified bytes (the parts of a multipart upload) with a given ETag.
-    static func writeJoined(to path: String, body: PartsSequence, length: Int64, etag: String, contentType: String?, now: Date) async throws -> StoredObject {
+    /// Writes the parts' bytes one after another into a new object with the given ETag. The bytes
+    /// move file to file inside the kernel (`sendfile`), so memory stays flat whatever the size.
+    static func writeJoined(to path: String, parts: [(path: String, size: Int64)], etag: String, contentType: String?, now: Date) async throws -> StoredObject {
         try await FileSystem.shared.withFileHandle(
             forWritingAt: FilePath(path), options: .newFile(replaceExisting: true, permissions: .ownerReadWrite)
         ) { file in
+            let destination = try await file.withUnsafeDescriptor { $0.rawValue }
             var offset: Int64 = 0
-            for try await chunk in body {
-                try await file.write(contentsOf: chunk, toAbsoluteOffset: offset)
-                offset += Int64(chunk.readableBytes)
+            for part in parts {
+                try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(part.path)) { source in
+                    let descriptor = try await source.withUnsafeDescriptor { $0.rawValue }
+                    let start = offset
+                    try await NIOThreadPool.singleton.runIfActive {
+                        guard lseek(destination, off_t(start), SEEK_SET) == off_t(start) else { throw S3StoreError.invalidPart }
+                        var sourceOffset = 0
+                        while sourceOffset < Int(part.size) {
+                            let sent = sendfile(destination, descriptor, &sourceOffset, Int(part.size) - sourceOffset)
+                            if sent < 0, errno == EINTR { continue }
+                            guard sent > 0 else { throw S3StoreError.invalidPart }
+                        }
+                    }
+                }
+                offset += part.size
             }
-            guard offset == length else { throw S3StoreError.invalidPart }
             let stored = StoredObject(size: offset, etag: etag, contentType: contentType, lastModified: now, md5: nil)
-            try await appendMetadata(stored, to: file, at: offset)
+            try await appendMetadata(stored, to: file, at: offset, durable: true)
             return stored
         }
     }

@@ -26,7 +26,7 @@ enum ObjectFile {
     /// and returns the stored metadata. Nothing is visible at `path` unless this returns.
     static func write<Body: AsyncSequence>(
         to path: String, body: Body, expectedLength: Int64?, expectedSHA256: String?,
-        contentType: String?, now: Date
+        contentType: String?, now: Date, durable: Bool = true
     ) async throws -> StoredObject where Body.Element == ByteBuffer {
         try await FileSystem.shared.withFileHandle(
             forWritingAt: FilePath(path), options: .newFile(replaceExisting: true, permissions: .ownerReadWrite)
@@ -53,12 +53,12 @@ enum ObjectFile {
             }
             let digest = SigV4Signer.hex(Array(md5.finalize()))
             let stored = StoredObject(size: offset, etag: digest, contentType: contentType, lastModified: now, md5: digest)
-            try await appendMetadata(stored, to: file, at: offset)
+            try await appendMetadata(stored, to: file, at: offset, durable: durable)
             return stored
         }
     }
 
-    static func appendMetadata(_ stored: StoredObject, to file: WriteFileHandle, at offset: Int64) async throws {
+    static func appendMetadata(_ stored: StoredObject, to file: WriteFileHandle, at offset: Int64, durable: Bool) async throws {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .millisecondsSince1970
         let metadata = try encoder.encode(stored)
@@ -67,8 +67,8 @@ enum ObjectFile {
         trailer.writeInteger(UInt64(metadata.count), endianness: .big)
         trailer.writeBytes(magic)
         try await file.write(contentsOf: trailer, toAbsoluteOffset: offset)
-        // On disk before the rename makes it visible, so a power cut cannot publish a hole.
-        try await file.synchronize()
+        // On disk before the link makes it visible, so a power cut cannot publish a hole.
+        if durable { try await file.synchronize() }
     }
 
     /// Reads the metadata of an open object file; a file without a valid trailer is not an object.
