@@ -21,6 +21,7 @@ public struct StoredObject: Codable, Sendable, Equatable {
 enum ObjectFile {
     static let magic = Array("GMOBJv1\n".utf8)
     static let trailerLength: Int64 = 16
+    static let writeSize = 1 << 20
 
     /// Streams `body` into a new file at `path` (replacing any), checking length and checksum,
     /// and returns the stored metadata. Nothing is visible at `path` unless this returns.
@@ -34,17 +35,25 @@ enum ObjectFile {
             var md5 = Insecure.MD5()
             var sha256 = expectedSHA256 == nil ? nil : SHA256()
             var offset: Int64 = 0
-            for try await chunk in body {
-                if let expectedLength, offset + Int64(chunk.readableBytes) > expectedLength {
-                    throw S3StoreError.incompleteBody(expected: expectedLength, received: offset + Int64(chunk.readableBytes))
+            // Network chunks are small; gather them so each disk write (a thread-pool hop) is 1 MiB.
+            var pending = ByteBuffer()
+            for try await var chunk in body {
+                if let expectedLength, offset + Int64(pending.readableBytes + chunk.readableBytes) > expectedLength {
+                    throw S3StoreError.incompleteBody(expected: expectedLength, received: offset + Int64(pending.readableBytes + chunk.readableBytes))
                 }
                 chunk.withUnsafeReadableBytes { bytes in
                     md5.update(bufferPointer: bytes)
                     sha256?.update(bufferPointer: bytes)
                 }
-                try await file.write(contentsOf: chunk, toAbsoluteOffset: offset)
-                offset += Int64(chunk.readableBytes)
+                pending.writeBuffer(&chunk)
+                if pending.readableBytes >= writeSize {
+                    try await file.write(contentsOf: pending, toAbsoluteOffset: offset)
+                    offset += Int64(pending.readableBytes)
+                    pending.clear()
+                }
             }
+            try await file.write(contentsOf: pending, toAbsoluteOffset: offset)
+            offset += Int64(pending.readableBytes)
             if let expectedLength, offset != expectedLength {
                 throw S3StoreError.incompleteBody(expected: expectedLength, received: offset)
             }

@@ -184,7 +184,7 @@ struct BuiltInStoreController: Sendable {
         }
         let body = Response.Body(asyncStream: { writer in
             do {
-                for try await chunk in file.readChunks(in: byteRange, chunkLength: .kibibytes(256)) {
+                for try await chunk in file.readChunks(in: byteRange, chunkLength: .mebibytes(1)) {
                     try await writer.write(.buffer(chunk))
                 }
                 try await file.close()
