@@ -1,4 +1,5 @@
 import Foundation
+import TrainerCore
 
 /// Checks SigV4 on requests to the built-in store: `Authorization` headers and presigned URLs.
 ///
@@ -71,14 +72,9 @@ public struct S3RequestAuthenticator: Sendable {
     private func verifyPresigned(
         method: String, path: String, query: String, headers: [(name: String, value: String)], now: Date
     ) throws(S3StoreError) -> Verified {
-        var parameters: [String: String] = [:]
-        var unsigned: [Substring] = []
-        for pair in query.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = SigV4Encoding.decode(String(parts[0]))
-            parameters[name] = parts.count > 1 ? SigV4Encoding.decode(String(parts[1])) : ""
-            if name != "X-Amz-Signature" { unsigned.append(pair) }
-        }
+        let pairs = SigV4Encoding.queryParameters(query)
+        let parameters = Dictionary(pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
+        let unsigned = query.split(separator: "&").filter { SigV4Encoding.decode(String($0.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0])) != "X-Amz-Signature" }
         guard parameters["X-Amz-Algorithm"] == SigV4Signer.algorithm, let credential = parameters["X-Amz-Credential"],
               let timestamp = parameters["X-Amz-Date"], let date = SigV4Signer.date(fromTimestamp: timestamp),
               let expires = parameters["X-Amz-Expires"].flatMap(Int.init), let signedHeaderList = parameters["X-Amz-SignedHeaders"],
@@ -110,11 +106,5 @@ public struct S3RequestAuthenticator: Sendable {
         guard constantTimeEquals(parts[0], credentials.accessKeyID) else { throw .invalidAccessKeyID }
         guard parts[1] == String(timestamp.prefix(8)) else { throw .signatureDoesNotMatch }
         return SigV4Signer(credentials: credentials, region: parts[2], service: "s3")
-    }
-
-    private func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-        let left = Array(a.utf8), right = Array(b.utf8)
-        guard left.count == right.count else { return false }
-        return zip(left, right).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

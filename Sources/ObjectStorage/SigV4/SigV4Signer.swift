@@ -152,12 +152,8 @@ public struct SigV4Signer: Sendable {
     /// The query as a sorted list of encoded `name=value` pairs; `+` is a literal plus, not a space.
     public static func canonicalQuery(_ rawQuery: String) -> String {
         guard !rawQuery.isEmpty else { return "" }
-        var pairs: [(name: String, value: String)] = []
-        for pair in rawQuery.split(separator: "&", omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = SigV4Encoding.encode(SigV4Encoding.decode(String(parts[0])), keepSlash: false)
-            let value = parts.count > 1 ? SigV4Encoding.encode(SigV4Encoding.decode(String(parts[1])), keepSlash: false) : ""
-            pairs.append((name, value))
+        var pairs = SigV4Encoding.queryParameters(rawQuery).map {
+            (name: SigV4Encoding.encode($0.name, keepSlash: false), value: SigV4Encoding.encode($0.value, keepSlash: false))
         }
         pairs.sort { $0.name == $1.name ? $0.value < $1.value : $0.name < $1.name }
         return pairs.map { "\($0.name)=\($0.value)" }.joined(separator: "&")
@@ -276,6 +272,14 @@ public enum SigV4Encoding {
             }
         }
         return String(decoding: result, as: UTF8.self)
+    }
+
+    /// A raw query string as decoded (name, value) pairs in order; `a` alone is `a=""`, `+` stays `+`.
+    public static func queryParameters(_ rawQuery: String) -> [(name: String, value: String)] {
+        rawQuery.split(separator: "&").map { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (decode(String(parts[0])), parts.count > 1 ? decode(String(parts[1])) : "")
+        }
     }
 
     /// Percent-decoding that leaves malformed escapes as they are and `+` as `+`.

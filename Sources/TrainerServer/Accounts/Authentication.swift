@@ -1,3 +1,4 @@
+import TrainerCore
 import Vapor
 
 /// The browser-session cookie.
@@ -72,7 +73,7 @@ struct RequireSignIn: AsyncMiddleware {
     static func verifyCSRF(_ request: Request, session: BrowserSession) throws {
         guard ![.GET, .HEAD, .OPTIONS].contains(request.method) else { return }
         guard let sent = request.headers.first(name: csrfHeader),
-              OpaqueToken.constantTimeEquals(sent, session.csrfToken)
+              constantTimeEquals(sent, session.csrfToken)
         else {
             throw APIError.forbidden("csrf_failed", "This request changes data with a session cookie but lacks the session's CSRF token; send it in the X-CSRF-Token header (it is in the login response and GET /api/me).")
         }

@@ -237,12 +237,7 @@ struct BuiltInStoreController: Sendable {
 
     /// Query parameters, decoded; a parameter without `=` has the value "".
     static func parameters(_ raw: String) -> [String: String] {
-        var result: [String: String] = [:]
-        for pair in raw.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            result[SigV4Encoding.decode(String(parts[0]))] = parts.count > 1 ? SigV4Encoding.decode(String(parts[1])) : ""
-        }
-        return result
+        Dictionary(SigV4Encoding.queryParameters(raw).map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
     }
 }
 
