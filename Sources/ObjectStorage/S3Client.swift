@@ -71,16 +71,16 @@ public struct S3Client: Sendable {
         return Self.etag(response.headers)
     }
 
-    /// Downloads to `path` (written to `path.partial` and renamed when complete); `range` is inclusive.
+    /// Downloads to `path`, which appears only once the whole body has arrived (written to an
+    /// unnamed temporary file and linked into place); `range` is inclusive.
     @discardableResult
     public func getObject(key: String, to path: String, range: ClosedRange<Int64>? = nil) async throws -> ObjectInfo {
-        let partial = path + ".partial"
         var headers: [(String, String)] = []
         if let range { headers.append(("range", "bytes=\(range.lowerBound)-\(range.upperBound)")) }
-        let info = try await withRetries { () async throws -> ObjectInfo in
+        return try await withRetries { () async throws -> ObjectInfo in
             let response = try await execute(.GET, key: key, headers: headers, body: .none)
             guard (200..<300).contains(response.status.code) else { throw try await Self.error(from: response) }
-            try await FileSystem.shared.withFileHandle(forWritingAt: FilePath(partial), options: .newFile(replaceExisting: true)) { file in
+            try await FileSystem.shared.withFileHandle(forWritingAt: FilePath(path), options: .newFile(replaceExisting: true)) { file in
                 var offset: Int64 = 0
                 for try await chunk in response.body {
                     try await file.write(contentsOf: chunk, toAbsoluteOffset: offset)
@@ -92,9 +92,6 @@ public struct S3Client: Sendable {
             }
             return Self.objectInfo(key: key, response.headers)
         }
-        _ = try? await FileSystem.shared.removeItem(at: FilePath(path))
-        try await FileSystem.shared.moveItem(at: FilePath(partial), to: FilePath(path))
-        return info
     }
 
     /// Small objects only: the whole body in memory. `range` is inclusive.

@@ -79,11 +79,17 @@ public struct BuiltInStore: Sendable {
 
     public func copyObject(bucket: String, from source: String, to destination: String) async throws -> StoredObject {
         let (stored, file) = try await openObject(bucket: bucket, key: source)
-        defer { Task { try? await file.close() } }
-        return try await putObject(
-            bucket: bucket, key: destination, contentType: stored.contentType, contentLength: stored.size, sha256: nil,
-            body: file.readChunks(in: 0..<stored.size, chunkLength: .kibibytes(256))
-        )
+        do {
+            let copy = try await putObject(
+                bucket: bucket, key: destination, contentType: stored.contentType, contentLength: stored.size, sha256: nil,
+                body: file.readChunks(in: 0..<stored.size, chunkLength: .mebibytes(1))
+            )
+            try await file.close()
+            return copy
+        } catch {
+            try? await file.close()
+            throw error
+        }
     }
 
     // MARK: Listing

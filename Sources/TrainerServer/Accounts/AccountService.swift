@@ -54,7 +54,8 @@ struct AccountService: Sendable {
     /// Checks the password, with per-account and per-address throttling. Unknown addresses and wrong
     /// passwords get the same answer and take the same time.
     func logIn(email rawEmail: String, password: String, clientAddress: String, on db: any Database) async throws -> User {
-        let email = AccountRules.normalizedEmail(rawEmail) ?? rawEmail.lowercased()
+        // Anything that is not an address still counts against the account key, capped in length.
+        let email = AccountRules.normalizedEmail(rawEmail) ?? String(rawEmail.lowercased().prefix(254))
         let subjects = [("account:" + email, LoginThrottle.perAccount), ("address:" + clientAddress, LoginThrottle.perAddress)]
         let time = now()
         var records: [LoginThrottleRecord?] = []
