@@ -213,6 +213,8 @@ public struct S3Client: Sendable {
     func multipartUpload(key: String, file path: String, size: Int64, contentType: String?) async throws -> String {
         let uploadID = try await createMultipartUpload(key: key, contentType: contentType)
         do {
+            // S3 allows at most 10,000 parts: larger files get larger parts.
+            let partSize = max(partSize, (size + 9_999) / 10_000)
             let ranges = stride(from: Int64(0), to: size, by: Int(partSize)).map { $0..<min($0 + partSize, size) }
             let parts = try await withThrowingTaskGroup(of: UploadedPart.self) { group in
                 var parts: [UploadedPart] = []
@@ -321,7 +323,10 @@ public struct S3Client: Sendable {
     static func isRetryable(_ error: any Error) -> Bool {
         switch error {
         case let error as S3Error: error.status == 429 || error.status >= 500 || error.code == .other("IncompleteBody")
-        case is CancellationError, is FileSystemError: false
+        case is CancellationError, is FileSystemError, is NIOTooManyBytesError: false
+        // Transient transport failures only: a bad URL or a body-length mismatch would fail again.
+        case let error as HTTPClientError:
+            [.remoteConnectionClosed, .connectTimeout, .readTimeout, .writeTimeout, .deadlineExceeded, .getConnectionFromPoolTimeout].contains(error)
         // Everything else is the connection: refused, reset, timed out, closed early.
         default: true
         }

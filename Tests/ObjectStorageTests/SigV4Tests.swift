@@ -141,3 +141,18 @@ struct SigningVector: Decodable, CustomTestStringConvertible, Sendable {
             == #"attachment; filename="my _lora_ _.safetensors"; filename*=UTF-8''my%20%22lora%22%20%C3%A9.safetensors"#)
     }
 }
+
+@Suite struct ByteRangeTests {
+    @Test func rangesFollowRFC7233() throws {
+        #expect(try ByteRange.parse("bytes=0-4", size: 10) == 0..<5)
+        #expect(try ByteRange.parse("bytes=5-", size: 10) == 5..<10)
+        #expect(try ByteRange.parse("bytes=-3", size: 10) == 7..<10)
+        #expect(try ByteRange.parse("bytes=8-100", size: 10) == 8..<10)
+        #expect(try ByteRange.parse("bytes=0-9223372036854775807", size: 10) == 0..<10)
+        #expect(try ByteRange.parse("bytes=5-2", size: 10) == nil)
+        #expect(try ByteRange.parse("bytes=0-1,3-4", size: 10) == nil)
+        #expect(try ByteRange.parse("items=0-1", size: 10) == nil)
+        #expect(throws: S3StoreError.invalidRange) { try ByteRange.parse("bytes=10-", size: 10) }
+        #expect(throws: S3StoreError.invalidRange) { try ByteRange.parse("bytes=-0", size: 10) }
+    }
+}

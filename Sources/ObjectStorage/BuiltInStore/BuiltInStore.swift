@@ -283,6 +283,16 @@ public struct BuiltInStore: Sendable {
 extension ObjectFile {
     /// Writes the parts' bytes one after another into a new object with the given ETag. The bytes
     /// move file to file inside the kernel (`sendfile`), so memory stays flat whatever the size.
+    static func withClosing(_ file: ReadFileHandle, _ body: (ReadFileHandle) async throws -> Void) async throws {
+        do {
+            try await body(file)
+        } catch {
+            try? await file.close()
+            throw error
+        }
+        try await file.close()
+    }
+
     static func writeJoined(to path: String, parts: [(path: String, size: Int64)], etag: String, contentType: String?, now: Date) async throws -> StoredObject {
         try await FileSystem.shared.withFileHandle(
             forWritingAt: FilePath(path), options: .newFile(replaceExisting: true, permissions: .ownerReadWrite)
@@ -290,7 +300,14 @@ extension ObjectFile {
             let destination = try await file.withUnsafeDescriptor { $0.rawValue }
             var offset: Int64 = 0
             for part in parts {
-                try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(part.path)) { source in
+                let source: ReadFileHandle
+                do {
+                    source = try await FileSystem.shared.openFile(forReadingAt: FilePath(part.path))
+                } catch let error as FileSystemError where error.code == .notFound {
+                    // Another CompleteMultipartUpload or an abort got there first.
+                    throw S3StoreError.noSuchUpload
+                }
+                try await withClosing(source) { source in
                     let descriptor = try await source.withUnsafeDescriptor { $0.rawValue }
                     let start = offset
                     try await NIOThreadPool.singleton.runIfActive {
@@ -309,6 +326,24 @@ extension ObjectFile {
             try await appendMetadata(stored, to: file, at: offset, durable: true)
             return stored
         }
+    }
+}
+
+// S3 compares keys as UTF-8 bytes; Swift's String compares Unicode-equivalent text ("é" written
+// as one or two scalars is equal), which would list the wrong keys.
+extension String {
+    func utf8HasPrefix(_ prefix: String) -> Bool { utf8.starts(with: prefix.utf8) }
+
+    /// The UTF-8 offset just past the first `needle` found at or after `offset`.
+    func utf8End(ofFirst needle: String, after offset: Int) -> Int? {
+        let bytes = Array(utf8), pattern = Array(needle.utf8)
+        guard !pattern.isEmpty, bytes.count >= pattern.count else { return nil }
+        var index = offset
+        while index + pattern.count <= bytes.count {
+            if bytes[index..<(index + pattern.count)].elementsEqual(pattern) { return index + pattern.count }
+            index += 1
+        }
+        return nil
     }
 }
 
@@ -334,28 +369,25 @@ struct ListingCollector {
 
     /// Could any key starting with `subtree` be listed?
     func mayContain(subtree: String) -> Bool {
-        guard subtree.hasPrefix(prefix) || prefix.hasPrefix(subtree) else { return false }
+        guard subtree.utf8HasPrefix(prefix) || prefix.utf8HasPrefix(subtree) else { return false }
         // Every key in the subtree sorts before `startAfter` when it differs from it early.
-        if !startAfter.isEmpty, subtree.utf8Precedes(startAfter), !startAfter.hasPrefix(subtree) { return false }
+        if !startAfter.isEmpty, subtree.utf8Precedes(startAfter), !startAfter.utf8HasPrefix(subtree) { return false }
         return true
     }
 
     /// With delimiter "/", a whole folder below the prefix is one common prefix.
     func rollUp(subtree: String) -> String? {
-        guard delimiter == "/", subtree.hasPrefix(prefix) else { return nil }
-        let rest = subtree.dropFirst(prefix.count)
-        guard let slash = rest.firstIndex(of: "/"), rest.index(after: slash) == rest.endIndex else { return nil }
+        guard delimiter == "/", subtree.utf8HasPrefix(prefix) else { return nil }
+        let rest = subtree.utf8.dropFirst(prefix.utf8.count)
+        guard let slash = rest.firstIndex(of: UInt8(ascii: "/")), rest.index(after: slash) == rest.endIndex else { return nil }
         return subtree
     }
 
     /// Returns false when one more than `maxKeys` entries are collected (enough to know there is more).
     mutating func accept(key: String) -> Bool {
-        guard key.hasPrefix(prefix), startAfter.utf8Precedes(key) || startAfter.isEmpty else { return true }
-        if let delimiter {
-            let rest = key.dropFirst(prefix.count)
-            if let range = rest.range(of: delimiter) {
-                return accept(prefix: prefix + rest[..<range.upperBound])
-            }
+        guard key.utf8HasPrefix(prefix), startAfter.utf8Precedes(key) || startAfter.isEmpty else { return true }
+        if let delimiter, let end = key.utf8End(ofFirst: delimiter, after: prefix.utf8.count) {
+            return accept(prefix: String(decoding: key.utf8.prefix(end), as: UTF8.self))
         }
         entries.append(.key(key))
         return entries.count <= maxKeys
@@ -364,7 +396,7 @@ struct ListingCollector {
     mutating func accept(prefix common: String) -> Bool {
         if case .prefix(let last)? = entries.last, last == common { return true }
         // A continuation that ended on this prefix has listed it already.
-        if !startAfter.isEmpty, !startAfter.utf8Precedes(common) || startAfter.hasPrefix(common) { return true }
+        if !startAfter.isEmpty, !startAfter.utf8Precedes(common) || startAfter.utf8HasPrefix(common) { return true }
         entries.append(.prefix(common))
         return entries.count <= maxKeys
     }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import NIOCore
+import TrainerCore
 
 /// A request body as the store must keep it: passed through, or decoded from the aws-chunked
 /// framing that SDKs use for streamed uploads (`STREAMING-…` payload modes), checking each
@@ -74,7 +75,7 @@ public struct RequestBody<Upstream: AsyncSequence>: AsyncSequence where Upstream
             if size > 0 { guard try await line().isEmpty else { throw Self.malformed } }
             if let signer, let previous = previousSignature {
                 let expected = signer.signature(chunk: chunk, previous: previous)
-                guard signature == expected else { throw S3StoreError.signatureDoesNotMatch }
+                guard let signature, constantTimeEquals(signature, expected) else { throw S3StoreError.signatureDoesNotMatch }
                 previousSignature = expected
             }
             if size == 0 {
@@ -133,7 +134,7 @@ public enum ByteRange {
         switch (first, last) {
         case let (start?, end?) where start <= end:
             guard start < size else { throw .invalidRange }
-            return start..<min(end + 1, size)
+            return start..<(min(end, size - 1) + 1)
         case let (start?, nil) where spec[1].isEmpty:
             guard start < size else { throw .invalidRange }
             return start..<size

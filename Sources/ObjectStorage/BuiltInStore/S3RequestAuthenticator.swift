@@ -63,6 +63,11 @@ public struct S3RequestAuthenticator: Sendable {
         let signer = try signer(forCredential: credential, timestamp: timestamp)
         let signedHeaders = signedHeaderList.split(separator: ";").map(String.init)
         guard signedHeaders.contains("host") else { throw .signatureDoesNotMatch }
+        // x-amz-* headers change what a request does (copy source, metadata): unsigned ones would
+        // let a captured request be replayed with other meaning.
+        if let unsigned = headers.map({ $0.name.lowercased() }).first(where: { $0.hasPrefix("x-amz-") && !signedHeaders.contains($0) }) {
+            throw S3StoreError(status: 403, code: "AccessDenied", message: "The header \(unsigned) must be signed.")
+        }
         let request = SigV4Signer.Request(method: method, path: path, query: query, headers: headers)
         let expected = signer.signature(canonicalRequest: signer.canonicalRequest(request, signedHeaders: signedHeaders, payloadHash: payloadHash), timestamp: timestamp)
         guard constantTimeEquals(expected, signature) else { throw .signatureDoesNotMatch }

@@ -21,9 +21,11 @@ public enum StoreCredentials {
             throw CocoaError(.fileWriteUnknown)
         }
         if link(temporary, path) != 0 {
-            // Another process made the pair first: use theirs.
+            let error = errno
             unlink(temporary)
-            return try loadOrCreate(dataDirectory: dataDirectory)
+            // Another process made the pair first: use theirs.
+            if error == EEXIST { return try loadOrCreate(dataDirectory: dataDirectory) }
+            throw POSIXError(POSIXErrorCode(rawValue: error) ?? .EIO)
         }
         unlink(temporary)
         return S3Credentials(accessKeyID: stored.accessKeyId, secretAccessKey: Secret(stored.secretAccessKey))

@@ -238,7 +238,7 @@ public struct SigV4Signer: Sendable {
         return trailingSlash && !output.isEmpty ? joined + "/" : joined
     }
 
-    static func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
+    public static func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
         let digits = Array("0123456789abcdef".utf8)
         var result = [UInt8]()
         for byte in bytes {

@@ -53,6 +53,11 @@ struct BuiltInStoreController: Sendable {
         let headers = request.headers.map { (name: $0.name, value: $0.value) }
         let verified = try authenticator.verify(method: request.method.rawValue, path: rawPath, query: rawQuery, headers: headers, now: now())
         let query = Self.parameters(rawQuery)
+        // A sub-resource we do not implement (?tagging, ?acl, ?policy…) must not fall through to
+        // the plain object or bucket operation, which would overwrite, delete or list instead.
+        if let unsupported = query.keys.first(where: { !Self.knownParameters.contains($0) && !$0.hasPrefix("response-") && !$0.hasPrefix("X-Amz-") }) {
+            throw S3StoreError.notImplemented("The '\(unsupported)' sub-resource")
+        }
 
         // "/s3/{bucket}/{key…}", the key exactly as the client encoded it.
         let segments = rawPath.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
@@ -63,7 +68,7 @@ struct BuiltInStoreController: Sendable {
         let key = segments.count > 3 ? SigV4Encoding.decode(String(segments[3])) : ""
 
         if key.isEmpty {
-            return try await bucketOperation(request, bucket: bucket, query: query)
+            return try await bucketOperation(request, bucket: bucket, query: query, verified: verified)
         }
         switch request.method {
         case .GET where query["uploadId"] != nil:
@@ -71,6 +76,8 @@ struct BuiltInStoreController: Sendable {
             return xml(S3XML.listParts(bucket: bucket, key: key, uploadID: query["uploadId"]!, parts: parts))
         case .GET, .HEAD:
             return try await getObject(request, bucket: bucket, key: key, query: query)
+        case .PUT where query["uploadId"] != nil && request.headers.contains(name: "x-amz-copy-source"):
+            throw S3StoreError.notImplemented("UploadPartCopy (copying objects larger than the client's multipart threshold)")
         case .PUT where query["uploadId"] != nil:
             guard let partNumber = query["partNumber"].flatMap(Int.init) else { throw S3StoreError.invalidArgument("partNumber is required.") }
             let body = try body(request, verified: verified)
@@ -98,7 +105,7 @@ struct BuiltInStoreController: Sendable {
             let uploadID = try store.createMultipartUpload(bucket: bucket, key: key, contentType: request.headers.first(name: .contentType))
             return xml(S3XML.initiateMultipartUpload(bucket: bucket, key: key, uploadID: uploadID))
         case .POST where query["uploadId"] != nil:
-            let parts = try S3XML.parseCompleteMultipartUpload(try await collect(request, limit: 1 << 20))
+            let parts = try S3XML.parseCompleteMultipartUpload(try await collect(request, limit: 1 << 20, verified: verified))
             let stored = try await store.completeMultipartUpload(bucket: bucket, key: key, uploadID: query["uploadId"]!, parts: parts)
             return xml(S3XML.completeMultipartUpload(bucket: bucket, key: key, etag: stored.etag))
         case .DELETE where query["uploadId"] != nil:
@@ -112,7 +119,7 @@ struct BuiltInStoreController: Sendable {
         }
     }
 
-    private func bucketOperation(_ request: Request, bucket: String, query: [String: String]) async throws -> Response {
+    private func bucketOperation(_ request: Request, bucket: String, query: [String: String], verified: S3RequestAuthenticator.Verified) async throws -> Response {
         switch request.method {
         case .HEAD:
             try store.checkBucket(bucket)
@@ -136,7 +143,7 @@ struct BuiltInStoreController: Sendable {
                 ? S3XML.listV2(bucket: bucket, query: query, listing: listing, maxKeys: maxKeys, urlEncode: encodeKeys)
                 : S3XML.listV1(bucket: bucket, query: query, listing: listing, maxKeys: maxKeys, urlEncode: encodeKeys))
         case .POST where query["delete"] != nil:
-            let (keys, quiet) = try S3XML.parseDelete(try await collect(request, limit: 2 << 20))
+            let (keys, quiet) = try S3XML.parseDelete(try await collect(request, limit: 2 << 20, verified: verified))
             var deleted: [String] = []
             var failed: [(String, S3StoreError)] = []
             for key in keys {
@@ -221,19 +228,31 @@ struct BuiltInStoreController: Sendable {
         }
     }
 
-    private func collect(_ request: Request, limit: Int) async throws -> Data {
+    /// A small XML body, checked against the signed SHA-256 (so a captured request cannot be
+    /// replayed with another document).
+    private func collect(_ request: Request, limit: Int, verified: S3RequestAuthenticator.Verified) async throws -> Data {
         var buffer = ByteBuffer()
         for try await chunk in request.body {
             guard buffer.readableBytes + chunk.readableBytes <= limit else { throw S3StoreError(status: 400, code: "MaxMessageLengthExceeded", message: "Your request was too big.") }
             var chunk = chunk
             buffer.writeBuffer(&chunk)
         }
-        return Data(buffer: buffer)
+        let data = Data(buffer: buffer)
+        if verified.payloadHash != SigV4Signer.unsignedPayload {
+            guard SigV4Signer.hex(Array(SHA256.hash(data: data))) == verified.payloadHash.lowercased() else { throw S3StoreError.contentSHA256Mismatch }
+        }
+        return data
     }
 
     private func xml(_ document: String) -> Response {
         Response(status: .ok, headers: ["content-type": "application/xml"], body: .init(string: document))
     }
+
+    /// Query parameters of the operations implemented here; anything else is refused with 501.
+    static let knownParameters: Set<String> = [
+        "list-type", "prefix", "delimiter", "max-keys", "continuation-token", "start-after", "encoding-type", "fetch-owner",
+        "marker", "uploads", "uploadId", "partNumber", "location", "delete", "x-id",
+    ]
 
     /// Query parameters, decoded; a parameter without `=` has the value "".
     static func parameters(_ raw: String) -> [String: String] {
