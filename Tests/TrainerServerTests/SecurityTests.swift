@@ -61,6 +61,29 @@ import VaporTesting
         }
     }
 
+    @Test func parallelGuessesAreAllCounted() async throws {
+        try await withTestApp { app in
+            var ada = APIClient(app)
+            try await ada.signUp("ada@example.com")
+            // Twenty guesses at once: each is counted before its password is checked, so at most
+            // five are checked and the account ends up locked.
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponseStatus.self) { group in
+                for _ in 0..<20 {
+                    group.addTask {
+                        var attacker = APIClient(app)
+                        return try await attacker.logIn("ada@example.com", password: "guess guess guess").status
+                    }
+                }
+                return try await group.reduce(into: [HTTPResponseStatus]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .unauthorized }.count <= 5)
+            #expect(statuses.filter { $0 == .tooManyRequests }.count >= 15)
+            #expect(!statuses.contains(.internalServerError))
+            var owner = APIClient(app)
+            #expect(try await owner.logIn("ada@example.com").status == .tooManyRequests)
+        }
+    }
+
     @Test func aSuccessfulLoginResetsTheAccountCount() async throws {
         try await withTestApp { app in
             var ada = APIClient(app)

@@ -1,10 +1,13 @@
 import Foundation
 
-/// Slows password guessing: after `maximumFailures` failed logins within `window`, the subject
-/// (an account or a client address) is locked for `lockout`, even for the right password.
+/// Slows password guessing: every login attempt is counted per subject (an account or a client
+/// address) before the password is checked; once more than `maximumFailures` attempts fall in one
+/// `window`, the subject is locked for `lockout`, even for the right password. A successful login
+/// takes its attempt back.
 ///
-/// Pure rules over a stored record; the server keeps one record per subject in the database so that
-/// every instance sees the same counts.
+/// Counting before checking is what makes this hold under concurrency: a burst of parallel
+/// guesses is counted in full, because the count is one atomic database update (see the server's
+/// `LoginThrottleStore`); these are the rules it applies.
 public struct LoginThrottle: Sendable, Equatable {
     public var maximumFailures: Int
     public var window: TimeInterval
@@ -21,34 +24,23 @@ public struct LoginThrottle: Sendable, Equatable {
     /// Per client address the bar is higher: several people may share one address.
     public static let perAddress = LoginThrottle(maximumFailures: 20, window: 15 * 60, lockout: 15 * 60)
 
-    public struct Record: Sendable, Equatable {
-        public var failures: Int
-        public var windowStart: Date
-        public var lockedUntil: Date?
-
-        public init(failures: Int, windowStart: Date, lockedUntil: Date?) {
-            self.failures = failures
-            self.windowStart = windowStart
-            self.lockedUntil = lockedUntil
-        }
+    public enum Decision: Sendable, Equatable {
+        /// Check the password.
+        case allow
+        /// Refuse without checking; the lock lasts until the date.
+        case refuse(until: Date)
     }
 
-    /// Seconds until the subject may try again, or nil when it may try now.
-    public func retryAfter(_ record: Record?, now: Date) -> TimeInterval? {
-        guard let lockedUntil = record?.lockedUntil, lockedUntil > now else { return nil }
-        return lockedUntil.timeIntervalSince(now)
+    /// A stored count starts over when its lock has ended, or, with no lock, when its window began
+    /// at or before this moment.
+    public func windowCutoff(now: Date) -> Date {
+        now.addingTimeInterval(-window)
     }
 
-    /// The record after one more failed attempt at `now`.
-    public func recordingFailure(_ record: Record?, now: Date) -> Record {
-        var next = record ?? Record(failures: 0, windowStart: now, lockedUntil: nil)
-        if now.timeIntervalSince(next.windowStart) >= window || (next.lockedUntil.map { $0 <= now } ?? false) {
-            next = Record(failures: 0, windowStart: now, lockedUntil: nil)
-        }
-        next.failures += 1
-        if next.failures >= maximumFailures {
-            next.lockedUntil = now.addingTimeInterval(lockout)
-        }
-        return next
+    /// The decision once this attempt is counted (`attempts` includes it).
+    public func decide(attempts: Int, lockedUntil: Date?, now: Date) -> Decision {
+        if let lockedUntil, lockedUntil > now { return .refuse(until: lockedUntil) }
+        if attempts > maximumFailures { return .refuse(until: now.addingTimeInterval(lockout)) }
+        return .allow
     }
 }

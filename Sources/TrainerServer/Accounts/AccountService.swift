@@ -12,6 +12,7 @@ struct AccountService: Sendable {
     let bcryptCost: Int
     let sessionLifetime: TimeInterval = 14 * 24 * 3600
     let inviteLifetime: TimeInterval = 7 * 24 * 3600
+    let throttles = LoginThrottleStore()
 
     // MARK: Users
 
@@ -56,29 +57,23 @@ struct AccountService: Sendable {
     func logIn(email rawEmail: String, password: String, clientAddress: String, on db: any Database) async throws -> User {
         // Anything that is not an address still counts against the account key, capped in length.
         let email = AccountRules.normalizedEmail(rawEmail) ?? String(rawEmail.lowercased().prefix(254))
-        let subjects = [("account:" + email, LoginThrottle.perAccount), ("address:" + clientAddress, LoginThrottle.perAddress)]
+        let account = "account:" + email, address = "address:" + clientAddress
         let time = now()
-        var records: [LoginThrottleRecord?] = []
-        for (subject, _) in subjects {
-            records.append(try await LoginThrottleRecord.query(on: db).filter(\.$subject == subject).first())
+        var lockedUntil: [Date] = []
+        for (subject, throttle) in [(account, LoginThrottle.perAccount), (address, LoginThrottle.perAddress)] {
+            if let until = try await throttles.countAttempt(subject, throttle: throttle, now: time, on: db) { lockedUntil.append(until) }
         }
-        let waits = zip(subjects, records).compactMap { $0.0.1.retryAfter($0.1?.record, now: time) }
-        if let wait = waits.max() {
+        if let until = lockedUntil.max() {
+            let wait = until.timeIntervalSince(time)
             throw APIError.tooManyRequests(retryAfter: wait, "Too many failed logins; try again in \(Int(wait.rounded(.up) / 60) + 1) minutes.")
         }
 
         let user = try await User.query(on: db).filter(\.$email == email).first()
         if let user, try await verify(password, hash: user.passwordHash) {
-            if let accountRecord = records[0] { try await accountRecord.delete(on: db) }
+            try await throttles.succeeded(account: account, address: address, on: db)
             return user
         }
         if user == nil { _ = try? await verify(password, hash: dummyHash) }
-        for ((subject, throttle), existing) in zip(subjects, records) {
-            let row = existing ?? LoginThrottleRecord()
-            row.subject = subject
-            row.update(to: throttle.recordingFailure(existing?.record, now: time))
-            try await row.save(on: db)
-        }
         throw APIError.unauthorized("The e-mail address or password is wrong.")
     }
 
