@@ -225,7 +225,14 @@ public struct S3Client: Sendable {
                 for try await done in group { parts.append(done) }
                 return parts
             }
-            return try await completeMultipartUpload(key: key, uploadID: uploadID, parts: parts)
+            do {
+                return try await completeMultipartUpload(key: key, uploadID: uploadID, parts: parts)
+            } catch let error as S3Error where error.code == .noSuchUpload {
+                // A retried completion whose first attempt succeeded finds the upload gone: the
+                // object is there if it has our size and a multipart ETag of our part count.
+                if let info = try await headObject(key: key), info.size == size, info.etag.hasSuffix("-\(parts.count)") { return info.etag }
+                throw error
+            }
         } catch {
             try? await abortMultipartUpload(key: key, uploadID: uploadID)
             throw error

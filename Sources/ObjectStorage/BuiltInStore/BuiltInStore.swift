@@ -232,7 +232,7 @@ public struct BuiltInStore: Sendable {
         let etag = SigV4Signer.hex(Array(Insecure.MD5.hash(data: md5s))) + "-\(parts.count)"
         let path = try objectPath(key)
         var stored = try await withParentFolders(of: path) {
-            try await ObjectFile.writeJoined(to: path, parts: parts.map { (folder + "/\($0.0).part", $0.1.size) }, etag: etag, contentType: upload.contentType, now: now())
+            try await ObjectFile.writeJoined(to: path, parts: parts.map { (folder + "/\($0.0).part", $0.1) }, etag: etag, contentType: upload.contentType, now: now())
         }
         stored.md5 = nil
         try? FileManager.default.removeItem(atPath: folder)
@@ -293,7 +293,9 @@ extension ObjectFile {
         try await file.close()
     }
 
-    static func writeJoined(to path: String, parts: [(path: String, size: Int64)], etag: String, contentType: String?, now: Date) async throws -> StoredObject {
+    /// Each part is checked against the metadata the ETag was computed from, on the very handle
+    /// it is copied from, so a part re-uploaded meanwhile cannot slip in.
+    static func writeJoined(to path: String, parts: [(path: String, expected: StoredObject)], etag: String, contentType: String?, now: Date) async throws -> StoredObject {
         try await FileSystem.shared.withFileHandle(
             forWritingAt: FilePath(path), options: .newFile(replaceExisting: true, permissions: .ownerReadWrite)
         ) { file in
@@ -307,20 +309,22 @@ extension ObjectFile {
                     // Another CompleteMultipartUpload or an abort got there first.
                     throw S3StoreError.noSuchUpload
                 }
+                let size = part.expected.size
                 try await withClosing(source) { source in
+                    guard try await ObjectFile.metadata(of: source) == part.expected else { throw S3StoreError.invalidPart }
                     let descriptor = try await source.withUnsafeDescriptor { $0.rawValue }
                     let start = offset
                     try await NIOThreadPool.singleton.runIfActive {
                         guard lseek(destination, off_t(start), SEEK_SET) == off_t(start) else { throw S3StoreError.invalidPart }
                         var sourceOffset = 0
-                        while sourceOffset < Int(part.size) {
-                            let sent = sendfile(destination, descriptor, &sourceOffset, Int(part.size) - sourceOffset)
+                        while sourceOffset < Int(size) {
+                            let sent = sendfile(destination, descriptor, &sourceOffset, Int(size) - sourceOffset)
                             if sent < 0, errno == EINTR { continue }
                             guard sent > 0 else { throw S3StoreError.invalidPart }
                         }
                     }
                 }
-                offset += part.size
+                offset += size
             }
             let stored = StoredObject(size: offset, etag: etag, contentType: contentType, lastModified: now, md5: nil)
             try await appendMetadata(stored, to: file, at: offset, durable: true)
