@@ -387,34 +387,71 @@ public enum ContentDisposition {
     }
 }
 
+/// The two date formats of S3 (ISO 8601 in XML, RFC 1123 in headers), always UTC. Written by hand
+/// on the civil-date arithmetic the signer uses: listings format and parse one per object, and
+/// Foundation's formatters are slow to make and not safe to share across tasks.
 enum HTTPDates {
-    static func parseISO8601(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
+    static let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    /// (year, month, day, seconds of the day, milliseconds, days since 1970).
+    private static func parts(_ date: Date) -> (Int, Int, Int, Int, Int, Int) {
+        let milliseconds = Int((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let (seconds, millisecond) = floorDivide(milliseconds, 1000)
+        let (days, secondOfDay) = floorDivide(seconds, 86_400)
+        let (year, month, day) = SigV4Signer.civilDate(daysSinceEpoch: days)
+        return (year, month, day, secondOfDay, millisecond, days)
     }
 
-    static func parseRFC1123(_ text: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return formatter.date(from: text)
-    }
-
-    static func rfc1123(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: date)
-    }
-
+    /// `2026-11-29T07:11:51.000Z`
     static func iso8601(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
+        let (year, month, day, second, millisecond, _) = parts(date)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year, month, day, second / 3600, second / 60 % 60, second % 60, millisecond)
     }
+
+    /// `Sun, 29 Nov 2026 07:11:51 GMT`
+    static func rfc1123(_ date: Date) -> String {
+        let (year, month, day, second, _, days) = parts(date)
+        let weekday = weekdays[floorDivide(days + 4, 7).1]  // 1970-01-01 was a Thursday
+        return String(format: "%@, %02d %@ %04d %02d:%02d:%02d GMT", weekday, day, months[month - 1], year, second / 3600, second / 60 % 60, second % 60)
+    }
+
+    /// `2026-11-29T07:11:51Z`, with or without fractional seconds.
+    static func parseISO8601(_ text: String) -> Date? {
+        let characters = Array(text.utf8)
+        guard characters.count >= 20, characters.last == UInt8(ascii: "Z"), characters[4] == UInt8(ascii: "-"),
+              characters[10] == UInt8(ascii: "T") else { return nil }
+        func number(_ range: Range<Int>) -> Int? { Int(String(decoding: characters[range], as: UTF8.self)) }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19)
+        else { return nil }
+        var fraction = 0.0
+        if characters.count > 20, characters[19] == UInt8(ascii: "."), let value = Double("0" + String(decoding: characters[19..<(characters.count - 1)], as: UTF8.self)) {
+            fraction = value
+        }
+        return date(year: year, month: month, day: day, hour: hour, minute: minute, second: second, fraction: fraction)
+    }
+
+    /// `Sun, 29 Nov 2026 07:11:51 GMT`
+    static func parseRFC1123(_ text: String) -> Date? {
+        let fields = text.split(separator: " ")
+        guard fields.count == 6, fields[5] == "GMT", let day = Int(fields[1]), let monthIndex = months.firstIndex(of: String(fields[2])),
+              let year = Int(fields[3])
+        else { return nil }
+        let time = fields[4].split(separator: ":").compactMap { Int($0) }
+        guard time.count == 3 else { return nil }
+        return date(year: year, month: monthIndex + 1, day: day, hour: time[0], minute: time[1], second: time[2], fraction: 0)
+    }
+
+    private static func date(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int, fraction: Double) -> Date? {
+        guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        let days = SigV4Signer.daysSinceEpoch(year: year, month: month, day: day)
+        return Date(timeIntervalSince1970: Double(days * 86_400 + hour * 3600 + minute * 60 + second) + fraction)
+    }
+}
+
+/// Division rounding down, with a remainder that is never negative (for dates before 1970).
+private func floorDivide(_ value: Int, _ divisor: Int) -> (Int, Int) {
+    let (quotient, remainder) = value.quotientAndRemainder(dividingBy: divisor)
+    return remainder < 0 ? (quotient - 1, remainder + divisor) : (quotient, remainder)
 }

@@ -104,9 +104,9 @@ struct SigningVector: Decodable, CustomTestStringConvertible, Sendable {
     }
 
     @Test func timestampsRoundTripWithoutCalendars() {
-        let date = Date(timeIntervalSince1970: 1_796_000_000)  // 2026-11-29T…
+        let date = Date(timeIntervalSince1970: 1_796_000_000)
         let stamp = SigV4Signer.timestamp(date)
-        #expect(stamp == "20261129T012000Z" || SigV4Signer.date(fromTimestamp: stamp) == date)
+        #expect(stamp == "20261130T005320Z")
         #expect(SigV4Signer.date(fromTimestamp: stamp) == date)
         #expect(SigV4Signer.timestamp(Date(timeIntervalSince1970: 951_782_400)) == "20000229T000000Z")
         #expect(SigV4Signer.date(fromTimestamp: "20261329T000000Z") == nil)
@@ -154,5 +154,20 @@ struct SigningVector: Decodable, CustomTestStringConvertible, Sendable {
         #expect(try ByteRange.parse("items=0-1", size: 10) == nil)
         #expect(throws: S3StoreError.invalidRange) { try ByteRange.parse("bytes=10-", size: 10) }
         #expect(throws: S3StoreError.invalidRange) { try ByteRange.parse("bytes=-0", size: 10) }
+    }
+}
+
+@Suite struct HTTPDatesTests {
+    @Test func formatsAndParsesBothFormats() {
+        let date = Date(timeIntervalSince1970: 1_795_937_511.25)  // Sun, 29 Nov 2026 07:31:51.250 GMT
+        #expect(HTTPDates.iso8601(date) == "2026-11-29T07:31:51.250Z")
+        #expect(HTTPDates.rfc1123(date) == "Sun, 29 Nov 2026 07:31:51 GMT")
+        #expect(HTTPDates.parseISO8601("2026-11-29T07:31:51.250Z") == date)
+        #expect(HTTPDates.parseISO8601("2026-11-29T07:31:51Z") == Date(timeIntervalSince1970: 1_795_937_511))
+        #expect(HTTPDates.parseRFC1123("Sun, 29 Nov 2026 07:31:51 GMT") == Date(timeIntervalSince1970: 1_795_937_511))
+        #expect(HTTPDates.rfc1123(Date(timeIntervalSince1970: 0)) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDates.rfc1123(Date(timeIntervalSince1970: 951_782_400)) == "Tue, 29 Feb 2000 00:00:00 GMT")
+        #expect(HTTPDates.parseISO8601("yesterday") == nil)
+        #expect(HTTPDates.parseRFC1123("Sun, 29 Foo 2026 07:31:51 GMT") == nil)
     }
 }
