@@ -11,7 +11,7 @@ public enum DatasetLayout {
     /// Stems become file names on the worker; keep them well inside file-name limits.
     public static let maximumStemBytes = 200
 
-    public enum Role: Sendable, Hashable, Comparable {
+    public enum Role: Sendable, Hashable {
         case target
         case caption
         /// 1…3, the order of "Picture 1/2/3" in the edit prompt.
