@@ -79,16 +79,11 @@ public struct BuiltInStore: Sendable {
 
     public func copyObject(bucket: String, from source: String, to destination: String) async throws -> StoredObject {
         let (stored, file) = try await openObject(bucket: bucket, key: source)
-        do {
-            let copy = try await putObject(
+        return try await withClosing(file) { file in
+            try await putObject(
                 bucket: bucket, key: destination, contentType: stored.contentType, contentLength: stored.size, sha256: nil,
                 body: file.readChunks(in: 0..<stored.size, chunkLength: .mebibytes(1))
             )
-            try await file.close()
-            return copy
-        } catch {
-            try? await file.close()
-            throw error
         }
     }
 
@@ -280,19 +275,22 @@ public struct BuiltInStore: Sendable {
     }
 }
 
+/// Runs `body` with an open file and closes it afterwards, also when `body` throws.
+func withClosing<T>(_ file: ReadFileHandle, _ body: (ReadFileHandle) async throws -> T) async throws -> T {
+    let result: T
+    do {
+        result = try await body(file)
+    } catch {
+        try? await file.close()
+        throw error
+    }
+    try await file.close()
+    return result
+}
+
 extension ObjectFile {
     /// Writes the parts' bytes one after another into a new object with the given ETag. The bytes
     /// move file to file inside the kernel (`sendfile`), so memory stays flat whatever the size.
-    static func withClosing(_ file: ReadFileHandle, _ body: (ReadFileHandle) async throws -> Void) async throws {
-        do {
-            try await body(file)
-        } catch {
-            try? await file.close()
-            throw error
-        }
-        try await file.close()
-    }
-
     /// Each part is checked against the metadata the ETag was computed from, on the very handle
     /// it is copied from, so a part re-uploaded meanwhile cannot slip in.
     static func writeJoined(to path: String, parts: [(path: String, expected: StoredObject)], etag: String, contentType: String?, now: Date) async throws -> StoredObject {

@@ -11,22 +11,20 @@ public struct RequestBody<Upstream: AsyncSequence>: AsyncSequence where Upstream
 
     /// The signing context of a signed aws-chunked body.
     public struct ChunkSigner: Sendable {
-        let signer: SigV4Signer
-        let timestamp: String
         let seedSignature: String
+        /// Everything but the previous signature and the chunk's hash is the same for every chunk.
+        let prefix: String
+        let key: SymmetricKey
 
         public init(verified: S3RequestAuthenticator.Verified) {
-            signer = verified.signer
-            timestamp = verified.timestamp
             seedSignature = verified.seedSignature
+            prefix = ["AWS4-HMAC-SHA256-PAYLOAD", verified.timestamp, verified.signer.scope(verified.timestamp)].joined(separator: "\n")
+            key = verified.signer.signingKey(day: String(verified.timestamp.prefix(8)))
         }
 
         func signature(chunk: ByteBuffer, previous: String) -> String {
-            let toSign = [
-                "AWS4-HMAC-SHA256-PAYLOAD", timestamp, signer.scope(timestamp), previous, SigV4Signer.emptyPayloadHash,
-                SigV4Signer.hex(Array(SHA256.hash(data: Data(buffer: chunk)))),
-            ].joined(separator: "\n")
-            let key = signer.signingKey(day: String(timestamp.prefix(8)))
+            let chunkHash = chunk.withUnsafeReadableBytes { SigV4Signer.hex(Array(SHA256.hash(data: $0))) }
+            let toSign = [prefix, previous, SigV4Signer.emptyPayloadHash, chunkHash].joined(separator: "\n")
             return SigV4Signer.hex(Array(HMAC<SHA256>.authenticationCode(for: Data(toSign.utf8), using: key)))
         }
     }

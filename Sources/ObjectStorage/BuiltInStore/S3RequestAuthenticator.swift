@@ -60,18 +60,14 @@ public struct S3RequestAuthenticator: Sendable {
         guard let payloadHash = header("x-amz-content-sha256") else {
             throw S3StoreError(status: 400, code: "InvalidRequest", message: "Missing required header for this request: x-amz-content-sha256.")
         }
-        let signer = try signer(forCredential: credential, timestamp: timestamp)
-        let signedHeaders = signedHeaderList.split(separator: ";").map(String.init)
-        guard signedHeaders.contains("host") else { throw .signatureDoesNotMatch }
+        let request = SigV4Signer.Request(method: method, path: path, query: query, headers: headers)
         // x-amz-* headers change what a request does (copy source, metadata): unsigned ones would
         // let a captured request be replayed with other meaning.
-        if let unsigned = headers.map({ $0.name.lowercased() }).first(where: { $0.hasPrefix("x-amz-") && !signedHeaders.contains($0) }) {
-            throw S3StoreError(status: 403, code: "AccessDenied", message: "The header \(unsigned) must be signed.")
-        }
-        let request = SigV4Signer.Request(method: method, path: path, query: query, headers: headers)
-        let expected = signer.signature(canonicalRequest: signer.canonicalRequest(request, signedHeaders: signedHeaders, payloadHash: payloadHash), timestamp: timestamp)
-        guard constantTimeEquals(expected, signature) else { throw .signatureDoesNotMatch }
-        return Verified(payloadHash: payloadHash, signer: signer, timestamp: timestamp, seedSignature: signature)
+        return try check(
+            signature, credential: credential, timestamp: timestamp, request: request,
+            signedHeaders: signedHeaderList.split(separator: ";").map(String.init), payloadHash: payloadHash,
+            mustBeSigned: headers.map { $0.name.lowercased() }.filter { $0.hasPrefix("x-amz-") }
+        )
     }
 
     private func verifyPresigned(
@@ -92,11 +88,24 @@ public struct S3RequestAuthenticator: Sendable {
         }
         guard now.timeIntervalSince(date) <= TimeInterval(expires) else { throw .expired }
         guard date.timeIntervalSince(now) <= maximumClockSkew else { throw .requestTimeTooSkewed }
-        let signer = try signer(forCredential: credential, timestamp: timestamp)
-        let signedHeaders = signedHeaderList.split(separator: ";").map(String.init)
-        guard signedHeaders.contains("host") else { throw .signatureDoesNotMatch }
-        let payloadHash = parameters["X-Amz-Content-Sha256"] ?? SigV4Signer.unsignedPayload
         let request = SigV4Signer.Request(method: method, path: path, query: unsigned.joined(separator: "&"), headers: headers)
+        return try check(
+            signature, credential: credential, timestamp: timestamp, request: request,
+            signedHeaders: signedHeaderList.split(separator: ";").map(String.init),
+            payloadHash: parameters["X-Amz-Content-Sha256"] ?? SigV4Signer.unsignedPayload, mustBeSigned: []
+        )
+    }
+
+    /// Recomputes the signature for the request as received and compares it with the client's.
+    private func check(
+        _ signature: String, credential: String, timestamp: String, request: SigV4Signer.Request, signedHeaders: [String],
+        payloadHash: String, mustBeSigned: [String]
+    ) throws(S3StoreError) -> Verified {
+        let signer = try signer(forCredential: credential, timestamp: timestamp)
+        guard signedHeaders.contains("host") else { throw .signatureDoesNotMatch }
+        if let unsigned = mustBeSigned.first(where: { !signedHeaders.contains($0) }) {
+            throw S3StoreError(status: 403, code: "AccessDenied", message: "The header \(unsigned) must be signed.")
+        }
         let expected = signer.signature(canonicalRequest: signer.canonicalRequest(request, signedHeaders: signedHeaders, payloadHash: payloadHash), timestamp: timestamp)
         guard constantTimeEquals(expected, signature) else { throw .signatureDoesNotMatch }
         return Verified(payloadHash: payloadHash, signer: signer, timestamp: timestamp, seedSignature: signature)
