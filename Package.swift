@@ -47,11 +47,24 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The API client of the CLI (login, dataset push…): no Vapor, so scripts and the worker could use it.
+        .target(
+            name: "TrainerClient",
+            dependencies: [
+                "TrainerCore",
+                "ObjectStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "gomodel",
             dependencies: [
                 "TrainerCore",
                 "TrainerServer",
+                "TrainerClient",
                 "ObjectStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -75,6 +88,7 @@ let package = Package(
             name: "TrainerServerTests",
             dependencies: [
                 "TrainerServer",
+                "TrainerClient",
                 "ObjectStorage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "VaporTesting", package: "vapor"),

@@ -21,7 +21,7 @@ public struct RetryPolicy: Sendable {
     public static let `default` = RetryPolicy()
     public static let none = RetryPolicy(maxAttempts: 1)
 
-    func delay(afterAttempt attempt: Int, retryAfter: Duration?) -> Duration {
+    public func delay(afterAttempt attempt: Int, retryAfter: Duration?) -> Duration {
         if let retryAfter { return min(retryAfter, maxDelay) }
         let ceiling = min(baseDelay * (1 << min(attempt, 20)), maxDelay)
         let nanos = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
@@ -241,9 +241,15 @@ public struct S3Client: Sendable {
 
     // MARK: Presigning
 
-    /// A PUT URL bound to the key, the exact size and the content type.
-    public func presignedPut(key: String, contentType: String, contentLength: Int64, expires: Int = 900) -> PresignedRequest {
-        let headers = [("content-length", String(contentLength)), ("content-type", contentType)]
+    /// A PUT URL bound to the key, the exact size and the content type, and with `sha256` to the
+    /// content: `x-amz-checksum-sha256` makes S3, R2 and the built-in store refuse other bytes
+    /// (BadDigest), and `x-amz-meta-sha256` stays on the object for HEAD to show.
+    public func presignedPut(key: String, contentType: String, contentLength: Int64, sha256: [UInt8]? = nil, expires: Int = 900) -> PresignedRequest {
+        var headers = [("content-length", String(contentLength)), ("content-type", contentType)]
+        if let sha256 {
+            headers.append(("x-amz-checksum-sha256", Data(sha256).base64EncodedString()))
+            headers.append(("x-amz-meta-sha256", SigV4Signer.hex(sha256)))
+        }
         let url = signer.presign(method: "PUT", url: endpoint.objectURL(key), headers: headers, expires: expires, date: now())
         return PresignedRequest(method: "PUT", url: url, headers: Dictionary(uniqueKeysWithValues: headers.map { ($0.0, $0.1) }))
     }
@@ -327,7 +333,8 @@ public struct S3Client: Sendable {
         }
     }
 
-    static func isRetryable(_ error: any Error) -> Bool {
+    /// Whether a failed request may succeed if sent again (throttling, server errors, dropped connections).
+    public static func isRetryable(_ error: any Error) -> Bool {
         switch error {
         case let error as S3Error: error.status == 429 || error.status >= 500 || error.code == .other("IncompleteBody")
         case is CancellationError, is FileSystemError, is NIOTooManyBytesError: false
@@ -360,7 +367,11 @@ public struct S3Client: Sendable {
     static func objectInfo(key: String, _ headers: HTTPHeaders) -> ObjectInfo {
         ObjectInfo(
             key: key, size: headers.first(name: "content-length").flatMap(Int64.init) ?? 0, etag: etag(headers),
-            contentType: headers.first(name: "content-type"), lastModified: headers.first(name: "last-modified").flatMap(HTTPDates.parseRFC1123)
+            contentType: headers.first(name: "content-type"), lastModified: headers.first(name: "last-modified").flatMap(HTTPDates.parseRFC1123),
+            metadata: Dictionary(
+                headers.filter { $0.name.lowercased().hasPrefix("x-amz-meta-") }.map { (String($0.name.lowercased().dropFirst(11)), $0.value) },
+                uniquingKeysWith: { first, _ in first }
+            )
         )
     }
 

@@ -49,6 +49,17 @@ public struct ObjectInfo: Sendable, Equatable {
     public var etag: String
     public var contentType: String?
     public var lastModified: Date?
+    /// User metadata (`x-amz-meta-*`), names lower-case without the prefix.
+    public var metadata: [String: String] = [:]
+
+    public init(key: String, size: Int64, etag: String, contentType: String? = nil, lastModified: Date? = nil, metadata: [String: String] = [:]) {
+        self.key = key
+        self.size = size
+        self.etag = etag
+        self.contentType = contentType
+        self.lastModified = lastModified
+        self.metadata = metadata
+    }
 }
 
 /// One entry of a listing.
@@ -81,7 +92,14 @@ public struct UploadedPart: Sendable, Equatable {
 public struct PresignedRequest: Sendable {
     public var method: String
     public var url: URL
+    /// Headers the request must carry exactly as given (they are part of the signature).
     public var headers: [String: String]
+
+    public init(method: String, url: URL, headers: [String: String]) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+    }
 }
 
 /// An error answered by an S3 server (its XML `<Error>`), or a transport failure.

@@ -36,12 +36,16 @@ public struct BuiltInStore: Sendable {
     // MARK: Objects
 
     public func putObject<Body: AsyncSequence>(
-        bucket: String, key: String, contentType: String?, contentLength: Int64?, sha256: String?, body: Body
+        bucket: String, key: String, contentType: String?, metadata: [String: String]? = nil,
+        contentLength: Int64?, sha256: String?, checksumSHA256: String? = nil, body: Body
     ) async throws -> StoredObject where Body.Element == ByteBuffer {
         try checkBucket(bucket)
         let path = try objectPath(key)
         return try await withParentFolders(of: path) {
-            try await ObjectFile.write(to: path, body: body, expectedLength: contentLength, expectedSHA256: sha256, contentType: contentType, now: now())
+            try await ObjectFile.write(
+                to: path, body: body, expectedLength: contentLength, expectedSHA256: sha256, checksumSHA256: checksumSHA256,
+                contentType: contentType, metadata: metadata, now: now()
+            )
         }
     }
 
@@ -81,7 +85,7 @@ public struct BuiltInStore: Sendable {
         let (stored, file) = try await openObject(bucket: bucket, key: source)
         return try await withClosing(file) { file in
             try await putObject(
-                bucket: bucket, key: destination, contentType: stored.contentType, contentLength: stored.size, sha256: nil,
+                bucket: bucket, key: destination, contentType: stored.contentType, metadata: stored.metadata, contentLength: stored.size, sha256: nil,
                 body: file.readChunks(in: 0..<stored.size, chunkLength: .mebibytes(1))
             )
         }

@@ -12,6 +12,8 @@ public struct StoredObject: Codable, Sendable, Equatable {
     public var lastModified: Date
     /// MD5 of each part, for multipart uploads' parts (to build the final ETag).
     var md5: String?
+    /// User metadata (`x-amz-meta-*`), names lower-case without the prefix.
+    public var metadata: [String: String]?
 }
 
 /// One object is one file: its bytes, then its metadata as JSON, then a 16-byte trailer
@@ -26,14 +28,14 @@ enum ObjectFile {
     /// Streams `body` into a new file at `path` (replacing any), checking length and checksum,
     /// and returns the stored metadata. Nothing is visible at `path` unless this returns.
     static func write<Body: AsyncSequence>(
-        to path: String, body: Body, expectedLength: Int64?, expectedSHA256: String?,
-        contentType: String?, now: Date, durable: Bool = true
+        to path: String, body: Body, expectedLength: Int64?, expectedSHA256: String?, checksumSHA256: String? = nil,
+        contentType: String?, metadata: [String: String]? = nil, now: Date, durable: Bool = true
     ) async throws -> StoredObject where Body.Element == ByteBuffer {
         try await FileSystem.shared.withFileHandle(
             forWritingAt: FilePath(path), options: .newFile(replaceExisting: true, permissions: .ownerReadWrite)
         ) { file in
             var md5 = Insecure.MD5()
-            var sha256 = expectedSHA256 == nil ? nil : SHA256()
+            var sha256 = expectedSHA256 == nil && checksumSHA256 == nil ? nil : SHA256()
             var offset: Int64 = 0
             // Network chunks are small; gather them so each disk write (a thread-pool hop) is 1 MiB.
             var pending = ByteBuffer()
@@ -57,11 +59,12 @@ enum ObjectFile {
             if let expectedLength, offset != expectedLength {
                 throw S3StoreError.incompleteBody(expected: expectedLength, received: offset)
             }
-            if let expectedSHA256, let digest = sha256?.finalize(), SigV4Signer.hex(Array(digest)) != expectedSHA256.lowercased() {
-                throw S3StoreError.contentSHA256Mismatch
+            if let digest = sha256.map({ SigV4Signer.hex(Array($0.finalize())) }) {
+                if let expectedSHA256, digest != expectedSHA256.lowercased() { throw S3StoreError.contentSHA256Mismatch }
+                if let checksumSHA256, digest != checksumSHA256.lowercased() { throw S3StoreError.badDigest }
             }
             let digest = SigV4Signer.hex(Array(md5.finalize()))
-            let stored = StoredObject(size: offset, etag: digest, contentType: contentType, lastModified: now, md5: digest)
+            let stored = StoredObject(size: offset, etag: digest, contentType: contentType, lastModified: now, md5: digest, metadata: metadata)
             try await appendMetadata(stored, to: file, at: offset, durable: durable)
             return stored
         }

@@ -23,6 +23,7 @@ public struct S3StoreError: Error, Sendable, Equatable {
         .init(status: 400, code: "IncompleteBody", message: "You did not provide the number of bytes specified by the Content-Length HTTP header (\(received) of \(expected)).")
     }
     public static let contentSHA256Mismatch = Self(status: 400, code: "XAmzContentSHA256Mismatch", message: "The provided 'x-amz-content-sha256' header does not match what was computed.")
+    public static let badDigest = Self(status: 400, code: "BadDigest", message: "The x-amz-checksum-sha256 you specified did not match the calculated checksum.")
     public static let missingContentLength = Self(status: 411, code: "MissingContentLength", message: "You must provide the Content-Length HTTP header.")
     public static let entityTooSmall = Self(status: 400, code: "EntityTooSmall", message: "Your proposed upload is smaller than the minimum allowed object size; every part but the last must be at least 5 MiB.")
     public static let invalidPart = Self(status: 400, code: "InvalidPart", message: "One or more of the specified parts could not be found, or its ETag did not match.")

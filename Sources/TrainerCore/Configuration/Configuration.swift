@@ -16,6 +16,8 @@ public struct Configuration: Sendable {
     /// Whether the client address is taken from `X-Forwarded-For` (`GOMODEL_TRUST_PROXY`).
     public var trustProxy: Bool
     public var worker: WorkerSettings
+    /// Dataset size limits (`GOMODEL_DATASET_MAX_SAMPLES`, `GOMODEL_DATASET_MAX_BYTES`).
+    public var datasetLimits: DatasetValidation.Limits
     /// Variables that look like ours but are not known (likely typos); logged at start.
     public var warnings: [String]
 
@@ -87,6 +89,10 @@ public struct Configuration: Sendable {
             workDirectory: workDirectory,
             huggingFaceToken: reader.string("HF_TOKEN").map(Secret.init)
         )
+
+        datasetLimits = DatasetValidation.Limits()
+        if let samples = reader.integer("GOMODEL_DATASET_MAX_SAMPLES", in: 1...1_000_000) { datasetLimits.maximumSamples = samples }
+        if let bytes = reader.byteSize("GOMODEL_DATASET_MAX_BYTES") { datasetLimits.maximumBytes = bytes }
 
         if runPod != nil, case .builtIn = objectStore, publicURL == nil {
             reader.problem("R2_BUCKET", "is needed with RUNPOD_ENDPOINT_ID: RunPod workers run in RunPod's cloud and cannot reach the built-in store on this machine; set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY, or set GOMODEL_PUBLIC_URL to an address the workers can reach")
@@ -252,6 +258,28 @@ struct EnvironmentReader {
             problem(name, "must be true or false, not '\(text)'")
             return defaultValue
         }
+    }
+
+    mutating func integer(_ name: String, in range: ClosedRange<Int>) -> Int? {
+        guard let text = string(name) else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            problem(name, "must be a whole number from \(range.lowerBound) to \(range.upperBound), not '\(text)'")
+            return nil
+        }
+        return value
+    }
+
+    /// Bytes, with an optional binary suffix: `5368709120`, `512MiB`, `5GiB` (`K`, `M`, `G`, `T` alike).
+    mutating func byteSize(_ name: String) -> Int64? {
+        guard let text = string(name) else { return nil }
+        let digits = text.prefix { $0.isNumber }
+        let unit = String(text.dropFirst(digits.count)).trimmingWhitespace().lowercased()
+        let shifts: [String: Int64] = ["": 0, "b": 0, "k": 10, "kb": 10, "kib": 10, "m": 20, "mb": 20, "mib": 20, "g": 30, "gb": 30, "gib": 30, "t": 40, "tb": 40, "tib": 40]
+        guard let number = Int64(digits), number > 0, let shift = shifts[unit], number <= Int64.max >> shift else {
+            problem(name, "must be a size in bytes such as 5368709120, 512MiB or 5GiB, not '\(text)'")
+            return nil
+        }
+        return number << shift
     }
 
     mutating func choice<T: RawRepresentable & CaseIterable>(_ name: String, default defaultValue: T) -> T where T.RawValue == String {

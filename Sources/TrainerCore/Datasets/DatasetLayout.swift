@@ -25,6 +25,12 @@ public enum DatasetLayout {
         /// Lower-case extension (`txt` for captions).
         public let fileExtension: String
 
+        public init(role: Role, stem: String, fileExtension: String) {
+            self.role = role
+            self.stem = stem
+            self.fileExtension = fileExtension
+        }
+
         /// The key below the dataset prefix, e.g. `control_2/cat.png`.
         public var relativeKey: String {
             switch role {

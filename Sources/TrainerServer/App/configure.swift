@@ -29,11 +29,16 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     TokenController(accounts: accounts).register(signedIn: signedIn)
     InviteController(accounts: accounts).register(signedIn: signedIn)
 
+    var builtInStore: (BuiltInStore, S3Credentials)?
     if case .builtIn(let bucket) = configuration.objectStore {
         let store = try BuiltInStore(root: configuration.dataDirectory + "/store", bucket: bucket, now: dependencies.now)
         let credentials = try StoreCredentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
         BuiltInStoreController(store: store, authenticator: S3RequestAuthenticator(credentials: credentials), now: dependencies.now).register(app)
+        builtInStore = (store, credentials)
     }
+    let bucket = Bucket.make(configuration.objectStore, builtIn: builtInStore, publicURL: configuration.publicURL, http: app.http.client.shared, now: dependencies.now)
+    let datasets = DatasetService(bucket: bucket, limits: configuration.datasetLimits, now: dependencies.now)
+    DatasetController(datasets: datasets, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy).register(signedIn: signedIn)
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)
     SystemController(registry: registry, openAPIDocument: try JSON.encoder.encode(document)).register(app)
@@ -41,8 +46,10 @@ public func configure(_ app: Application, configuration: Configuration, dependen
 
 /// Every documented operation and schema, gathered from the controllers that own them.
 enum APIDescription {
-    static let operations = AuthController.operations + TokenController.operations + InviteController.operations + SystemController.operations
+    static let operations = AuthController.operations + TokenController.operations + InviteController.operations
+        + DatasetController.operations + SystemController.operations
     static let schemas = AuthController.schemas.merging(TokenController.schemas) { current, _ in current }
+        .merging(DatasetController.schemas) { current, _ in current }
 }
 
 func useDatabase(_ app: Application, configuration: Configuration) throws {

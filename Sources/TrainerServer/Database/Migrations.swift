@@ -9,5 +9,6 @@ public enum Migrations {
         M0003CreateAPITokens(),
         M0004CreateLoginThrottles(),
         M0005CreateInvites(),
+        M0006CreateDatasets(),
     ]
 }

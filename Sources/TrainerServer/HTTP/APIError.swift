@@ -8,6 +8,8 @@ struct APIError: Error, Sendable {
     let code: String
     let message: String
     var headers: HTTPHeaders = [:]
+    /// Per-item problems (e.g. each refused file), for programs to show beside the items.
+    var details: [ErrorBody.Item]? = nil
 
     static func badRequest(_ code: String = "bad_request", _ message: String) -> APIError {
         APIError(status: .badRequest, code: code, message: message)
@@ -42,6 +44,13 @@ struct ErrorBody: Content {
     struct Detail: Content {
         let code: String
         let message: String
+        var details: [Item]? = nil
+    }
+
+    /// A problem with one item of the request, such as a file path.
+    struct Item: Content {
+        let path: String
+        let reason: String
     }
 
     let error: Detail

@@ -18,7 +18,7 @@ struct APIErrorMiddleware: AsyncMiddleware {
             request.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
         }
         return (try? JSON.response(
-            ErrorBody(error: .init(code: apiError.code, message: apiError.message)),
+            ErrorBody(error: .init(code: apiError.code, message: apiError.message, details: apiError.details)),
             status: apiError.status, headers: apiError.headers
         )) ?? Response(status: .internalServerError)
     }

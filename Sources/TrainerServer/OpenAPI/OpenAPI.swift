@@ -112,7 +112,12 @@ enum OpenAPIDocument {
             "error": [
                 "type": "object",
                 "required": ["code", "message"],
-                "properties": ["code": ["type": "string"], "message": ["type": "string"]],
+                "properties": [
+                    "code": ["type": "string"], "message": ["type": "string"],
+                    "details": ["type": "array", "description": "Per-item problems, e.g. each refused file.", "items": [
+                        "type": "object", "properties": ["path": ["type": "string"], "reason": ["type": "string"]],
+                    ]],
+                ],
             ],
         ],
     ]

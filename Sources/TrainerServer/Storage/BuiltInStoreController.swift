@@ -97,8 +97,8 @@ struct BuiltInStoreController: Sendable {
         case .PUT:
             let body = try body(request, verified: verified)
             let stored = try await store.putObject(
-                bucket: bucket, key: key, contentType: request.headers.first(name: .contentType),
-                contentLength: body.length, sha256: body.sha256, body: body.bytes
+                bucket: bucket, key: key, contentType: request.headers.first(name: .contentType), metadata: Self.userMetadata(request.headers),
+                contentLength: body.length, sha256: body.sha256, checksumSHA256: try Self.checksumSHA256(request.headers), body: body.bytes
             )
             return Response(status: .ok, headers: ["ETag": "\"\(stored.etag)\"", "content-length": "0"])
         case .POST where query["uploads"] != nil:
@@ -168,6 +168,7 @@ struct BuiltInStoreController: Sendable {
         headers.add(name: "Accept-Ranges", value: "bytes")
         headers.add(name: "Content-Type", value: query["response-content-type"] ?? stored.contentType ?? "binary/octet-stream")
         if let disposition = query["response-content-disposition"] { headers.add(name: "Content-Disposition", value: disposition) }
+        for (name, value) in (stored.metadata ?? [:]).sorted(by: { $0.key < $1.key }) { headers.add(name: "x-amz-meta-" + name, value: value) }
         var range: Range<Int64> = 0..<stored.size
         var status = HTTPResponseStatus.ok
         if let rangeHeader = request.headers.first(name: .range) {
@@ -205,6 +206,24 @@ struct BuiltInStoreController: Sendable {
     }
 
     // MARK: Bodies
+
+    /// `x-amz-meta-*` headers, kept with the object and returned by GET and HEAD.
+    static func userMetadata(_ headers: HTTPHeaders) -> [String: String]? {
+        let metadata = Dictionary(
+            headers.filter { $0.name.lowercased().hasPrefix("x-amz-meta-") }.map { (String($0.name.lowercased().dropFirst(11)), $0.value) },
+            uniquingKeysWith: { first, second in first + "," + second }
+        )
+        return metadata.isEmpty ? nil : metadata
+    }
+
+    /// `x-amz-checksum-sha256` (base64) as hex: the body must hash to it, or the PUT fails with BadDigest.
+    static func checksumSHA256(_ headers: HTTPHeaders) throws -> String? {
+        guard let value = headers.first(name: "x-amz-checksum-sha256") else { return nil }
+        guard let digest = Data(base64Encoded: value), digest.count == 32 else {
+            throw S3StoreError.invalidArgument("x-amz-checksum-sha256 must be the base64 of a 32-byte SHA-256 digest.")
+        }
+        return SigV4Signer.hex(Array(digest))
+    }
 
     /// The request body as it must be stored, its length, and the SHA-256 to check (if signed).
     private func body(_ request: Request, verified: S3RequestAuthenticator.Verified) throws -> (bytes: RequestBody<Request.Body>, length: Int64, sha256: String?) {

@@ -1,0 +1,308 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOFileSystem
+import ObjectStorage
+import TrainerCore
+
+/// `gomodel datasets push DIR --name NAME`: uploads a folder of pairs straight to the bucket with
+/// presigned URLs, several files at a time. A second run uploads only what is missing or changed
+/// (compared by size and SHA-256 with what the server recorded), so an interrupted push resumes.
+public struct DatasetPush: Sendable {
+    public struct Options: Sendable {
+        public var directory: String
+        public var name: String
+        public var concurrency: Int
+        /// Files signed per request; completed in groups of half as many, so an interruption
+        /// loses little.
+        public var batchSize: Int
+
+        public init(directory: String, name: String, concurrency: Int = 8, batchSize: Int = 100) {
+            self.directory = directory
+            self.name = name
+            self.concurrency = max(1, concurrency)
+            self.batchSize = min(max(1, batchSize), UploadPlan.maximumFilesPerBatch)
+        }
+    }
+
+    public struct Progress: Sendable {
+        public var filesDone: Int
+        public var filesTotal: Int
+        public var bytesDone: Int64
+        public var bytesTotal: Int64
+    }
+
+    public struct Result: Sendable {
+        public let dataset: ServerAPI.Dataset
+        public let created: Bool
+        public let uploadedFiles: Int
+        public let uploadedBytes: Int64
+        /// Already on the server with the same size and SHA-256.
+        public let unchangedFiles: Int
+        /// System files (`.DS_Store`…), never uploaded.
+        public let ignored: [String]
+        /// Files whose name or kind does not fit a dataset, left out, with the reason.
+        public let leftOut: [ServerAPI.Item]
+        /// Uploads that failed; running the push again retries them.
+        public let failures: [ServerAPI.Item]
+    }
+
+    let api: ServerAPI
+    let http: HTTPClient
+    /// Called after each file, for tests that interrupt a push (throwing stops it).
+    let afterEachFile: @Sendable (Int) throws -> Void
+
+    public init(api: ServerAPI, http: HTTPClient, afterEachFile: @escaping @Sendable (Int) throws -> Void = { _ in }) {
+        self.api = api
+        self.http = http
+        self.afterEachFile = afterEachFile
+    }
+
+    struct LocalFile: Sendable {
+        let path: String
+        let absolutePath: String
+        let size: Int64
+        let placement: DatasetLayout.Placement
+        var sha256: String = ""
+    }
+
+    public func run(_ options: Options, progress: @escaping @Sendable (Progress) -> Void = { _ in }) async throws -> Result {
+        let scan = try Self.scan(options.directory)
+        var ignored: [String] = []
+        var leftOut: [ServerAPI.Item] = []
+        var files: [LocalFile] = []
+        for (path, absolutePath, size) in scan {
+            switch DatasetLayout.place(path) {
+            case .ignored: ignored.append(path)
+            case .refused(let reason): leftOut.append(.init(path: path, reason: reason))
+            case .placed(let placement): files.append(LocalFile(path: path, absolutePath: absolutePath, size: size, placement: placement))
+            }
+        }
+        if files.isEmpty {
+            throw PushError("\(options.directory) has no images or captions to upload" + (leftOut.isEmpty ? "." : ": " + leftOut.prefix(5).map { "'\($0.path)' \($0.reason)" }.joined(separator: "; ")))
+        }
+        // Two files landing on the same key, or a file too large: ambiguous, so nothing is sent.
+        if case .rejected(let rejections) = UploadPlan.plan(files.map { UploadPlan.File(path: $0.path, size: $0.size) }) {
+            throw PushError("Nothing was uploaded; fix these first:\n" + rejections.map { "  \($0.path): \($0.reason)" }.joined(separator: "\n"))
+        }
+
+        var created = false
+        var dataset: ServerAPI.Dataset
+        if let existing = try await api.datasets().first(where: { $0.name == options.name }) {
+            dataset = try await api.dataset(existing.id)
+        } else {
+            dataset = try await api.createDataset(name: options.name)
+            created = true
+        }
+        if let job = dataset.lockedByJobId {
+            throw PushError("Dataset '\(options.name)' is in use by job \(job.uuidString.lowercased()) and cannot change until it ends; push to a new name instead.")
+        }
+
+        files = try await Self.hash(files, concurrency: ProcessInfo.processInfo.activeProcessorCount)
+        let remote = Dictionary((dataset.files ?? []).map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+        let changed = files.filter { file in
+            guard let recorded = remote[file.placement.relativeKey] else { return true }
+            return recorded.bytes != file.size || recorded.sha256 != file.sha256
+        }
+
+        let counter = NIOLockedValueBox(Progress(filesDone: 0, filesTotal: changed.count, bytesDone: 0, bytesTotal: changed.reduce(0) { $0 + $1.size }))
+        progress(counter.withLockedValue { $0 })
+        let queue = UploadQueue(api: api, datasetID: dataset.id, files: changed, batchSize: options.batchSize)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<min(options.concurrency, max(changed.count, 1)) {
+                group.addTask {
+                    while let (file, signedUpload) = try await queue.next() {
+                        // Bytes of this file counted so far; a retry starts again from 0.
+                        let sent = NIOLockedValueBox<Int64>(0)
+                        let succeeded = await self.upload(file, signedUpload, queue: queue) { bytes in
+                            let delta = sent.withLockedValue { previous in defer { previous = bytes }; return bytes - previous }
+                            progress(counter.withLockedValue { $0.bytesDone += delta; return $0 })
+                        }
+                        let done = counter.withLockedValue { value -> Progress in
+                            value.filesDone += 1
+                            if !succeeded { value.bytesDone -= sent.withLockedValue { $0 } }
+                            return value
+                        }
+                        progress(done)
+                        try await queue.finished(file, succeeded: succeeded)
+                        try afterEachFile(done.filesDone)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await queue.flush()
+
+        let final = try await api.dataset(dataset.id)
+        let failures = await queue.failures
+        let uploaded = changed.count - failures.count
+        let uploadedBytes = counter.withLockedValue { $0.bytesDone }
+        return Result(
+            dataset: final, created: created, uploadedFiles: uploaded, uploadedBytes: uploadedBytes,
+            unchangedFiles: files.count - changed.count, ignored: ignored, leftOut: leftOut, failures: failures
+        )
+    }
+
+    /// One file's PUT, retried on throttling, server errors and dropped connections, and signed
+    /// anew once if its URL expired. Returns whether it arrived.
+    private func upload(_ file: LocalFile, _ signed: ServerAPI.SignedUploads.Upload, queue: UploadQueue, sent: @escaping @Sendable (Int64) -> Void) async -> Bool {
+        var signed = signed
+        var attempt = 0
+        var resigned = false
+        while true {
+            do {
+                let request = PresignedRequest(method: signed.method, url: signed.url, headers: signed.headers)
+                try await PresignedTransfer.put(file: file.absolutePath, to: request, http: http, progress: sent)
+                return true
+            } catch let error as S3Error where error.status == 403 && !resigned {
+                // A URL signed before a long stall may have expired: sign this one file again.
+                resigned = true
+                do { signed = try await queue.resign(file) } catch {
+                    await queue.record(failure: file, reason: "could not be signed again: \(error)")
+                    return false
+                }
+            } catch {
+                attempt += 1
+                guard attempt < 4, S3Client.isRetryable(error) else {
+                    await queue.record(failure: file, reason: "upload failed: \(error)")
+                    return false
+                }
+                sent(0)
+                try? await Task.sleep(for: RetryPolicy.default.delay(afterAttempt: attempt, retryAfter: (error as? S3Error)?.retryAfter))
+            }
+        }
+    }
+
+    // MARK: Local files
+
+    /// Regular files below `directory` (symbolic links followed), as relative `/` paths.
+    static func scan(_ directory: String) throws -> [(String, String, Int64)] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw PushError("\(directory) is not a folder; give the folder that holds the dataset's images.")
+        }
+        let root = URL(fileURLWithPath: directory).standardizedFileURL.resolvingSymlinksInPath()
+        let keys: [URLResourceKey] = [.isRegularFileKey, .fileSizeKey]
+        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: keys) else {
+            throw PushError("\(directory) cannot be read.")
+        }
+        var found: [(String, String, Int64)] = []
+        let rootPath = root.path.hasSuffix("/") ? root.path : root.path + "/"
+        for case let url as URL in walker {
+            let resolved = url.resolvingSymlinksInPath()
+            guard let values = try? resolved.resourceValues(forKeys: Set(keys)), values.isRegularFile == true else { continue }
+            let absolute = url.standardizedFileURL.path
+            guard absolute.hasPrefix(rootPath) else { continue }
+            found.append((String(absolute.dropFirst(rootPath.count)), resolved.path, Int64(values.fileSize ?? 0)))
+        }
+        return found.sorted { $0.0 < $1.0 }
+    }
+
+    static func hash(_ files: [LocalFile], concurrency: Int) async throws -> [LocalFile] {
+        try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            var hashed = files
+            var next = 0
+            func start(_ index: Int) {
+                let path = files[index].absolutePath
+                group.addTask { (index, try await sha256(of: path)) }
+            }
+            while next < min(max(concurrency, 1), files.count) { start(next); next += 1 }
+            while let (index, digest) = try await group.next() {
+                hashed[index].sha256 = digest
+                if next < files.count { start(next); next += 1 }
+            }
+            return hashed
+        }
+    }
+
+    static func sha256(of path: String) async throws -> String {
+        try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { file in
+            var hasher = SHA256()
+            for try await chunk in file.readChunks(chunkLength: .mebibytes(1)) {
+                chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+            }
+            return SigV4Signer.hex(Array(hasher.finalize()))
+        }
+    }
+}
+
+/// Hands out signed uploads to the workers, signing the next batch only when it is needed (URLs
+/// stay fresh), and records finished files with the server in groups.
+actor UploadQueue {
+    let api: ServerAPI
+    let datasetID: UUID
+    let batchSize: Int
+    private var unsigned: ArraySlice<DatasetPush.LocalFile>
+    private var signed: [(DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)] = []
+    private var signing: Task<[(DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)], any Error>?
+    private var finishedPaths: [String] = []
+    private(set) var failures: [ServerAPI.Item] = []
+
+    init(api: ServerAPI, datasetID: UUID, files: [DatasetPush.LocalFile], batchSize: Int) {
+        self.api = api
+        self.datasetID = datasetID
+        self.batchSize = batchSize
+        unsigned = files[...]
+    }
+
+    func next() async throws -> (DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)? {
+        while signed.isEmpty {
+            if let signing {
+                // Every waiting worker awaits the same request; the first back takes its result.
+                let batch = try await signing.value
+                if self.signing == signing {
+                    self.signing = nil
+                    signed += batch
+                }
+                continue
+            }
+            guard !unsigned.isEmpty else { return nil }
+            let batch = Array(unsigned.prefix(batchSize))
+            unsigned = unsigned.dropFirst(batch.count)
+            let api = api
+            let datasetID = datasetID
+            signing = Task { try await Self.sign(batch, api: api, datasetID: datasetID) }
+        }
+        return signed.removeFirst()
+    }
+
+    func resign(_ file: DatasetPush.LocalFile) async throws -> ServerAPI.SignedUploads.Upload {
+        guard let upload = try await Self.sign([file], api: api, datasetID: datasetID).first?.1 else {
+            throw PushError("the server did not sign \(file.path)")
+        }
+        return upload
+    }
+
+    static func sign(_ files: [DatasetPush.LocalFile], api: ServerAPI, datasetID: UUID) async throws -> [(DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)] {
+        let requests = files.map { ServerAPI.UploadFile(path: $0.path, size: $0.size, contentType: UploadPlan.contentType($0.placement), sha256: $0.sha256) }
+        let response = try await api.signUploads(datasetID, files: requests)
+        let byPath = Dictionary(response.uploads.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        return files.compactMap { file in byPath[file.path].map { (file, $0) } }
+    }
+
+    func finished(_ file: DatasetPush.LocalFile, succeeded: Bool) async throws {
+        guard succeeded else { return }
+        finishedPaths.append(file.path)
+        if finishedPaths.count >= max(batchSize / 2, 1) { try await flush() }
+    }
+
+    func record(failure file: DatasetPush.LocalFile, reason: String) {
+        failures.append(.init(path: file.path, reason: reason))
+    }
+
+    /// Tells the server which files arrived; it checks each in the bucket.
+    func flush() async throws {
+        guard !finishedPaths.isEmpty else { return }
+        let paths = finishedPaths
+        finishedPaths = []
+        let dataset = try await api.completeUploads(datasetID, paths: paths)
+        failures += dataset.failures ?? []
+    }
+}
+
+public struct PushError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

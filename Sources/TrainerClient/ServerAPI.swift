@@ -1,0 +1,189 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+
+/// The gomodel server's JSON API as the CLI uses it, with a bearer token.
+public struct ServerAPI: Sendable {
+    public let baseURL: URL
+    let token: String
+    let http: HTTPClient
+
+    public init(baseURL: URL, token: String, http: HTTPClient) {
+        self.baseURL = baseURL
+        self.token = token
+        self.http = http
+    }
+
+    // MARK: Shapes (DESIGN §7)
+
+    public struct Me: Decodable, Sendable {
+        public struct User: Decodable, Sendable { public let email: String }
+        public let user: User
+    }
+
+    public struct Dataset: Decodable, Sendable {
+        public let id: UUID
+        public let name: String
+        public let defaultCaption: String?
+        public let fileCount: Int
+        public let sampleCount: Int
+        public let totalBytes: Int64
+        public let controlsPerSample: Int?
+        public let errorCount: Int
+        public let warningCount: Int
+        public let sound: Bool
+        public let lockedByJobId: UUID?
+        public let validation: Validation?
+        public let files: [File]?
+        public let failures: [Item]?
+    }
+
+    public struct Validation: Decodable, Sendable {
+        public struct Finding: Decodable, Sendable {
+            public let severity: String
+            public let code: String
+            public let file: String
+            public let message: String
+        }
+
+        public let sound: Bool
+        public let samples: Int
+        public let controlsPerSample: Int?
+        public let totalBytes: Int64
+        public let findings: [Finding]
+    }
+
+    public struct File: Decodable, Sendable {
+        public let key: String
+        public let role: String
+        public let stem: String
+        public let bytes: Int64
+        public let sha256: String?
+    }
+
+    public struct Item: Codable, Sendable {
+        public let path: String
+        public let reason: String
+    }
+
+    public struct UploadFile: Encodable, Sendable {
+        public let path: String
+        public let size: Int64
+        public let contentType: String
+        public let sha256: String?
+    }
+
+    public struct SignedUploads: Decodable, Sendable {
+        public struct Upload: Decodable, Sendable {
+            public let path: String
+            public let key: String
+            public let url: URL
+            public let method: String
+            public let headers: [String: String]
+        }
+
+        public let uploads: [Upload]
+        public let skipped: [String]
+    }
+
+    // MARK: Calls
+
+    public func me() async throws -> Me { try await call(.GET, "api/me") }
+
+    public func datasets() async throws -> [Dataset] {
+        struct List: Decodable { let datasets: [Dataset] }
+        return try await (call(.GET, "api/datasets") as List).datasets
+    }
+
+    public func createDataset(name: String, defaultCaption: String? = nil) async throws -> Dataset {
+        struct Create: Encodable { let name: String; let defaultCaption: String? }
+        return try await call(.POST, "api/datasets", body: Create(name: name, defaultCaption: defaultCaption))
+    }
+
+    public func dataset(_ id: UUID) async throws -> Dataset { try await call(.GET, "api/datasets/\(id.uuidString.lowercased())") }
+
+    public func deleteDataset(_ id: UUID) async throws {
+        let _: Empty = try await call(.DELETE, "api/datasets/\(id.uuidString.lowercased())")
+    }
+
+    public func signUploads(_ id: UUID, files: [UploadFile]) async throws -> SignedUploads {
+        struct Request: Encodable { let files: [UploadFile] }
+        return try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/uploads", body: Request(files: files))
+    }
+
+    public func completeUploads(_ id: UUID, paths: [String]) async throws -> Dataset {
+        struct Request: Encodable { let paths: [String] }
+        return try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/uploads/complete", body: Request(paths: paths))
+    }
+
+    /// The dataset with this id, or else the one with this exact name.
+    public func findDataset(_ idOrName: String) async throws -> Dataset {
+        if let id = UUID(uuidString: idOrName) { return try await dataset(id) }
+        guard let match = try await datasets().first(where: { $0.name == idOrName }) else {
+            throw ServerAPIError(status: 404, code: "not_found", message: "You have no dataset named '\(idOrName)'; `gomodel datasets list` shows yours.")
+        }
+        return try await dataset(match.id)
+    }
+
+    struct Empty: Decodable {}
+
+    func call<Response: Decodable>(_ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<Int>.none) async throws -> Response {
+        var request = HTTPClientRequest(url: baseURL.appendingPathComponent(path).absoluteString)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Accept", value: "application/json")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(body)))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: .seconds(120))
+        } catch {
+            throw ServerAPIError(status: 0, code: "unreachable", message: "Could not reach the server at \(baseURL.absoluteString): \(error). Check the URL given to `gomodel login` and that the server runs.")
+        }
+        let data = Data(buffer: try await response.body.collect(upTo: 64 << 20))
+        guard (200..<300).contains(response.status.code) else { throw ServerAPIError(status: Int(response.status.code), body: data) }
+        if Response.self == Empty.self { return Empty() as! Response }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(Response.self, from: data)
+        } catch {
+            throw ServerAPIError(status: Int(response.status.code), code: "unexpected_response", message: "The server's answer to \(method) /\(path) could not be read (\(error)); is \(baseURL.absoluteString) a gomodel server of the same version?")
+        }
+    }
+}
+
+/// An error answered by the server (`{"error": {"code", "message", "details"}}`), or no answer.
+public struct ServerAPIError: Error, Sendable, CustomStringConvertible {
+    public let status: Int
+    public let code: String
+    public let message: String
+    public var details: [ServerAPI.Item] = []
+
+    init(status: Int, code: String, message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    init(status: Int, body: Data) {
+        struct Body: Decodable {
+            struct Detail: Decodable { let code: String; let message: String; let details: [ServerAPI.Item]? }
+            let error: Detail
+        }
+        if let decoded = try? JSONDecoder().decode(Body.self, from: body) {
+            self.init(status: status, code: decoded.error.code, message: decoded.error.message)
+            details = decoded.error.details ?? []
+        } else {
+            self.init(status: status, code: "http_\(status)", message: "The server answered HTTP \(status): \(String(decoding: body.prefix(300), as: UTF8.self))")
+        }
+    }
+
+    public var description: String {
+        status == 401 ? "\(message) (the token may be revoked: run `gomodel login` again)" : message
+    }
+}

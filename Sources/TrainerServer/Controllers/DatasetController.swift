@@ -1,0 +1,341 @@
+import Fluent
+import TrainerCore
+import Vapor
+
+/// Datasets (DESIGN §7): CRUD, batch upload signing and completion, validation, captions.
+/// Image bytes never pass through here: clients PUT them to presigned URLs.
+struct DatasetController: Sendable {
+    let datasets: DatasetService
+    /// GOMODEL_PUBLIC_URL, when set, is where clients reach us (and the built-in store).
+    let publicURL: URL?
+    let trustProxy: Bool
+
+    // MARK: Shapes
+
+    struct CreateRequest: Decodable {
+        let name: String
+        let defaultCaption: String?
+    }
+
+    struct UpdateRequest: Decodable {
+        let name: String?
+        /// Absent: unchanged; null or "": removed.
+        let defaultCaption: String??
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decodeIfPresent(String.self, forKey: .name)
+            defaultCaption = container.contains(.defaultCaption) ? .some(try container.decodeIfPresent(String.self, forKey: .defaultCaption)) : .none
+        }
+
+        enum CodingKeys: String, CodingKey { case name, defaultCaption }
+    }
+
+    struct UploadRequest: Decodable {
+        struct File: Decodable {
+            let path: String
+            let size: Int64
+            /// Accepted for the contract's sake; the type is decided by the extension.
+            let contentType: String?
+            let sha256: String?
+        }
+
+        let files: [File]
+    }
+
+    struct UploadResponse: Encodable {
+        struct Upload: Encodable {
+            let path: String
+            let key: String
+            let url: String
+            let method: String
+            let headers: [String: String]
+        }
+
+        let uploads: [Upload]
+        /// System files (`.DS_Store`…) that need no upload.
+        let skipped: [String]
+        let expiresAt: Date
+    }
+
+    struct CompleteRequest: Decodable {
+        let paths: [String]
+    }
+
+    struct CaptionRequest: Decodable {
+        let caption: String
+    }
+
+    struct DatasetResponse: Encodable {
+        let id: UUID
+        let name: String
+        let defaultCaption: String?
+        let fileCount: Int
+        let sampleCount: Int
+        let totalBytes: Int64
+        let controlsPerSample: Int?
+        let errorCount: Int
+        let warningCount: Int
+        /// Ready to train on: no validation errors and at least one sample.
+        let sound: Bool
+        let lockedByJobId: UUID?
+        let createdAt: Date
+        let updatedAt: Date
+        var validation: Validation?
+        var files: [File]?
+        /// Paths of a completion that could not be recorded, and why.
+        var failures: [ErrorBody.Item]?
+
+        init(_ dataset: Dataset) {
+            id = dataset.id!
+            name = dataset.name
+            defaultCaption = dataset.defaultCaption
+            fileCount = dataset.fileCount
+            sampleCount = dataset.sampleCount
+            totalBytes = dataset.totalBytes
+            controlsPerSample = dataset.controlsPerSample
+            errorCount = dataset.errorCount
+            warningCount = dataset.warningCount
+            sound = dataset.errorCount == 0 && dataset.sampleCount > 0
+            lockedByJobId = dataset.lockedByJobID
+            createdAt = dataset.createdAt
+            updatedAt = dataset.updatedAt
+        }
+    }
+
+    struct Validation: Encodable {
+        struct Finding: Encodable {
+            let severity: String
+            let code: String
+            let file: String
+            let message: String
+        }
+
+        let sound: Bool
+        let samples: Int
+        let controlsPerSample: Int?
+        let totalBytes: Int64
+        let findings: [Finding]
+
+        init(_ report: DatasetValidation.Report) {
+            sound = report.isSound
+            samples = report.samples
+            controlsPerSample = report.controlsPerSample
+            totalBytes = report.totalBytes
+            findings = report.findings.map { Finding(severity: $0.severity.rawValue, code: $0.code, file: $0.file, message: $0.message) }
+        }
+    }
+
+    struct File: Encodable {
+        let key: String
+        let role: String
+        let stem: String
+        let bytes: Int64
+        let sha256: String?
+        let format: String?
+        let width: Int?
+        let height: Int?
+        let caption: String?
+
+        init(_ file: DatasetFile) {
+            key = file.key
+            role = file.role
+            stem = file.stem
+            bytes = file.bytes ?? 0
+            sha256 = file.sha256
+            format = file.format
+            width = file.width
+            height = file.height
+            caption = file.caption
+        }
+    }
+
+    struct DatasetList: Encodable {
+        let datasets: [DatasetResponse]
+    }
+
+    // MARK: Routes
+
+    func register(signedIn routes: any RoutesBuilder) {
+        let datasets = routes.grouped("datasets")
+        datasets.post(use: create)
+        datasets.get(use: list)
+        datasets.get(":id", use: show)
+        datasets.patch(":id", use: update)
+        datasets.delete(":id", use: delete)
+        datasets.post(":id", "uploads", use: signUploads)
+        datasets.post(":id", "uploads", "complete", use: completeUploads)
+        datasets.get(":id", "validation", use: validation)
+        datasets.patch(":id", "samples", ":stem", use: setCaption)
+    }
+
+    @Sendable func create(request: Request) async throws -> Response {
+        let body = try request.decodeJSON(CreateRequest.self)
+        let dataset = try await datasets.create(userID: try request.principal.userID, name: body.name, defaultCaption: body.defaultCaption, on: request.db)
+        return try JSON.response(DatasetResponse(dataset), status: .created)
+    }
+
+    @Sendable func list(request: Request) async throws -> Response {
+        let all = try await Dataset.query(on: request.db).filter(\.$user.$id == request.principal.userID).sort(\.$createdAt, .descending).all()
+        return try JSON.response(DatasetList(datasets: all.map(DatasetResponse.init)))
+    }
+
+    @Sendable func show(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        let files = try await datasets.files(of: dataset, on: request.db)
+        var response = DatasetResponse(dataset)
+        response.validation = Validation(datasets.report(dataset, files: files))
+        response.files = files.map(File.init)
+        return try JSON.response(response)
+    }
+
+    @Sendable func update(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        let body = try request.decodeJSON(UpdateRequest.self)
+        try await datasets.update(dataset, name: body.name, defaultCaption: body.defaultCaption, on: request.db)
+        return try JSON.response(DatasetResponse(dataset))
+    }
+
+    @Sendable func delete(request: Request) async throws -> Response {
+        try await datasets.delete(try await find(request), on: request.db)
+        return Response(status: .noContent)
+    }
+
+    @Sendable func signUploads(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        let body = try request.decodeJSON(UploadRequest.self)
+        let files = body.files.map { UploadPlan.File(path: $0.path, size: $0.size, sha256: $0.sha256) }
+        let (signed, skipped) = try await datasets.signUploads(dataset, files: files, origin: origin(of: request), on: request.db)
+        let uploads = signed.map {
+            UploadResponse.Upload(path: $0.path, key: $0.key, url: $0.request.url.absoluteString, method: $0.request.method, headers: $0.request.headers)
+        }
+        return try JSON.response(UploadResponse(uploads: uploads, skipped: skipped, expiresAt: datasets.now().addingTimeInterval(900)))
+    }
+
+    @Sendable func completeUploads(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        let body = try request.decodeJSON(CompleteRequest.self)
+        let failures = try await datasets.complete(dataset, paths: body.paths, on: request.db)
+        var response = try await withValidation(dataset, on: request.db)
+        response.failures = failures.map { ErrorBody.Item(path: $0.path, reason: $0.reason) }
+        return try JSON.response(response)
+    }
+
+    @Sendable func validation(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        return try JSON.response(Validation(datasets.report(dataset, files: try await datasets.files(of: dataset, on: request.db))))
+    }
+
+    @Sendable func setCaption(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        guard let stem = request.parameters.get("stem") else { throw APIError.notFound("Name the sample: /api/datasets/{id}/samples/{stem}.") }
+        let body = try request.decodeJSON(CaptionRequest.self)
+        try await datasets.setCaption(dataset, stem: stem, caption: body.caption, on: request.db)
+        return try JSON.response(try await withValidation(dataset, on: request.db))
+    }
+
+    // MARK: Helpers
+
+    private func find(_ request: Request) async throws -> Dataset {
+        try await datasets.find(request.parameters.get("id", as: UUID.self), userID: try request.principal.userID, on: request.db)
+    }
+
+    private func withValidation(_ dataset: Dataset, on db: any Database) async throws -> DatasetResponse {
+        var response = DatasetResponse(dataset)
+        response.validation = Validation(datasets.report(dataset, files: try await datasets.files(of: dataset, on: db)))
+        return response
+    }
+
+    /// Where the client reached us: GOMODEL_PUBLIC_URL, else the request's own scheme and host.
+    /// (A forged Host only misleads the client that forged it.)
+    private func origin(of request: Request) throws -> URL {
+        if let publicURL { return publicURL }
+        let scheme = trustProxy ? (request.headers.first(name: "x-forwarded-proto") ?? "http") : "http"
+        guard let host = request.headers.first(name: .host), let url = URL(string: "\(scheme)://\(host)"), url.host != nil else {
+            throw APIError.badRequest("missing_host", "The request has no Host header; set GOMODEL_PUBLIC_URL on the server.")
+        }
+        return url
+    }
+
+    // MARK: OpenAPI
+
+    static let operations: [APIOperation] = [
+        APIOperation(
+            method: .POST, path: "/api/datasets", summary: "Create a dataset.",
+            requestSchema: ["type": "object", "required": ["name"], "properties": [
+                "name": ["type": "string", "maxLength": 100], "defaultCaption": ["type": "string", "description": "Used for samples without a caption file."],
+            ]],
+            responses: [201: ("The new dataset.", .ref("Dataset")), 409: ("You already have a dataset of that name.", .ref("Error"))]
+        ),
+        APIOperation(method: .GET, path: "/api/datasets", summary: "List your datasets with their counts and validation state.",
+                     responses: [200: ("Your datasets.", ["type": "object", "properties": ["datasets": ["type": "array", "items": .ref("Dataset")]]])]),
+        APIOperation(method: .GET, path: "/api/datasets/{id}", summary: "A dataset with its files and validation.",
+                     responses: [200: ("The dataset.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .PATCH, path: "/api/datasets/{id}", summary: "Rename a dataset or change its default caption.",
+            requestSchema: ["type": "object", "properties": ["name": ["type": "string"], "defaultCaption": ["type": ["string", "null"]]]],
+            responses: [200: ("The dataset.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error")), 409: ("Name taken, or a job uses the dataset.", .ref("Error"))]
+        ),
+        APIOperation(method: .DELETE, path: "/api/datasets/{id}", summary: "Delete a dataset and every file of it in the bucket.",
+                     responses: [204: ("Deleted.", nil), 404: ("No such dataset of yours.", .ref("Error")), 409: ("A job uses the dataset.", .ref("Error"))]),
+        APIOperation(
+            method: .POST, path: "/api/datasets/{id}/uploads",
+            summary: "Sign up to 500 uploads: one presigned PUT per file, bound to key, size, type and (with sha256) content, valid 15 minutes.",
+            requestSchema: ["type": "object", "required": ["files"], "properties": ["files": ["type": "array", "maxItems": 500, "items": [
+                "type": "object", "required": ["path", "size"], "properties": [
+                    "path": ["type": "string", "description": "Relative path in the user's folder, e.g. control/cat.png or cat_start.png."],
+                    "size": ["type": "integer"], "contentType": ["type": "string"],
+                    "sha256": ["type": "string", "description": "Hex SHA-256; the store refuses other content."],
+                ],
+            ]]]],
+            responses: [
+                200: ("The uploads to make.", ["type": "object", "properties": [
+                    "uploads": ["type": "array", "items": ["type": "object", "properties": [
+                        "path": ["type": "string"], "key": ["type": "string"], "url": ["type": "string"], "method": ["type": "string"],
+                        "headers": ["type": "object", "description": "Send exactly these headers."],
+                    ]]],
+                    "skipped": ["type": "array", "items": ["type": "string"]], "expiresAt": ["type": "string", "format": "date-time"],
+                ]]),
+                400: ("Refused paths (each in error.details), more than 500 files, or the dataset would be too large.", .ref("Error")),
+                404: ("No such dataset of yours.", .ref("Error")), 409: ("A job uses the dataset.", .ref("Error")),
+            ]
+        ),
+        APIOperation(
+            method: .POST, path: "/api/datasets/{id}/uploads/complete",
+            summary: "Record uploaded files after checking each in the bucket (exists, size, checksum); repeating it is harmless.",
+            requestSchema: ["type": "object", "required": ["paths"], "properties": ["paths": ["type": "array", "maxItems": 500, "items": ["type": "string"]]]],
+            responses: [200: ("The dataset with its validation; `failures` lists paths not recorded.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error"))]
+        ),
+        APIOperation(method: .GET, path: "/api/datasets/{id}/validation", summary: "Check the dataset: every finding names the file and the fix.",
+                     responses: [200: ("The report.", .ref("Validation")), 404: ("No such dataset of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .PATCH, path: "/api/datasets/{id}/samples/{stem}", summary: "Set a sample's caption (empty: use the default caption).",
+            requestSchema: ["type": "object", "required": ["caption"], "properties": ["caption": ["type": "string", "maxLength": 4000]]],
+            responses: [200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset or sample of yours.", .ref("Error"))]
+        ),
+    ]
+
+    static let schemas: [String: JSONValue] = [
+        "Dataset": ["type": "object", "required": ["id", "name", "fileCount", "sampleCount", "totalBytes", "sound"], "properties": [
+            "id": ["type": "string", "format": "uuid"], "name": ["type": "string"], "defaultCaption": ["type": "string"],
+            "fileCount": ["type": "integer"], "sampleCount": ["type": "integer"], "totalBytes": ["type": "integer"],
+            "controlsPerSample": ["type": "integer"], "errorCount": ["type": "integer"], "warningCount": ["type": "integer"],
+            "sound": ["type": "boolean"], "lockedByJobId": ["type": "string", "format": "uuid"],
+            "createdAt": ["type": "string", "format": "date-time"], "updatedAt": ["type": "string", "format": "date-time"],
+            "validation": .ref("Validation"),
+            "files": ["type": "array", "items": ["type": "object", "properties": [
+                "key": ["type": "string"], "role": ["type": "string", "enum": ["target", "caption", "control_1", "control_2", "control_3"]],
+                "stem": ["type": "string"], "bytes": ["type": "integer"], "sha256": ["type": "string"], "format": ["type": "string"],
+                "width": ["type": "integer"], "height": ["type": "integer"], "caption": ["type": "string"],
+            ]]],
+            "failures": ["type": "array", "items": ["type": "object", "properties": ["path": ["type": "string"], "reason": ["type": "string"]]]],
+        ]],
+        "Validation": ["type": "object", "required": ["sound", "samples", "findings"], "properties": [
+            "sound": ["type": "boolean"], "samples": ["type": "integer"], "controlsPerSample": ["type": "integer"], "totalBytes": ["type": "integer"],
+            "findings": ["type": "array", "items": ["type": "object", "properties": [
+                "severity": ["type": "string", "enum": ["error", "warning"]], "code": ["type": "string"],
+                "file": ["type": "string", "description": "Dataset-relative key, or empty for the whole dataset."], "message": ["type": "string"],
+            ]]],
+        ]],
+    ]
+}

@@ -1,0 +1,333 @@
+import Crypto
+import Fluent
+import Foundation
+import NIOCore
+import ObjectStorage
+import TrainerCore
+
+/// Datasets and their files: signing uploads, checking completed ones against the bucket,
+/// validation, captions and deletion. The rules themselves live in TrainerCore.
+struct DatasetService: Sendable {
+    let bucket: Bucket
+    let limits: DatasetValidation.Limits
+    let now: @Sendable () -> Date
+
+    static let maximumNameLength = 100
+    static let maximumCaptionLength = 4000
+
+    // MARK: Datasets
+
+    func create(userID: UUID, name: String, defaultCaption: String?, on db: any Database) async throws -> Dataset {
+        let name = try Self.checkedName(name)
+        let caption = try Self.checkedCaption(defaultCaption)
+        if try await Dataset.query(on: db).filter(\.$user.$id == userID).filter(\.$name == name).first() != nil {
+            throw APIError.conflict("name_taken", "You already have a dataset named '\(name)'; pick another name or use that one.")
+        }
+        let dataset = Dataset(userID: userID, name: name, defaultCaption: caption.flatMap { $0.isEmpty ? nil : $0 }, now: now())
+        try await dataset.create(on: db)
+        return dataset
+    }
+
+    /// The user's dataset; someone else's answers exactly like a missing one.
+    func find(_ id: UUID?, userID: UUID, on db: any Database) async throws -> Dataset {
+        guard let id, let dataset = try await Dataset.query(on: db).filter(\.$id == id).filter(\.$user.$id == userID).first() else {
+            throw APIError.notFound("No dataset with this id; GET /api/datasets lists yours.")
+        }
+        return dataset
+    }
+
+    func update(_ dataset: Dataset, name: String?, defaultCaption: String??, on db: any Database) async throws {
+        if let name {
+            let name = try Self.checkedName(name)
+            if name != dataset.name, try await Dataset.query(on: db).filter(\.$user.$id == dataset.$user.id).filter(\.$name == name).first() != nil {
+                throw APIError.conflict("name_taken", "You already have a dataset named '\(name)'; pick another name.")
+            }
+            dataset.name = name
+        }
+        if let defaultCaption {
+            // The default caption is part of what a job trains on.
+            try Self.checkUnlocked(dataset)
+            dataset.defaultCaption = try Self.checkedCaption(defaultCaption).flatMap { $0.isEmpty ? nil : $0 }
+        }
+        dataset.updatedAt = now()
+        try await dataset.save(on: db)
+        if defaultCaption != nil { _ = try await refresh(dataset, on: db) }
+    }
+
+    /// Removes the dataset's objects first, then its rows: a failure halfway leaves a dataset that
+    /// can be deleted again, never rows pointing at nothing or objects nobody can reach.
+    func delete(_ dataset: Dataset, on db: any Database) async throws {
+        try Self.checkUnlocked(dataset)
+        try await bucket.deleteAll(prefix: dataset.prefix)
+        try await db.transaction { db in
+            try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).delete()
+            try await dataset.delete(on: db)
+        }
+    }
+
+    // MARK: Uploads
+
+    struct SignedUpload {
+        let path: String
+        let key: String
+        let request: PresignedRequest
+    }
+
+    func signUploads(_ dataset: Dataset, files: [UploadPlan.File], origin: URL, on db: any Database) async throws -> (uploads: [SignedUpload], skipped: [String]) {
+        try Self.checkUnlocked(dataset)
+        try Self.checkBatchSize(files.count, what: "files")
+        let uploads: [UploadPlan.Upload]
+        let skipped: [String]
+        switch UploadPlan.plan(files) {
+        case .rejected(let rejections):
+            var error = APIError.badRequest("invalid_paths", "\(rejections.count) of the files cannot be uploaded, nothing was signed: " + Self.list(rejections.map { "'\($0.path)' \($0.reason)" }))
+            error.details = rejections.map { ErrorBody.Item(path: $0.path, reason: $0.reason) }
+            throw error
+        case .planned(let planned, let ignored):
+            uploads = planned
+            skipped = ignored
+        }
+
+        let keys = uploads.map(\.placement.relativeKey)
+        let rows = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).all()
+        let existing = Dictionary(rows.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+        // Refuse early what would exceed the size limit, before anyone spends time uploading.
+        let kept = rows.filter { !keys.contains($0.key) }.reduce(Int64(0)) { $0 + ($1.bytes ?? 0) }
+        let total = uploads.reduce(kept) { $0 + $1.size }
+        if total > limits.maximumBytes {
+            throw APIError.badRequest("dataset_too_large", "With these files the dataset would hold \(total) bytes; at most \(limits.maximumBytes) are allowed. Compress the images or leave some samples out.")
+        }
+
+        try await db.transaction { db in
+            for upload in uploads {
+                let row = existing[upload.placement.relativeKey] ?? DatasetFile(datasetID: dataset.id!, placement: upload.placement)
+                row.pendingBytes = upload.size
+                row.pendingSHA256 = upload.sha256.map { SigV4Signer.hex($0) }
+                try await row.save(on: db)
+            }
+        }
+        let signed = uploads.map { upload in
+            let key = dataset.prefix + upload.placement.relativeKey
+            return SignedUpload(
+                path: upload.path, key: key,
+                request: bucket.presignedPut(key: key, contentType: upload.contentType, contentLength: upload.size, sha256: upload.sha256, origin: origin)
+            )
+        }
+        return (signed, skipped)
+    }
+
+    struct Failure: Sendable {
+        let path: String
+        let reason: String
+    }
+
+    /// What the bucket holds for one completed path.
+    private enum Checked: Sendable {
+        case stored(bytes: Int64, sha256: String?, probe: ImageProbe.Result?, caption: String?)
+        case failed(String)
+    }
+
+    /// Checks each path's object in the bucket (it exists, has the signed size and content) and
+    /// records it. Completing a path again is harmless. Paths that fail are reported, the others
+    /// are recorded regardless.
+    func complete(_ dataset: Dataset, paths: [String], on db: any Database) async throws -> [Failure] {
+        try Self.checkUnlocked(dataset)
+        try Self.checkBatchSize(paths.count, what: "paths")
+        var failures: [Failure] = []
+        var keyOfPath: [(path: String, key: String)] = []
+        for path in paths {
+            switch DatasetLayout.place(path) {
+            case .placed(let placement): keyOfPath.append((path, placement.relativeKey))
+            case .ignored: continue
+            case .refused(let reason): failures.append(Failure(path: path, reason: reason))
+            }
+        }
+        let rows = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).all()
+        let rowOfKey = Dictionary(rows.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+
+        struct Expectation: Sendable {
+            let path: String
+            let key: String
+            let role: String
+            let bytes: Int64?
+            let sha256: String?
+        }
+        var expectations: [Expectation] = []
+        for (path, key) in keyOfPath {
+            guard let row = rowOfKey[key] else {
+                failures.append(Failure(path: path, reason: "was never signed for upload; ask for its URL first (POST /api/datasets/{id}/uploads)."))
+                continue
+            }
+            expectations.append(Expectation(path: path, key: key, role: row.role, bytes: row.pendingBytes, sha256: row.pendingSHA256))
+        }
+
+        let prefix = dataset.prefix
+        let pending = expectations
+        let checked = try await withThrowingTaskGroup(of: (Int, Checked).self) { group in
+            var results: [Checked?] = Array(repeating: nil, count: pending.count)
+            var next = 0
+            func start(_ index: Int) {
+                let expectation = pending[index]
+                group.addTask { (index, try await check(key: prefix + expectation.key, role: expectation.role, bytes: expectation.bytes, sha256: expectation.sha256)) }
+            }
+            while next < min(16, pending.count) { start(next); next += 1 }
+            while let (index, result) = try await group.next() {
+                results[index] = result
+                if next < pending.count { start(next); next += 1 }
+            }
+            return results.map { $0! }
+        }
+
+        let time = now()
+        var stored: [DatasetFile] = []
+        for (expectation, result) in zip(pending, checked) {
+            guard let row = rowOfKey[expectation.key] else { continue }
+            switch result {
+            case .failed(let reason):
+                failures.append(Failure(path: expectation.path, reason: reason))
+            case .stored(let bytes, let sha256, let probe, let caption):
+                row.bytes = bytes
+                row.sha256 = sha256
+                row.uploadedAt = time
+                row.pendingBytes = nil
+                row.pendingSHA256 = nil
+                row.caption = caption
+                (row.format, row.width, row.height) = switch probe {
+                case .image(let format, let width, let height)?: (format.rawValue, width, height)
+                case .needsMoreBytes(let format)?: (format.rawValue, nil, nil)
+                case .notAnImage?, nil: (nil, nil, nil)
+                }
+                stored.append(row)
+            }
+        }
+        // `cat.jpg` uploaded over an earlier `cat.png` of the same role replaces it.
+        let replaced = rows.filter { old in
+            old.uploadedAt != nil && !stored.contains { $0 === old } && stored.contains { $0.role == old.role && $0.stem == old.stem && $0.key != old.key }
+        }
+        try await db.transaction { [stored] db in
+            for row in stored { try await row.save(on: db) }
+            for row in replaced { try await row.delete(on: db) }
+        }
+        for row in replaced { try? await bucket.delete(key: prefix + row.key) }
+        _ = try await refresh(dataset, on: db)
+        return failures
+    }
+
+    private func check(key: String, role: String, bytes: Int64?, sha256: String?) async throws -> Checked {
+        guard let info = try await bucket.head(key: key) else {
+            return .failed("is not in the bucket: its upload did not finish. Upload it again.")
+        }
+        if let bytes, info.size != bytes {
+            return .failed("is \(info.size) bytes in the bucket but was signed as \(bytes); upload it again.")
+        }
+        if let sha256, info.metadata["sha256"]?.lowercased() != sha256 {
+            return .failed("in the bucket is not the file that was signed (its SHA-256 differs); upload it again.")
+        }
+        let recordedSHA256 = sha256 ?? info.metadata["sha256"]?.lowercased()
+        if role == "caption" {
+            let text = String(decoding: try await bucket.readPrefix(key: key, count: 64 << 10), as: UTF8.self)
+            return .stored(bytes: info.size, sha256: recordedSHA256, probe: nil, caption: text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        var probe = ImageProbe.inspect(try await bucket.readPrefix(key: key, count: ImageProbe.headerBytes))
+        if case .needsMoreBytes = probe, info.size > Int64(ImageProbe.headerBytes) {
+            // JPEGs with large metadata put their frame header further in.
+            probe = ImageProbe.inspect(try await bucket.readPrefix(key: key, count: 1 << 20))
+        }
+        return .stored(bytes: info.size, sha256: recordedSHA256, probe: probe, caption: nil)
+    }
+
+    // MARK: Captions
+
+    /// Sets a sample's caption (`target/{stem}.txt`); an empty caption removes it, so the
+    /// dataset's default caption applies.
+    func setCaption(_ dataset: Dataset, stem: String, caption: String, on db: any Database) async throws {
+        try Self.checkUnlocked(dataset)
+        let text = try Self.checkedCaption(caption) ?? ""
+        guard try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!)
+            .filter(\.$role == "target").filter(\.$stem == stem).filter(\.$uploadedAt != nil).first() != nil
+        else { throw APIError.notFound("The dataset has no sample '\(stem)'; GET /api/datasets/{id} lists its files.") }
+        let placement = DatasetLayout.Placement(role: .caption, stem: stem, fileExtension: "txt")
+        let existing = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key == placement.relativeKey).first()
+        if text.isEmpty {
+            try await bucket.delete(key: dataset.prefix + placement.relativeKey)
+            try await existing?.delete(on: db)
+        } else {
+            let bytes = ByteBuffer(string: text)
+            try await bucket.put(key: dataset.prefix + placement.relativeKey, bytes: bytes, contentType: UploadPlan.contentType(placement))
+            let row = existing ?? DatasetFile(datasetID: dataset.id!, placement: placement)
+            row.bytes = Int64(bytes.readableBytes)
+            row.sha256 = SigV4Signer.hex(Array(SHA256.hash(data: Data(text.utf8))))
+            row.caption = text
+            row.uploadedAt = now()
+            row.pendingBytes = nil
+            row.pendingSHA256 = nil
+            try await row.save(on: db)
+        }
+        _ = try await refresh(dataset, on: db)
+    }
+
+    // MARK: Validation
+
+    /// The files that are part of the dataset (completed uploads), by key.
+    func files(of dataset: Dataset, on db: any Database) async throws -> [DatasetFile] {
+        try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$uploadedAt != nil).sort(\.$key).all()
+    }
+
+    func report(_ dataset: Dataset, files: [DatasetFile]) -> DatasetValidation.Report {
+        let inputs = files.compactMap { file in
+            file.placement.map { DatasetValidation.File(placement: $0, bytes: file.bytes ?? 0, probe: file.probe) }
+        }
+        return DatasetValidation.validate(inputs, defaultCaption: dataset.defaultCaption, limits: limits)
+    }
+
+    /// Validates and stores the summary the listing shows.
+    func refresh(_ dataset: Dataset, on db: any Database) async throws -> DatasetValidation.Report {
+        let files = try await files(of: dataset, on: db)
+        let report = report(dataset, files: files)
+        dataset.fileCount = files.count
+        dataset.sampleCount = report.samples
+        dataset.totalBytes = report.totalBytes
+        dataset.controlsPerSample = report.controlsPerSample
+        dataset.errorCount = report.findings.count { $0.severity == .error }
+        dataset.warningCount = report.findings.count { $0.severity == .warning }
+        dataset.updatedAt = now()
+        try await dataset.save(on: db)
+        return report
+    }
+
+    // MARK: Rules
+
+    static func checkUnlocked(_ dataset: Dataset) throws {
+        if let job = dataset.lockedByJobID {
+            throw APIError.conflict("dataset_in_use", "Job \(job.uuidString.lowercased()) is queued or training on this dataset; it cannot change until that job ends. Cancel the job, or make a new dataset.")
+        }
+    }
+
+    static func checkBatchSize(_ count: Int, what: String) throws {
+        if count > UploadPlan.maximumFilesPerBatch {
+            throw APIError.badRequest("too_many_files", "\(count) \(what) in one request; at most \(UploadPlan.maximumFilesPerBatch) are allowed. Send the rest in further requests.")
+        }
+        if count == 0 { throw APIError.badRequest("no_files", "The request lists no \(what).") }
+    }
+
+    static func checkedName(_ raw: String) throws -> String {
+        let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty, name.count <= maximumNameLength, !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw APIError.badRequest("invalid_name", "A dataset name has 1 to \(maximumNameLength) characters and no control characters.")
+        }
+        return name
+    }
+
+    static func checkedCaption(_ raw: String?) throws -> String? {
+        guard let caption = raw?.trimmingCharacters(in: .whitespacesAndNewlines) else { return nil }
+        guard caption.count <= maximumCaptionLength else {
+            throw APIError.badRequest("invalid_caption", "A caption has at most \(maximumCaptionLength) characters; this one has \(caption.count).")
+        }
+        return caption
+    }
+
+    /// The first items of a list of problems, with a count of the rest.
+    static func list(_ items: [String], limit: Int = 20) -> String {
+        items.prefix(limit).joined(separator: "; ") + (items.count > limit ? "; and \(items.count - limit) more." : "")
+    }
+}
