@@ -67,6 +67,8 @@ let package = Package(
                 "TrainerClient",
                 "ObjectStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // Benchmark driver for bench/ (built in release by bench scripts, not by the tests).

@@ -52,14 +52,9 @@ struct Tokens: AsyncParsableCommand {
 
 /// Reads a password from standard input, without echo when it is a terminal.
 private func readSecretLine(prompt: String) throws -> String {
-    let line: String?
-    if isatty(STDIN_FILENO) == 1, let typed = getpass(prompt) {
-        line = String(cString: typed)
-    } else {
-        line = readLine(strippingNewline: true)
-    }
-    guard let line, !line.isEmpty else {
+    do {
+        return try readLineFromInput(prompt: prompt)
+    } catch {
         throw ValidationError("No password given: pass --password or type it on standard input.")
     }
-    return line
 }

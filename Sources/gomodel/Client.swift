@@ -1,0 +1,187 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOConcurrencyHelpers
+import TrainerClient
+
+struct Login: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Save the server address and an API token for the client commands (in your config folder, mode 0600)."
+    )
+
+    @ArgumentParser.Option(help: "The server's address, e.g. https://trainer.example.com or http://127.0.0.1:8080.") var server: String
+    @ArgumentParser.Option(help: "An API token (account page, or `gomodel tokens create`). Omit it or give '-' to read it from standard input, which keeps it out of the shell history.")
+    var token: String?
+
+    func run() async throws {
+        guard var url = URL(string: server), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), url.host != nil else {
+            throw ValidationError("--server must be an http:// or https:// address, e.g. http://127.0.0.1:8080")
+        }
+        while url.absoluteString.hasSuffix("/") { url = URL(string: String(url.absoluteString.dropLast()))! }
+        let token = try ((token == nil || token == "-") ? readLineFromInput(prompt: "Token: ") : token!).trimmingCharacters(in: .whitespaces)
+        let me = try await withClient(ClientLogin(server: url, token: token)) { api, _ in try await api.me() }
+        let path = ClientLogin.defaultPath()
+        try ClientLogin(server: url, token: token).save(to: path)
+        print("Logged in to \(url.absoluteString) as \(me.user.email); saved to \(path).")
+    }
+}
+
+struct Datasets: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Upload and manage datasets (after `gomodel login`).",
+        subcommands: [Push.self, List.self, Show.self, Remove.self]
+    )
+
+    struct Push: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Upload a folder of pairs; run it again to upload only what is missing or changed.",
+            discussion: """
+            Layouts: control/ (input/, start/, control_2/…) and target/ (output/, end/) folders with captions as \
+            target/X.txt, or fal's flat naming X_start.png, X_start2.png, X_end.png, X.txt. Files go straight \
+            to the bucket; the server checks each one and reports what the dataset still needs.
+            """
+        )
+
+        @Argument(help: "The folder to upload.") var directory: String
+        @ArgumentParser.Option(help: "The dataset's name; it is created if you have none of that name.") var name: String
+        @ArgumentParser.Option(help: "Files uploaded at the same time.") var concurrency = 8
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, http in
+                let terminal = isatty(STDERR_FILENO) == 1
+                let started = Date()
+                let lastDrawn = NIOLockedValueBox(Date.distantPast)
+                let push = DatasetPush(api: api, http: http)
+                let result = try await push.run(.init(directory: directory, name: name, concurrency: concurrency)) { progress in
+                    let now = Date()
+                    let finished = progress.filesDone == progress.filesTotal
+                    // Redrawn at most 10 times a second on a terminal; a line every 5 s in logs.
+                    let due = lastDrawn.withLockedValue { last in
+                        guard finished || now.timeIntervalSince(last) >= (terminal ? 0.1 : 5) else { return false }
+                        last = now
+                        return true
+                    }
+                    guard due, progress.filesTotal > 0 else { return }
+                    let line = ProgressLine.render(progress, elapsed: now.timeIntervalSince(started))
+                    FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
+                }
+                if terminal, result.uploadedFiles + result.failures.count > 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+                report(result, elapsed: Date().timeIntervalSince(started))
+                if !result.failures.isEmpty {
+                    throw ExitCode(1)
+                }
+            }
+        }
+
+        private func report(_ result: DatasetPush.Result, elapsed: TimeInterval) {
+            let dataset = result.dataset
+            print("\(result.created ? "Created" : "Updated") dataset '\(dataset.name)' (\(dataset.id.uuidString.lowercased())).")
+            print("Uploaded \(result.uploadedFiles) file\(result.uploadedFiles == 1 ? "" : "s") (\(ProgressLine.bytes(result.uploadedBytes))) in \(ProgressLine.duration(elapsed)); \(result.unchangedFiles) already there and unchanged.")
+            if !result.ignored.isEmpty { print("Skipped \(result.ignored.count) system file(s) such as \(result.ignored[0]).") }
+            for item in result.leftOut { print("Left out \(item.path): \(item.reason)") }
+            for item in result.failures { print("FAILED \(item.path): \(item.reason)") }
+            if !result.failures.isEmpty { print("Run the same command again to retry the failed files; the others are not sent again.") }
+            printValidation(dataset)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List your datasets.")
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let datasets = try await api.datasets()
+                if datasets.isEmpty { print("No datasets yet; upload one with `gomodel datasets push DIR --name NAME`.") }
+                for dataset in datasets {
+                    let state = dataset.sound ? "ready" : (dataset.sampleCount == 0 ? "empty" : "\(dataset.errorCount) problem(s)")
+                    print("\(dataset.id.uuidString.lowercased())  \(dataset.name)  \(dataset.sampleCount) samples  \(ProgressLine.bytes(dataset.totalBytes))  \(state)")
+                }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a dataset and its validation report.")
+
+        @Argument(help: "The dataset's id or name.") var dataset: String
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let found = try await api.findDataset(dataset)
+                print("\(found.name) (\(found.id.uuidString.lowercased()))")
+                print("\(found.sampleCount) samples, \(found.fileCount) files, \(ProgressLine.bytes(found.totalBytes))" + (found.controlsPerSample.map { ", \($0) control image(s) per sample" } ?? ""))
+                if let caption = found.defaultCaption { print("Default caption: \(caption)") }
+                printValidation(found)
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Delete a dataset and all its files in the bucket.")
+
+        @Argument(help: "The dataset's id or name.") var dataset: String
+        @ArgumentParser.Flag(name: .shortAndLong, help: "Do not ask for confirmation.") var yes = false
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let found = try await api.findDataset(dataset)
+                if !yes {
+                    guard isatty(STDIN_FILENO) == 1 else {
+                        throw ValidationError("Add --yes to delete '\(found.name)' without a terminal to confirm on.")
+                    }
+                    print("Delete '\(found.name)' with its \(found.fileCount) files? Type the name to confirm: ", terminator: "")
+                    guard readLine(strippingNewline: true) == found.name else {
+                        print("Not deleted.")
+                        return
+                    }
+                }
+                try await api.deleteDataset(found.id)
+                print("Deleted '\(found.name)'.")
+            }
+        }
+    }
+}
+
+private func printValidation(_ dataset: ServerAPI.Dataset) {
+    guard let validation = dataset.validation else { return }
+    let errors = validation.findings.filter { $0.severity == "error" }
+    let warnings = validation.findings.filter { $0.severity == "warning" }
+    if validation.sound && validation.samples > 0 {
+        print("Ready to train: \(validation.samples) samples" + (validation.controlsPerSample.map { ", \($0) control image(s) each" } ?? "") + (warnings.isEmpty ? "." : ", \(warnings.count) warning(s):"))
+    } else {
+        print("Not ready to train: \(errors.count) problem(s) to fix" + (warnings.isEmpty ? ":" : " and \(warnings.count) warning(s):"))
+    }
+    for finding in errors + warnings { print("  \(finding.severity == "error" ? "error" : "warning"): \(finding.message)") }
+}
+
+/// Runs `body` with an API client for the login, shutting the HTTP client down afterwards.
+private func withClient<T>(_ login: ClientLogin, _ body: (ServerAPI, HTTPClient) async throws -> T) async throws -> T {
+    var configuration = HTTPClient.Configuration()
+    configuration.timeout.connect = .seconds(10)
+    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    do {
+        let result = try await body(ServerAPI(baseURL: login.server, token: login.token, http: http), http)
+        try await http.shutdown()
+        return result
+    } catch {
+        try? await http.shutdown()
+        throw error
+    }
+}
+
+/// Reads one line from standard input, without echo when it is a terminal.
+func readLineFromInput(prompt: String) throws -> String {
+    let line: String?
+    if isatty(STDIN_FILENO) == 1, let typed = getpass(prompt) {
+        line = String(cString: typed)
+    } else {
+        line = readLine(strippingNewline: true)
+    }
+    guard let line, !line.isEmpty else {
+        throw ValidationError("Nothing was given on standard input.")
+    }
+    return line
+}
