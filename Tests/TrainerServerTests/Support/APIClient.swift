@@ -12,6 +12,8 @@ struct APIClient {
     var bearerToken: String?
     /// Sent as `X-Forwarded-For` (the tests turn on GOMODEL_TRUST_PROXY where it matters).
     var forwardedFor: String?
+    /// Sent as `Host`: presigned URLs of the built-in store point where the client reached us.
+    var host: String?
 
     init(_ app: Application) { self.app = app }
 
@@ -25,6 +27,7 @@ struct APIClient {
         if let csrfToken, sendCSRF { headers.add(name: "X-CSRF-Token", value: csrfToken) }
         if let bearerToken { headers.bearerAuthorization = .init(token: bearerToken) }
         if let forwardedFor { headers.add(name: .xForwardedFor, value: forwardedFor) }
+        if let host { headers.replaceOrAdd(name: .host, value: host) }
         if body != nil, let contentType { headers.add(name: .contentType, value: contentType) }
         let response = try await app.testing().sendRequest(method, path, headers: headers, body: body.map { ByteBuffer(string: $0) })
         if let cookie = response.headers.setCookie?[SessionCookie.name] {

@@ -21,9 +21,9 @@ struct RunningStore {
 }
 
 /// Runs `test` with the app serving on a free port; the server's clock is the real time.
-func withRunningStore(_ test: (RunningStore) async throws -> Void) async throws {
+func withRunningStore(environment: [String: String] = [:], _ test: (RunningStore) async throws -> Void) async throws {
     let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-store-\(UUID().uuidString)").path
-    try await withTestApp(environment: ["GOMODEL_DATA_DIR": dataDirectory], clock: TestClock(Date())) { app in
+    try await withTestApp(environment: environment.merging(["GOMODEL_DATA_DIR": dataDirectory]) { _, new in new }, clock: TestClock(Date())) { app in
         try await app.server.start(address: .hostname("127.0.0.1", port: 0))
         let port = try #require(app.http.server.shared.localAddress?.port)
         let credentials = try StoreCredentials.loadOrCreate(dataDirectory: dataDirectory)
