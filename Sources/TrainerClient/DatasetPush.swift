@@ -15,8 +15,8 @@ public struct DatasetPush: Sendable {
         public var directory: String
         public var name: String
         public var concurrency: Int
-        /// Files signed per request; completed in groups of half as many, so an interruption
-        /// loses little.
+        /// Files signed per request; finished files are recorded in groups of a quarter as many,
+        /// so an interruption loses little.
         public var batchSize: Int
 
         public init(directory: String, name: String, concurrency: Int = 8, batchSize: Int = 100) {
@@ -32,6 +32,13 @@ public struct DatasetPush: Sendable {
         public var filesTotal: Int
         public var bytesDone: Int64
         public var bytesTotal: Int64
+
+        public init(filesDone: Int, filesTotal: Int, bytesDone: Int64, bytesTotal: Int64) {
+            self.filesDone = filesDone
+            self.filesTotal = filesTotal
+            self.bytesDone = bytesDone
+            self.bytesTotal = bytesTotal
+        }
     }
 
     public struct Result: Sendable {
@@ -110,13 +117,37 @@ public struct DatasetPush: Sendable {
         let counter = NIOLockedValueBox(Progress(filesDone: 0, filesTotal: changed.count, bytesDone: 0, bytesTotal: changed.reduce(0) { $0 + $1.size }))
         progress(counter.withLockedValue { $0 })
         let queue = UploadQueue(api: api, datasetID: dataset.id, files: changed, batchSize: options.batchSize)
+        do {
+            try await uploadAll(queue: queue, concurrency: options.concurrency, count: changed.count, counter: counter, progress: progress)
+        } catch {
+            // Interrupted (Ctrl-C, a lost server): record what did arrive, so the next run skips
+            // it. In a task of its own, since this one may be cancelled.
+            try? await Task { try await queue.flush() }.value
+            throw error
+        }
+        try await queue.flush()
+
+        let final = try await api.dataset(dataset.id)
+        let failures = await queue.failures
+        let uploaded = changed.count - failures.count
+        let uploadedBytes = counter.withLockedValue { $0.bytesDone }
+        return Result(
+            dataset: final, created: created, uploadedFiles: uploaded, uploadedBytes: uploadedBytes,
+            unchangedFiles: files.count - changed.count, ignored: ignored, leftOut: leftOut, failures: failures
+        )
+    }
+
+    private func uploadAll(
+        queue: UploadQueue, concurrency: Int, count: Int, counter: NIOLockedValueBox<Progress>, progress: @escaping @Sendable (Progress) -> Void
+    ) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<min(options.concurrency, max(changed.count, 1)) {
+            for _ in 0..<min(concurrency, max(count, 1)) {
                 group.addTask {
-                    while let (file, signedUpload) = try await queue.next() {
+                    // A failed or cancelled sibling stops every worker before its next file.
+                    while !Task.isCancelled, let (file, signedUpload) = try await queue.next() {
                         // Bytes of this file counted so far; a retry starts again from 0.
                         let sent = NIOLockedValueBox<Int64>(0)
-                        let succeeded = await self.upload(file, signedUpload, queue: queue) { bytes in
+                        let succeeded = try await self.upload(file, signedUpload, queue: queue) { bytes in
                             let delta = sent.withLockedValue { previous in defer { previous = bytes }; return bytes - previous }
                             progress(counter.withLockedValue { $0.bytesDone += delta; return $0 })
                         }
@@ -131,23 +162,14 @@ public struct DatasetPush: Sendable {
                     }
                 }
             }
-            try await group.waitForAll()
+            // The first error ends the group at once (leaving it cancels the other workers).
+            while try await group.next() != nil {}
         }
-        try await queue.flush()
-
-        let final = try await api.dataset(dataset.id)
-        let failures = await queue.failures
-        let uploaded = changed.count - failures.count
-        let uploadedBytes = counter.withLockedValue { $0.bytesDone }
-        return Result(
-            dataset: final, created: created, uploadedFiles: uploaded, uploadedBytes: uploadedBytes,
-            unchangedFiles: files.count - changed.count, ignored: ignored, leftOut: leftOut, failures: failures
-        )
     }
 
     /// One file's PUT, retried on throttling, server errors and dropped connections, and signed
-    /// anew once if its URL expired. Returns whether it arrived.
-    private func upload(_ file: LocalFile, _ signed: ServerAPI.SignedUploads.Upload, queue: UploadQueue, sent: @escaping @Sendable (Int64) -> Void) async -> Bool {
+    /// anew once if its URL expired. Returns whether it arrived; throws only when cancelled.
+    private func upload(_ file: LocalFile, _ signed: ServerAPI.SignedUploads.Upload, queue: UploadQueue, sent: @escaping @Sendable (Int64) -> Void) async throws -> Bool {
         var signed = signed
         var attempt = 0
         var resigned = false
@@ -164,6 +186,7 @@ public struct DatasetPush: Sendable {
                     return false
                 }
             } catch {
+                try Task.checkCancellation()
                 attempt += 1
                 guard attempt < 4, S3Client.isRetryable(error) else {
                     await queue.record(failure: file, reason: "upload failed: \(error)")
@@ -285,7 +308,7 @@ actor UploadQueue {
     func finished(_ file: DatasetPush.LocalFile, succeeded: Bool) async throws {
         guard succeeded else { return }
         finishedPaths.append(file.path)
-        if finishedPaths.count >= max(batchSize / 2, 1) { try await flush() }
+        if finishedPaths.count >= max(batchSize / 4, 1) { try await flush() }
     }
 
     func record(failure file: DatasetPush.LocalFile, reason: String) {

@@ -55,7 +55,8 @@ struct Datasets: AsyncParsableCommand {
                 let started = Date()
                 let lastDrawn = NIOLockedValueBox(Date.distantPast)
                 let push = DatasetPush(api: api, http: http)
-                let result = try await push.run(.init(directory: directory, name: name, concurrency: concurrency)) { progress in
+                let options = DatasetPush.Options(directory: directory, name: name, concurrency: concurrency)
+                let pushing = Task { try await push.run(options) { progress in
                     let now = Date()
                     let finished = progress.filesDone == progress.filesTotal
                     // Redrawn at most 10 times a second on a terminal; a line every 5 s in logs.
@@ -67,6 +68,16 @@ struct Datasets: AsyncParsableCommand {
                     guard due, progress.filesTotal > 0 else { return }
                     let line = ProgressLine.render(progress, elapsed: now.timeIntervalSince(started))
                     FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
+                } }
+                // Ctrl-C stops the uploads, records what arrived, and leaves the rest for the next run.
+                let interrupt = onInterrupt { pushing.cancel() }
+                defer { interrupt.cancel() }
+                let result: DatasetPush.Result
+                do {
+                    result = try await pushing.value
+                } catch where pushing.isCancelled {
+                    FileHandle.standardError.write(Data("\nInterrupted. Files that arrived are recorded; run the same command again to upload the rest.\n".utf8))
+                    throw ExitCode(130)
                 }
                 if terminal, result.uploadedFiles + result.failures.count > 0 { FileHandle.standardError.write(Data("\n".utf8)) }
                 report(result, elapsed: Date().timeIntervalSince(started))
@@ -155,6 +166,15 @@ private func printValidation(_ dataset: ServerAPI.Dataset) {
         print("Not ready to train: \(errors.count) problem(s) to fix" + (warnings.isEmpty ? ":" : " and \(warnings.count) warning(s):"))
     }
     for finding in errors + warnings { print("  \(finding.severity == "error" ? "error" : "warning"): \(finding.message)") }
+}
+
+/// Calls `handler` on SIGINT instead of ending the process at once.
+private func onInterrupt(_ handler: @escaping @Sendable () -> Void) -> any DispatchSourceSignal {
+    signal(SIGINT, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    source.setEventHandler(handler: handler)
+    source.resume()
+    return source
 }
 
 /// Runs `body` with an API client for the login, shutting the HTTP client down afterwards.

@@ -280,19 +280,29 @@ struct DatasetService: Sendable {
         return DatasetValidation.validate(inputs, defaultCaption: dataset.defaultCaption, limits: limits)
     }
 
-    /// Validates and stores the summary the listing shows.
+    /// Validates and stores the summary the listing shows. Requests completing files of one
+    /// dataset may run at once: after writing, the files are read again, and if they changed
+    /// meanwhile the summary is made again, so the last writer always leaves the true one.
     func refresh(_ dataset: Dataset, on db: any Database) async throws -> DatasetValidation.Report {
-        let files = try await files(of: dataset, on: db)
-        let report = report(dataset, files: files)
-        dataset.fileCount = files.count
-        dataset.sampleCount = report.samples
-        dataset.totalBytes = report.totalBytes
-        dataset.controlsPerSample = report.controlsPerSample
-        dataset.errorCount = report.findings.count { $0.severity == .error }
-        dataset.warningCount = report.findings.count { $0.severity == .warning }
-        dataset.updatedAt = now()
-        try await dataset.save(on: db)
-        return report
+        var files = try await files(of: dataset, on: db)
+        while true {
+            let report = report(dataset, files: files)
+            dataset.fileCount = files.count
+            dataset.sampleCount = report.samples
+            dataset.totalBytes = report.totalBytes
+            dataset.controlsPerSample = report.controlsPerSample
+            dataset.errorCount = report.findings.count { $0.severity == .error }
+            dataset.warningCount = report.findings.count { $0.severity == .warning }
+            dataset.updatedAt = now()
+            try await dataset.save(on: db)
+            let current = try await self.files(of: dataset, on: db)
+            if current.map(Self.fingerprint) == files.map(Self.fingerprint) { return report }
+            files = current
+        }
+    }
+
+    private static func fingerprint(_ file: DatasetFile) -> String {
+        "\(file.key) \(file.bytes ?? -1) \(file.sha256 ?? "") \(file.width ?? -1) \(file.height ?? -1) \(file.caption ?? "")"
     }
 
     // MARK: Rules
