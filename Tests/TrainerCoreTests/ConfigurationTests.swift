@@ -139,6 +139,19 @@ import TrainerCore
         #expect(found.first?.message.contains("open, invite, closed") == true)
     }
 
+    @Test func datasetLimitsTakeCountsAndSizes() throws {
+        let defaults = try Configuration(environment: [:]).datasetLimits
+        #expect(defaults.maximumSamples == 2000 && defaults.maximumBytes == 5 << 30)
+        let set = try Configuration(environment: ["GOMODEL_DATASET_MAX_SAMPLES": "300", "GOMODEL_DATASET_MAX_BYTES": "512MiB"]).datasetLimits
+        #expect(set.maximumSamples == 300 && set.maximumBytes == 512 << 20)
+        #expect(try Configuration(environment: ["GOMODEL_DATASET_MAX_BYTES": "2 GB"]).datasetLimits.maximumBytes == 2 << 30)
+        #expect(try Configuration(environment: ["GOMODEL_DATASET_MAX_BYTES": "1000"]).datasetLimits.maximumBytes == 1000)
+        let found = problems(["GOMODEL_DATASET_MAX_SAMPLES": "lots", "GOMODEL_DATASET_MAX_BYTES": "5 parsecs"])
+        #expect(found.map(\.variable) == ["GOMODEL_DATASET_MAX_SAMPLES", "GOMODEL_DATASET_MAX_BYTES"])
+        #expect(found.last?.message.contains("5GiB") == true)
+        #expect(problems(["GOMODEL_DATASET_MAX_BYTES": "99999999999T"]).map(\.variable) == ["GOMODEL_DATASET_MAX_BYTES"])
+    }
+
     @Test func trustProxyIsABoolean() throws {
         #expect(try Configuration(environment: ["GOMODEL_TRUST_PROXY": "true"]).trustProxy)
         #expect(problems(["GOMODEL_TRUST_PROXY": "maybe"]).map(\.variable) == ["GOMODEL_TRUST_PROXY"])
