@@ -7,7 +7,7 @@ public enum ProgressLine {
             : (progress.filesTotal > 0 ? Double(progress.filesDone) / Double(progress.filesTotal) : 1)
         let filled = Int((fraction * Double(width)).rounded(.down))
         let bar = String(repeating: "█", count: min(filled, width)) + String(repeating: "░", count: max(width - filled, 0))
-        let rate = elapsed > 0.2 ? Double(progress.bytesDone) / elapsed : 0
+        let rate = elapsed > 0 ? Double(progress.bytesDone) / elapsed : 0
         let eta: String
         if progress.bytesDone >= progress.bytesTotal {
             eta = "done"

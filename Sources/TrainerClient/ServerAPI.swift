@@ -184,6 +184,6 @@ public struct ServerAPIError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        status == 401 ? "\(message) (the token may be revoked: run `gomodel login` again)" : message
+        status == 401 ? "\(message) Then run `gomodel login` with the new token." : message
     }
 }
