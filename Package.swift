@@ -45,6 +45,7 @@ let package = Package(
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
             ]
         ),
         // The API client of the CLI (login, dataset push…): no Vapor, so scripts and the worker could use it.

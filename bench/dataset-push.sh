@@ -49,21 +49,28 @@ export RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_EN
   RCLONE_CONFIG_B_ACCESS_KEY_ID=$key RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$secret RCLONE_CONFIG_B_FORCE_PATH_STYLE=true
 
 files=$((SAMPLES * 3))
-ours=(); theirs=()
+ours=(); theirs=(); cpu_lines=()
 for run in $(seq 1 "$RUNS"); do
-  ours+=("$(seconds "$gomodel" datasets push "$work/pairs" --name "run $run" --concurrency "$CONCURRENCY")")
-  uploaded=$(find "$work/bucket/trainer/datasets" -type f | wc -l)
-  [ "$uploaded" = "$files" ] || { echo "push stored $uploaded of $files files" >&2; exit 1; }
-  "$gomodel" datasets rm "run $run" --yes >/dev/null
-  theirs+=("$(seconds rclone copy "$work/pairs" "B:trainer/copy" --transfers "$CONCURRENCY" --checkers "$CONCURRENCY" -q)")
-  copied=$(find "$work/bucket/trainer/copy" -type f | wc -l)
-  [ "$copied" = "$files" ] || { echo "rclone stored $copied of $files files" >&2; exit 1; }
-  rm -rf "$work/bucket/trainer/copy"
+  # Each run writes to a fresh prefix; nothing is deleted meanwhile (rclone serve s3 stumbles over
+  # directories deleted while others are written).
+  s0=$(cpu_of "$server_pid"); r0=$(cpu_of "$rclone_pid")
+  ours+=("$(seconds /usr/bin/time -f "%U %S" -o "$work/cli-cpu" "$gomodel" datasets push "$work/pairs" --name "run $run" --concurrency "$CONCURRENCY")")
+  s1=$(cpu_of "$server_pid"); r1=$(cpu_of "$rclone_pid")
+  theirs+=("$(seconds /usr/bin/time -f "%U %S" -o "$work/copy-cpu" rclone copy "$work/pairs" "B:trainer/copy-$run" --transfers "$CONCURRENCY" --checkers "$CONCURRENCY" -q)")
+  r2=$(cpu_of "$rclone_pid")
+  cpu_lines+=("$(python3 -c "import sys; c=[float(x) for x in open('$work/cli-cpu').read().split()]; d=[float(x) for x in open('$work/copy-cpu').read().split()]
+print(f'  run $run CPU s: push: cli {sum(c):.1f}, server {$s1-$s0:.1f}, rclone serve {$r1-$r0:.1f} | copy: rclone copy {sum(d):.1f}, rclone serve {$r2-$r1:.1f}')")")
+done
+for run in $(seq 1 "$RUNS"); do
+  dataset_files=$(find "$work/bucket/trainer/datasets" -path "*/$(printf '%s' "$("$gomodel" datasets show "run $run" | head -1 | sed 's/.*(\(.*\))/\1/')")/*" -type f | wc -l)
+  copied=$(find "$work/bucket/trainer/copy-$run" -type f | wc -l)
+  [ "$dataset_files" = "$files" ] && [ "$copied" = "$files" ] || { echo "run $run stored $dataset_files (push) and $copied (copy) of $files files" >&2; exit 1; }
 done
 o=$(median "${ours[@]}"); t=$(median "${theirs[@]}")
 echo "push $SAMPLES samples ($files files, $((SAMPLES * 2)) MiB), concurrency $CONCURRENCY, $RUNS runs:"
 echo "  gomodel datasets push ${ours[*]} s (median $o), rclone copy ${theirs[*]} s (median $t)"
 python3 -c "print(f'  ours / rclone = {$o / $t:.2f} (goal <= 1.3)')"
+printf '%s\n' "${cpu_lines[@]}"
 
 # Server CPU per signed URL.
 python3 - "$port" "$token" "$SIGNS" "$server_pid" <<'PY'

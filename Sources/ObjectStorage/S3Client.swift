@@ -101,6 +101,23 @@ public struct S3Client: Sendable {
         return try await send(.GET, key: key, headers: headers, bodyLimit: limit).body
     }
 
+    /// An object's first `count` bytes and what HEAD would tell (its whole size from
+    /// Content-Range), in one request; nil when there is no such object.
+    public func getObjectPrefix(key: String, count: Int) async throws -> (ObjectInfo, ByteBuffer)? {
+        do {
+            let response = try await send(.GET, key: key, headers: [("range", "bytes=0-\(count - 1)")], bodyLimit: count)
+            var info = Self.objectInfo(key: key, response.headers)
+            // "bytes 0-65535/1048576": the total is after the slash.
+            if let total = response.headers.first(name: "content-range")?.split(separator: "/").last.flatMap({ Int64($0) }) { info.size = total }
+            return (info, response.body)
+        } catch let error as S3Error where error.status == 404 {
+            return nil
+        } catch let error as S3Error where error.code == .invalidRange {
+            // An empty object has no byte 0 to range over.
+            return try await headObject(key: key).map { ($0, ByteBuffer()) }
+        }
+    }
+
     /// nil when there is no such object.
     public func headObject(key: String) async throws -> ObjectInfo? {
         do {

@@ -15,8 +15,7 @@ public struct DatasetPush: Sendable {
         public var directory: String
         public var name: String
         public var concurrency: Int
-        /// Files signed per request; finished files are recorded in groups of a quarter as many,
-        /// so an interruption loses little.
+        /// Files signed per request, and recorded with the server per request (or every 2 s).
         public var batchSize: Int
 
         public init(directory: String, name: String, concurrency: Int = 8, batchSize: Int = 100) {
@@ -122,10 +121,10 @@ public struct DatasetPush: Sendable {
         } catch {
             // Interrupted (Ctrl-C, a lost server): record what did arrive, so the next run skips
             // it. In a task of its own, since this one may be cancelled.
-            try? await Task { try await queue.flush() }.value
+            await Task { await queue.flush() }.value
             throw error
         }
-        try await queue.flush()
+        await queue.flush()
 
         let final = try await api.dataset(dataset.id)
         let failures = await queue.failures
@@ -157,7 +156,7 @@ public struct DatasetPush: Sendable {
                             return value
                         }
                         progress(done)
-                        try await queue.finished(file, succeeded: succeeded)
+                        await queue.finished(file, succeeded: succeeded)
                         try afterEachFile(done.filesDone)
                     }
                 }
@@ -261,6 +260,8 @@ actor UploadQueue {
     private var signed: [(DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)] = []
     private var signing: Task<[(DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)], any Error>?
     private var finishedPaths: [String] = []
+    private var flushing: Task<Void, Never>?
+    private var lastFlush = ContinuousClock.now
     private(set) var failures: [ServerAPI.Item] = []
 
     init(api: ServerAPI, datasetID: UUID, files: [DatasetPush.LocalFile], batchSize: Int) {
@@ -305,23 +306,44 @@ actor UploadQueue {
         return files.compactMap { file in byPath[file.path].map { (file, $0) } }
     }
 
-    func finished(_ file: DatasetPush.LocalFile, succeeded: Bool) async throws {
+    /// Records finished files with the server in the background, every `batchSize` files or
+    /// 2 seconds, so the workers never wait for it.
+    func finished(_ file: DatasetPush.LocalFile, succeeded: Bool) {
         guard succeeded else { return }
         finishedPaths.append(file.path)
-        if finishedPaths.count >= max(batchSize / 4, 1) { try await flush() }
+        if finishedPaths.count >= batchSize || ContinuousClock.now - lastFlush >= .seconds(2) { startFlush() }
     }
 
     func record(failure file: DatasetPush.LocalFile, reason: String) {
         failures.append(.init(path: file.path, reason: reason))
     }
 
-    /// Tells the server which files arrived; it checks each in the bucket.
-    func flush() async throws {
+    /// Records everything finished so far and waits until the server has it all.
+    func flush() async {
+        startFlush()
+        await flushing?.value
+    }
+
+    /// One completion at a time, in order; not cancelled with the push, so what arrived is
+    /// recorded even when the push is interrupted.
+    private func startFlush() {
         guard !finishedPaths.isEmpty else { return }
         let paths = finishedPaths
         finishedPaths = []
-        let dataset = try await api.completeUploads(datasetID, paths: paths)
-        failures += dataset.failures ?? []
+        lastFlush = .now
+        let previous = flushing
+        flushing = Task {
+            await previous?.value
+            await complete(paths)
+        }
+    }
+
+    private func complete(_ paths: [String]) async {
+        do {
+            failures += try await api.completeUploads(datasetID, paths: paths).failures ?? []
+        } catch {
+            failures += paths.map { .init(path: $0, reason: "arrived but could not be recorded (\(error)); push again") }
+        }
     }
 }
 

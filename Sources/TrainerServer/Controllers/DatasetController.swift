@@ -215,8 +215,9 @@ struct DatasetController: Sendable {
     @Sendable func completeUploads(request: Request) async throws -> Response {
         let dataset = try await find(request)
         let body = try request.decodeJSON(CompleteRequest.self)
-        let failures = try await datasets.complete(dataset, paths: body.paths, on: request.db)
-        var response = try await withValidation(dataset, on: request.db)
+        let (failures, report) = try await datasets.complete(dataset, paths: body.paths, on: request.db)
+        var response = DatasetResponse(dataset)
+        response.validation = Validation(report)
         response.failures = failures.map { ErrorBody.Item(path: $0.path, reason: $0.reason) }
         return try JSON.response(response)
     }
@@ -230,20 +231,16 @@ struct DatasetController: Sendable {
         let dataset = try await find(request)
         guard let stem = request.parameters.get("stem") else { throw APIError.notFound("Name the sample: /api/datasets/{id}/samples/{stem}.") }
         let body = try request.decodeJSON(CaptionRequest.self)
-        try await datasets.setCaption(dataset, stem: stem, caption: body.caption, on: request.db)
-        return try JSON.response(try await withValidation(dataset, on: request.db))
+        let report = try await datasets.setCaption(dataset, stem: stem, caption: body.caption, on: request.db)
+        var response = DatasetResponse(dataset)
+        response.validation = Validation(report)
+        return try JSON.response(response)
     }
 
     // MARK: Helpers
 
     private func find(_ request: Request) async throws -> Dataset {
         try await datasets.find(request.parameters.get("id", as: UUID.self), userID: try request.principal.userID, on: request.db)
-    }
-
-    private func withValidation(_ dataset: Dataset, on db: any Database) async throws -> DatasetResponse {
-        var response = DatasetResponse(dataset)
-        response.validation = Validation(datasets.report(dataset, files: try await datasets.files(of: dataset, on: db)))
-        return response
     }
 
     /// Where the client reached us: GOMODEL_PUBLIC_URL, else the request's own scheme and host.

@@ -89,11 +89,11 @@ struct DatasetService: Sendable {
         }
 
         let keys = uploads.map(\.placement.relativeKey)
-        let rows = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).all()
+        let rows = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key ~~ keys).all()
         let existing = Dictionary(rows.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
         // Refuse early what would exceed the size limit, before anyone spends time uploading.
-        let kept = rows.filter { !keys.contains($0.key) }.reduce(Int64(0)) { $0 + ($1.bytes ?? 0) }
-        let total = uploads.reduce(kept) { $0 + $1.size }
+        let replacedBytes = rows.reduce(Int64(0)) { $0 + ($1.bytes ?? 0) }
+        let total = uploads.reduce(dataset.totalBytes - replacedBytes) { $0 + $1.size }
         if total > limits.maximumBytes {
             throw APIError.badRequest("dataset_too_large", "With these files the dataset would hold \(total) bytes; at most \(limits.maximumBytes) are allowed. Compress the images or leave some samples out.")
         }
@@ -130,19 +130,21 @@ struct DatasetService: Sendable {
     /// Checks each path's object in the bucket (it exists, has the signed size and content) and
     /// records it. Completing a path again is harmless. Paths that fail are reported, the others
     /// are recorded regardless.
-    func complete(_ dataset: Dataset, paths: [String], on db: any Database) async throws -> [Failure] {
+    func complete(_ dataset: Dataset, paths: [String], on db: any Database) async throws -> (failures: [Failure], report: DatasetValidation.Report) {
         try Self.checkUnlocked(dataset)
         try Self.checkBatchSize(paths.count, what: "paths")
         var failures: [Failure] = []
-        var keyOfPath: [(path: String, key: String)] = []
+        var keyOfPath: [(path: String, key: String, stem: String)] = []
         for path in paths {
             switch DatasetLayout.place(path) {
-            case .placed(let placement): keyOfPath.append((path, placement.relativeKey))
+            case .placed(let placement): keyOfPath.append((path, placement.relativeKey, placement.stem))
             case .ignored: continue
             case .refused(let reason): failures.append(Failure(path: path, reason: reason))
             }
         }
-        let rows = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).all()
+        // The rows of these keys, and of other files of the same stems (which an upload may replace).
+        let stems = Array(Set(keyOfPath.map(\.stem)))
+        let rows = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem ~~ stems).all()
         let rowOfKey = Dictionary(rows.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
 
         struct Expectation: Sendable {
@@ -153,7 +155,7 @@ struct DatasetService: Sendable {
             let sha256: String?
         }
         var expectations: [Expectation] = []
-        for (path, key) in keyOfPath {
+        for (path, key, _) in keyOfPath {
             guard let row = rowOfKey[key] else {
                 failures.append(Failure(path: path, reason: "was never signed for upload; ask for its URL first (POST /api/datasets/{id}/uploads)."))
                 continue
@@ -209,12 +211,12 @@ struct DatasetService: Sendable {
             for row in replaced { try await row.delete(on: db) }
         }
         for row in replaced { try? await bucket.delete(key: prefix + row.key) }
-        _ = try await refresh(dataset, on: db)
-        return failures
+        return (failures, try await refresh(dataset, on: db))
     }
 
     private func check(key: String, role: String, bytes: Int64?, sha256: String?) async throws -> Checked {
-        guard let info = try await bucket.head(key: key) else {
+        let headerBytes = role == "caption" ? 64 << 10 : ImageProbe.headerBytes
+        guard var (info, head) = try await bucket.fetchPrefix(key: key, count: headerBytes) else {
             return .failed("is not in the bucket: its upload did not finish. Upload it again.")
         }
         if let bytes, info.size != bytes {
@@ -225,13 +227,14 @@ struct DatasetService: Sendable {
         }
         let recordedSHA256 = sha256 ?? info.metadata["sha256"]?.lowercased()
         if role == "caption" {
-            let text = String(decoding: try await bucket.readPrefix(key: key, count: 64 << 10), as: UTF8.self)
+            let text = String(decoding: head, as: UTF8.self)
             return .stored(bytes: info.size, sha256: recordedSHA256, probe: nil, caption: text.trimmingCharacters(in: .whitespacesAndNewlines))
         }
-        var probe = ImageProbe.inspect(try await bucket.readPrefix(key: key, count: ImageProbe.headerBytes))
-        if case .needsMoreBytes = probe, info.size > Int64(ImageProbe.headerBytes) {
+        var probe = ImageProbe.inspect(head)
+        if case .needsMoreBytes = probe, info.size > Int64(head.count), let more = try await bucket.fetchPrefix(key: key, count: 1 << 20) {
             // JPEGs with large metadata put their frame header further in.
-            probe = ImageProbe.inspect(try await bucket.readPrefix(key: key, count: 1 << 20))
+            (info, head) = more
+            probe = ImageProbe.inspect(head)
         }
         return .stored(bytes: info.size, sha256: recordedSHA256, probe: probe, caption: nil)
     }
@@ -240,7 +243,7 @@ struct DatasetService: Sendable {
 
     /// Sets a sample's caption (`target/{stem}.txt`); an empty caption removes it, so the
     /// dataset's default caption applies.
-    func setCaption(_ dataset: Dataset, stem: String, caption: String, on db: any Database) async throws {
+    func setCaption(_ dataset: Dataset, stem: String, caption: String, on db: any Database) async throws -> DatasetValidation.Report {
         try Self.checkUnlocked(dataset)
         let text = try Self.checkedCaption(caption) ?? ""
         guard try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!)
@@ -263,7 +266,7 @@ struct DatasetService: Sendable {
             row.pendingSHA256 = nil
             try await row.save(on: db)
         }
-        _ = try await refresh(dataset, on: db)
+        return try await refresh(dataset, on: db)
     }
 
     // MARK: Validation
@@ -281,11 +284,12 @@ struct DatasetService: Sendable {
     }
 
     /// Validates and stores the summary the listing shows. Requests completing files of one
-    /// dataset may run at once: after writing, the files are read again, and if they changed
-    /// meanwhile the summary is made again, so the last writer always leaves the true one.
+    /// dataset may run at once: after writing, a cheap fingerprint of the files (count, bytes,
+    /// last change) is read again, and if they changed meanwhile the summary is made again, so the
+    /// last writer always leaves the true one.
     func refresh(_ dataset: Dataset, on db: any Database) async throws -> DatasetValidation.Report {
-        var files = try await files(of: dataset, on: db)
         while true {
+            let files = try await files(of: dataset, on: db)
             let report = report(dataset, files: files)
             dataset.fileCount = files.count
             dataset.sampleCount = report.samples
@@ -295,14 +299,24 @@ struct DatasetService: Sendable {
             dataset.warningCount = report.findings.count { $0.severity == .warning }
             dataset.updatedAt = now()
             try await dataset.save(on: db)
-            let current = try await self.files(of: dataset, on: db)
-            if current.map(Self.fingerprint) == files.map(Self.fingerprint) { return report }
-            files = current
+            let seen = Fingerprint(count: files.count, bytes: files.reduce(0) { $0 + ($1.bytes ?? 0) }, lastChange: files.compactMap(\.uploadedAt).max())
+            if try await fingerprint(of: dataset, on: db) == seen { return report }
         }
     }
 
-    private static func fingerprint(_ file: DatasetFile) -> String {
-        "\(file.key) \(file.bytes ?? -1) \(file.sha256 ?? "") \(file.width ?? -1) \(file.height ?? -1) \(file.caption ?? "")"
+    private struct Fingerprint: Equatable {
+        let count: Int
+        let bytes: Int64
+        let lastChange: Date?
+    }
+
+    private func fingerprint(of dataset: Dataset, on db: any Database) async throws -> Fingerprint {
+        let uploaded = DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$uploadedAt != nil)
+        return Fingerprint(
+            count: try await uploaded.copy().count(),
+            bytes: try await uploaded.copy().sum(\.$bytes) ?? 0,
+            lastChange: try await uploaded.copy().max(\.$uploadedAt)
+        )
     }
 
     // MARK: Rules

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOFileSystem
 import ObjectStorage
 import TrainerCore
 
@@ -54,37 +55,26 @@ struct Bucket: Sendable {
         }
     }
 
-    /// nil when there is no such object.
-    func head(key: String) async throws -> ObjectInfo? {
+    /// An object's first `count` bytes (fewer when it is shorter) and what HEAD would tell, in one
+    /// request; nil when there is no such object.
+    func fetchPrefix(key: String, count: Int) async throws -> (ObjectInfo, [UInt8])? {
         switch backend {
         case .remote(let client):
-            return try await client.headObject(key: key)
+            return try await client.getObjectPrefix(key: key, count: count).map { ($0, Array(buffer: $1)) }
         case .builtIn(let store, _, _):
+            let stored: StoredObject
+            let file: ReadFileHandle
             do {
-                let stored = try await store.headObject(bucket: name, key: key)
-                return ObjectInfo(key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
+                (stored, file) = try await store.openObject(bucket: name, key: key)
             } catch let error as S3StoreError where error.code == "NoSuchKey" {
                 return nil
             }
-        }
-    }
-
-    /// The first `count` bytes of an object (fewer when it is shorter).
-    func readPrefix(key: String, count: Int) async throws -> [UInt8] {
-        switch backend {
-        case .remote(let client):
-            do {
-                return Array(buffer: try await client.getObjectBytes(key: key, range: 0...Int64(count - 1), limit: count))
-            } catch let error as S3Error where error.code == .invalidRange {
-                return [] // An empty object has no first byte to range over.
-            }
-        case .builtIn(let store, _, _):
-            let (stored, file) = try await store.openObject(bucket: name, key: key)
+            let info = ObjectInfo(key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
             let length = min(Int64(count), stored.size)
             do {
                 let chunk = length == 0 ? ByteBuffer() : try await file.readChunk(fromAbsoluteOffset: 0, length: .bytes(length))
                 try await file.close()
-                return Array(buffer: chunk)
+                return (info, Array(buffer: chunk))
             } catch {
                 try? await file.close()
                 throw error
