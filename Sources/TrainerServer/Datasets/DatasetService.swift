@@ -3,6 +3,7 @@ import Fluent
 import Foundation
 import NIOCore
 import ObjectStorage
+import SQLKit
 import TrainerCore
 
 /// Datasets and their files: signing uploads, checking completed ones against the bucket,
@@ -88,24 +89,25 @@ struct DatasetService: Sendable {
             skipped = ignored
         }
 
-        let keys = uploads.map(\.placement.relativeKey)
-        let rows = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key ~~ keys).all()
-        let existing = Dictionary(rows.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
         // Refuse early what would exceed the size limit, before anyone spends time uploading.
-        let replacedBytes = rows.reduce(Int64(0)) { $0 + ($1.bytes ?? 0) }
+        let keys = uploads.map(\.placement.relativeKey)
+        // (No SQL SUM: PostgreSQL answers NUMERIC for a sum of bigints.)
+        let replacedBytes = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key ~~ keys)
+            .all(\.$bytes).reduce(Int64(0)) { $0 + ($1 ?? 0) }
         let total = uploads.reduce(dataset.totalBytes - replacedBytes) { $0 + $1.size }
         if total > limits.maximumBytes {
             throw APIError.badRequest("dataset_too_large", "With these files the dataset would hold \(total) bytes; at most \(limits.maximumBytes) are allowed. Compress the images or leave some samples out.")
         }
 
-        try await db.transaction { db in
-            for upload in uploads {
-                let row = existing[upload.placement.relativeKey] ?? DatasetFile(datasetID: dataset.id!, placement: upload.placement)
-                row.pendingBytes = upload.size
-                row.pendingSHA256 = upload.sha256.map { SigV4Signer.hex($0) }
-                try await row.save(on: db)
-            }
+        // One statement for the whole batch: a pending row per file, new or existing.
+        let insert = (db as! any SQLDatabase).insert(into: DatasetFile.schema)
+            .columns("id", "dataset_id", "key", "role", "stem", "file_extension", "pending_bytes", "pending_sha256")
+        for upload in uploads {
+            let placement = upload.placement
+            let sha256: String? = upload.sha256.map { SigV4Signer.hex($0) }
+            insert.values([UUID(), dataset.id!, placement.relativeKey, placement.role.name, placement.stem, placement.fileExtension, upload.size, sha256] as [any Encodable & Sendable])
         }
+        try await insert.onConflict(with: ["dataset_id", "key"]) { $0.set(excludedValueOf: "pending_bytes").set(excludedValueOf: "pending_sha256") }.run()
         let signed = uploads.map { upload in
             let key = dataset.prefix + upload.placement.relativeKey
             return SignedUpload(
@@ -284,11 +286,14 @@ struct DatasetService: Sendable {
     }
 
     /// Validates and stores the summary the listing shows. Requests completing files of one
-    /// dataset may run at once: after writing, a cheap fingerprint of the files (count, bytes,
-    /// last change) is read again, and if they changed meanwhile the summary is made again, so the
+    /// dataset may run at once: after writing, a cheap fingerprint of the files (count and last
+    /// change; every recorded or replaced file moves the latter) is read again, and if they changed meanwhile the summary is made again, so the
     /// last writer always leaves the true one.
     func refresh(_ dataset: Dataset, on db: any Database) async throws -> DatasetValidation.Report {
+        // Bounded: under a steady stream of completions, each of them refreshes again anyway.
+        var attempts = 0
         while true {
+            attempts += 1
             let files = try await files(of: dataset, on: db)
             let report = report(dataset, files: files)
             dataset.fileCount = files.count
@@ -299,14 +304,13 @@ struct DatasetService: Sendable {
             dataset.warningCount = report.findings.count { $0.severity == .warning }
             dataset.updatedAt = now()
             try await dataset.save(on: db)
-            let seen = Fingerprint(count: files.count, bytes: files.reduce(0) { $0 + ($1.bytes ?? 0) }, lastChange: files.compactMap(\.uploadedAt).max())
-            if try await fingerprint(of: dataset, on: db) == seen { return report }
+            let seen = Fingerprint(count: files.count, lastChange: files.compactMap(\.uploadedAt).max())
+            if attempts == 5 || (try await fingerprint(of: dataset, on: db)) == seen { return report }
         }
     }
 
     private struct Fingerprint: Equatable {
         let count: Int
-        let bytes: Int64
         let lastChange: Date?
     }
 
@@ -314,7 +318,6 @@ struct DatasetService: Sendable {
         let uploaded = DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$uploadedAt != nil)
         return Fingerprint(
             count: try await uploaded.copy().count(),
-            bytes: try await uploaded.copy().sum(\.$bytes) ?? 0,
             lastChange: try await uploaded.copy().max(\.$uploadedAt)
         )
     }
