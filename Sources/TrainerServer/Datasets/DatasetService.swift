@@ -305,7 +305,8 @@ struct DatasetService: Sendable {
             dataset.updatedAt = now()
             try await dataset.save(on: db)
             let seen = Fingerprint(count: files.count, lastChange: files.compactMap(\.uploadedAt).max())
-            if attempts == 5 || (try await fingerprint(of: dataset, on: db)) == seen { return report }
+            if attempts == 5 { return report }
+            if try await fingerprint(of: dataset, on: db) == seen { return report }
         }
     }
 
