@@ -223,18 +223,9 @@ public struct DatasetPush: Sendable {
     }
 
     static func hash(_ files: [LocalFile], concurrency: Int) async throws -> [LocalFile] {
-        try await withThrowingTaskGroup(of: (Int, String).self) { group in
-            var hashed = files
-            var next = 0
-            func start(_ index: Int) {
-                let path = files[index].absolutePath
-                group.addTask { (index, try await sha256(of: path)) }
-            }
-            while next < min(max(concurrency, 1), files.count) { start(next); next += 1 }
-            while let (index, digest) = try await group.next() {
-                hashed[index].sha256 = digest
-                if next < files.count { start(next); next += 1 }
-            }
+        try await files.concurrentMap(limit: concurrency) { file in
+            var hashed = file
+            hashed.sha256 = try await sha256(of: file.absolutePath)
             return hashed
         }
     }

@@ -166,25 +166,13 @@ struct DatasetService: Sendable {
         }
 
         let prefix = dataset.prefix
-        let pending = expectations
-        let checked = try await withThrowingTaskGroup(of: (Int, Checked).self) { group in
-            var results: [Checked?] = Array(repeating: nil, count: pending.count)
-            var next = 0
-            func start(_ index: Int) {
-                let expectation = pending[index]
-                group.addTask { (index, try await check(key: prefix + expectation.key, role: expectation.role, bytes: expectation.bytes, sha256: expectation.sha256)) }
-            }
-            while next < min(16, pending.count) { start(next); next += 1 }
-            while let (index, result) = try await group.next() {
-                results[index] = result
-                if next < pending.count { start(next); next += 1 }
-            }
-            return results.map { $0! }
+        let checked = try await expectations.concurrentMap(limit: 16) { expectation in
+            try await check(key: prefix + expectation.key, role: expectation.role, bytes: expectation.bytes, sha256: expectation.sha256)
         }
 
         let time = now()
         var stored: [DatasetFile] = []
-        for (expectation, result) in zip(pending, checked) {
+        for (expectation, result) in zip(expectations, checked) {
             guard let row = rowOfKey[expectation.key] else { continue }
             switch result {
             case .failed(let reason):

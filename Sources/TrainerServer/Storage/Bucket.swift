@@ -113,22 +113,8 @@ struct Bucket: Sendable {
                 startAfter = page.nextStartAfter
             } while startAfter != nil
         }
-        try await forEachConcurrently(keys, limit: 16) { try await delete(key: $0) }
+        _ = try await keys.concurrentMap(limit: 16) { try await delete(key: $0) }
         return keys.count
-    }
-}
-
-/// Runs `body` for each element, at most `limit` at a time; the first error cancels the rest.
-func forEachConcurrently<Element: Sendable>(_ elements: [Element], limit: Int, _ body: @escaping @Sendable (Element) async throws -> Void) async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        var iterator = elements.makeIterator()
-        for _ in 0..<limit {
-            guard let element = iterator.next() else { break }
-            group.addTask { try await body(element) }
-        }
-        while try await group.next() != nil {
-            if let element = iterator.next() { group.addTask { try await body(element) } }
-        }
     }
 }
 
