@@ -81,7 +81,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "TrainerCoreTests", dependencies: ["TrainerCore"]),
+        .testTarget(name: "TrainerCoreTests", dependencies: ["TrainerCore"], exclude: ["Golden"]),
         .testTarget(
             name: "ObjectStorageTests",
             dependencies: ["ObjectStorage", .product(name: "AsyncHTTPClient", package: "async-http-client")],

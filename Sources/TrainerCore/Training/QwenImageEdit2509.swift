@@ -1,0 +1,284 @@
+import Foundation
+
+/// The Qwen-Image-Edit-2509 LoRA preset: its parameters, their ranges, and the complete
+/// ai-toolkit job config built from them (reference/ai-toolkit.md §1, §7).
+///
+/// Every key ai-toolkit reads is set explicitly: its class defaults are poor (`lr` 1e-6, `ddpm`,
+/// fp32) and misspelled keys are silently ignored, so nothing is left to them.
+public enum QwenImageEdit2509 {
+    public static let presetID = "qwen-image-edit-2509"
+    public static let baseModel = "Qwen/Qwen-Image-Edit-2509"
+    /// The canonical work root of the job contract (DESIGN §5); workers map it onto their own.
+    public static let workRoot = "/workspace"
+
+    /// How much GPU memory the run may use; decides quantisation (reference §1.3).
+    public enum Profile: String, Sendable, CaseIterable, Codable {
+        /// 3-bit transformer with the accuracy-recovery adapter, 8-bit text encoder (RTX 5090 class).
+        case gb32 = "32gb"
+        /// 8-bit transformer and text encoder (A6000 / L40S class).
+        case gb48 = "48gb"
+        /// No quantisation (A100 / H100 80 GB).
+        case gb80 = "80gb"
+    }
+
+    public struct Parameters: Sendable, Equatable, Codable {
+        public var steps = 3000
+        public var learningRate = 1e-4
+        public var rank = 16
+        public var resolutions = [512, 768, 1024]
+        public var saveEvery = 250
+        /// 0 turns sampling off.
+        public var sampleEvery = 250
+        public var keepCheckpoints = 4
+        public var seed = 42
+        public var profile = Profile.gb32
+        /// Stored in the dataset config, so it is cached with the text embeddings; replaces
+        /// `[trigger]` in captions.
+        public var triggerWord: String?
+        /// Stems of the samples whose controls and captions make the sample prompts; nil: the
+        /// first two samples of the dataset.
+        public var samplePairs: [String]?
+
+        public init() {}
+    }
+
+    /// A parameter out of range, naming the field as the API spells it.
+    public struct ParameterError: Error, Sendable, Equatable, CustomStringConvertible {
+        public let field: String
+        public let message: String
+        public var description: String { "\(field): \(message)" }
+
+        public init(field: String, message: String) {
+            self.field = field
+            self.message = message
+        }
+    }
+
+    /// Every problem at once, each naming its field.
+    public static func validate(_ parameters: Parameters) -> [ParameterError] {
+        var problems: [ParameterError] = []
+        func check(_ ok: Bool, _ field: String, _ message: String) {
+            if !ok { problems.append(ParameterError(field: field, message: message)) }
+        }
+        check((10...30_000).contains(parameters.steps), "steps", "must be from 10 to 30000 (500–4000 suits most edit LoRAs); got \(parameters.steps)")
+        check(parameters.learningRate >= 1e-6 && parameters.learningRate <= 1e-2, "learningRate", "must be from 0.000001 to 0.01 (0.0001 is the usual choice); got \(parameters.learningRate)")
+        check((1...128).contains(parameters.rank), "rank", "must be from 1 to 128 (16 or 32 are usual); got \(parameters.rank)")
+        check(!parameters.resolutions.isEmpty && parameters.resolutions.count <= 4, "resolutions", "must list 1 to 4 sizes, e.g. [512, 768, 1024]")
+        for resolution in parameters.resolutions where !(256...1536).contains(resolution) || resolution % 32 != 0 {
+            check(false, "resolutions", "each size must be a multiple of 32 from 256 to 1536; got \(resolution)")
+        }
+        check(Set(parameters.resolutions).count == parameters.resolutions.count, "resolutions", "must not repeat a size")
+        check((10...parameters.steps.clamped(min: 10)).contains(parameters.saveEvery), "saveEvery", "must be from 10 to the number of steps (\(parameters.steps)); got \(parameters.saveEvery)")
+        check(parameters.sampleEvery == 0 || (10...parameters.steps.clamped(min: 10)).contains(parameters.sampleEvery), "sampleEvery", "must be 0 (no samples) or from 10 to the number of steps (\(parameters.steps)); got \(parameters.sampleEvery)")
+        check((1...50).contains(parameters.keepCheckpoints), "keepCheckpoints", "must be from 1 to 50; got \(parameters.keepCheckpoints)")
+        check((0...Int(Int32.max)).contains(parameters.seed), "seed", "must be from 0 to 2147483647; got \(parameters.seed)")
+        if let word = parameters.triggerWord {
+            check(!word.isEmpty && word.count <= 50 && word.unicodeScalars.allSatisfy(Self.isTriggerScalar), "triggerWord",
+                  "must be 1 to 50 letters, digits, '_' or '-' (no spaces, '$', '[' or '{'); got '\(word)'")
+        }
+        if let pairs = parameters.samplePairs {
+            check(pairs.count <= 4, "samplePairs", "may pick at most 4 samples; got \(pairs.count)")
+        }
+        return problems
+    }
+
+    /// One sample the dataset holds, as the builder needs it.
+    public struct Sample: Sendable, Equatable {
+        public let stem: String
+        /// The caption (or the dataset's default caption).
+        public let caption: String
+        /// Dataset-relative keys of its controls in order, e.g. `["control_1/cat.png"]`.
+        public let controls: [String]
+
+        public init(stem: String, caption: String, controls: [String]) {
+            self.stem = stem
+            self.caption = caption
+            self.controls = controls
+        }
+    }
+
+    public struct Job: Sendable {
+        public let id: String
+        public let datasetID: String
+        /// 1–3, the same for every sample (validation guarantees it).
+        public let controlsPerSample: Int
+        public let defaultCaption: String?
+        /// The dataset's samples in a stable order; used for sample prompts.
+        public let samples: [Sample]
+        public let parameters: Parameters
+
+        public init(id: String, datasetID: String, controlsPerSample: Int, defaultCaption: String?, samples: [Sample], parameters: Parameters) {
+            self.id = id
+            self.datasetID = datasetID
+            self.controlsPerSample = controlsPerSample
+            self.defaultCaption = defaultCaption
+            self.samples = samples
+            self.parameters = parameters
+        }
+    }
+
+    /// `config.name`: names the output folder and every file in it, so it is a plain slug.
+    public static func runName(jobID: String) -> String {
+        "gm_" + String(jobID.lowercased().filter { $0.isHexDigit || $0.isLetter || $0.isNumber }.prefix(12))
+    }
+
+    /// The complete ai-toolkit job config (DESIGN §5 `job_config`), with the canonical paths.
+    public static func buildJobConfig(_ job: Job) throws(ParameterError) -> ConfigJSON {
+        let parameters = job.parameters
+        if let problem = validate(parameters).first { throw problem }
+        guard (1...DatasetLayout.maximumControls).contains(job.controlsPerSample) else {
+            throw ParameterError(field: "datasetId", message: "the dataset must have 1 to 3 control images per sample")
+        }
+        let datasetRoot = "\(workRoot)/datasets/\(job.datasetID)"
+        let samples = try samplePrompts(job)
+
+        var dataset: [(String, ConfigJSON)] = [
+            ("folder_path", .string("\(datasetRoot)/target")),
+            ("control_path", .array((1...job.controlsPerSample).map { .string("\(datasetRoot)/control_\($0)") })),
+            ("caption_ext", "txt"),
+            ("default_caption", .string(ConfigText.safe(job.defaultCaption ?? ""))),
+            ("caption_dropout_rate", 0.05),
+            ("resolution", .array(parameters.resolutions.map { .int($0) })),
+            ("cache_latents_to_disk", true),
+            ("is_reg", false),
+            ("network_weight", 1),
+            ("num_repeats", 1),
+            ("flip_x", false),
+            ("flip_y", false),
+        ]
+        if let word = parameters.triggerWord { dataset.append(("trigger_word", .string(word))) }
+
+        let (quantize, qtype, quantizeTextEncoder, lowVRAM): (Bool, String, Bool, Bool) = switch parameters.profile {
+        case .gb32: (true, "uint3|ostris/accuracy_recovery_adapters/qwen_image_edit_2509_torchao_uint3.safetensors", true, true)
+        case .gb48: (true, "qfloat8", true, true)
+        case .gb80: (false, "qfloat8", false, false)
+        }
+
+        let process: ConfigJSON = [
+            "type": "diffusion_trainer",
+            "training_folder": .string("\(workRoot)/output"),
+            "device": "cuda",
+            "network": ["type": "lora", "linear": .int(parameters.rank), "linear_alpha": .int(parameters.rank)],
+            "save": ["dtype": "bf16", "save_every": .int(parameters.saveEvery), "max_step_saves_to_keep": .int(parameters.keepCheckpoints), "save_format": "safetensors", "push_to_hub": false],
+            "logging": ["log_every": 1, "use_ui_logger": true],
+            "datasets": [.object(dataset)],
+            "train": [
+                "batch_size": 1,
+                "steps": .int(parameters.steps),
+                "gradient_accumulation": 1,
+                "train_unet": true,
+                "train_text_encoder": false,
+                "gradient_checkpointing": true,
+                "noise_scheduler": "flowmatch",
+                "timestep_type": "weighted",
+                "content_or_style": "balanced",
+                "optimizer": "adamw8bit",
+                "optimizer_params": ["weight_decay": 0.0001],
+                "lr": .double(parameters.learningRate),
+                "lr_scheduler": "constant",
+                "max_grad_norm": 1.0,
+                "loss_type": "mse",
+                "dtype": "bf16",
+                "cache_text_embeddings": true,
+                "unload_text_encoder": false,
+                "ema_config": ["use_ema": false, "ema_decay": 0.99],
+                "skip_first_sample": false,
+                "disable_sampling": .bool(samples.isEmpty || parameters.sampleEvery == 0),
+            ],
+            "model": [
+                "name_or_path": .string(baseModel),
+                "arch": "qwen_image_edit_plus",
+                "quantize": .bool(quantize),
+                "qtype": .string(qtype),
+                "quantize_te": .bool(quantizeTextEncoder),
+                "qtype_te": "qfloat8",
+                "low_vram": .bool(lowVRAM),
+                "model_kwargs": ["match_target_res": false],
+            ],
+            "sample": [
+                "sampler": "flowmatch",
+                // Never 0 (ai-toolkit divides by it); sampling is off through disable_sampling.
+                "sample_every": .int(parameters.sampleEvery == 0 ? parameters.steps : parameters.sampleEvery),
+                "sample_start_step": 0,
+                "width": 1024,
+                "height": 1024,
+                "samples": .array(samples),
+                "neg": "",
+                "seed": .int(parameters.seed),
+                "walk_seed": true,
+                "guidance_scale": 3,
+                "sample_steps": 25,
+                "format": "jpg",
+            ],
+        ]
+        return [
+            "job": "extension",
+            "config": ["name": .string(runName(jobID: job.id)), "process": [process]],
+            "meta": ["name": "[name]", "version": "1.0", "trainer_job_id": .string(job.id), "preset": .string(presetID)],
+        ]
+    }
+
+    /// Sample prompts from the picked samples (default: the first two), each with its controls.
+    static func samplePrompts(_ job: Job) throws(ParameterError) -> [ConfigJSON] {
+        let picked: [Sample]
+        if let stems = job.parameters.samplePairs {
+            var found: [Sample] = []
+            for stem in stems {
+                guard let sample = job.samples.first(where: { $0.stem == stem }) else {
+                    throw ParameterError(field: "samplePairs", message: "the dataset has no sample '\(stem)'")
+                }
+                found.append(sample)
+            }
+            picked = found
+        } else {
+            picked = Array(job.samples.prefix(2))
+        }
+        let datasetRoot = "\(workRoot)/datasets/\(job.datasetID)"
+        return picked.map { sample in
+            var entry: [(String, ConfigJSON)] = [("prompt", .string(ConfigText.prompt(sample.caption, triggerWord: job.parameters.triggerWord)))]
+            for (index, control) in sample.controls.prefix(DatasetLayout.maximumControls).enumerated() {
+                entry.append(("ctrl_img_\(index + 1)", .string("\(datasetRoot)/\(control)")))
+            }
+            return .object(entry)
+        }
+    }
+
+    private static func isTriggerScalar(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-"
+    }
+}
+
+/// Text from customers made safe for ai-toolkit's config loader (reference §1.4): it replaces
+/// `${VAR}` in the raw file with environment variables (and fails when unset), replaces `[name]`
+/// everywhere, and splits sample prompts at `--` into flags.
+public enum ConfigText {
+    /// For any string in the config.
+    public static func safe(_ text: String) -> String {
+        text.replacingAll("${", with: "$ {").replacingAll("[name]", with: "(name)")
+    }
+
+    /// A sample prompt: also no `--` flags, one line, and `[trigger]` as ai-toolkit would fill it.
+    public static func prompt(_ caption: String, triggerWord: String?) -> String {
+        var text = caption.split(whereSeparator: \.isNewline).joined(separator: " ")
+        if let triggerWord { text = text.replacingAll("[trigger]", with: triggerWord) }
+        while text.contains("--") { text = text.replacingAll("--", with: "–") }
+        return safe(text)
+    }
+}
+
+extension String {
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        guard !target.isEmpty else { return self }
+        var result = ""
+        var rest = self[...]
+        while let range = rest.range(of: target) {
+            result += rest[..<range.lowerBound] + replacement
+            rest = rest[range.upperBound...]
+        }
+        return result + rest
+    }
+}
+
+extension Int {
+    func clamped(min lower: Int) -> Int { Swift.max(self, lower) }
+}

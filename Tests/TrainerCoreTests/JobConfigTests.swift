@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+import TrainerCore
+
+/// The full ai-toolkit config of each VRAM profile against a reviewed golden file.
+/// After an intended change: `UPDATE_GOLDEN=1 swift test --filter JobConfigTests`, then review the diff.
+@Suite struct JobConfigTests {
+    static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
+
+    static func job(_ parameters: QwenImageEdit2509.Parameters, controls: Int = 2) -> QwenImageEdit2509.Job {
+        QwenImageEdit2509.Job(
+            id: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012", datasetID: "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9",
+            controlsPerSample: controls, defaultCaption: "make it look like a watercolour",
+            samples: [
+                .init(stem: "cat", caption: "put [trigger] on the cat\nkeep the background", controls: ["control_1/cat.png", "control_2/cat.jpg"]),
+                .init(stem: "dog", caption: "swap the dog -- for a fox ${HOME} [name]", controls: ["control_1/dog.png", "control_2/dog.png"]),
+                .init(stem: "owl", caption: "make the owl blue", controls: ["control_1/owl.webp", "control_2/owl.png"]),
+            ],
+            parameters: parameters
+        )
+    }
+
+    @Test(arguments: QwenImageEdit2509.Profile.allCases)
+    func eachProfileMatchesItsGoldenFile(profile: QwenImageEdit2509.Profile) throws {
+        var parameters = QwenImageEdit2509.Parameters()
+        parameters.profile = profile
+        parameters.triggerWord = "wtrclr"
+        let rendered = try QwenImageEdit2509.buildJobConfig(Self.job(parameters)).rendered()
+        let file = Self.golden.appendingPathComponent("qwen-image-edit-2509-\(profile.rawValue).json")
+        if ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1" {
+            try rendered.write(to: file, atomically: true, encoding: .utf8)
+        }
+        let expected = try String(contentsOf: file, encoding: .utf8)
+        #expect(rendered == expected, "the config differs from \(file.lastPathComponent); if intended, run UPDATE_GOLDEN=1 and review the diff")
+        // Valid JSON, and nothing ai-toolkit's loader would expand.
+        _ = try JSONSerialization.jsonObject(with: Data(rendered.utf8))
+        #expect(!rendered.contains("${"))
+        #expect(rendered.components(separatedBy: "[name]").count == 2, "only meta.name may hold [name]")
+    }
+
+    @Test func theProfilesDifferOnlyInQuantisation() throws {
+        func model(_ profile: QwenImageEdit2509.Profile) throws -> ConfigJSON? {
+            var parameters = QwenImageEdit2509.Parameters()
+            parameters.profile = profile
+            let config = try QwenImageEdit2509.buildJobConfig(Self.job(parameters))
+            guard case .array(let processes)? = config["config"]?["process"] else { return nil }
+            return processes.first?["model"]
+        }
+        #expect(try model(.gb32)?["qtype"] == "uint3|ostris/accuracy_recovery_adapters/qwen_image_edit_2509_torchao_uint3.safetensors")
+        #expect(try model(.gb48)?["qtype"] == "qfloat8" && model(.gb48)?["quantize"] == true)
+        #expect(try model(.gb80)?["quantize"] == false && model(.gb80)?["quantize_te"] == false && model(.gb80)?["low_vram"] == false)
+    }
+
+    @Test func controlFoldersFollowTheDatasetAndSamplesThePicks() throws {
+        var parameters = QwenImageEdit2509.Parameters()
+        parameters.samplePairs = ["owl"]
+        let config = try QwenImageEdit2509.buildJobConfig(Self.job(parameters, controls: 1))
+        guard case .array(let processes)? = config["config"]?["process"], let process = processes.first,
+              case .array(let datasets)? = process["datasets"], case .array(let samples)? = process["sample"]?["samples"]
+        else { Issue.record("unexpected shape"); return }
+        #expect(datasets.first?["control_path"] == ["/workspace/datasets/0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9/control_1"])
+        #expect(samples.count == 1 && samples.first?["prompt"] == "make the owl blue")
+        #expect(samples.first?["ctrl_img_1"] == "/workspace/datasets/0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9/control_1/owl.webp")
+        #expect(process["train"]?["disable_sampling"] == false)
+
+        parameters.samplePairs = ["zebra"]
+        #expect(throws: QwenImageEdit2509.ParameterError(field: "samplePairs", message: "the dataset has no sample 'zebra'")) {
+            try QwenImageEdit2509.buildJobConfig(Self.job(parameters))
+        }
+        parameters.samplePairs = nil
+        parameters.sampleEvery = 0
+        let unsampled = try QwenImageEdit2509.buildJobConfig(Self.job(parameters))
+        guard case .array(let unsampledProcesses)? = unsampled["config"]?["process"] else { return }
+        #expect(unsampledProcesses.first?["train"]?["disable_sampling"] == true)
+        #expect(unsampledProcesses.first?["sample"]?["sample_every"] == 3000)
+    }
+
+    @Test func everyOutOfRangeParameterNamesItsField() {
+        var parameters = QwenImageEdit2509.Parameters()
+        parameters.steps = 5
+        parameters.learningRate = 0.5
+        parameters.rank = 0
+        parameters.resolutions = [500, 768, 768]
+        parameters.sampleEvery = 3
+        parameters.keepCheckpoints = 0
+        parameters.seed = -1
+        parameters.triggerWord = "${HOME}"
+        parameters.samplePairs = ["a", "b", "c", "d", "e"]
+        let fields = QwenImageEdit2509.validate(parameters).map(\.field)
+        #expect(fields == ["steps", "learningRate", "rank", "resolutions", "resolutions", "saveEvery", "sampleEvery", "keepCheckpoints", "seed", "triggerWord", "samplePairs"])
+        #expect(QwenImageEdit2509.validate(QwenImageEdit2509.Parameters()).isEmpty)
+    }
+
+    @Test func customerTextCannotReachTheLoadersExpansions() {
+        #expect(ConfigText.prompt("a --w 512 b ---- c\nd", triggerWord: nil) == "a –w 512 b –– c d")
+        #expect(ConfigText.prompt("use [trigger] ${PATH} [name]", triggerWord: "sks") == "use sks $ {PATH} (name)")
+        #expect(QwenImageEdit2509.runName(jobID: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012") == "gm_3f2a9c1e7b4d")
+    }
+}
