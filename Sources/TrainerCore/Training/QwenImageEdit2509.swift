@@ -123,7 +123,7 @@ public enum QwenImageEdit2509 {
     }
 
     /// The complete ai-toolkit job config (DESIGN §5 `job_config`), with the canonical paths.
-    public static func buildJobConfig(_ job: Job) throws(ParameterError) -> ConfigJSON {
+    public static func buildJobConfig(_ job: Job) throws(ParameterError) -> JSONValue {
         let parameters = job.parameters
         if let problem = validate(parameters).first { throw problem }
         guard (1...DatasetLayout.maximumControls).contains(job.controlsPerSample) else {
@@ -132,7 +132,7 @@ public enum QwenImageEdit2509 {
         let datasetRoot = "\(workRoot)/datasets/\(job.datasetID)"
         let samples = try samplePrompts(job)
 
-        var dataset: [(String, ConfigJSON)] = [
+        var dataset: [(String, JSONValue)] = [
             ("folder_path", .string("\(datasetRoot)/target")),
             ("control_path", .array((1...job.controlsPerSample).map { .string("\(datasetRoot)/control_\($0)") })),
             ("caption_ext", "txt"),
@@ -154,7 +154,7 @@ public enum QwenImageEdit2509 {
         case .gb80: (false, "qfloat8", false, false)
         }
 
-        let process: ConfigJSON = [
+        let process: JSONValue = [
             "type": "diffusion_trainer",
             "training_folder": .string("\(workRoot)/output"),
             "device": "cuda",
@@ -219,7 +219,7 @@ public enum QwenImageEdit2509 {
     }
 
     /// Sample prompts from the picked samples (default: the first two), each with its controls.
-    static func samplePrompts(_ job: Job) throws(ParameterError) -> [ConfigJSON] {
+    static func samplePrompts(_ job: Job) throws(ParameterError) -> [JSONValue] {
         let picked: [Sample]
         if let stems = job.parameters.samplePairs {
             var found: [Sample] = []
@@ -235,7 +235,7 @@ public enum QwenImageEdit2509 {
         }
         let datasetRoot = "\(workRoot)/datasets/\(job.datasetID)"
         return picked.map { sample in
-            var entry: [(String, ConfigJSON)] = [("prompt", .string(ConfigText.prompt(sample.caption, triggerWord: job.parameters.triggerWord)))]
+            var entry: [(String, JSONValue)] = [("prompt", .string(ConfigText.prompt(sample.caption, triggerWord: job.parameters.triggerWord)))]
             for (index, control) in sample.controls.prefix(DatasetLayout.maximumControls).enumerated() {
                 entry.append(("ctrl_img_\(index + 1)", .string("\(datasetRoot)/\(control)")))
             }

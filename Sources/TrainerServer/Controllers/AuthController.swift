@@ -96,7 +96,7 @@ struct AuthController: Sendable {
         APIOperation(method: .GET, path: "/api/me", summary: "The signed-in user.", responses: [200: ("The user, and the CSRF token for cookie sessions.", .ref("Session"))]),
     ]
 
-    static let schemas: [String: JSONValue] = [
+    static let schemas: [String: SchemaValue] = [
         "User": ["type": "object", "required": ["id", "email", "isAdmin", "createdAt"], "properties": [
             "id": ["type": "string", "format": "uuid"], "email": ["type": "string"], "isAdmin": ["type": "boolean"],
             "createdAt": ["type": "string", "format": "date-time"],

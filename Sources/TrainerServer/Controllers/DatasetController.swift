@@ -312,7 +312,7 @@ struct DatasetController: Sendable {
         ),
     ]
 
-    static let schemas: [String: JSONValue] = [
+    static let schemas: [String: SchemaValue] = [
         "Dataset": ["type": "object", "required": ["id", "name", "fileCount", "sampleCount", "totalBytes", "sound"], "properties": [
             "id": ["type": "string", "format": "uuid"], "name": ["type": "string"], "defaultCaption": ["type": "string"],
             "fileCount": ["type": "integer"], "sampleCount": ["type": "integer"], "totalBytes": ["type": "integer"],

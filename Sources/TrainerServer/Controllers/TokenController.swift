@@ -73,7 +73,7 @@ struct TokenController: Sendable {
                      responses: [204: ("Revoked.", nil), 404: ("No such token of yours.", .ref("Error"))]),
     ]
 
-    static let schemas: [String: JSONValue] = [
+    static let schemas: [String: SchemaValue] = [
         "Token": ["type": "object", "required": ["id", "name", "hint", "createdAt"], "properties": [
             "id": ["type": "string", "format": "uuid"], "name": ["type": "string"],
             "hint": ["type": "string", "description": "The token's first characters."],

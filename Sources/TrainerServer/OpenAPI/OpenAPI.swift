@@ -1,16 +1,16 @@
 import Vapor
 
 /// A JSON value, for writing OpenAPI schemas as literals.
-indirect enum JSONValue: Encodable, Sendable, ExpressibleByStringLiteral, ExpressibleByBooleanLiteral,
+indirect enum SchemaValue: Encodable, Sendable, ExpressibleByStringLiteral, ExpressibleByBooleanLiteral,
     ExpressibleByIntegerLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral
 {
-    case string(String), bool(Bool), int(Int), array([JSONValue]), object([String: JSONValue])
+    case string(String), bool(Bool), int(Int), array([SchemaValue]), object([String: SchemaValue])
 
     init(stringLiteral value: String) { self = .string(value) }
     init(booleanLiteral value: Bool) { self = .bool(value) }
     init(integerLiteral value: Int) { self = .int(value) }
-    init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
-    init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(Dictionary(uniqueKeysWithValues: elements)) }
+    init(arrayLiteral elements: SchemaValue...) { self = .array(elements) }
+    init(dictionaryLiteral elements: (String, SchemaValue)...) { self = .object(Dictionary(uniqueKeysWithValues: elements)) }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
@@ -23,7 +23,7 @@ indirect enum JSONValue: Encodable, Sendable, ExpressibleByStringLiteral, Expres
         }
     }
 
-    static func ref(_ schema: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(schema)")] }
+    static func ref(_ schema: String) -> SchemaValue { ["$ref": .string("#/components/schemas/\(schema)")] }
 }
 
 /// One documented API operation. Each controller lists its own beside its routes.
@@ -35,16 +35,16 @@ struct APIOperation: Sendable {
     let path: String
     let summary: String
     var access: Access = .signedIn
-    var requestSchema: JSONValue? = nil
+    var requestSchema: SchemaValue? = nil
     /// Status → (description, schema of the JSON body or nil for none).
-    var responses: [Int: (String, JSONValue?)]
+    var responses: [Int: (String, SchemaValue?)]
     var produces: String = "application/json"
 }
 
 /// The OpenAPI 3.1 document served at `/api/openapi.json`.
 enum OpenAPIDocument {
-    static func make(operations: [APIOperation], schemas: [String: JSONValue]) -> JSONValue {
-        var paths: [String: [String: JSONValue]] = [:]
+    static func make(operations: [APIOperation], schemas: [String: SchemaValue]) -> SchemaValue {
+        var paths: [String: [String: SchemaValue]] = [:]
         for operation in operations {
             paths[operation.path, default: [:]][operation.method.rawValue.lowercased()] = describe(operation)
         }
@@ -66,23 +66,23 @@ enum OpenAPIDocument {
         ]
     }
 
-    private static func describe(_ operation: APIOperation) -> JSONValue {
-        var responses: [String: JSONValue] = [:]
+    private static func describe(_ operation: APIOperation) -> SchemaValue {
+        var responses: [String: SchemaValue] = [:]
         for (status, (description, schema)) in operation.responses {
-            var response: [String: JSONValue] = ["description": .string(description)]
+            var response: [String: SchemaValue] = ["description": .string(description)]
             if let schema { response["content"] = [.init(operation.produces): ["schema": schema]] }
             responses[String(status)] = .object(response)
         }
         for (status, description) in standardErrors(operation) where responses[String(status)] == nil {
             responses[String(status)] = ["description": .string(description), "content": ["application/json": ["schema": .ref("Error")]]]
         }
-        var result: [String: JSONValue] = [
+        var result: [String: SchemaValue] = [
             "summary": .string(operation.summary),
             "operationId": .string(operationID(operation)),
             "responses": .object(responses),
             "security": operation.access == .anyone ? [] : [["bearer": []], ["session": []]],
         ]
-        let parameters = operation.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { name -> JSONValue in
+        let parameters = operation.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { name -> SchemaValue in
             ["name": .string(String(name.dropFirst().dropLast())), "in": "path", "required": true, "schema": ["type": "string"]]
         }
         if !parameters.isEmpty { result["parameters"] = .array(parameters) }
@@ -105,7 +105,7 @@ enum OpenAPIDocument {
         return ([operation.method.rawValue.lowercased()] + words).joined(separator: "_")
     }
 
-    private static let errorSchema: JSONValue = [
+    private static let errorSchema: SchemaValue = [
         "type": "object",
         "required": ["error"],
         "properties": [
