@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where `gomodel login` keeps the server and token: `$XDG_CONFIG_HOME/gomodel/login.json`
 /// (else `~/.config/gomodel/login.json`), readable by the owner only (0600, folder 0700).
@@ -28,18 +31,24 @@ public struct ClientLogin: Codable, Sendable, Equatable {
         }
     }
 
-    /// Written to a private temporary file, then renamed: the token is never readable by others,
-    /// not even for a moment, and an interrupted write leaves the old login intact.
+    /// Written to a temporary file created with mode 0600 (never readable by others, not even
+    /// for a moment), then renamed over the old one: an interrupted write leaves the old login.
     public func save(to path: String = defaultPath()) throws {
         let folder = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        chmod(folder, 0o700)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(self)
         let temporary = path + ".\(UUID().uuidString).tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: try encoder.encode(self), attributes: [.posixPermissions: 0o600]) else {
-            throw LoginError("Could not write \(temporary); check that \(folder) is writable.")
+        let descriptor = open(temporary, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+        guard descriptor >= 0 else {
+            throw LoginError("Could not write \(temporary): \(String(cString: strerror(errno))); check that \(folder) is writable.")
         }
-        guard rename(temporary, path) == 0 else {
+        let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        let synced = fsync(descriptor)
+        close(descriptor)
+        guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
             let error = String(cString: strerror(errno))
             unlink(temporary)
             throw LoginError("Could not save \(path): \(error).")

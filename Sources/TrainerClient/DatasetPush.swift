@@ -20,7 +20,8 @@ public struct DatasetPush: Sendable {
 
         public init(directory: String, name: String, concurrency: Int = 8, batchSize: Int = 100) {
             self.directory = directory
-            self.name = name
+            // The server trims names; so must the lookup.
+            self.name = name.trimmingCharacters(in: .whitespacesAndNewlines)
             self.concurrency = max(1, concurrency)
             self.batchSize = min(max(1, batchSize), UploadPlan.maximumFilesPerBatch)
         }
@@ -266,7 +267,8 @@ actor UploadQueue {
         while signed.isEmpty {
             if let signing {
                 // Every waiting worker awaits the same request; the first back takes its result.
-                let batch = try await signing.value
+                // A cancelled push cancels the request too.
+                let batch = try await withTaskCancellationHandler { try await signing.value } onCancel: { signing.cancel() }
                 if self.signing == signing {
                     self.signing = nil
                     signed += batch

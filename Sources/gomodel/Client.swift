@@ -69,8 +69,14 @@ struct Datasets: AsyncParsableCommand {
                     let line = ProgressLine.render(progress, elapsed: now.timeIntervalSince(started))
                     FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
                 } }
-                // Ctrl-C stops the uploads, records what arrived, and leaves the rest for the next run.
-                let interrupt = onInterrupt { pushing.cancel() }
+                // Ctrl-C stops the uploads, records what arrived, and leaves the rest for the next
+                // run; a second Ctrl-C leaves at once.
+                let interrupts = NIOLockedValueBox(0)
+                let interrupt = onInterrupt {
+                    if interrupts.withLockedValue({ $0 += 1; return $0 }) > 1 { Glibc.exit(130) }
+                    FileHandle.standardError.write(Data("\nStopping; recording what arrived (Ctrl-C again to quit at once)…\n".utf8))
+                    pushing.cancel()
+                }
                 defer { interrupt.cancel() }
                 let result: DatasetPush.Result
                 do {

@@ -20,9 +20,11 @@ import TrainerCore
             .init(path: "control/a.png", size: 1), .init(path: "a_start.png", size: 1),
             .init(path: "target/big.png", size: UploadPlan.maximumFileBytes + 1), .init(path: "target/neg.png", size: -1),
             .init(path: "target/sha.png", size: 1, sha256: "xyz"), .init(path: "../x.png", size: 1), .init(path: "target/ok.png", size: 1),
+            .init(path: "output/ok.JPG", size: 1),
         ])
         guard case .rejected(let rejections) = outcome else { Issue.record("planned: \(outcome)"); return }
-        #expect(rejections.map(\.path) == ["a_start.png", "target/big.png", "target/neg.png", "target/sha.png", "../x.png"])
+        #expect(rejections.map(\.path) == ["a_start.png", "target/big.png", "target/neg.png", "target/sha.png", "../x.png", "output/ok.JPG"])
+        #expect(rejections[5].reason.contains("same target of sample 'ok' as 'target/ok.png'"))
         #expect(rejections[0].reason.contains("lands on control_1/a.png, like 'control/a.png'"))
         #expect(rejections[1].reason.contains("at most 512 MiB"))
         #expect(rejections[3].reason.contains("64 hexadecimal digits"))

@@ -121,6 +121,23 @@ import VaporTesting
         }
     }
 
+    @Test func aPresignedPutCannotBeTurnedIntoACopyOrCarryUnsignedMetadata() async throws {
+        try await withRunningStore { store in
+            try await store.client().putObject(key: "datasets/victim/target/a.txt", bytes: ByteBuffer(string: "secret caption"))
+            let put = store.client().presignedPut(key: "datasets/attacker/target/x.txt", contentType: "text/plain", contentLength: 0)
+            for (name, value) in [("x-amz-copy-source", "/gomodel/datasets/victim/target/a.txt"), ("x-amz-meta-sha256", "0000")] {
+                var request = HTTPClientRequest(url: put.url.absoluteString)
+                request.method = .PUT
+                request.headers.add(name: "content-type", value: "text/plain")
+                request.headers.add(name: name, value: value)
+                let response = try await store.http.execute(request, timeout: .seconds(10))
+                #expect(response.status == .forbidden, "\(name)")
+                #expect(String(buffer: try await response.body.collect(upTo: 1 << 16)).contains("\(name) must be signed"))
+            }
+            #expect(try await store.client().headObject(key: "datasets/attacker/target/x.txt") == nil)
+        }
+    }
+
     @Test func aBodyThatDoesNotMatchItsSignedHashIsRefused() async throws {
         try await withRunningStore { store in
             let url = store.endpoint.objectURL("tampered.txt")

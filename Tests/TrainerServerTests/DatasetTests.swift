@@ -175,6 +175,9 @@ import VaporTesting
             #expect(response.errorMessage?.contains("at most 500") == true)
             let fine = try await user.sign(id, (0..<500).map { ("target/\($0).png", [1]) }, withChecksum: false)
             #expect(fine.status == .ok)
+            // Only system litter: nothing to sign, and no error.
+            let litter = try await user.sign(id, [(".DS_Store", [1]), ("__MACOSX/x.png", [1])], withChecksum: false)
+            #expect(try litter.status == .ok && (litter.json["uploads"] as? [Any])?.isEmpty == true)
         }
     }
 
@@ -376,6 +379,15 @@ import VaporTesting
             let response = try await user.sign(id, [("target/a.png", [UInt8](repeating: 1, count: 6000)), ("target/b.png", [UInt8](repeating: 1, count: 6000))])
             #expect(response.status == .badRequest && response.errorCode == "dataset_too_large")
             #expect(response.errorMessage?.contains("at most 10240") == true)
+            // Signed but never completed uploads count for their 15 minutes: no filling the
+            // bucket batch by batch.
+            #expect(try await user.sign(id, [("target/a.png", [UInt8](repeating: 1, count: 6000))]).status == .ok)
+            let second = try await user.sign(id, [("target/b.png", [UInt8](repeating: 1, count: 6000))])
+            #expect(second.status == .badRequest && second.errorCode == "dataset_too_large")
+            // Signing the same file again replaces its pending size rather than adding to it.
+            #expect(try await user.sign(id, [("target/a.png", [UInt8](repeating: 1, count: 6000))]).status == .ok)
+            store.clock.advance(by: 16 * 60)
+            #expect(try await user.sign(id, [("target/b.png", [UInt8](repeating: 1, count: 6000))]).status == .ok)
         }
     }
 }

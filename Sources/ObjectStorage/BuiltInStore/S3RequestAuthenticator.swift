@@ -92,7 +92,11 @@ public struct S3RequestAuthenticator: Sendable {
         return try check(
             signature, credential: credential, timestamp: timestamp, request: request,
             signedHeaders: signedHeaderList.split(separator: ";").map(String.init),
-            payloadHash: parameters["X-Amz-Content-Sha256"] ?? SigV4Signer.unsignedPayload, mustBeSigned: []
+            payloadHash: parameters["X-Amz-Content-Sha256"] ?? SigV4Signer.unsignedPayload,
+            // Presigned URLs are handed to other people: an unsigned x-amz-copy-source or
+            // x-amz-meta-* would let them turn an upload URL into a copy of someone else's object.
+            // (The payload hash of a presigned request comes from its query, never the header.)
+            mustBeSigned: headers.map { $0.name.lowercased() }.filter { $0.hasPrefix("x-amz-") && $0 != "x-amz-content-sha256" }
         )
     }
 

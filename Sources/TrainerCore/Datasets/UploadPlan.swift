@@ -46,6 +46,8 @@ public enum UploadPlan {
         var skipped: [String] = []
         var rejections: [Rejection] = []
         var pathOfKey: [String: String] = [:]
+        // Role and stem without the extension: `target/cat.png` and `target/cat.jpg` are one sample file.
+        var pathOfSlot: [String: String] = [:]
         for file in files {
             func reject(_ reason: String) { rejections.append(Rejection(path: file.path, reason: reason)) }
             switch DatasetLayout.place(file.path) {
@@ -63,8 +65,11 @@ public enum UploadPlan {
                     reject("sha256 must be 64 hexadecimal digits (the SHA-256 of the file's content).")
                 } else if let other = pathOfKey[placement.relativeKey] {
                     reject("lands on \(placement.relativeKey), like '\(other)'; keep one of the two.")
+                } else if let other = pathOfSlot[placement.role.name + "/" + placement.stem] {
+                    reject("is the same \(placement.role.name) of sample '\(placement.stem)' as '\(other)' (another format); keep one of the two.")
                 } else {
                     pathOfKey[placement.relativeKey] = file.path
+                    pathOfSlot[placement.role.name + "/" + placement.stem] = file.path
                     uploads.append(Upload(path: file.path, placement: placement, size: file.size, contentType: contentType(placement), sha256: digest))
                 }
             }

@@ -257,10 +257,15 @@ public enum ConfigText {
         text.replacingAll("${", with: "$ {").replacingAll("[name]", with: "(name)")
     }
 
-    /// A sample prompt: also no `--` flags, one line, and `[trigger]` as ai-toolkit would fill it.
+    /// A sample prompt: also no `--` flags, one line, and the trigger word as ai-toolkit puts it
+    /// into training captions (`inject_trigger_into_prompt`): `[trigger]` replaced, else prepended.
+    /// (A dataset-level trigger word never reaches sample prompts by itself.)
     public static func prompt(_ caption: String, triggerWord: String?) -> String {
         var text = caption.split(whereSeparator: \.isNewline).joined(separator: " ")
-        if let triggerWord { text = text.replacingAll("[trigger]", with: triggerWord) }
+        if let triggerWord {
+            text = text.replacingAll("[trigger]", with: triggerWord)
+            if !text.contains(triggerWord) { text = triggerWord + " " + text }
+        }
         while text.contains("--") { text = text.replacingAll("--", with: "–") }
         return safe(text)
     }

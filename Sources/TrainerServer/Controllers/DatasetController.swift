@@ -209,7 +209,7 @@ struct DatasetController: Sendable {
         let uploads = signed.map {
             UploadResponse.Upload(path: $0.path, key: $0.key, url: $0.request.url.absoluteString, method: $0.request.method, headers: $0.request.headers)
         }
-        return try JSON.response(UploadResponse(uploads: uploads, skipped: skipped, expiresAt: datasets.now().addingTimeInterval(900)))
+        return try JSON.response(UploadResponse(uploads: uploads, skipped: skipped, expiresAt: datasets.now().addingTimeInterval(DatasetService.uploadWindow)))
     }
 
     @Sendable func completeUploads(request: Request) async throws -> Response {

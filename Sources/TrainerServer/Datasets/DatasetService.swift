@@ -14,6 +14,8 @@ struct DatasetService: Sendable {
     let now: @Sendable () -> Date
 
     static let maximumNameLength = 100
+    /// How long presigned upload URLs stay valid.
+    static let uploadWindow: TimeInterval = 900
     static let maximumCaptionLength = 4000
 
     // MARK: Datasets
@@ -89,30 +91,43 @@ struct DatasetService: Sendable {
             skipped = ignored
         }
 
+        guard !uploads.isEmpty else { return ([], skipped) }
         // Refuse early what would exceed the size limit, before anyone spends time uploading.
+        // Uploads signed in the last 15 minutes and not completed count too: otherwise batch after
+        // batch could be signed and never completed, filling the bucket without limit.
         let keys = uploads.map(\.placement.relativeKey)
-        // (No SQL SUM: PostgreSQL answers NUMERIC for a sum of bigints.)
+        let sql = db as! any SQLDatabase
+        let time = now()
+        // (No plain SQL SUM: PostgreSQL answers NUMERIC for a sum of bigints.)
         let replacedBytes = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key ~~ keys)
             .all(\.$bytes).reduce(Int64(0)) { $0 + ($1 ?? 0) }
-        let total = uploads.reduce(dataset.totalBytes - replacedBytes) { $0 + $1.size }
+        struct Pending: Decodable { let pending: Int64 }
+        let pending = try await sql.raw("""
+            SELECT CAST(COALESCE(SUM(pending_bytes), 0) AS BIGINT) AS pending FROM dataset_files
+            WHERE dataset_id = \(bind: dataset.id!) AND uploaded_at IS NULL AND signed_at > \(bind: time.addingTimeInterval(-Self.uploadWindow))
+            AND key NOT IN (\(binds: keys))
+            """).first(decoding: Pending.self)?.pending ?? 0
+        let total = uploads.reduce(dataset.totalBytes - replacedBytes + pending) { $0 + $1.size }
         if total > limits.maximumBytes {
-            throw APIError.badRequest("dataset_too_large", "With these files the dataset would hold \(total) bytes; at most \(limits.maximumBytes) are allowed. Compress the images or leave some samples out.")
+            throw APIError.badRequest("dataset_too_large", "With these files the dataset would hold \(total) bytes (counting uploads still under way); at most \(limits.maximumBytes) are allowed. Compress the images or leave some samples out.")
         }
 
         // One statement for the whole batch: a pending row per file, new or existing.
-        let insert = (db as! any SQLDatabase).insert(into: DatasetFile.schema)
-            .columns("id", "dataset_id", "key", "role", "stem", "file_extension", "pending_bytes", "pending_sha256")
+        let insert = sql.insert(into: DatasetFile.schema)
+            .columns("id", "dataset_id", "key", "role", "stem", "file_extension", "pending_bytes", "pending_sha256", "signed_at")
         for upload in uploads {
             let placement = upload.placement
             let sha256: String? = upload.sha256.map { SigV4Signer.hex($0) }
-            insert.values([UUID(), dataset.id!, placement.relativeKey, placement.role.name, placement.stem, placement.fileExtension, upload.size, sha256] as [any Encodable & Sendable])
+            insert.values([UUID(), dataset.id!, placement.relativeKey, placement.role.name, placement.stem, placement.fileExtension, upload.size, sha256, time] as [any Encodable & Sendable])
         }
-        try await insert.onConflict(with: ["dataset_id", "key"]) { $0.set(excludedValueOf: "pending_bytes").set(excludedValueOf: "pending_sha256") }.run()
+        try await insert.onConflict(with: ["dataset_id", "key"]) {
+            $0.set(excludedValueOf: "pending_bytes").set(excludedValueOf: "pending_sha256").set(excludedValueOf: "signed_at")
+        }.run()
         let signed = uploads.map { upload in
             let key = dataset.prefix + upload.placement.relativeKey
             return SignedUpload(
                 path: upload.path, key: key,
-                request: bucket.presignedPut(key: key, contentType: upload.contentType, contentLength: upload.size, sha256: upload.sha256, origin: origin)
+                request: bucket.presignedPut(key: key, contentType: upload.contentType, contentLength: upload.size, sha256: upload.sha256, origin: origin, expires: Int(Self.uploadWindow))
             )
         }
         return (signed, skipped)
@@ -282,6 +297,8 @@ struct DatasetService: Sendable {
         var attempts = 0
         while true {
             attempts += 1
+            // Another request may have changed the default caption meanwhile.
+            if let current = try await Dataset.find(dataset.id, on: db) { dataset.defaultCaption = current.defaultCaption }
             let files = try await files(of: dataset, on: db)
             let report = report(dataset, files: files)
             dataset.fileCount = files.count

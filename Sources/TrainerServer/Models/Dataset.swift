@@ -58,6 +58,9 @@ final class DatasetFile: Model, @unchecked Sendable {
     @OptionalField(key: "uploaded_at") var uploadedAt: Date?
     @OptionalField(key: "pending_bytes") var pendingBytes: Int64?
     @OptionalField(key: "pending_sha256") var pendingSHA256: String?
+    /// When the last upload URL for it was made; pending bytes count against the size limit for
+    /// as long as that URL is valid.
+    @OptionalField(key: "signed_at") var signedAt: Date?
     /// From the image header: format and size (`format` without a size: the header was cut short).
     @OptionalField(key: "format") var format: String?
     @OptionalField(key: "width") var width: Int?

@@ -36,8 +36,8 @@ struct Bucket: Sendable {
 
     /// A PUT URL for `key`, bound to size, type and (when given) content. `origin` is the base
     /// URL the client used to reach this server; only the built-in store needs it.
-    func presignedPut(key: String, contentType: String, contentLength: Int64, sha256: [UInt8]?, origin: URL) -> PresignedRequest {
-        presigner(origin: origin).presignedPut(key: key, contentType: contentType, contentLength: contentLength, sha256: sha256, expires: 900)
+    func presignedPut(key: String, contentType: String, contentLength: Int64, sha256: [UInt8]?, origin: URL, expires: Int) -> PresignedRequest {
+        presigner(origin: origin).presignedPut(key: key, contentType: contentType, contentLength: contentLength, sha256: sha256, expires: expires)
     }
 
     func presignedGet(key: String, downloadName: String?, origin: URL) -> PresignedRequest {

@@ -12,6 +12,8 @@ struct RunningStore {
     let http: HTTPClient
     let endpoint: S3Endpoint
     let baseURL: URL
+    /// The server's clock; it starts at the real time (SigV4 checks it against the client's).
+    let clock: TestClock
 
     func client(secret: String? = nil, now: @escaping @Sendable () -> Date = { Date() }, retry: RetryPolicy = .none) -> S3Client {
         var endpoint = endpoint
@@ -23,7 +25,8 @@ struct RunningStore {
 /// Runs `test` with the app serving on a free port; the server's clock is the real time.
 func withRunningStore(environment: [String: String] = [:], _ test: (RunningStore) async throws -> Void) async throws {
     let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-store-\(UUID().uuidString)").path
-    try await withTestApp(environment: environment.merging(["GOMODEL_DATA_DIR": dataDirectory]) { _, new in new }, clock: TestClock(Date())) { app in
+    let clock = TestClock(Date())
+    try await withTestApp(environment: environment.merging(["GOMODEL_DATA_DIR": dataDirectory]) { _, new in new }, clock: clock) { app in
         try await app.server.start(address: .hostname("127.0.0.1", port: 0))
         let port = try #require(app.http.server.shared.localAddress?.port)
         let credentials = try StoreCredentials.loadOrCreate(dataDirectory: dataDirectory)
@@ -31,7 +34,7 @@ func withRunningStore(environment: [String: String] = [:], _ test: (RunningStore
         let endpoint = S3Endpoint(url: baseURL.appendingPathComponent("s3"), bucket: "gomodel", region: "us-east-1", credentials: credentials)
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         var failure: (any Error)?
-        do { try await test(RunningStore(app: app, http: http, endpoint: endpoint, baseURL: baseURL)) } catch { failure = error }
+        do { try await test(RunningStore(app: app, http: http, endpoint: endpoint, baseURL: baseURL, clock: clock)) } catch { failure = error }
         try await http.shutdown()
         await app.server.shutdown()
         if let failure { throw failure }

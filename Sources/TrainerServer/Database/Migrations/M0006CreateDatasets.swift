@@ -32,6 +32,7 @@ struct M0006CreateDatasets: AsyncMigration {
             .field("uploaded_at", .datetime)
             .field("pending_bytes", .int64)
             .field("pending_sha256", .string)
+            .field("signed_at", .datetime)
             .field("format", .string)
             .field("width", .int)
             .field("height", .int)
