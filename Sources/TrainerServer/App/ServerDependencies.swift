@@ -5,10 +5,13 @@ public struct ServerDependencies: Sendable {
     public var now: @Sendable () -> Date
     /// bcrypt work factor: 12 in production (about 0.25 s per hash); tests use the minimum.
     public var bcryptCost: Int
+    /// Whether `serve` runs the job runner's loop; tests drive `JobRunner.tick` by hand.
+    public var runsBackgroundServices: Bool
 
-    public init(now: @escaping @Sendable () -> Date, bcryptCost: Int) {
+    public init(now: @escaping @Sendable () -> Date, bcryptCost: Int, runsBackgroundServices: Bool = true) {
         self.now = now
         self.bcryptCost = bcryptCost
+        self.runsBackgroundServices = runsBackgroundServices
     }
 
     public static let live = ServerDependencies(now: { Date() }, bcryptCost: 12)

@@ -4,6 +4,7 @@ import FluentSQLiteDriver
 import Foundation
 import ObjectStorage
 import Prometheus
+import RunPod
 import TrainerCore
 import Vapor
 
@@ -39,6 +40,18 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     let bucket = Bucket.make(configuration.objectStore, builtIn: builtInStore, publicURL: configuration.publicURL, http: app.http.client.shared, now: dependencies.now)
     let datasets = DatasetService(bucket: bucket, limits: configuration.datasetLimits, now: dependencies.now)
     DatasetController(datasets: datasets, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy).register(signedIn: signedIn)
+    let jobs = JobService(datasets: datasets, now: dependencies.now)
+    JobController(jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL).register(signedIn: signedIn)
+    RunPodWebhookController(jobs: jobs).register(public: api)
+    if let runPod = configuration.runPod {
+        let client = RunPodClient(baseURL: runPod.baseURL, endpointID: runPod.endpointID, apiKey: runPod.apiKey, http: app.http.client.shared)
+        let runner = JobRunner(
+            jobs: jobs, runPod: client, webhookBase: configuration.publicURL, bucket: bucket.name,
+            instanceID: UUID().uuidString.lowercased(), now: dependencies.now
+        )
+        app.storage[JobRunnerKey.self] = runner
+        if dependencies.runsBackgroundServices { app.lifecycle.use(JobRunnerLoop(runner: runner)) }
+    }
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)
     SystemController(registry: registry, openAPIDocument: try JSON.encoder.encode(document)).register(app)
@@ -47,9 +60,10 @@ public func configure(_ app: Application, configuration: Configuration, dependen
 /// Every documented operation and schema, gathered from the controllers that own them.
 enum APIDescription {
     static let operations = AuthController.operations + TokenController.operations + InviteController.operations
-        + DatasetController.operations + SystemController.operations
+        + DatasetController.operations + JobController.operations + RunPodWebhookController.operations + SystemController.operations
     static let schemas = AuthController.schemas.merging(TokenController.schemas) { current, _ in current }
         .merging(DatasetController.schemas) { current, _ in current }
+        .merging(JobController.schemas) { current, _ in current }
 }
 
 func useDatabase(_ app: Application, configuration: Configuration) throws {

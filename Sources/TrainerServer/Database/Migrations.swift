@@ -10,5 +10,6 @@ public enum Migrations {
         M0004CreateLoginThrottles(),
         M0005CreateInvites(),
         M0006CreateDatasets(),
+        M0007CreateJobs(),
     ]
 }

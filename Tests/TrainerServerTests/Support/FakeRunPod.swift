@@ -97,6 +97,9 @@ final class FakeRunPod: @unchecked Sendable {
 
     func timeOut(_ id: String) { finish(id, status: "TIMED_OUT") { _ in } }
 
+    /// RunPod deletes a job 30 minutes after its end (or when its TTL runs out).
+    func forget(_ id: String) { state.withLockedValue { _ = $0.jobs.removeValue(forKey: id) } }
+
     /// A status RunPod's docs list but no SDK handles.
     func setRawStatus(_ id: String, _ status: String) { update(id) { $0.status = status } }
 

@@ -23,11 +23,15 @@ struct RunningStore {
 }
 
 /// Runs `test` with the app serving on a free port; the server's clock is the real time.
-func withRunningStore(environment: [String: String] = [:], _ test: (RunningStore) async throws -> Void) async throws {
+/// With `publicURL`, GOMODEL_PUBLIC_URL is the server's own address (RunPod mode needs one).
+func withRunningStore(environment: [String: String] = [:], publicURL: Bool = false, _ test: (RunningStore) async throws -> Void) async throws {
     let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-store-\(UUID().uuidString)").path
     let clock = TestClock(Date())
-    try await withTestApp(environment: environment.merging(["GOMODEL_DATA_DIR": dataDirectory]) { _, new in new }, clock: clock) { app in
-        try await app.server.start(address: .hostname("127.0.0.1", port: 0))
+    let chosenPort = publicURL ? try freePort() : 0
+    var environment = environment.merging(["GOMODEL_DATA_DIR": dataDirectory]) { _, new in new }
+    if publicURL { environment["GOMODEL_PUBLIC_URL"] = "http://127.0.0.1:\(chosenPort)" }
+    try await withTestApp(environment: environment, clock: clock) { app in
+        try await app.server.start(address: .hostname("127.0.0.1", port: chosenPort))
         let port = try #require(app.http.server.shared.localAddress?.port)
         let credentials = try StoreCredentials.loadOrCreate(dataDirectory: dataDirectory)
         let baseURL = URL(string: "http://127.0.0.1:\(port)")!
@@ -39,4 +43,20 @@ func withRunningStore(environment: [String: String] = [:], _ test: (RunningStore
         await app.server.shutdown()
         if let failure { throw failure }
     }
+}
+
+/// A loopback port nothing listens on right now.
+func freePort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+    }
+    guard bound else { throw POSIXError(.EADDRNOTAVAIL) }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -1,0 +1,272 @@
+import Crypto
+import Fluent
+import Foundation
+import TrainerCore
+import Vapor
+
+/// Training jobs (DESIGN §7): create, list, show, live events, cancel, retry, artifact downloads.
+struct JobController: Sendable {
+    let jobs: JobService
+    let datasets: DatasetService
+    let bucket: Bucket
+    let publicURL: URL?
+
+    struct CreateRequest: Decodable {
+        let datasetId: UUID
+        let preset: String?
+        let params: JobService.ParameterInput?
+    }
+
+    struct JobResponse: Encodable {
+        struct Artifact: Encodable {
+            let id: String
+            let kind: String
+            let key: String
+            let bytes: Int64?
+            let step: Int?
+            let sha256: String?
+        }
+
+        struct Event: Encodable {
+            let at: Date
+            let status: String
+            let message: String
+        }
+
+        let id: UUID
+        let datasetId: UUID
+        let preset: String
+        let params: JSONValue?
+        let status: String
+        /// The runner's own status string (RunPod's), unknown ones included.
+        let runnerStatus: String?
+        let attempt: Int
+        let progress: JobProgress?
+        let runpodJobId: String?
+        let artifacts: [Artifact]
+        let error: String?
+        let errorDetail: String?
+        let cancelRequested: Bool
+        let createdAt: Date
+        let submittedAt: Date?
+        let startedAt: Date?
+        let finishedAt: Date?
+        /// Seconds from creation until a GPU took it (or until now, while it waits).
+        let queueSeconds: Double?
+        /// Seconds on the GPU so far, or in total.
+        let executionSeconds: Double?
+        var events: [Event]?
+
+        init(_ job: Job, now: Date) {
+            id = job.id!
+            datasetId = job.datasetID
+            preset = job.preset
+            params = try? JSONDecoder().decode(JSONValue.self, from: Data(job.parameters.utf8))
+            status = job.status.rawValue
+            runnerStatus = job.runnerStatus
+            attempt = job.attempt
+            progress = job.progress.flatMap { try? JSONDecoder().decode(JobProgress.self, from: Data($0.utf8)) }
+            runpodJobId = job.runPodJobID
+            artifacts = (job.artifacts.flatMap { try? JSONDecoder().decode([JobArtifact].self, from: Data($0.utf8)) } ?? []).map {
+                Artifact(id: JobController.artifactID($0.key), kind: $0.kind.rawValue, key: $0.key, bytes: $0.bytes, step: $0.step, sha256: $0.sha256)
+            }
+            error = job.error
+            errorDetail = job.errorDetail
+            cancelRequested = job.cancelRequested
+            createdAt = job.createdAt
+            submittedAt = job.submittedAt
+            startedAt = job.startedAt
+            finishedAt = job.finishedAt
+            queueSeconds = (job.startedAt ?? job.finishedAt ?? now).timeIntervalSince(job.createdAt)
+            executionSeconds = job.startedAt.map { (job.finishedAt ?? now).timeIntervalSince($0) }
+        }
+    }
+
+    struct JobList: Encodable {
+        let jobs: [JobResponse]
+    }
+
+    /// A short stable id for an artifact: the first 16 hex digits of its key's SHA-256.
+    static func artifactID(_ key: String) -> String {
+        String(SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined().prefix(16))
+    }
+
+    func register(signedIn routes: any RoutesBuilder) {
+        let jobs = routes.grouped("jobs")
+        jobs.post(use: create)
+        jobs.get(use: list)
+        jobs.get(":id", use: show)
+        jobs.get(":id", "events", use: events)
+        jobs.post(":id", "cancel", use: cancel)
+        jobs.post(":id", "retry", use: retry)
+        jobs.get(":id", "artifacts", ":artifactId", use: artifact)
+    }
+
+    @Sendable func create(request: Request) async throws -> Response {
+        let body = try request.decodeJSON(CreateRequest.self)
+        if let preset = body.preset, preset != QwenImageEdit2509.presetID {
+            throw APIError.badRequest("invalid_parameter", "preset must be '\(QwenImageEdit2509.presetID)'; got '\(preset)'.")
+        }
+        try Self.refuseUnknownParameters(request)
+        let parameters = try JobService.parameters(from: body.params ?? JobService.ParameterInput())
+        let dataset = try await datasets.find(body.datasetId, userID: try request.principal.userID, on: request.db)
+        let job = try await jobs.create(userID: try request.principal.userID, dataset: dataset, parameters: parameters, on: request.db)
+        return try JSON.response(JobResponse(job, now: jobs.now()), status: .created)
+    }
+
+    @Sendable func list(request: Request) async throws -> Response {
+        let all = try await Job.query(on: request.db).filter(\.$user.$id == request.principal.userID).sort(\.$createdAt, .descending).limit(500).all()
+        return try JSON.response(JobList(jobs: all.map { JobResponse($0, now: jobs.now()) }))
+    }
+
+    @Sendable func show(request: Request) async throws -> Response {
+        let job = try await find(request)
+        var response = JobResponse(job, now: jobs.now())
+        response.events = try await JobEvent.query(on: request.db).filter(\.$job.$id == job.id!).sort(\.$at).all()
+            .map { JobResponse.Event(at: $0.at, status: $0.status, message: $0.message) }
+        return try JSON.response(response)
+    }
+
+    @Sendable func cancel(request: Request) async throws -> Response {
+        let job = try await find(request)
+        try await jobs.requestCancel(job, on: request.db)
+        return try JSON.response(JobResponse(job, now: jobs.now()))
+    }
+
+    @Sendable func retry(request: Request) async throws -> Response {
+        let job = try await find(request)
+        try await jobs.retry(job, on: request.db)
+        return try JSON.response(JobResponse(job, now: jobs.now()))
+    }
+
+    /// A redirect to a presigned GET of the artifact, valid 15 minutes, saved under its file name.
+    @Sendable func artifact(request: Request) async throws -> Response {
+        let job = try await find(request)
+        let artifacts = job.artifacts.flatMap { try? JSONDecoder().decode([JobArtifact].self, from: Data($0.utf8)) } ?? []
+        guard let wanted = request.parameters.get("artifactId"), let artifact = artifacts.first(where: { Self.artifactID($0.key) == wanted }) else {
+            throw APIError.notFound("The job has no such artifact; GET /api/jobs/{id} lists them.")
+        }
+        let name = String(artifact.key.split(separator: "/").last ?? "artifact")
+        let url = bucket.presignedGet(key: artifact.key, downloadName: name, origin: try origin(of: request)).url
+        return Response(status: .seeOther, headers: ["Location": url.absoluteString, "Cache-Control": "no-store"])
+    }
+
+    /// Server-sent events: the job now, then each time it changes, until it ends. Reads the
+    /// database, so it works whichever instance tracks the job.
+    @Sendable func events(request: Request) async throws -> Response {
+        let job = try await find(request)
+        let id = job.id!
+        let db = request.db
+        let now = jobs.now
+        let body = Response.Body(asyncStream: { writer in
+            var lastSeen: Date?
+            var quietSince = Date()
+            let openedAt = Date()
+            do {
+                while Date().timeIntervalSince(openedAt) < 1800 {
+                    guard let current = try await Job.find(id, on: db) else { break }
+                    if current.updatedAt != lastSeen {
+                        lastSeen = current.updatedAt
+                        let data = try JSON.encoder.encode(JobResponse(current, now: now()))
+                        try await writer.write(.buffer(ByteBuffer(string: "event: job\ndata: " + String(decoding: data, as: UTF8.self) + "\n\n")))
+                        quietSince = Date()
+                        if current.status.isFinal { break }
+                    } else if Date().timeIntervalSince(quietSince) > 15 {
+                        // Keeps proxies from closing an idle stream.
+                        try await writer.write(.buffer(ByteBuffer(string: ": still here\n\n")))
+                        quietSince = Date()
+                    }
+                    try await Task.sleep(for: .seconds(1))
+                }
+                try await writer.write(.end)
+            } catch {
+                try? await writer.write(.end)
+            }
+        })
+        return Response(status: .ok, headers: ["Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"], body: body)
+    }
+
+    private func find(_ request: Request) async throws -> Job {
+        guard let id = request.parameters.get("id", as: UUID.self),
+              let job = try await Job.query(on: request.db).filter(\.$id == id).filter(\.$user.$id == request.principal.userID).first()
+        else { throw APIError.notFound("No job with this id; GET /api/jobs lists yours.") }
+        return job
+    }
+
+    private func origin(of request: Request) throws -> URL {
+        if let publicURL { return publicURL }
+        guard let host = request.headers.first(name: .host), let url = URL(string: "http://\(host)") else {
+            throw APIError.badRequest("missing_host", "The request has no Host header; set GOMODEL_PUBLIC_URL on the server.")
+        }
+        return url
+    }
+
+    /// A misspelled parameter must not be silently ignored (ai-toolkit would do just that).
+    static func refuseUnknownParameters(_ request: Request) throws {
+        guard let data = request.body.data, let object = try? JSONSerialization.jsonObject(with: Data(buffer: data)) as? [String: Any] else { return }
+        if let unknown = object.keys.first(where: { !["datasetId", "preset", "params"].contains($0) }) {
+            throw APIError.badRequest("invalid_parameter", "'\(unknown)' is not a field of a job; send datasetId, preset and params.")
+        }
+        if let params = object["params"] as? [String: Any], let unknown = params.keys.sorted().first(where: { !JobService.ParameterInput.keys.contains($0) }) {
+            throw APIError.badRequest("invalid_parameter", "params.\(unknown) is not a parameter; the parameters are \(JobService.ParameterInput.keys.sorted().joined(separator: ", ")).")
+        }
+    }
+
+    // MARK: OpenAPI
+
+    static let operations: [APIOperation] = [
+        APIOperation(
+            method: .POST, path: "/api/jobs", summary: "Train a LoRA on a sound dataset (Qwen-Image-Edit-2509).",
+            requestSchema: ["type": "object", "required": ["datasetId"], "properties": [
+                "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string", "enum": ["qwen-image-edit-2509"]],
+                "params": ["type": "object", "additionalProperties": false, "properties": [
+                    "steps": ["type": "integer", "minimum": 10, "maximum": 30000, "default": 3000],
+                    "learningRate": ["type": "number", "default": "0.0001"], "rank": ["type": "integer", "minimum": 1, "maximum": 128, "default": 16],
+                    "profile": ["type": "string", "enum": ["32gb", "48gb", "80gb"], "default": "32gb"],
+                    "resolutions": ["type": "array", "items": ["type": "integer"]], "saveEvery": ["type": "integer"], "sampleEvery": ["type": "integer"],
+                    "keepCheckpoints": ["type": "integer"], "seed": ["type": "integer"], "triggerWord": ["type": "string"],
+                    "samplePairs": ["type": "array", "items": ["type": "string"], "description": "Stems of the samples used for sample images."],
+                ]],
+            ]],
+            responses: [201: ("The queued job.", .ref("Job")), 404: ("No such dataset of yours.", .ref("Error")), 422: ("The dataset is not sound; error.details lists its problems.", .ref("Error"))]
+        ),
+        APIOperation(method: .GET, path: "/api/jobs", summary: "Your jobs, newest first.",
+                     responses: [200: ("Your jobs.", ["type": "object", "properties": ["jobs": ["type": "array", "items": .ref("Job")]]])]),
+        APIOperation(method: .GET, path: "/api/jobs/{id}", summary: "A job with its progress, artifacts and event log.",
+                     responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error"))]),
+        APIOperation(method: .GET, path: "/api/jobs/{id}/events", summary: "Server-sent events: `event: job` with the job each time it changes, until it ends.",
+                     responses: [200: ("text/event-stream", nil), 404: ("No such job of yours.", .ref("Error"))]),
+        APIOperation(method: .POST, path: "/api/jobs/{id}/cancel", summary: "Cancel a job (at RunPod when it is there).",
+                     responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")), 409: ("The job already ended.", .ref("Error"))]),
+        APIOperation(method: .POST, path: "/api/jobs/{id}/retry", summary: "A new attempt of a failed, cancelled or timed-out job; it resumes from its last checkpoint.",
+                     responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")), 409: ("The job completed or still runs.", .ref("Error"))]),
+        APIOperation(method: .GET, path: "/api/jobs/{id}/artifacts/{artifactId}", summary: "Download an artifact: a redirect to a presigned URL valid 15 minutes.",
+                     responses: [303: ("To the file.", nil), 404: ("No such job or artifact of yours.", .ref("Error"))]),
+    ]
+
+    static let schemas: [String: SchemaValue] = [
+        "Job": ["type": "object", "required": ["id", "datasetId", "status", "attempt", "createdAt"], "properties": [
+            "id": ["type": "string", "format": "uuid"], "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string"],
+            "params": ["type": "object"],
+            "status": ["type": "string", "enum": ["queued", "submitted", "running", "completed", "failed", "cancelled", "timed_out"]],
+            "runnerStatus": ["type": "string", "description": "RunPod's own status string, unknown ones included."],
+            "attempt": ["type": "integer"],
+            "progress": ["type": "object", "properties": [
+                "phase": ["type": "string"], "step": ["type": "integer"], "totalSteps": ["type": "integer"], "loss": ["type": "number"],
+                "itPerSec": ["type": "number"], "etaSeconds": ["type": "number"], "message": ["type": "string"],
+            ]],
+            "runpodJobId": ["type": "string"],
+            "artifacts": ["type": "array", "items": ["type": "object", "properties": [
+                "id": ["type": "string"], "kind": ["type": "string", "enum": ["lora", "checkpoint", "sample", "config", "log", "loss"]],
+                "key": ["type": "string"], "bytes": ["type": "integer"], "step": ["type": "integer"], "sha256": ["type": "string"],
+            ]]],
+            "error": ["type": "string"], "errorDetail": ["type": "string"], "cancelRequested": ["type": "boolean"],
+            "createdAt": ["type": "string", "format": "date-time"], "submittedAt": ["type": "string", "format": "date-time"],
+            "startedAt": ["type": "string", "format": "date-time"], "finishedAt": ["type": "string", "format": "date-time"],
+            "queueSeconds": ["type": "number"], "executionSeconds": ["type": "number"],
+            "events": ["type": "array", "items": ["type": "object", "properties": [
+                "at": ["type": "string", "format": "date-time"], "status": ["type": "string"], "message": ["type": "string"],
+            ]]],
+        ]],
+    ]
+}

@@ -1,0 +1,287 @@
+import Fluent
+import Foundation
+import RunPod
+import TrainerCore
+
+/// Training jobs: creation from a sound dataset, the one place where a job changes state
+/// (every change an event), cancel and retry. `JobRunner` moves jobs through RunPod.
+struct JobService: Sendable {
+    let datasets: DatasetService
+    let now: @Sendable () -> Date
+
+    /// The parameters of `POST /api/jobs`, all optional (the preset's defaults fill the rest);
+    /// an unknown key is an error, never silently ignored.
+    struct ParameterInput: Decodable {
+        var steps: Int?
+        var learningRate: Double?
+        var rank: Int?
+        var profile: String?
+        var resolutions: [Int]?
+        var saveEvery: Int?
+        var sampleEvery: Int?
+        var keepCheckpoints: Int?
+        var seed: Int?
+        var triggerWord: String?
+        var samplePairs: [String]?
+
+        static let keys: Set<String> = [
+            "steps", "learningRate", "rank", "profile", "resolutions", "saveEvery", "sampleEvery", "keepCheckpoints", "seed", "triggerWord", "samplePairs",
+        ]
+    }
+
+    static func parameters(from input: ParameterInput) throws -> QwenImageEdit2509.Parameters {
+        var parameters = QwenImageEdit2509.Parameters()
+        if let value = input.steps { parameters.steps = value }
+        if let value = input.learningRate { parameters.learningRate = value }
+        if let value = input.rank { parameters.rank = value }
+        if let value = input.profile {
+            guard let profile = QwenImageEdit2509.Profile(rawValue: value.lowercased()) else {
+                throw APIError.badRequest("invalid_parameter", "params.profile must be one of \(QwenImageEdit2509.Profile.allCases.map(\.rawValue).joined(separator: ", ")) (GPU memory); got '\(value)'.")
+            }
+            parameters.profile = profile
+        }
+        if let value = input.resolutions { parameters.resolutions = value }
+        if let value = input.saveEvery { parameters.saveEvery = value }
+        if let value = input.sampleEvery { parameters.sampleEvery = value }
+        if let value = input.keepCheckpoints { parameters.keepCheckpoints = value }
+        if let value = input.seed { parameters.seed = value }
+        if let value = input.triggerWord, !value.isEmpty { parameters.triggerWord = value }
+        if let value = input.samplePairs { parameters.samplePairs = value }
+        let problems = QwenImageEdit2509.validate(parameters)
+        if !problems.isEmpty {
+            var error = APIError.badRequest("invalid_parameter", problems.map { "params.\($0.field) \($0.message)" }.joined(separator: "; "))
+            error.details = problems.map { ErrorBody.Item(path: "params.\($0.field)", reason: $0.message) }
+            throw error
+        }
+        return parameters
+    }
+
+    // MARK: Creation
+
+    func create(userID: UUID, dataset: Dataset, parameters: QwenImageEdit2509.Parameters, on db: any Database) async throws -> Job {
+        let files = try await datasets.files(of: dataset, on: db)
+        let report = datasets.report(dataset, files: files)
+        guard report.isSound, report.samples > 0, let controls = report.controlsPerSample else {
+            let errors = report.findings.filter { $0.severity == .error }
+            var error = APIError(status: .unprocessableEntity, code: "dataset_not_ready",
+                                 message: "The dataset is not ready to train on: \(errors.count) problem(s). " + DatasetService.list(errors.map(\.message), limit: 5))
+            error.details = errors.map { ErrorBody.Item(path: $0.file, reason: $0.message) }
+            throw error
+        }
+        let samples = Self.samples(files, defaultCaption: dataset.defaultCaption)
+        let id = UUID()
+        let buildInput = QwenImageEdit2509.Job(
+            id: id.uuidString.lowercased(), datasetID: dataset.id!.uuidString.lowercased(), controlsPerSample: controls,
+            defaultCaption: dataset.defaultCaption, samples: samples, parameters: parameters
+        )
+        let config: JSONValue
+        do {
+            config = try QwenImageEdit2509.buildJobConfig(buildInput)
+        } catch {
+            throw APIError.badRequest("invalid_parameter", "params.\(error.field) \(error.message)")
+        }
+        let job = Job()
+        job.id = id
+        job.$user.id = userID
+        job.datasetID = dataset.id!
+        job.preset = QwenImageEdit2509.presetID
+        job.parameters = String(decoding: try JSONEncoder().encode(parameters), as: UTF8.self)
+        job.jobConfig = config.rendered()
+        job.status = .queued
+        job.attempt = 1
+        job.createdAt = now()
+        job.updatedAt = job.createdAt
+        job.cancelRequested = false
+        try await db.transaction { db in
+            try await job.create(on: db)
+            try await JobEvent(jobID: id, at: job.createdAt, status: JobStatus.queued.rawValue, message: "Queued (attempt 1).").create(on: db)
+            // The dataset must not change while a job may read it.
+            dataset.lockedByJobID = id
+            try await dataset.save(on: db)
+        }
+        return job
+    }
+
+    /// Samples in stem order with their caption (or the default) and controls, for sample prompts.
+    static func samples(_ files: [DatasetFile], defaultCaption: String?) -> [QwenImageEdit2509.Sample] {
+        let byStem = Dictionary(grouping: files, by: \.stem)
+        return byStem.keys.sorted().compactMap { stem in
+            let group = byStem[stem]!
+            guard group.contains(where: { $0.role == "target" }) else { return nil }
+            let caption = group.first { $0.role == "caption" }?.caption ?? defaultCaption ?? ""
+            let controls = (1...DatasetLayout.maximumControls).compactMap { index in group.first { $0.role == "control_\(index)" }?.key }
+            return QwenImageEdit2509.Sample(stem: stem, caption: caption, controls: controls)
+        }
+    }
+
+    /// The job's input for a runner (DESIGN §5).
+    func input(for job: Job, bucket: String) throws -> JSONValue {
+        let config = try JSONDecoder().decode(JSONValue.self, from: Data(job.jobConfig.utf8))
+        let datasetID = job.datasetID.uuidString.lowercased()
+        return [
+            "contract_version": 1,
+            "trainer_job_id": .string(job.id!.uuidString.lowercased()),
+            "attempt": .int(job.attempt),
+            "job_config": config,
+            "r2_dataset": ["datasetId": .string(datasetID), "bucket": .string(bucket), "prefix": .string("datasets/\(datasetID)/")],
+            "output": ["bucket": .string(bucket), "prefix": .string(job.outputPrefix)],
+        ]
+    }
+
+    // MARK: State changes
+
+    /// Applies what a runner reports: status, progress, result or error. Stale reports (a state
+    /// the job has passed, anything after a final state) change nothing. Returns whether the job
+    /// changed.
+    @discardableResult
+    func apply(_ report: RunPodJob, to job: Job, on db: any Database) async throws -> Bool {
+        let time = now()
+        var changed = false
+        if job.runnerStatus != report.status.rawValue, !job.status.isFinal {
+            job.runnerStatus = report.status.rawValue
+            changed = true
+        }
+        if job.status.isFinal { return false }
+        var events: [JobEvent] = []
+        if let next = JobStatus(runPodStatus: report.status.rawValue) {
+            if job.status.accepts(next) {
+                events.append(transition(job, to: next, at: time, message: Self.message(for: next, report: report)))
+                changed = true
+            }
+        } else if changed {
+            events.append(JobEvent(jobID: job.id!, at: time, status: job.status.rawValue, message: "RunPod reports the status \(report.status.rawValue), unknown to us; the job stays \(job.status.rawValue)."))
+        }
+        if let output = report.output {
+            switch job.status {
+            case .running:
+                let progress = JobProgress(output: output)
+                job.progress = try Self.encoded(progress)
+                let artifacts = JobArtifact.list(in: output, prefix: job.outputPrefix)
+                if !artifacts.isEmpty { job.artifacts = try Self.encoded(artifacts) }
+                changed = true
+            case .completed:
+                job.artifacts = try Self.encoded(JobArtifact.list(in: output, prefix: job.outputPrefix))
+                var progress = job.progress.flatMap { try? JSONDecoder().decode(JobProgress.self, from: Data($0.utf8)) } ?? JobProgress()
+                if let steps = output["steps"]?.numberValue { progress.step = Int(steps); progress.totalSteps = progress.totalSteps ?? Int(steps) }
+                if let loss = output["final_loss"]?.numberValue { progress.loss = loss }
+                progress.phase = "done"
+                progress.etaSeconds = 0
+                job.progress = try Self.encoded(progress)
+                changed = true
+            default:
+                break
+            }
+        }
+        if job.status == .failed, let error = report.error {
+            job.error = JobError.headline(error)
+            job.errorDetail = String(error.suffix(20000))
+        }
+        guard changed else { return false }
+        job.updatedAt = time
+        try await db.transaction { [events] db in
+            try await job.save(on: db)
+            for event in events { try await event.create(on: db) }
+        }
+        if job.status.isFinal { try await releaseDataset(job.datasetID, on: db) }
+        return true
+    }
+
+    /// Moves the job to `status`, stamping the times; the caller saves it with the event.
+    func transition(_ job: Job, to status: JobStatus, at time: Date, message: String) -> JobEvent {
+        job.status = status
+        switch status {
+        case .submitted: job.submittedAt = job.submittedAt ?? time
+        case .running: job.startedAt = job.startedAt ?? time
+        case .completed, .failed, .cancelled, .timedOut:
+            job.finishedAt = time
+            job.nextPollAt = nil
+        case .queued: break
+        }
+        return JobEvent(jobID: job.id!, at: time, status: status.rawValue, message: message)
+    }
+
+    static func message(for status: JobStatus, report: RunPodJob) -> String {
+        switch status {
+        case .queued: "Queued."
+        case .submitted: "RunPod has the job (\(report.id)); waiting for a GPU."
+        case .running: "Training on a GPU."
+        case .completed: "Completed."
+        case .failed: "Failed: " + JobError.headline(report.error ?? "no error given")
+        case .cancelled: "Cancelled."
+        case .timedOut: "Timed out at RunPod (the job waited or ran longer than its limits)."
+        }
+    }
+
+    /// After a job ends, its dataset may change again, unless another job still uses it.
+    func releaseDataset(_ datasetID: UUID, on db: any Database) async throws {
+        guard let dataset = try await Dataset.find(datasetID, on: db) else { return }
+        let active = try await Job.query(on: db).filter(\.$datasetID == datasetID)
+            .filter(\.$status ~~ [JobStatus.queued, .submitted, .running]).sort(\.$createdAt, .descending).first()
+        if dataset.lockedByJobID != active?.id {
+            dataset.lockedByJobID = active?.id
+            try await dataset.save(on: db)
+        }
+    }
+
+    // MARK: Cancel and retry
+
+    /// A job not yet handed to a runner ends at once; otherwise the runner is asked to stop it
+    /// and the job ends when it confirms.
+    func requestCancel(_ job: Job, on db: any Database) async throws {
+        guard !job.status.isFinal else {
+            throw APIError.conflict("job_finished", "The job already ended (\(job.status.rawValue)); there is nothing to cancel.")
+        }
+        job.cancelRequested = true
+        job.updatedAt = now()
+        if job.status == .queued, job.runPodJobID == nil, job.submitStartedAt == nil {
+            let event = transition(job, to: .cancelled, at: now(), message: "Cancelled before it reached a GPU.")
+            try await db.transaction { db in
+                try await job.save(on: db)
+                try await event.create(on: db)
+            }
+            try await releaseDataset(job.datasetID, on: db)
+        } else {
+            try await job.save(on: db)
+            try await JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: "Cancel requested.").create(on: db)
+        }
+    }
+
+    /// A new attempt of a failed, cancelled or timed-out job, with the same output prefix so the
+    /// worker resumes from the last checkpoint.
+    func retry(_ job: Job, on db: any Database) async throws {
+        guard [.failed, .cancelled, .timedOut].contains(job.status) else {
+            throw APIError.conflict("job_not_retryable", job.status == .completed
+                ? "The job completed; start a new job to train again."
+                : "The job is still \(job.status.rawValue); cancel it first or wait until it ends.")
+        }
+        guard let dataset = try await Dataset.find(job.datasetID, on: db) else {
+            throw APIError.conflict("dataset_gone", "The job's dataset was deleted; it cannot be retried.")
+        }
+        let time = now()
+        job.attempt += 1
+        job.status = .queued
+        job.runnerStatus = nil
+        job.runPodJobID = nil
+        job.error = nil
+        job.errorDetail = nil
+        job.submittedAt = nil
+        job.startedAt = nil
+        job.finishedAt = nil
+        job.submitStartedAt = nil
+        job.leaseOwner = nil
+        job.leaseUntil = nil
+        job.nextPollAt = nil
+        job.cancelRequested = false
+        job.updatedAt = time
+        try await db.transaction { db in
+            try await job.save(on: db)
+            try await JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue, message: "Queued again (attempt \(job.attempt)); it resumes from the last checkpoint.").create(on: db)
+            dataset.lockedByJobID = job.id
+            try await dataset.save(on: db)
+        }
+    }
+
+    static func encoded(_ value: some Encodable) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+    }
+}

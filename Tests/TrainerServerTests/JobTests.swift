@@ -1,0 +1,292 @@
+import Fluent
+import Foundation
+import NIOCore
+import RunPod
+import Testing
+import TrainerCore
+@testable import TrainerServer
+import VaporTesting
+
+/// Jobs through RunPod: the API, `JobRunner` rounds against the suite's fake RunPod (faults
+/// included), the webhook, cancel and retry.
+@Suite(.serialized) struct JobTests {
+    struct Setup {
+        var user: DatasetTests.User
+        let store: RunningStore
+        let fake: FakeRunPod
+        let datasetID: String
+        var runner: JobRunner { store.app.storage[JobRunnerKey.self]! }
+        var db: any Database { store.app.db }
+
+        mutating func createJob(_ params: String = #"{"steps": 100, "saveEvery": 50, "sampleEvery": 50}"#) async throws -> [String: Any] {
+            let response = try await user.client.send(.POST, "/api/jobs", body: #"{"datasetId": "\#(datasetID)", "preset": "qwen-image-edit-2509", "params": \#(params)}"#)
+            #expect(response.status == .created, "\(response.body.string)")
+            return try response.json
+        }
+
+        mutating func job(_ id: String) async throws -> [String: Any] {
+            try await user.client.send(.GET, "/api/jobs/\(id)").json
+        }
+
+        func tick() async throws { try await runner.tick(on: db) }
+    }
+
+    static func withSetup(_ test: (inout Setup) async throws -> Void) async throws {
+        let fake = FakeRunPod()
+        try await fake.start()
+        do {
+            try await withRunningStore(environment: [
+                "RUNPOD_ENDPOINT_ID": FakeRunPod.endpointID, "RUNPOD_API_KEY": FakeRunPod.apiKey, "RUNPOD_BASE_URL": fake.baseURL.absoluteString,
+            ], publicURL: true) { store in
+                var user = try await DatasetTests.User(store, email: "ann@example.com")
+                let datasetID = try await user.createDataset()
+                try await user.upload(datasetID, DatasetTests.pair + [
+                    ("control/dog.png", TestImage.png()), ("target/dog.png", TestImage.png()), ("target/dog.txt", Array("make the dog blue".utf8)),
+                ])
+                var setup = Setup(user: user, store: store, fake: fake, datasetID: datasetID)
+                try await test(&setup)
+            }
+        } catch {
+            try await fake.stop()
+            throw error
+        }
+        try await fake.stop()
+    }
+
+    @Test func aJobIsSubmittedTrackedAndCompleted() async throws {
+        try await Self.withSetup { setup in
+            let created = try await setup.createJob()
+            let id = try #require(created["id"] as? String)
+            #expect(created["status"] as? String == "queued" && created["attempt"] as? Int == 1)
+            // The dataset is locked while the job may read it.
+            let locked = try await setup.user.sign(setup.datasetID, [("target/x.png", [1])])
+            #expect(locked.status == .conflict)
+
+            try await setup.tick()
+            let submitted = try #require(setup.fake.jobs.first)
+            #expect(setup.fake.jobs.count == 1)
+            #expect(submitted.input["contract_version"] == 1 && submitted.input["trainer_job_id"]?.stringValue == id.lowercased())
+            #expect(submitted.input["r2_dataset"]?["prefix"]?.stringValue == "datasets/\(setup.datasetID)/")
+            #expect(submitted.input["output"]?["prefix"]?.stringValue == "outputs/\(id.lowercased())/")
+            #expect(submitted.input["job_config"]?["job"] == "extension")
+            #expect(submitted.webhook?.hasPrefix(setup.store.baseURL.absoluteString + "/api/runpod/webhook/wh_") == true)
+            var shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "submitted" && shown["runpodJobId"] as? String == submitted.id)
+
+            setup.fake.start(submitted.id)
+            setup.fake.progress(submitted.id, ["phase": "training", "step": 40, "total_steps": 100, "loss": 0.12, "it_per_sec": 0.5, "eta_seconds": 120])
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            shown = try await setup.job(id)
+            let progress = try #require(shown["progress"] as? [String: Any])
+            #expect(shown["status"] as? String == "running" && progress["step"] as? Int == 40 && progress["totalSteps"] as? Int == 100)
+            #expect(progress["loss"] as? Double == 0.12 && progress["etaSeconds"] as? Double == 120)
+
+            let prefix = "outputs/\(id.lowercased())/"
+            setup.fake.complete(submitted.id, output: [
+                "steps": 100, "final_loss": 0.05, "duration_seconds": 300,
+                "artifacts": [
+                    ["kind": "lora", "key": .string(prefix + "lora/gm_x.safetensors"), "bytes": 1234, "sha256": "ab"],
+                    ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000050.safetensors"), "step": 50],
+                    ["kind": "lora", "key": "outputs/someone-else/lora/x.safetensors"],
+                ],
+            ])
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "completed" && shown["finishedAt"] != nil)
+            let artifacts = try #require(shown["artifacts"] as? [[String: Any]])
+            #expect(artifacts.map { $0["kind"] as? String } == ["lora", "checkpoint"], "a key outside the job's prefix is dropped")
+            #expect((shown["progress"] as? [String: Any])?["loss"] as? Double == 0.05)
+            let events = try #require(shown["events"] as? [[String: Any]]).map { $0["status"] as? String }
+            #expect(events == ["queued", "submitted", "running", "completed"])
+            // The dataset may change again; the LoRA downloads through a presigned URL.
+            #expect(try await setup.user.sign(setup.datasetID, [("target/x.png", [1])]).status == .ok)
+            let artifactID = try #require(artifacts.first?["id"] as? String)
+            let download = try await setup.user.client.send(.GET, "/api/jobs/\(id)/artifacts/\(artifactID)")
+            #expect(download.status == .seeOther && download.headers.first(name: .location)?.contains("gm_x.safetensors") == true)
+            #expect(try await setup.user.client.send(.GET, "/api/jobs/\(id)/artifacts/nope").status == .notFound)
+
+            // Nothing more is asked of RunPod about a finished job.
+            let polls = setup.fake.calls("status")
+            setup.store.clock.advance(by: 60)
+            try await setup.tick()
+            #expect(setup.fake.calls("status") == polls)
+        }
+    }
+
+    @Test func badRequestsSayWhatIsWrong() async throws {
+        try await Self.withSetup { setup in
+            func post(_ body: String) async throws -> TestingHTTPResponse { try await setup.user.client.send(.POST, "/api/jobs", body: body) }
+            let outOfRange = try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"steps": 5, "rank": 500}}"#)
+            #expect(outOfRange.status == .badRequest && outOfRange.errorMessage?.contains("params.steps") == true && outOfRange.errorMessage?.contains("params.rank") == true)
+            let misspelled = try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"learning_rate": 0.001}}"#)
+            #expect(misspelled.status == .badRequest && misspelled.errorMessage?.contains("params.learning_rate is not a parameter") == true)
+            let profile = try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"profile": "24gb"}}"#)
+            #expect(profile.status == .badRequest && profile.errorMessage?.contains("32gb, 48gb, 80gb") == true)
+            let preset = try await post(#"{"datasetId": "\#(setup.datasetID)", "preset": "flux"}"#)
+            #expect(preset.status == .badRequest)
+            let unknown = try await post(#"{"datasetId": "\#(UUID().uuidString)"}"#)
+            #expect(unknown.status == .notFound)
+            let pairs = try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"samplePairs": ["zebra"]}}"#)
+            #expect(pairs.status == .badRequest && pairs.errorMessage?.contains("no sample 'zebra'") == true)
+
+            // Someone else's dataset is not found; an unsound one is 422 with the report.
+            var bob = try await DatasetTests.User(setup.store, email: "bob@example.com")
+            let foreign = try await bob.client.send(.POST, "/api/jobs", body: #"{"datasetId": "\#(setup.datasetID)"}"#)
+            #expect(foreign.status == .notFound)
+            let bobs = try await bob.createDataset()
+            try await bob.upload(bobs, [("target/cat.png", TestImage.png())])
+            let unsound = try await bob.client.send(.POST, "/api/jobs", body: #"{"datasetId": "\#(bobs)"}"#)
+            #expect(unsound.status == .unprocessableEntity && unsound.errorCode == "dataset_not_ready")
+            let details = try #require((try unsound.json["error"] as? [String: Any])?["details"] as? [[String: String]])
+            #expect(details.contains { $0["reason"]?.contains("no control images") == true })
+            #expect(setup.fake.jobs.isEmpty)
+        }
+    }
+
+    @Test func throttlingIsRetriedAndALostAnswerIsNeverSubmittedTwice() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            // 429s: RunPod refused, so the client sends it again.
+            setup.fake.inject(.status(429), .status(429), into: "run")
+            try await setup.tick()
+            let afterThrottling = try await setup.job(id)
+            #expect(setup.fake.jobs.count == 1 && afterThrottling["status"] as? String == "submitted")
+
+            // A second job whose submission answer is lost after RunPod created it.
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
+            try await setup.tick()
+            let second = try #require(try await setup.createJob()["id"] as? String)
+            setup.fake.inject(.dropAfterHandling, into: "run")
+            try await setup.tick()
+            #expect(setup.fake.jobs.count == 2)
+            var shown = try await setup.job(second)
+            #expect(shown["status"] as? String == "queued" && shown["runpodJobId"] == nil)
+            // Later rounds, even after the lease ran out, do not submit it again.
+            setup.store.clock.advance(by: 600)
+            try await setup.tick()
+            try await setup.tick()
+            #expect(setup.fake.jobs.count == 2 && setup.fake.calls("run") == 4)
+            shown = try await setup.job(second)
+            let messages = (shown["events"] as? [[String: Any]])?.compactMap { $0["message"] as? String } ?? []
+            #expect(messages.contains { $0.contains("It is not sent again") })
+
+            // RunPod's webhook brings the id and the result.
+            let lost = try #require(setup.fake.jobs.last)
+            let path = try #require(lost.webhook.flatMap { URL(string: $0)?.path })
+            let body = #"{"id": "\#(lost.id)", "status": "FAILED", "error": "CUDA out of memory\ntraceback…", "delayTime": 10}"#
+            #expect(try await setup.user.client.send(.POST, path, body: body).status == .ok)
+            shown = try await setup.job(second)
+            #expect(shown["status"] as? String == "failed" && shown["runpodJobId"] as? String == lost.id && shown["error"] as? String == "CUDA out of memory")
+        }
+    }
+
+    @Test func theWebhookRefusesStrangersAndNonsense() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            try await setup.tick()
+            let submitted = try #require(setup.fake.jobs.first)
+            let path = try #require(submitted.webhook.flatMap { URL(string: $0)?.path })
+            #expect(try await setup.user.client.send(.POST, "/api/runpod/webhook/wh_wrong", body: #"{"id": "x", "status": "COMPLETED"}"#).status == .notFound)
+            #expect(try await setup.user.client.send(.POST, path, body: "not json").status == .badRequest)
+            #expect(try await setup.user.client.send(.POST, path, body: #"{"status": "COMPLETED"}"#).status == .badRequest)
+            // A report about another attempt's RunPod job is acknowledged and ignored.
+            #expect(try await setup.user.client.send(.POST, path, body: #"{"id": "other", "status": "COMPLETED"}"#).status == .ok)
+            #expect(try await setup.job(id)["status"] as? String == "submitted")
+            let done = #"{"id": "\#(submitted.id)", "status": "COMPLETED", "output": {"steps": 100, "artifacts": []}}"#
+            #expect(try await setup.user.client.send(.POST, path, body: done).status == .ok)
+            #expect(try await setup.job(id)["status"] as? String == "completed")
+            // Late progress after the end changes nothing.
+            let late = #"{"id": "\#(submitted.id)", "status": "IN_PROGRESS", "output": {"step": 3}}"#
+            #expect(try await setup.user.client.send(.POST, path, body: late).status == .ok)
+            #expect(try await setup.job(id)["status"] as? String == "completed")
+        }
+    }
+
+    @Test func cancelAndRetry() async throws {
+        try await Self.withSetup { setup in
+            // Cancelled before submission: at once, RunPod never hears of it.
+            let first = try #require(try await setup.createJob()["id"] as? String)
+            let cancelled = try await setup.user.client.send(.POST, "/api/jobs/\(first)/cancel")
+            #expect(try cancelled.json["status"] as? String == "cancelled")
+            try await setup.tick()
+            #expect(setup.fake.jobs.isEmpty)
+            #expect(try await setup.user.client.send(.POST, "/api/jobs/\(first)/cancel").status == .conflict)
+
+            // Cancelled while running: RunPod is told.
+            let second = try #require(try await setup.createJob()["id"] as? String)
+            try await setup.tick()
+            let runPodID = try #require(setup.fake.jobs.first?.id)
+            setup.fake.start(runPodID)
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(second)/cancel")
+            try await setup.tick()
+            #expect(setup.fake.jobs.first?.status == "CANCELLED")
+            #expect(try await setup.job(second)["status"] as? String == "cancelled")
+
+            // Retry: a new attempt with the same output prefix.
+            let retried = try await setup.user.client.send(.POST, "/api/jobs/\(second)/retry")
+            #expect(try retried.json["status"] as? String == "queued" && retried.json["attempt"] as? Int == 2)
+            try await setup.tick()
+            #expect(setup.fake.jobs.count == 2)
+            let attempt2 = try #require(setup.fake.jobs.last)
+            #expect(attempt2.input["attempt"] == 2 && attempt2.input["output"]?["prefix"]?.stringValue == "outputs/\(second.lowercased())/")
+            setup.fake.start(attempt2.id)
+            setup.fake.complete(attempt2.id, output: ["steps": 100])
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            let completed = try await setup.user.client.send(.POST, "/api/jobs/\(second)/retry")
+            #expect(completed.status == .conflict && completed.errorCode == "job_not_retryable")
+        }
+    }
+
+    @Test func unknownStatusesAndForgottenJobs() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            try await setup.tick()
+            let runPodID = try #require(setup.fake.jobs.first?.id)
+            setup.fake.setRawStatus(runPodID, "RUNNING")
+            setup.store.clock.advance(by: 30)
+            try await setup.tick()
+            var shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "submitted" && shown["runnerStatus"] as? String == "RUNNING")
+
+            // RunPod answers 404 (its TTL ran out while it ran): the job fails with a reason.
+            setup.fake.start(runPodID)
+            setup.fake.forget(runPodID)
+            setup.store.clock.advance(by: 30)
+            try await setup.tick()
+            shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "failed" && (shown["error"] as? String)?.contains("no longer knows") == true)
+        }
+    }
+
+    @Test func twoInstancesNeverSubmitOrPollTwice() async throws {
+        try await Self.withSetup { setup in
+            var ids: [String] = []
+            for _ in 0..<6 { ids.append(try #require(try await setup.createJob()["id"] as? String)) }
+            let other = JobRunner(
+                jobs: setup.runner.jobs, runPod: setup.runner.runPod, webhookBase: setup.runner.webhookBase, bucket: setup.runner.bucket,
+                instanceID: "other-instance", now: setup.runner.now
+            )
+            let db = setup.db
+            let first = setup.runner
+            // Slow answers keep both rounds in flight at once.
+            setup.fake.inject(.delay(0.2), .delay(0.2), .delay(0.2), into: "run")
+            async let a: Void = first.tick(on: db)
+            async let b: Void = other.tick(on: db)
+            _ = try await (a, b)
+            try await first.tick(on: db)
+            try await other.tick(on: db)
+            #expect(setup.fake.jobs.count == 6, "each job submitted once")
+            #expect(Set(setup.fake.jobs.compactMap { $0.input["trainer_job_id"]?.stringValue }).count == 6)
+            for id in ids { #expect(try await setup.job(id)["status"] as? String == "submitted") }
+            let polls = setup.fake.calls("status")
+            setup.store.clock.advance(by: 25)
+            async let c: Void = first.tick(on: db)
+            async let d: Void = other.tick(on: db)
+            _ = try await (c, d)
+            #expect(setup.fake.calls("status") == polls + 6, "each job polled once per round")
+        }
+    }
+}
