@@ -27,8 +27,9 @@ struct JobRunner: Sendable {
     /// Tells this instance's leases apart from other instances'.
     let instanceID: String
     let now: @Sendable () -> Date
-    /// A claim lasts this long; a call to RunPod takes far less.
-    var leaseSeconds: TimeInterval = 120
+    /// A claim lasts this long. Submission cannot be claimed twice anyway (`submit_started_at`);
+    /// a poll that outlives its lease at worst makes another instance poll too, which is harmless.
+    var leaseSeconds: TimeInterval = 30
 
     /// Poll intervals: often while a job starts or runs, rarely while it waits for a GPU. With
     /// 200 running jobs that is 40 `/status` calls a second, well inside RunPod's 2000 per 10 s.

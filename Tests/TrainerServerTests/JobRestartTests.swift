@@ -1,0 +1,129 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import Testing
+import TrainerClient
+import TrainerCore
+
+/// The real `gomodel serve` binary, killed with SIGKILL while it tracks a job at the fake RunPod,
+/// then started again: it picks the job up where it was and records its result.
+@Suite(.serialized) struct JobRestartTests {
+    static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug/gomodel").path
+
+    final class Server: @unchecked Sendable {
+        let process = Process()
+        init(environment: [String: String], port: Int, log: URL) throws {
+            process.executableURL = URL(fileURLWithPath: JobRestartTests.binary)
+            process.arguments = ["serve", "--port", String(port)]
+            process.environment = environment
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            handle.seekToEndOfFile()
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+        }
+
+        func kill() {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    static func run(_ arguments: [String], environment: [String: String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        process.waitUntilExit()
+        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func waitFor(_ what: String, timeout: TimeInterval = 20, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? await condition()) == true { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw POSIXError(.ETIMEDOUT, userInfo: ["waiting for": what])
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: binary), "build gomodel first (swift build)"))
+    func aKilledServerResumesTrackingAfterRestart() async throws {
+        let fake = FakeRunPod()
+        try await fake.start()
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-restart-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        let port = try freePort()
+        let base = URL(string: "http://127.0.0.1:\(port)")!
+        let environment = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            "GOMODEL_DATA_DIR": work.appendingPathComponent("data").path, "GOMODEL_PUBLIC_URL": base.absoluteString,
+            "RUNPOD_ENDPOINT_ID": FakeRunPod.endpointID, "RUNPOD_API_KEY": FakeRunPod.apiKey, "RUNPOD_BASE_URL": fake.baseURL.absoluteString,
+        ]
+        let log = work.appendingPathComponent("serve.log")
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        var server = try Server(environment: environment, port: port, log: log)
+        var failure: (any Error)?
+        do {
+            func get(_ path: String, token: String? = nil) async throws -> (UInt, [String: Any]) {
+                var request = HTTPClientRequest(url: base.absoluteString + path)
+                if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+                let response = try await http.execute(request, timeout: .seconds(5))
+                let body = try await response.body.collect(upTo: 1 << 20)
+                return (response.status.code, (try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any]) ?? [:])
+            }
+            try await Self.waitFor("the server") { try await get("/healthz").0 == 200 }
+            _ = try Self.run(["users", "create", "--email", "ann@example.com", "--password", "correct horse battery"], environment: environment)
+            let token = try Self.run(["tokens", "create", "--email", "ann@example.com"], environment: environment)
+            let api = ServerAPI(baseURL: base, token: token, http: http)
+            let folder = try TestImage.folder(["control/cat.png": TestImage.png(), "target/cat.png": TestImage.png(), "target/cat.txt": Array("make it blue".utf8)])
+            let pushed = try await DatasetPush(api: api, http: http).run(.init(directory: folder, name: "pairs"))
+            #expect(pushed.dataset.sound)
+
+            var create = HTTPClientRequest(url: base.absoluteString + "/api/jobs")
+            create.method = .POST
+            create.headers.add(name: "Authorization", value: "Bearer \(token)")
+            create.headers.add(name: "Content-Type", value: "application/json")
+            create.body = .bytes(ByteBuffer(string: #"{"datasetId": "\#(pushed.dataset.id.uuidString)", "params": {"steps": 100, "saveEvery": 50, "sampleEvery": 50}}"#))
+            let created = try await http.execute(create, timeout: .seconds(5))
+            let jobJSON = try JSONSerialization.jsonObject(with: Data(buffer: try await created.body.collect(upTo: 1 << 20))) as? [String: Any]
+            let jobID = try #require(jobJSON?["id"] as? String)
+
+            // The running server's own loop submits it.
+            try await Self.waitFor("the submission") { fake.jobs.count == 1 }
+            let runPodID = try #require(fake.jobs.first?.id)
+            fake.start(runPodID)
+            fake.progress(runPodID, ["phase": "training", "step": 10, "total_steps": 100])
+            try await Self.waitFor("running") { try await get("/api/jobs/\(jobID)", token: token).1["status"] as? String == "running" }
+
+            server.kill()
+            // It ends while nobody listens: the webhook's three attempts all fail.
+            fake.complete(runPodID, output: ["steps": 100, "final_loss": 0.03, "artifacts": []])
+            try await Task.sleep(for: .milliseconds(300))
+
+            server = try Server(environment: environment, port: port, log: log)
+            try await Self.waitFor("tracking after the restart", timeout: 60) {
+                try await get("/api/jobs/\(jobID)", token: token).1["status"] as? String == "completed"
+            }
+            let shown = try await get("/api/jobs/\(jobID)", token: token).1
+            #expect((shown["progress"] as? [String: Any])?["loss"] as? Double == 0.03)
+            #expect(fake.calls("run") == 1, "never submitted twice")
+        } catch {
+            failure = error
+        }
+        server.kill()
+        try await http.shutdown()
+        try await fake.stop()
+        if let failure {
+            Issue.record("server log:\n\(String(((try? String(contentsOf: log, encoding: .utf8)) ?? "").suffix(3000)))")
+            throw failure
+        }
+        try? FileManager.default.removeItem(at: work)
+    }
+}
