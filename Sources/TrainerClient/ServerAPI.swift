@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import TrainerCore
 
 /// The gomodel server's JSON API as the CLI uses it, with a bearer token.
 public struct ServerAPI: Sendable {
@@ -88,6 +89,48 @@ public struct ServerAPI: Sendable {
         public let skipped: [String]
     }
 
+    public struct Job: Decodable, Sendable {
+        public struct Progress: Decodable, Sendable {
+            public let phase: String?
+            public let step: Int?
+            public let totalSteps: Int?
+            public let loss: Double?
+            public let itPerSec: Double?
+            public let etaSeconds: Double?
+            public let message: String?
+        }
+
+        public struct Artifact: Decodable, Sendable {
+            public let id: String
+            public let kind: String
+            public let key: String
+            public let bytes: Int64?
+            public let step: Int?
+        }
+
+        public struct Event: Decodable, Sendable {
+            public let status: String
+            public let message: String
+        }
+
+        public let id: UUID
+        public let datasetId: UUID
+        public let status: String
+        public let runnerStatus: String?
+        public let attempt: Int
+        public let progress: Progress?
+        public let runpodJobId: String?
+        public let artifacts: [Artifact]
+        public let error: String?
+        public let errorDetail: String?
+        public let cancelRequested: Bool
+        public let queueSeconds: Double?
+        public let executionSeconds: Double?
+        public let events: [Event]?
+
+        public var isFinal: Bool { ["completed", "failed", "cancelled", "timed_out"].contains(status) }
+    }
+
     // MARK: Calls
 
     public func me() async throws -> Me { try await call(.GET, "api/me") }
@@ -116,6 +159,52 @@ public struct ServerAPI: Sendable {
     public func completeUploads(_ id: UUID, paths: [String]) async throws -> Dataset {
         struct Request: Encodable { let paths: [String] }
         return try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/uploads/complete", body: Request(paths: paths))
+    }
+
+    public func createJob(datasetID: UUID, params: [String: JSONValue]) async throws -> Job {
+        struct Create: Encodable { let datasetId: UUID; let preset: String; let params: JSONValue }
+        return try await call(.POST, "api/jobs", body: Create(datasetId: datasetID, preset: "qwen-image-edit-2509", params: .object(params.sorted { $0.key < $1.key })))
+    }
+
+    public func jobs() async throws -> [Job] {
+        struct List: Decodable { let jobs: [Job] }
+        return try await (call(.GET, "api/jobs") as List).jobs
+    }
+
+    public func job(_ id: UUID) async throws -> Job { try await call(.GET, "api/jobs/\(id.uuidString.lowercased())") }
+
+    public func cancelJob(_ id: UUID) async throws -> Job { try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/cancel") }
+
+    public func retryJob(_ id: UUID) async throws -> Job { try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/retry") }
+
+    /// Follows `GET /api/jobs/{id}/events` (server-sent events), calling `update` with each state
+    /// until the job ends; reconnects when the stream closes early.
+    public func watchJob(_ id: UUID, update: @Sendable (Job) -> Void) async throws -> Job {
+        while true {
+            var request = HTTPClientRequest(url: baseURL.appendingPathComponent("api/jobs/\(id.uuidString.lowercased())/events").absoluteString)
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+            request.headers.add(name: "Accept", value: "text/event-stream")
+            let response = try await http.execute(request, timeout: .hours(24))
+            guard response.status == .ok else {
+                throw ServerAPIError(status: Int(response.status.code), body: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+            }
+            var pending = ""
+            var last: Job?
+            for try await chunk in response.body {
+                pending += String(buffer: chunk)
+                while let end = pending.range(of: "\n\n") {
+                    let message = String(pending[..<end.lowerBound])
+                    pending = String(pending[end.upperBound...])
+                    let data = message.split(separator: "\n").filter { $0.hasPrefix("data: ") }.map { $0.dropFirst(6) }.joined(separator: "\n")
+                    guard !data.isEmpty, let job = try? JSONDecoder().decode(Job.self, from: Data(data.utf8)) else { continue }
+                    update(job)
+                    last = job
+                }
+            }
+            if let last, last.isFinal { return last }
+            let current = try await job(id)
+            if current.isFinal { return current }
+        }
     }
 
     /// The dataset with this id, or else the one with this exact name.

@@ -184,7 +184,7 @@ private func onInterrupt(_ handler: @escaping @Sendable () -> Void) -> any Dispa
 }
 
 /// Runs `body` with an API client for the login, shutting the HTTP client down afterwards.
-private func withClient<T>(_ login: ClientLogin, _ body: (ServerAPI, HTTPClient) async throws -> T) async throws -> T {
+func withClient<T>(_ login: ClientLogin, _ body: (ServerAPI, HTTPClient) async throws -> T) async throws -> T {
     var configuration = HTTPClient.Configuration()
     configuration.timeout.connect = .seconds(10)
     let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)

@@ -33,15 +33,23 @@ import TrainerCore
     }
 
     static func run(_ arguments: [String], environment: [String: String]) throws -> String {
+        try runWithStatus(arguments, environment: environment).output
+    }
+
+    /// Runs the CLI; returns its standard output (and error, after it) and exit status.
+    static func runWithStatus(_ arguments: [String], environment: [String: String]) throws -> (output: String, status: Int32) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.environment = environment
         let output = Pipe()
+        let errors = Pipe()
         process.standardOutput = output
+        process.standardError = errors
         try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile() + errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return (String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), process.terminationStatus)
     }
 
     static func waitFor(_ what: String, timeout: TimeInterval = 20, _ condition: () async throws -> Bool) async throws {
@@ -114,6 +122,40 @@ import TrainerCore
             let shown = try await get("/api/jobs/\(jobID)", token: token).1
             #expect((shown["progress"] as? [String: Any])?["loss"] as? Double == 0.03)
             #expect(fake.calls("run") == 1, "never submitted twice")
+
+            // The CLI: login, train --watch while the "GPU" works, jobs list/show/cancel/retry.
+            var cli = environment
+            cli["XDG_CONFIG_HOME"] = work.appendingPathComponent("config").path
+            #expect(try Self.runWithStatus(["login", "--server", base.absoluteString, "--token", token], environment: cli).status == 0)
+            let watching = Task { try Self.runWithStatus(["train", "--dataset", "pairs", "--steps", "200", "--rank", "32", "--watch"], environment: cli) }
+            do {
+                try await Self.waitFor("the second submission") { fake.jobs.count == 2 }
+            } catch {
+                Issue.record("train said: \(try await watching.value)")
+                throw error
+            }
+            let second = try #require(fake.jobs.last)
+            guard case .array(let processes)? = second.input["job_config"]?["config"]?["process"] else { throw POSIXError(.EBADMSG) }
+            #expect(processes.first?["network"]?["linear"] == 32)
+            fake.start(second.id)
+            fake.progress(second.id, ["phase": "training", "step": 100, "total_steps": 200, "loss": 0.25])
+            let secondID = try #require(second.input["trainer_job_id"]?.stringValue)
+            try await Self.waitFor("the progress") {
+                (try await get("/api/jobs/\(secondID)", token: token).1["progress"] as? [String: Any])?["step"] as? Int == 100
+            }
+            try await Task.sleep(for: .seconds(1.5))
+            fake.complete(second.id, output: ["steps": 200, "final_loss": 0.02, "artifacts": [["kind": "lora", "key": .string("outputs/x/lora/a.safetensors")]]])
+            let (watched, status) = try await watching.value
+            #expect(status == 0, "\(watched)")
+            #expect(watched.contains("Queued job") && watched.contains("step 100/200") && watched.contains("loss 0.2500") && watched.contains("Completed."), "\(watched)")
+            let listed = try Self.runWithStatus(["jobs", "list"], environment: cli).output
+            #expect(listed.components(separatedBy: "completed").count == 3)
+            let shownCLI = try Self.runWithStatus(["jobs", "show", jobID], environment: cli).output
+            #expect(shownCLI.contains("RunPod \(runPodID)") && shownCLI.contains("completed: Completed."))
+            let finishedCancel = try Self.runWithStatus(["jobs", "cancel", jobID], environment: cli)
+            #expect(finishedCancel.status != 0 && finishedCancel.output.contains("already ended"))
+            let badRank = try Self.runWithStatus(["train", "--dataset", "pairs", "--rank", "500"], environment: cli)
+            #expect(badRank.status != 0 && badRank.output.contains("params.rank"))
         } catch {
             failure = error
         }

@@ -128,6 +128,10 @@ import VaporTesting
             #expect(preset.status == .badRequest)
             let unknown = try await post(#"{"datasetId": "\#(UUID().uuidString)"}"#)
             #expect(unknown.status == .notFound)
+            // Unset save and sample intervals follow a short run's length.
+            let short = try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"steps": 200}}"#)
+            #expect(try short.status == .created && (short.json["params"] as? [String: Any])?["saveEvery"] as? Int == 50)
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(try #require(short.json["id"] as? String))/cancel")
             let pairs = try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"samplePairs": ["zebra"]}}"#)
             #expect(pairs.status == .badRequest && pairs.errorMessage?.contains("no sample 'zebra'") == true)
 

@@ -41,8 +41,10 @@ struct JobService: Sendable {
             parameters.profile = profile
         }
         if let value = input.resolutions { parameters.resolutions = value }
-        if let value = input.saveEvery { parameters.saveEvery = value }
-        if let value = input.sampleEvery { parameters.sampleEvery = value }
+        // Unset intervals follow the step count: every 250 steps, or a quarter of a short run.
+        let interval = min(250, max(10, parameters.steps / 4))
+        parameters.saveEvery = input.saveEvery ?? interval
+        parameters.sampleEvery = input.sampleEvery ?? interval
         if let value = input.keepCheckpoints { parameters.keepCheckpoints = value }
         if let value = input.seed { parameters.seed = value }
         if let value = input.triggerWord, !value.isEmpty { parameters.triggerWord = value }

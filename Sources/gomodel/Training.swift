@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import TrainerClient
+import TrainerCore
+
+struct Train: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a Qwen-Image-Edit-2509 LoRA on a dataset (after `gomodel login`).",
+        discussion: "Unset options take the preset's defaults: 3000 steps, learning rate 0.0001, rank 16, the 32gb profile."
+    )
+
+    @ArgumentParser.Option(help: "The dataset's id or name.") var dataset: String
+    @ArgumentParser.Option(help: "Training steps (500–4000 suit most edit LoRAs).") var steps: Int?
+    @ArgumentParser.Option(help: "Learning rate.") var lr: Double?
+    @ArgumentParser.Option(help: "LoRA rank.") var rank: Int?
+    @ArgumentParser.Option(help: "GPU memory: 32gb (3-bit), 48gb (8-bit) or 80gb (no quantisation).") var profile: String?
+    @ArgumentParser.Option(help: "Trigger word added to every caption.") var triggerWord: String?
+    @ArgumentParser.Option(parsing: .upToNextOption, help: "Stems of the samples used for sample images.") var samplePairs: [String] = []
+    @ArgumentParser.Flag(help: "Follow the job until it ends.") var watch = false
+
+    func run() async throws {
+        try await withClient(try ClientLogin.load()) { api, _ in
+            let found = try await api.findDataset(dataset)
+            var params: [String: JSONValue] = [:]
+            if let steps { params["steps"] = .int(steps) }
+            if let lr { params["learningRate"] = .double(lr) }
+            if let rank { params["rank"] = .int(rank) }
+            if let profile { params["profile"] = .string(profile) }
+            if let triggerWord { params["triggerWord"] = .string(triggerWord) }
+            if !samplePairs.isEmpty { params["samplePairs"] = .array(samplePairs.map { .string($0) }) }
+            let job = try await api.createJob(datasetID: found.id, params: params)
+            print("Queued job \(job.id.uuidString.lowercased()) on '\(found.name)'.")
+            if watch {
+                try await follow(job.id, api: api)
+            } else {
+                print("Follow it with `gomodel jobs watch \(job.id.uuidString.lowercased())`.")
+            }
+        }
+    }
+}
+
+struct Jobs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Follow and manage training jobs.", subcommands: [List.self, Show.self, Watch.self, Cancel.self, Retry.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List your jobs, newest first.")
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let jobs = try await api.jobs()
+                if jobs.isEmpty { print("No jobs yet; start one with `gomodel train --dataset NAME`.") }
+                for job in jobs { print("\(job.id.uuidString.lowercased())  \(JobLine.render(job))") }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a job: progress, artifacts, events, error.")
+        @Argument(help: "The job's id.") var job: String
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let shown = try await api.job(try jobID(job))
+                print("\(shown.id.uuidString.lowercased())  attempt \(shown.attempt)" + (shown.runpodJobId.map { "  RunPod \($0)" } ?? ""))
+                print(JobLine.render(shown))
+                for artifact in shown.artifacts {
+                    print("  \(artifact.kind)  \(artifact.key)" + (artifact.bytes.map { "  \(ProgressLine.bytes($0))" } ?? "") + "  (GET /api/jobs/\(shown.id.uuidString.lowercased())/artifacts/\(artifact.id))")
+                }
+                for event in shown.events ?? [] { print("  \(event.status): \(event.message)") }
+                if let detail = shown.errorDetail { print("\n" + detail) }
+            }
+        }
+    }
+
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Follow a job live until it ends (Ctrl-C stops watching, not the job).")
+        @Argument(help: "The job's id.") var job: String
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in try await follow(try jobID(job), api: api) }
+        }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cancel a job.")
+        @Argument(help: "The job's id.") var job: String
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let cancelled = try await api.cancelJob(try jobID(job))
+                print(cancelled.status == "cancelled" ? "Cancelled." : "Cancel requested; the job stops shortly.")
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a failed, cancelled or timed-out job again from its last checkpoint.")
+        @Argument(help: "The job's id.") var job: String
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let retried = try await api.retryJob(try jobID(job))
+                print("Queued attempt \(retried.attempt) of \(retried.id.uuidString.lowercased()).")
+            }
+        }
+    }
+}
+
+private func jobID(_ text: String) throws -> UUID {
+    guard let id = UUID(uuidString: text) else { throw ValidationError("'\(text)' is not a job id; `gomodel jobs list` shows them.") }
+    return id
+}
+
+/// Prints the job's line as it changes (redrawn on a terminal), then its outcome; exits 1 when
+/// it did not complete.
+private func follow(_ id: UUID, api: ServerAPI) async throws {
+    let terminal = isatty(STDOUT_FILENO) == 1
+    let final = try await api.watchJob(id) { job in
+        let line = JobLine.render(job)
+        FileHandle.standardOutput.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
+    }
+    if terminal { print() }
+    switch final.status {
+    case "completed":
+        print("Completed. Artifacts:")
+        for artifact in final.artifacts where artifact.kind == "lora" {
+            print("  \(artifact.key)  →  GET /api/jobs/\(final.id.uuidString.lowercased())/artifacts/\(artifact.id)")
+        }
+    default:
+        print("The job ended \(final.status)" + (final.error.map { ": \($0)" } ?? "."))
+        throw ExitCode(1)
+    }
+}
