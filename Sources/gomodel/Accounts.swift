@@ -50,6 +50,28 @@ struct Tokens: AsyncParsableCommand {
     }
 }
 
+struct Workers: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage GPU workers of the built-in queue.", subcommands: [CreateKey.self])
+
+    struct CreateKey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "create-key",
+            abstract: "Create a key for `gomodel worker --server URL --key KEY` and print it (shown only once)."
+        )
+
+        @ArgumentParser.Option(help: "A name that tells the worker apart (shown in job events).") var name = "worker"
+        @OptionGroup var options: ServerOptions
+
+        func run() async throws {
+            let configuration = try Startup.configuration(options: options)
+            try await Startup.withApplication(configuration) { app in
+                try await app.autoMigrate()
+                print(try await Administration(app: app).createWorkerKey(name: name))
+            }
+        }
+    }
+}
+
 /// Reads a password from standard input, without echo when it is a terminal.
 private func readSecretLine(prompt: String) throws -> String {
     do {

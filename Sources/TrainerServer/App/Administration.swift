@@ -34,6 +34,13 @@ public struct Administration: Sendable {
         }
     }
 
+    /// Creates a key for a GPU worker of the built-in queue and returns its value (shown once).
+    public func createWorkerKey(name: String) async throws -> String {
+        let value = OpaqueToken.generate(prefix: "gmw_")
+        try await WorkerKey(name: name, keyHash: OpaqueToken.digest(value), createdAt: Date()).create(on: app.db)
+        return value
+    }
+
     private func reportingFailures<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()

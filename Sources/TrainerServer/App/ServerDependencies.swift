@@ -7,11 +7,14 @@ public struct ServerDependencies: Sendable {
     public var bcryptCost: Int
     /// Whether `serve` runs the job runner's loop; tests drive `JobRunner.tick` by hand.
     public var runsBackgroundServices: Bool
+    /// How long the built-in queue's job-take waits for a job before answering 204.
+    public var jobTakeWait: Duration
 
-    public init(now: @escaping @Sendable () -> Date, bcryptCost: Int, runsBackgroundServices: Bool = true) {
+    public init(now: @escaping @Sendable () -> Date, bcryptCost: Int, runsBackgroundServices: Bool = true, jobTakeWait: Duration = .seconds(20)) {
         self.now = now
         self.bcryptCost = bcryptCost
         self.runsBackgroundServices = runsBackgroundServices
+        self.jobTakeWait = jobTakeWait
     }
 
     public static let live = ServerDependencies(now: { Date() }, bcryptCost: 12)

@@ -50,7 +50,12 @@ public func configure(_ app: Application, configuration: Configuration, dependen
             instanceID: UUID().uuidString.lowercased(), now: dependencies.now
         )
         app.storage[JobRunnerKey.self] = runner
-        if dependencies.runsBackgroundServices { app.lifecycle.use(JobRunnerLoop(runner: runner)) }
+        if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "job runner") { try await runner.tick(on: $0) }) }
+    } else {
+        let queue = BuiltInQueue(jobs: jobs, bucket: bucket.name, now: dependencies.now)
+        app.storage[BuiltInQueueKey.self] = queue
+        WorkerQueueController(queue: queue, longPoll: dependencies.jobTakeWait).register(app)
+        if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "built-in queue") { try await queue.reclaimLost(on: $0) }) }
     }
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)

@@ -11,5 +11,6 @@ public enum Migrations {
         M0005CreateInvites(),
         M0006CreateDatasets(),
         M0007CreateJobs(),
+        M0008CreateWorkerKeys(),
     ]
 }

@@ -1,6 +1,7 @@
 import Fluent
 import Foundation
 import RunPod
+import SQLKit
 import TrainerCore
 
 /// Training jobs: creation from a sound dataset, the one place where a job changes state
@@ -138,6 +139,7 @@ struct JobService: Sendable {
     @discardableResult
     func apply(_ report: RunPodJob, to job: Job, on db: any Database) async throws -> Bool {
         let time = now()
+        let previous = job.status
         var changed = false
         if job.runnerStatus != report.status.rawValue, !job.status.isFinal {
             job.runnerStatus = report.status.rawValue
@@ -180,12 +182,46 @@ struct JobService: Sendable {
         }
         guard changed else { return false }
         job.updatedAt = time
-        try await db.transaction { [events] db in
+        let moved = job.status != previous
+        let applied = try await db.transaction { [events] db in
+            // The webhook, a poll and a worker may report the same change at once: the status
+            // moves only from the one this report was read against, so exactly one of them wins.
+            if moved {
+                let sql = db as! any SQLDatabase
+                let won = try await sql.raw("UPDATE jobs SET status = \(bind: job.status.rawValue) WHERE id = \(bind: job.id!) AND status = \(bind: previous.rawValue) RETURNING id").all()
+                guard won.count == 1 else { return false }
+            }
             try await job.save(on: db)
             for event in events { try await event.create(on: db) }
+            return true
+        }
+        guard applied else {
+            // Someone else moved it first; take their version.
+            if let current = try await Job.find(job.id, on: db) { Self.copy(current, into: job) }
+            return false
         }
         if job.status.isFinal { try await releaseDataset(job.datasetID, on: db) }
         return true
+    }
+
+    /// Refreshes a loaded job with the stored one.
+    static func copy(_ source: Job, into job: Job) {
+        job.status = source.status
+        job.runnerStatus = source.runnerStatus
+        job.runPodJobID = source.runPodJobID
+        job.progress = source.progress
+        job.artifacts = source.artifacts
+        job.error = source.error
+        job.errorDetail = source.errorDetail
+        job.submittedAt = source.submittedAt
+        job.startedAt = source.startedAt
+        job.finishedAt = source.finishedAt
+        job.updatedAt = source.updatedAt
+        job.leaseOwner = source.leaseOwner
+        job.leaseUntil = source.leaseUntil
+        job.nextPollAt = source.nextPollAt
+        job.attempt = source.attempt
+        job.cancelRequested = source.cancelRequested
     }
 
     /// Moves the job to `status`, stamping the times; the caller saves it with the event.

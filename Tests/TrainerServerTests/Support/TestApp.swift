@@ -41,7 +41,7 @@ func withTestApp(
     var failure: (any Error)?
     do {
         let configuration = try Configuration(environment: environment)
-        try configure(app, configuration: configuration, dependencies: ServerDependencies(now: { clock.now }, bcryptCost: 4, runsBackgroundServices: false))
+        try configure(app, configuration: configuration, dependencies: ServerDependencies(now: { clock.now }, bcryptCost: 4, runsBackgroundServices: false, jobTakeWait: .milliseconds(300)))
         try await app.autoMigrate()
         try await test(app)
     } catch {

@@ -1,0 +1,77 @@
+import Fluent
+import Foundation
+import TrainerCore
+import Vapor
+
+/// RunPod's worker protocol, served by the built-in queue (reference/runpod.md §2):
+/// `GET /v2/{endpoint}/job-take/{worker}` (long poll; 204 when there is no job),
+/// `POST /v2/{endpoint}/job-done/{worker}/{job}` (progress and results), `GET …/job-stop/{worker}`
+/// and `GET …/ping/{worker}`. Workers authenticate with a worker key in `Authorization`, raw as
+/// RunPod's SDK sends it, or as `Bearer`.
+struct WorkerQueueController: Sendable {
+    let queue: BuiltInQueue
+    /// How long job-take waits for a job before answering 204 (RunPod's SDK gives up at 90 s).
+    let longPoll: Duration
+
+    func register(_ app: Application) {
+        let routes = app.grouped("v2", ":endpoint")
+        routes.get("job-take", ":worker", use: take)
+        routes.post("job-done", ":worker", ":job", use: done)
+        routes.get("job-stop", ":worker", use: stop)
+        routes.get("ping", ":worker", use: ping)
+    }
+
+    @Sendable func take(request: Request) async throws -> Response {
+        let worker = try await authenticate(request)
+        let deadline = ContinuousClock.now + longPoll
+        while true {
+            if let (id, input) = try await queue.take(worker: worker, on: request.db) {
+                let body: JSONValue = ["id": .string(id), "input": input]
+                return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(string: body.rendered()))
+            }
+            guard ContinuousClock.now < deadline else { return Response(status: .noContent) }
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    @Sendable func done(request: Request) async throws -> Response {
+        let worker = try await authenticate(request)
+        guard let runnerID = request.parameters.get("job") else { throw Abort(.notFound) }
+        // RunPod's SDK sends JSON text labelled application/x-www-form-urlencoded: read the bytes.
+        guard let data = request.body.data, let body = try? JSONDecoder().decode(JSONValue.self, from: data), case .object = body else {
+            throw APIError.badRequest("invalid_json", "job-done takes a JSON object: {\"output\": …}, {\"error\": …} or {\"status\": \"IN_PROGRESS\", \"output\": …}.")
+        }
+        try await queue.done(worker: worker, runnerID: runnerID, body: body, on: request.db)
+        return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(string: "{}"))
+    }
+
+    @Sendable func stop(request: Request) async throws -> Response {
+        let worker = try await authenticate(request)
+        let ids = try await queue.jobsToStop(worker: worker, on: request.db)
+        guard !ids.isEmpty else { return Response(status: .noContent) }
+        let body: JSONValue = ["jobsToStop": .array(ids.map { .string($0) })]
+        return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(string: body.rendered()))
+    }
+
+    @Sendable func ping(request: Request) async throws -> Response {
+        let worker = try await authenticate(request)
+        let ids = (request.query[String.self, at: "job_id"] ?? "").split(separator: ",").map { String($0) }
+        try await queue.ping(worker: worker, runnerIDs: ids, on: request.db)
+        return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(string: #"{"status": "pong"}"#))
+    }
+
+    /// The worker's name for leases: its id from the path, qualified by its key.
+    private func authenticate(_ request: Request) async throws -> String {
+        var presented = request.headers.first(name: .authorization) ?? ""
+        if presented.lowercased().hasPrefix("bearer ") { presented = String(presented.dropFirst(7)) }
+        guard !presented.isEmpty, let key = try await WorkerKey.query(on: request.db).filter(\.$keyHash == OpaqueToken.digest(presented)).first() else {
+            throw APIError.unauthorized("A worker key is required: create one with `gomodel workers create-key` and give it to the worker (--key, or RUNPOD_AI_API_KEY).")
+        }
+        guard let worker = request.parameters.get("worker"), !worker.isEmpty, worker.count <= 200 else { throw Abort(.notFound) }
+        if key.lastUsedAt.map({ Date().timeIntervalSince($0) > 60 }) ?? true {
+            key.lastUsedAt = Date()
+            try await key.save(on: request.db)
+        }
+        return "\(key.name)/\(worker)"
+    }
+}

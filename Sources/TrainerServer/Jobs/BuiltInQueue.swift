@@ -1,0 +1,129 @@
+import Fluent
+import Foundation
+import RunPod
+import SQLKit
+import TrainerCore
+
+/// The job queue `gomodel serve` runs itself when no RunPod endpoint is configured: jobs wait in
+/// the database and GPU workers take them over RunPod's own worker protocol
+/// (reference/runpod.md §2), so one worker binary serves both.
+///
+/// A worker holds a job by lease, renewed by its pings; a worker that goes quiet loses the job,
+/// which goes back to the queue as a new attempt (same output prefix: it resumes from the last
+/// checkpoint), at most `maximumAttempts` times. Each attempt has its own runner id
+/// (`{jobId}-a{attempt}`), so reports from a lost worker's attempt are ignored.
+struct BuiltInQueue: Sendable {
+    let jobs: JobService
+    let bucket: String
+    let now: @Sendable () -> Date
+    /// A worker that has not pinged for this long has lost its job (RunPod's default ping is 10 s).
+    var leaseSeconds: TimeInterval = 60
+    static let maximumAttempts = 3
+
+    static func runnerID(_ job: Job) -> String { "\(job.id!.uuidString.lowercased())-a\(job.attempt)" }
+
+    /// Hands the oldest queued job to `worker`, or nil when there is none.
+    func take(worker: String, on db: any Database) async throws -> (id: String, input: JSONValue)? {
+        let time = now()
+        let candidates = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$cancelRequested == false)
+            .group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }.sort(\.$createdAt).limit(5).all()
+        for candidate in candidates {
+            let sql = db as! any SQLDatabase
+            let claimed = try await sql.raw("""
+                UPDATE jobs SET lease_owner = \(bind: "worker:" + worker), lease_until = \(bind: time.addingTimeInterval(leaseSeconds))
+                WHERE id = \(bind: candidate.id!) AND status = 'queued' AND (lease_until IS NULL OR lease_until < \(bind: time))
+                RETURNING id
+                """).all()
+            guard claimed.count == 1, let job = try await Job.find(candidate.id, on: db) else { continue }
+            let runnerID = Self.runnerID(job)
+            job.runPodJobID = runnerID
+            job.runnerStatus = "IN_PROGRESS"
+            let taken = jobs.transition(job, to: .running, at: time, message: "Worker \(worker) took it (attempt \(job.attempt)).")
+            job.updatedAt = time
+            try await db.transaction { db in
+                try await job.save(on: db)
+                try await taken.create(on: db)
+            }
+            return (runnerID, try jobs.input(for: job, bucket: bucket))
+        }
+        return nil
+    }
+
+    /// A worker's job-done post: progress (`status: IN_PROGRESS`), a result (`output`) or an
+    /// error. Anything about another attempt, another worker's job or a finished job is ignored.
+    func done(worker: String, runnerID: String, body: JSONValue, on db: any Database) async throws {
+        guard let job = try await held(runnerID, by: worker, on: db) else { return }
+        let status: RunPodStatus
+        if body["status"]?.stringValue == "IN_PROGRESS" {
+            status = .inProgress
+        } else if job.cancelRequested {
+            status = .cancelled
+        } else if body["error"] != nil {
+            status = .failed
+        } else {
+            status = .completed
+        }
+        let error = body["error"].map { $0.stringValue ?? $0.rendered() }
+        let report = RunPodJob(id: runnerID, status: status, output: body["output"], error: error)
+        try await jobs.apply(report, to: job, on: db)
+        if job.status.isFinal {
+            job.leaseOwner = nil
+            job.leaseUntil = nil
+        } else {
+            job.leaseUntil = now().addingTimeInterval(leaseSeconds)
+        }
+        try await job.save(on: db)
+    }
+
+    /// Renews the leases of the jobs a worker says it runs.
+    func ping(worker: String, runnerIDs: [String], on db: any Database) async throws {
+        for runnerID in runnerIDs {
+            guard let job = try await held(runnerID, by: worker, on: db), !job.status.isFinal else { continue }
+            job.leaseUntil = now().addingTimeInterval(leaseSeconds)
+            try await job.save(on: db)
+        }
+    }
+
+    /// Runner ids of this worker's jobs whose cancellation was asked for.
+    func jobsToStop(worker: String, on db: any Database) async throws -> [String] {
+        try await Job.query(on: db).filter(\.$leaseOwner == "worker:" + worker).filter(\.$cancelRequested == true)
+            .filter(\.$status == .running).all().compactMap(\.runPodJobID)
+    }
+
+    /// Jobs whose worker went quiet: back to the queue as a new attempt, or failed after the
+    /// last one; a cancelled one simply ends.
+    func reclaimLost(on db: any Database) async throws {
+        let time = now()
+        let lost = try await Job.query(on: db).filter(\.$status == .running).filter(\.$leaseUntil < time).all()
+        for job in lost {
+            let worker = job.leaseOwner ?? "worker"
+            let event: JobEvent
+            if job.cancelRequested {
+                event = jobs.transition(job, to: .cancelled, at: time, message: "Cancelled; its worker stopped answering.")
+            } else if job.attempt >= Self.maximumAttempts {
+                event = jobs.transition(job, to: .failed, at: time, message: "Its worker stopped answering, for the \(job.attempt). time; not tried again.")
+                job.error = "Workers stopped answering \(job.attempt) times (out of memory, preemption or a crash); retry it to try once more."
+            } else {
+                job.attempt += 1
+                job.status = .queued
+                job.runPodJobID = nil
+                job.runnerStatus = nil
+                event = JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
+                                 message: "\(worker.replacingOccurrences(of: "worker:", with: "Worker ")) stopped answering; back in the queue as attempt \(job.attempt), resuming from the last checkpoint.")
+            }
+            job.leaseOwner = nil
+            job.leaseUntil = nil
+            job.updatedAt = time
+            try await db.transaction { db in
+                try await job.save(on: db)
+                try await event.create(on: db)
+            }
+            if job.status.isFinal { try await jobs.releaseDataset(job.datasetID, on: db) }
+        }
+    }
+
+    private func held(_ runnerID: String, by worker: String, on db: any Database) async throws -> Job? {
+        guard let job = try await Job.query(on: db).filter(\.$runPodJobID == runnerID).first(), job.leaseOwner == "worker:" + worker else { return nil }
+        return job
+    }
+}

@@ -1,0 +1,134 @@
+import Fluent
+import Foundation
+import NIOCore
+import Testing
+import TrainerCore
+@testable import TrainerServer
+import VaporTesting
+
+/// The built-in queue over RunPod's worker protocol, driven like a worker would.
+@Suite(.serialized) struct BuiltInQueueTests {
+    struct Worker {
+        let app: Application
+        let key: String
+        let name: String
+
+        func send(_ method: HTTPMethod, _ path: String, body: String? = nil, key: String? = nil) async throws -> TestingHTTPResponse {
+            var headers: HTTPHeaders = ["Authorization": key ?? self.key]
+            // RunPod's SDK labels its JSON like a form.
+            if body != nil { headers.add(name: .contentType, value: "application/x-www-form-urlencoded") }
+            return try await app.testing().sendRequest(method, path, headers: headers, body: body.map { ByteBuffer(string: $0) })
+        }
+
+        func take() async throws -> (id: String, input: [String: Any])? {
+            let response = try await send(.GET, "/v2/local/job-take/\(name)?gpu=H100&job_in_progress=0")
+            guard response.status == .ok else { #expect(response.status == .noContent); return nil }
+            let json = try response.json
+            return (try #require(json["id"] as? String), try #require(json["input"] as? [String: Any]))
+        }
+
+        func done(_ id: String, _ body: String) async throws {
+            #expect(try await send(.POST, "/v2/local/job-done/\(name)/\(id)?isStream=false", body: body).status == .ok)
+        }
+    }
+
+    static func withQueue(_ test: (inout JobTests.Setup, Worker, BuiltInQueue) async throws -> Void) async throws {
+        try await withRunningStore { store in
+            var user = try await DatasetTests.User(store, email: "ann@example.com")
+            let datasetID = try await user.createDataset()
+            try await user.upload(datasetID, DatasetTests.pair)
+            let key = try await Administration(app: store.app).createWorkerKey(name: "gpu-box")
+            var setup = JobTests.Setup(user: user, store: store, fake: FakeRunPod(), datasetID: datasetID)
+            let queue = try #require(store.app.storage[BuiltInQueueKey.self])
+            try await test(&setup, Worker(app: store.app, key: key, name: "pod-1"), queue)
+        }
+    }
+
+    @Test func aWorkerTakesReportsAndCompletesAJob() async throws {
+        try await Self.withQueue { setup, worker, _ in
+            #expect(try await worker.take() == nil)
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let (runnerID, input) = try #require(try await worker.take())
+            #expect(runnerID == id.lowercased() + "-a1" && input["contract_version"] as? Int == 1)
+            #expect((input["output"] as? [String: Any])?["prefix"] as? String == "outputs/\(id.lowercased())/")
+            #expect(try await worker.take() == nil, "a job goes to one worker")
+            #expect(try await setup.job(id)["status"] as? String == "running")
+
+            try await worker.done(runnerID, #"{"status": "IN_PROGRESS", "output": {"phase": "training", "step": 30, "total_steps": 100, "loss": 0.2}}"#)
+            #expect((try await setup.job(id)["progress"] as? [String: Any])?["step"] as? Int == 30)
+            let ping = try await worker.send(.GET, "/v2/local/ping/pod-1?job_id=\(runnerID)&runpod_version=1.12.0")
+            #expect(ping.status == .ok)
+            let prefix = "outputs/\(id.lowercased())/"
+            try await worker.done(runnerID, #"{"output": {"steps": 100, "final_loss": 0.04, "artifacts": [{"kind": "lora", "key": "\#(prefix)lora/gm.safetensors", "bytes": 10}]}}"#)
+            var shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "completed" && (shown["artifacts"] as? [Any])?.count == 1)
+            // Progress racing the result (runpod-python#250) changes nothing.
+            try await worker.done(runnerID, #"{"status": "IN_PROGRESS", "output": {"step": 99}}"#)
+            shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "completed" && (shown["progress"] as? [String: Any])?["step"] as? Int == 100)
+        }
+    }
+
+    @Test func errorsFailTheJobAndKeysAreChecked() async throws {
+        try await Self.withQueue { setup, worker, _ in
+            #expect(try await worker.send(.GET, "/v2/local/job-take/pod-1", key: "gmw_wrong").status == .unauthorized)
+            #expect(try await worker.send(.GET, "/v2/local/job-take/pod-1", key: "").status == .unauthorized)
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let (runnerID, _) = try #require(try await worker.take())
+            #expect(try await worker.send(.POST, "/v2/local/job-done/pod-1/\(runnerID)", body: "[1, 2]").status == .badRequest)
+            // Another worker cannot report on this job.
+            let other = Worker(app: worker.app, key: worker.key, name: "pod-2")
+            try await other.done(runnerID, #"{"output": {"steps": 1}}"#)
+            #expect(try await setup.job(id)["status"] as? String == "running")
+            try await worker.done(runnerID, #"{"error": "Missing control images for QwenImageEditPlusModel\nTraceback…"}"#)
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "failed" && shown["error"] as? String == "Missing control images for QwenImageEditPlusModel")
+        }
+    }
+
+    @Test func cancellingARunningJobReachesItsWorker() async throws {
+        try await Self.withQueue { setup, worker, _ in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let (runnerID, _) = try #require(try await worker.take())
+            #expect(try await worker.send(.GET, "/v2/local/job-stop/pod-1").status == .noContent)
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
+            let stop = try await worker.send(.GET, "/v2/local/job-stop/pod-1")
+            #expect(try stop.status == .ok && stop.json["jobsToStop"] as? [String] == [runnerID])
+            try await worker.done(runnerID, #"{"error": "stopped"}"#)
+            #expect(try await setup.job(id)["status"] as? String == "cancelled")
+        }
+    }
+
+    @Test func aQuietWorkerLosesTheJobWhichResumesElsewhereAtMostThreeTimes() async throws {
+        try await Self.withQueue { setup, worker, queue in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let (first, _) = try #require(try await worker.take())
+            // Pings keep it.
+            setup.store.clock.advance(by: 40)
+            _ = try await worker.send(.GET, "/v2/local/ping/pod-1?job_id=\(first)")
+            setup.store.clock.advance(by: 40)
+            try await queue.reclaimLost(on: setup.db)
+            #expect(try await setup.job(id)["status"] as? String == "running")
+            // Silence does not.
+            setup.store.clock.advance(by: 61)
+            try await queue.reclaimLost(on: setup.db)
+            var shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "queued" && shown["attempt"] as? Int == 2)
+            let second = Worker(app: worker.app, key: worker.key, name: "pod-2")
+            let (secondID, input) = try #require(try await second.take())
+            #expect(secondID == id.lowercased() + "-a2" && input["attempt"] as? Int == 2)
+            // The lost worker's late result is ignored.
+            try await worker.done(first, #"{"output": {"steps": 5}}"#)
+            #expect(try await setup.job(id)["status"] as? String == "running")
+
+            setup.store.clock.advance(by: 61)
+            try await queue.reclaimLost(on: setup.db)
+            _ = try #require(try await second.take())
+            setup.store.clock.advance(by: 61)
+            try await queue.reclaimLost(on: setup.db)
+            shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "failed" && shown["attempt"] as? Int == 3)
+            #expect((shown["error"] as? String)?.contains("stopped answering 3 times") == true)
+        }
+    }
+}
