@@ -15,6 +15,7 @@ public enum JobLine {
         if let runner = job.runnerStatus, !["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"].contains(runner) {
             parts.append("RunPod: \(runner)")
         }
+        if let cost = job.cost { parts.append(String(format: "cost %.2f", cost)) }
         if let error = job.error { parts.append(error) }
         return parts.joined(separator: "  ")
     }

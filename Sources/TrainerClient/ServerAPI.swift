@@ -126,6 +126,7 @@ public struct ServerAPI: Sendable {
         public let cancelRequested: Bool
         public let queueSeconds: Double?
         public let executionSeconds: Double?
+        public let cost: Double?
         public let events: [Event]?
 
         public var isFinal: Bool { ["completed", "failed", "cancelled", "timed_out"].contains(status) }

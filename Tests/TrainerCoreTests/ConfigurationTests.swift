@@ -152,6 +152,14 @@ import TrainerCore
         #expect(problems(["GOMODEL_DATASET_MAX_BYTES": "99999999999T"]).map(\.variable) == ["GOMODEL_DATASET_MAX_BYTES"])
     }
 
+    @Test func gpuPriceIsPerSecond() throws {
+        #expect(try Configuration(environment: [:]).gpuPricePerSecond == nil)
+        #expect(try Configuration(environment: ["GOMODEL_GPU_PRICE_PER_SECOND": "0.00076"]).gpuPricePerSecond == 0.00076)
+        let found = problems(["GOMODEL_GPU_PRICE_PER_SECOND": "2.74/h"])
+        #expect(found.map(\.variable) == ["GOMODEL_GPU_PRICE_PER_SECOND"] && found.first?.message.contains("0.00076") == true)
+        #expect(problems(["GOMODEL_GPU_PRICE_PER_SECOND": "3"]).count == 1, "an hourly price given by mistake")
+    }
+
     @Test func trustProxyIsABoolean() throws {
         #expect(try Configuration(environment: ["GOMODEL_TRUST_PROXY": "true"]).trustProxy)
         #expect(problems(["GOMODEL_TRUST_PROXY": "maybe"]).map(\.variable) == ["GOMODEL_TRUST_PROXY"])

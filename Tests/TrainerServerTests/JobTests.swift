@@ -37,6 +37,7 @@ import VaporTesting
         do {
             try await withRunningStore(environment: [
                 "RUNPOD_ENDPOINT_ID": FakeRunPod.endpointID, "RUNPOD_API_KEY": FakeRunPod.apiKey, "RUNPOD_BASE_URL": fake.baseURL.absoluteString,
+                "GOMODEL_GPU_PRICE_PER_SECOND": "0.001",
             ], publicURL: true) { store in
                 var user = try await DatasetTests.User(store, email: "ann@example.com")
                 let datasetID = try await user.createDataset()
@@ -95,6 +96,8 @@ import VaporTesting
             try await setup.tick()
             shown = try await setup.job(id)
             #expect(shown["status"] as? String == "completed" && shown["finishedAt"] != nil)
+            // 6 s on the GPU at 0.001 a second.
+            #expect(shown["executionSeconds"] as? Double == 6 && shown["cost"] as? Double == 0.006)
             let artifacts = try #require(shown["artifacts"] as? [[String: Any]])
             #expect(artifacts.map { $0["kind"] as? String } == ["lora", "checkpoint"], "a key outside the job's prefix is dropped")
             #expect((shown["progress"] as? [String: Any])?["loss"] as? Double == 0.05)

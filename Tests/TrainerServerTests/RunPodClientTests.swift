@@ -114,7 +114,10 @@ import TrainerCore
     }
 
     @Test func aServerThatIsNotThereIsRetriedAndSaysNothingArrived() async throws {
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        // AsyncHTTPClient keeps retrying a refused connection until its connect timeout.
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .milliseconds(200)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let client = RunPodClient(baseURL: URL(string: "http://127.0.0.1:1/v2")!, endpointID: "x", apiKey: Secret("k"), http: http, retry: Self.fast)
         do {
             _ = try await client.run(input: Self.input, webhook: nil, policy: .training(expectedSeconds: 60))

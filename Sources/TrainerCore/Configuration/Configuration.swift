@@ -16,6 +16,9 @@ public struct Configuration: Sendable {
     /// Whether the client address is taken from `X-Forwarded-For` (`GOMODEL_TRUST_PROXY`).
     public var trustProxy: Bool
     public var worker: WorkerSettings
+    /// What a GPU second costs (`GOMODEL_GPU_PRICE_PER_SECOND`, in the account's currency), for
+    /// the cost of each job; nil: not shown.
+    public var gpuPricePerSecond: Double?
     /// Dataset size limits (`GOMODEL_DATASET_MAX_SAMPLES`, `GOMODEL_DATASET_MAX_BYTES`).
     public var datasetLimits: DatasetValidation.Limits
     /// Variables that look like ours but are not known (likely typos); logged at start.
@@ -90,6 +93,13 @@ public struct Configuration: Sendable {
             huggingFaceToken: reader.string("HF_TOKEN").map(Secret.init)
         )
 
+        gpuPricePerSecond = reader.string("GOMODEL_GPU_PRICE_PER_SECOND").flatMap { text in
+            guard let price = Double(text), price >= 0, price < 1 else {
+                reader.problem("GOMODEL_GPU_PRICE_PER_SECOND", "must be the price of one GPU second, e.g. 0.00076 for $2.74 an hour; got '\(text)'")
+                return nil
+            }
+            return price
+        }
         datasetLimits = DatasetValidation.Limits()
         if let samples = reader.integer("GOMODEL_DATASET_MAX_SAMPLES", in: 1...1_000_000) { datasetLimits.maximumSamples = samples }
         if let bytes = reader.byteSize("GOMODEL_DATASET_MAX_BYTES") { datasetLimits.maximumBytes = bytes }

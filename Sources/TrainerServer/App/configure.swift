@@ -41,7 +41,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     let datasets = DatasetService(bucket: bucket, limits: configuration.datasetLimits, now: dependencies.now)
     DatasetController(datasets: datasets, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy).register(signedIn: signedIn)
     let jobs = JobService(datasets: datasets, now: dependencies.now)
-    JobController(jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL).register(signedIn: signedIn)
+    JobController(jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, gpuPricePerSecond: configuration.gpuPricePerSecond).register(signedIn: signedIn)
     RunPodWebhookController(jobs: jobs).register(public: api)
     if let runPod = configuration.runPod {
         let client = RunPodClient(baseURL: runPod.baseURL, endpointID: runPod.endpointID, apiKey: runPod.apiKey, http: app.http.client.shared)

@@ -10,6 +10,7 @@ struct JobController: Sendable {
     let datasets: DatasetService
     let bucket: Bucket
     let publicURL: URL?
+    let gpuPricePerSecond: Double?
 
     struct CreateRequest: Decodable {
         let datasetId: UUID
@@ -55,9 +56,11 @@ struct JobController: Sendable {
         let queueSeconds: Double?
         /// Seconds on the GPU so far, or in total.
         let executionSeconds: Double?
+        /// GPU time so far (or in total) times GOMODEL_GPU_PRICE_PER_SECOND, when it is set.
+        var cost: Double?
         var events: [Event]?
 
-        init(_ job: Job, now: Date) {
+        init(_ job: Job, now: Date, pricePerSecond: Double? = nil) {
             id = job.id!
             datasetId = job.datasetID
             preset = job.preset
@@ -79,6 +82,7 @@ struct JobController: Sendable {
             finishedAt = job.finishedAt
             queueSeconds = (job.startedAt ?? job.finishedAt ?? now).timeIntervalSince(job.createdAt)
             executionSeconds = job.startedAt.map { (job.finishedAt ?? now).timeIntervalSince($0) }
+            cost = pricePerSecond.map { price in ((executionSeconds ?? 0) * price * 10000).rounded() / 10000 }
         }
     }
 
@@ -111,17 +115,17 @@ struct JobController: Sendable {
         let parameters = try JobService.parameters(from: body.params ?? JobService.ParameterInput())
         let dataset = try await datasets.find(body.datasetId, userID: try request.principal.userID, on: request.db)
         let job = try await jobs.create(userID: try request.principal.userID, dataset: dataset, parameters: parameters, on: request.db)
-        return try JSON.response(JobResponse(job, now: jobs.now()), status: .created)
+        return try JSON.response(JobResponse(job, now: jobs.now(), pricePerSecond: gpuPricePerSecond), status: .created)
     }
 
     @Sendable func list(request: Request) async throws -> Response {
         let all = try await Job.query(on: request.db).filter(\.$user.$id == request.principal.userID).sort(\.$createdAt, .descending).limit(500).all()
-        return try JSON.response(JobList(jobs: all.map { JobResponse($0, now: jobs.now()) }))
+        return try JSON.response(JobList(jobs: all.map { JobResponse($0, now: jobs.now(), pricePerSecond: gpuPricePerSecond) }))
     }
 
     @Sendable func show(request: Request) async throws -> Response {
         let job = try await find(request)
-        var response = JobResponse(job, now: jobs.now())
+        var response = JobResponse(job, now: jobs.now(), pricePerSecond: gpuPricePerSecond)
         response.events = try await JobEvent.query(on: request.db).filter(\.$job.$id == job.id!).sort(\.$at).all()
             .map { JobResponse.Event(at: $0.at, status: $0.status, message: $0.message) }
         return try JSON.response(response)
@@ -130,13 +134,13 @@ struct JobController: Sendable {
     @Sendable func cancel(request: Request) async throws -> Response {
         let job = try await find(request)
         try await jobs.requestCancel(job, on: request.db)
-        return try JSON.response(JobResponse(job, now: jobs.now()))
+        return try JSON.response(JobResponse(job, now: jobs.now(), pricePerSecond: gpuPricePerSecond))
     }
 
     @Sendable func retry(request: Request) async throws -> Response {
         let job = try await find(request)
         try await jobs.retry(job, on: request.db)
-        return try JSON.response(JobResponse(job, now: jobs.now()))
+        return try JSON.response(JobResponse(job, now: jobs.now(), pricePerSecond: gpuPricePerSecond))
     }
 
     /// A redirect to a presigned GET of the artifact, valid 15 minutes, saved under its file name.
@@ -158,6 +162,7 @@ struct JobController: Sendable {
         let id = job.id!
         let db = request.db
         let now = jobs.now
+        let price = gpuPricePerSecond
         let body = Response.Body(asyncStream: { writer in
             var lastSeen: Date?
             var quietSince = Date()
@@ -167,7 +172,7 @@ struct JobController: Sendable {
                     guard let current = try await Job.find(id, on: db) else { break }
                     if current.updatedAt != lastSeen {
                         lastSeen = current.updatedAt
-                        let data = try JSON.encoder.encode(JobResponse(current, now: now()))
+                        let data = try JSON.encoder.encode(JobResponse(current, now: now(), pricePerSecond: price))
                         try await writer.write(.buffer(ByteBuffer(string: "event: job\ndata: " + String(decoding: data, as: UTF8.self) + "\n\n")))
                         quietSince = Date()
                         if current.status.isFinal { break }
@@ -264,6 +269,7 @@ struct JobController: Sendable {
             "createdAt": ["type": "string", "format": "date-time"], "submittedAt": ["type": "string", "format": "date-time"],
             "startedAt": ["type": "string", "format": "date-time"], "finishedAt": ["type": "string", "format": "date-time"],
             "queueSeconds": ["type": "number"], "executionSeconds": ["type": "number"],
+            "cost": ["type": "number", "description": "GPU seconds times GOMODEL_GPU_PRICE_PER_SECOND (so far, or final); absent when no price is set."],
             "events": ["type": "array", "items": ["type": "object", "properties": [
                 "at": ["type": "string", "format": "date-time"], "status": ["type": "string"], "message": ["type": "string"],
             ]]],
