@@ -280,8 +280,8 @@ import VaporTesting
             let first = setup.runner
             // Slow answers keep both rounds in flight at once.
             setup.fake.inject(.delay(0.2), .delay(0.2), .delay(0.2), into: "run")
-            async let a: Void = first.tick(on: db)
-            async let b: Void = other.tick(on: db)
+            async let a = first.tick(on: db)
+            async let b = other.tick(on: db)
             _ = try await (a, b)
             try await first.tick(on: db)
             try await other.tick(on: db)
@@ -290,8 +290,8 @@ import VaporTesting
             for id in ids { #expect(try await setup.job(id)["status"] as? String == "submitted") }
             let polls = setup.fake.calls("status")
             setup.store.clock.advance(by: 25)
-            async let c: Void = first.tick(on: db)
-            async let d: Void = other.tick(on: db)
+            async let c = first.tick(on: db)
+            async let d = other.tick(on: db)
             _ = try await (c, d)
             #expect(setup.fake.calls("status") == polls + 6, "each job polled once per round")
         }

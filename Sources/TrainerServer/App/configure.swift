@@ -40,7 +40,9 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     let bucket = Bucket.make(configuration.objectStore, builtIn: builtInStore, publicURL: configuration.publicURL, http: app.http.client.shared, now: dependencies.now)
     let datasets = DatasetService(bucket: bucket, limits: configuration.datasetLimits, now: dependencies.now)
     DatasetController(datasets: datasets, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy).register(signedIn: signedIn)
-    let jobs = JobService(datasets: datasets, now: dependencies.now)
+    let wakeup = Wakeup()
+    app.storage[WakeupKey.self] = wakeup
+    let jobs = JobService(datasets: datasets, now: dependencies.now, created: { wakeup.signal() })
     JobController(jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, gpuPricePerSecond: configuration.gpuPricePerSecond).register(signedIn: signedIn)
     RunPodWebhookController(jobs: jobs).register(public: api)
     if let runPod = configuration.runPod {
@@ -50,12 +52,12 @@ public func configure(_ app: Application, configuration: Configuration, dependen
             instanceID: UUID().uuidString.lowercased(), now: dependencies.now
         )
         app.storage[JobRunnerKey.self] = runner
-        if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "job runner") { try await runner.tick(on: $0) }) }
+        if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "job runner", wakeup: wakeup) { try await runner.tick(on: $0) }) }
     } else {
         let queue = BuiltInQueue(jobs: jobs, bucket: bucket.name, now: dependencies.now)
         app.storage[BuiltInQueueKey.self] = queue
         WorkerQueueController(queue: queue, longPoll: dependencies.jobTakeWait).register(app)
-        if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "built-in queue") { try await queue.reclaimLost(on: $0) }) }
+        if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "built-in queue", wakeup: Wakeup()) { try await queue.reclaimLost(on: $0); return false }) }
     }
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)

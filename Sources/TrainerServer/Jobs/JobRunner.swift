@@ -36,11 +36,15 @@ struct JobRunner: Sendable {
     static let pollWhileRunning: TimeInterval = 5
     static let pollWhileQueued: TimeInterval = 20
     static let submitBatch = 20
+    static let pollBatch = 100
 
-    func tick(on db: any Database) async throws {
-        try await submitQueued(on: db)
+    /// One round; returns whether work was left over (the loop then goes again at once).
+    @discardableResult
+    func tick(on db: any Database) async throws -> Bool {
+        let submitted = try await submitQueued(on: db)
         try await cancelRequested(on: db)
-        try await pollDue(on: db)
+        let polled = try await pollDue(on: db)
+        return submitted == Self.submitBatch || polled == Self.pollBatch
     }
 
     // MARK: Claims
@@ -66,17 +70,18 @@ struct JobRunner: Sendable {
 
     // MARK: Submitting
 
-    func submitQueued(on db: any Database) async throws {
+    @discardableResult
+    func submitQueued(on db: any Database) async throws -> Int {
         let time = now()
         let candidates = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$cancelRequested == false)
             .filter(\.$submitStartedAt == nil).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
             .sort(\.$createdAt).limit(Self.submitBatch).all()
-        for candidate in candidates {
-            guard try await claim(candidate.id!, where: "status = 'queued' AND submit_started_at IS NULL AND cancel_requested = \(Self.falseLiteral(db))", on: db),
-                  let job = try await Job.find(candidate.id, on: db)
-            else { continue }
+        let condition = "status = 'queued' AND submit_started_at IS NULL AND cancel_requested = \(Self.falseLiteral(db))"
+        try await candidates.concurrentMap(limit: 8) { candidate in
+            guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
             try await submit(job, on: db)
         }
+        return candidates.count
     }
 
     private func submit(_ job: Job, on db: any Database) async throws {
@@ -140,15 +145,17 @@ struct JobRunner: Sendable {
 
     // MARK: Polling
 
-    func pollDue(on db: any Database) async throws {
+    @discardableResult
+    func pollDue(on db: any Database) async throws -> Int {
         let time = now()
         let due = try await Job.query(on: db).filter(\.$status ~~ [.submitted, .running]).filter(\.$runPodJobID != nil)
             .filter(\.$nextPollAt <= time).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
-            .sort(\.$nextPollAt).limit(100).all()
+            .sort(\.$nextPollAt).limit(Self.pollBatch).all()
         try await due.concurrentMap(limit: 8) { candidate in
             guard try await claim(candidate.id!, where: "status IN ('submitted', 'running')", on: db), let job = try await Job.find(candidate.id, on: db) else { return }
             try await poll(job, on: db)
         }
+        return due.count
     }
 
     private func poll(_ job: Job, on db: any Database) async throws {

@@ -1,4 +1,5 @@
 import Fluent
+import NIOConcurrencyHelpers
 import Vapor
 
 struct JobRunnerKey: StorageKey {
@@ -9,31 +10,56 @@ struct BuiltInQueueKey: StorageKey {
     typealias Value = BuiltInQueue
 }
 
-/// Runs `round` once a second while the server runs; a failed round is logged and the next one
-/// tries again (leases make every step safe to repeat).
+/// Wakes a `BackgroundLoop` before its second is up (a job was just created on this instance).
+final class Wakeup: Sendable {
+    private let pending = NIOLockedValueBox(false)
+    func signal() { pending.withLockedValue { $0 = true } }
+    func take() -> Bool {
+        pending.withLockedValue { value in
+            defer { value = false }
+            return value
+        }
+    }
+}
+
+struct WakeupKey: StorageKey {
+    typealias Value = Wakeup
+}
+
+/// Runs `round` once a second while the server runs, at once again when it reports work left
+/// over or `wakeup` is signalled; a failed round is logged and the next one tries again (leases
+/// make every step safe to repeat).
 final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
     let name: String
-    let round: @Sendable (any Database) async throws -> Void
+    let wakeup: Wakeup
+    let round: @Sendable (any Database) async throws -> Bool
     private var task: Task<Void, Never>?
 
-    init(name: String, round: @escaping @Sendable (any Database) async throws -> Void) {
+    init(name: String, wakeup: Wakeup, round: @escaping @Sendable (any Database) async throws -> Bool) {
         self.name = name
+        self.wakeup = wakeup
         self.round = round
     }
 
     func didBootAsync(_ application: Application) async throws {
         let round = round
         let name = name
+        let wakeup = wakeup
         let logger = application.logger
         let db = application.db
         task = Task {
             while !Task.isCancelled {
+                var more = false
                 do {
-                    try await round(db)
+                    more = try await round(db)
                 } catch {
                     logger.warning("\(name) round failed; retrying", metadata: ["error": "\(error)"])
                 }
-                try? await Task.sleep(for: .seconds(1))
+                var waited = 0
+                while !more, waited < 20, !wakeup.take(), !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(50))
+                    waited += 1
+                }
             }
         }
     }

@@ -9,6 +9,8 @@ import TrainerCore
 struct JobService: Sendable {
     let datasets: DatasetService
     let now: @Sendable () -> Date
+    /// Told when a job is queued (wakes this instance's runner at once).
+    var created: @Sendable () -> Void = {}
 
     /// The parameters of `POST /api/jobs`, all optional (the preset's defaults fill the rest);
     /// an unknown key is an error, never silently ignored.
@@ -102,6 +104,7 @@ struct JobService: Sendable {
             dataset.lockedByJobID = id
             try await dataset.save(on: db)
         }
+        created()
         return job
     }
 
@@ -317,6 +320,7 @@ struct JobService: Sendable {
             dataset.lockedByJobID = job.id
             try await dataset.save(on: db)
         }
+        created()
     }
 
     static func encoded(_ value: some Encodable) throws -> String {
