@@ -31,10 +31,11 @@ struct JobRunner: Sendable {
     /// a poll that outlives its lease at worst makes another instance poll too, which is harmless.
     var leaseSeconds: TimeInterval = 30
 
-    /// Poll intervals: often while a job starts or runs, rarely while it waits for a GPU. With
-    /// 200 running jobs that is 40 `/status` calls a second, well inside RunPod's 2000 per 10 s.
+    /// Poll intervals: often while a job runs, less while it waits for a GPU (a start is then
+    /// shown at most ~10 s late). With 200 running jobs that is 40 `/status` calls a second,
+    /// well inside RunPod's 2000 per 10 s (bench/jobs-runpod.sh measures it).
     static let pollWhileRunning: TimeInterval = 5
-    static let pollWhileQueued: TimeInterval = 20
+    static let pollWhileQueued: TimeInterval = 10
     static let submitBatch = 20
     static let pollBatch = 100
 
