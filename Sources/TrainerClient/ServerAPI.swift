@@ -179,33 +179,60 @@ public struct ServerAPI: Sendable {
     public func retryJob(_ id: UUID) async throws -> Job { try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/retry") }
 
     /// Follows `GET /api/jobs/{id}/events` (server-sent events), calling `update` with each state
-    /// until the job ends; reconnects when the stream closes early.
+    /// until the job ends. A dropped stream, a restarting server or a silent connection (the
+    /// server sends something at least every 15 s) leads to a reconnect after a short pause.
     public func watchJob(_ id: UUID, update: @Sendable (Job) -> Void) async throws -> Job {
+        var pause: Duration = .seconds(1)
         while true {
-            var request = HTTPClientRequest(url: baseURL.appendingPathComponent("api/jobs/\(id.uuidString.lowercased())/events").absoluteString)
-            request.headers.add(name: "Authorization", value: "Bearer \(token)")
-            request.headers.add(name: "Accept", value: "text/event-stream")
-            let response = try await http.execute(request, timeout: .hours(24))
-            guard response.status == .ok else {
-                throw ServerAPIError(status: Int(response.status.code), body: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+            do {
+                if let final = try await followEvents(id, update: update) { return final }
+                pause = .seconds(1)
+            } catch let error as ServerAPIError where (400..<500).contains(error.status) {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(15))
             }
-            var pending = ""
-            var last: Job?
-            for try await chunk in response.body {
-                pending += String(buffer: chunk)
-                while let end = pending.range(of: "\n\n") {
-                    let message = String(pending[..<end.lowerBound])
-                    pending = String(pending[end.upperBound...])
-                    let data = message.split(separator: "\n").filter { $0.hasPrefix("data: ") }.map { $0.dropFirst(6) }.joined(separator: "\n")
-                    guard !data.isEmpty, let job = try? JSONDecoder().decode(Job.self, from: Data(data.utf8)) else { continue }
-                    update(job)
-                    last = job
-                }
-            }
-            if let last, last.isFinal { return last }
             let current = try await job(id)
-            if current.isFinal { return current }
+            if current.isFinal {
+                update(current)
+                return current
+            }
         }
+    }
+
+    /// One connection to the event stream; the final job, or nil when the stream ended before it.
+    private func followEvents(_ id: UUID, update: @Sendable (Job) -> Void) async throws -> Job? {
+        var request = HTTPClientRequest(url: baseURL.appendingPathComponent("api/jobs/\(id.uuidString.lowercased())/events").absoluteString)
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Accept", value: "text/event-stream")
+        // Each chunk must come within 45 s (the server's keep-alive is every 15 s).
+        let response = try await http.execute(request, timeout: .seconds(45))
+        guard response.status == .ok else {
+            throw ServerAPIError(status: Int(response.status.code), body: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+        }
+        // Bytes, not strings: a chunk may end inside a UTF-8 character.
+        var pending: [UInt8] = []
+        for try await chunk in response.body {
+            pending += chunk.readableBytesView
+            while let end = Self.messageEnd(in: pending) {
+                let message = String(decoding: pending[..<end], as: UTF8.self)
+                pending.removeFirst(end + 2)
+                let data = message.split(separator: "\n").filter { $0.hasPrefix("data: ") }.map { $0.dropFirst(6) }.joined(separator: "\n")
+                guard !data.isEmpty, let job = try? JSONDecoder().decode(Job.self, from: Data(data.utf8)) else { continue }
+                update(job)
+                if job.isFinal { return job }
+            }
+        }
+        return nil
+    }
+
+    static func messageEnd(in bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 2 else { return nil }
+        for index in 0..<(bytes.count - 1) where bytes[index] == 10 && bytes[index + 1] == 10 { return index }
+        return nil
     }
 
     /// The dataset with this id, or else the one with this exact name.

@@ -263,8 +263,46 @@ import VaporTesting
             setup.fake.forget(runPodID)
             setup.store.clock.advance(by: 30)
             try await setup.tick()
+            // One 404 may be a glitch: a second look a minute later decides.
+            #expect(try await setup.job(id)["status"] as? String == "submitted")
+            setup.store.clock.advance(by: 61)
+            try await setup.tick()
             shown = try await setup.job(id)
             #expect(shown["status"] as? String == "failed" && (shown["error"] as? String)?.contains("no longer knows") == true)
+        }
+    }
+
+    @Test func aRefusedSubmissionFailsWithTheReasonAndPendingUploadsHoldJobsBack() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            setup.fake.inject(.status(401), into: "run")
+            try await setup.tick()
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "failed" && (shown["error"] as? String)?.contains("RUNPOD_API_KEY") == true)
+            #expect(setup.fake.calls("run") == 1)
+            // Upload URLs still valid could change the files under a job.
+            #expect(try await setup.user.sign(setup.datasetID, [("target/late.png", TestImage.png())]).status == .ok)
+            let held = try await setup.user.client.send(.POST, "/api/jobs", body: #"{"datasetId": "\#(setup.datasetID)"}"#)
+            #expect(held.status == .conflict && held.errorCode == "upload_in_progress")
+        }
+    }
+
+    @Test func aRetryIgnoresTheOldAttemptsWebhook() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            setup.fake.inject(.dropAfterHandling, into: "run")
+            try await setup.tick()
+            let lost = try #require(setup.fake.jobs.first)
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
+            try await setup.tick()
+            #expect(try await setup.job(id)["status"] as? String == "cancelled")
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/retry")
+            // The first attempt's webhook arrives late: unknown now, nothing changes.
+            let path = try #require(lost.webhook.flatMap { URL(string: $0)?.path })
+            let late = try await setup.user.client.send(.POST, path, body: #"{"id": "\#(lost.id)", "status": "COMPLETED", "output": {"steps": 3}}"#)
+            #expect(late.status == .notFound)
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "queued" && shown["runpodJobId"] == nil && shown["attempt"] as? Int == 2)
         }
     }
 

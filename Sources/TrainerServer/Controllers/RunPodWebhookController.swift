@@ -22,7 +22,9 @@ struct RunPodWebhookController: Sendable {
             throw APIError.badRequest("invalid_json", "The body must be a RunPod job status: {\"id\", \"status\", \"output\"?, \"error\"?}.")
         }
         if job.runPodJobID == nil {
-            // The submission's answer was lost; RunPod tells us the id now.
+            // The submission's answer was lost; RunPod tells us the id now (only for a submission
+            // under way: the secret is renewed with every attempt).
+            guard job.submitStartedAt != nil, !job.status.isFinal else { return Response(status: .ok) }
             job.runPodJobID = report.id
         } else if job.runPodJobID != report.id {
             // Another attempt's job: nothing to do, but RunPod must stop retrying.

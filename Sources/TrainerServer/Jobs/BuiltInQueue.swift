@@ -31,7 +31,8 @@ struct BuiltInQueue: Sendable {
             let sql = db as! any SQLDatabase
             let claimed = try await sql.raw("""
                 UPDATE jobs SET lease_owner = \(bind: "worker:" + worker), lease_until = \(bind: time.addingTimeInterval(leaseSeconds))
-                WHERE id = \(bind: candidate.id!) AND status = 'queued' AND (lease_until IS NULL OR lease_until < \(bind: time))
+                WHERE id = \(bind: candidate.id!) AND status = 'queued' AND cancel_requested = \(bind: false)
+                AND (lease_until IS NULL OR lease_until < \(bind: time))
                 RETURNING id
                 """).all()
             guard claimed.count == 1, let job = try await Job.find(candidate.id, on: db) else { continue }
@@ -39,11 +40,7 @@ struct BuiltInQueue: Sendable {
             job.runPodJobID = runnerID
             job.runnerStatus = "IN_PROGRESS"
             let taken = jobs.transition(job, to: .running, at: time, message: "Worker \(worker) took it (attempt \(job.attempt)).")
-            job.updatedAt = time
-            try await db.transaction { db in
-                try await job.save(on: db)
-                try await taken.create(on: db)
-            }
+            guard try await jobs.commit(job, from: .queued, events: [taken], condition: "lease_owner = \(bind: "worker:" + worker)", on: db) else { continue }
             return (runnerID, try jobs.input(for: job, bucket: bucket))
         }
         return nil
@@ -97,6 +94,7 @@ struct BuiltInQueue: Sendable {
         let lost = try await Job.query(on: db).filter(\.$status == .running).filter(\.$leaseUntil < time).all()
         for job in lost {
             let worker = job.leaseOwner ?? "worker"
+            let attempt = job.attempt
             let event: JobEvent
             if job.cancelRequested {
                 event = jobs.transition(job, to: .cancelled, at: time, message: "Cancelled; its worker stopped answering.")
@@ -108,17 +106,14 @@ struct BuiltInQueue: Sendable {
                 job.status = .queued
                 job.runPodJobID = nil
                 job.runnerStatus = nil
+                job.updatedAt = time
                 event = JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
                                  message: "\(worker.replacingOccurrences(of: "worker:", with: "Worker ")) stopped answering; back in the queue as attempt \(job.attempt), resuming from the last checkpoint.")
             }
             job.leaseOwner = nil
             job.leaseUntil = nil
-            job.updatedAt = time
-            try await db.transaction { db in
-                try await job.save(on: db)
-                try await event.create(on: db)
-            }
-            if job.status.isFinal { try await jobs.releaseDataset(job.datasetID, on: db) }
+            // Only if nothing changed since it was read (a result, a ping, another instance).
+            try await jobs.commit(job, from: .running, events: [event], condition: "lease_until < \(bind: time) AND attempt = \(bind: attempt)", on: db)
         }
     }
 

@@ -51,14 +51,14 @@ struct JobRunner: Sendable {
     // MARK: Claims
 
     /// Takes the job for `leaseSeconds` if no live lease holds it and it still matches `condition`.
-    func claim(_ id: UUID, where condition: String, on db: any Database) async throws -> Bool {
+    func claim(_ id: UUID, where condition: SQLQueryString, on db: any Database) async throws -> Bool {
         let time = now()
         let sql = db as! any SQLDatabase
-        let claimed = try await sql.raw("""
+        let claim: SQLQueryString = """
             UPDATE jobs SET lease_owner = \(bind: instanceID), lease_until = \(bind: time.addingTimeInterval(leaseSeconds))
-            WHERE id = \(bind: id) AND (lease_until IS NULL OR lease_until < \(bind: time)) AND \(unsafeRaw: condition)
-            RETURNING id
-            """).all()
+            WHERE id = \(bind: id) AND (lease_until IS NULL OR lease_until < \(bind: time)) AND\u{20}
+            """
+        let claimed = try await sql.raw(claim + condition + " RETURNING id").all()
         return claimed.count == 1
     }
 
@@ -74,13 +74,19 @@ struct JobRunner: Sendable {
     @discardableResult
     func submitQueued(on db: any Database) async throws -> Int {
         let time = now()
+        try await failForgottenSubmissions(on: db)
         let candidates = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$cancelRequested == false)
             .filter(\.$submitStartedAt == nil).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
             .sort(\.$createdAt).limit(Self.submitBatch).all()
-        let condition = "status = 'queued' AND submit_started_at IS NULL AND cancel_requested = \(Self.falseLiteral(db))"
+        let condition: SQLQueryString = "status = 'queued' AND submit_started_at IS NULL AND cancel_requested = \(bind: false)"
         try await candidates.concurrentMap(limit: 8) { candidate in
-            guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
-            try await submit(job, on: db)
+            // One job's trouble must not cancel the others' submissions.
+            do {
+                guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
+                try await submit(job, on: db)
+            } catch {
+                db.logger.warning("submitting a job failed; it is tried again", metadata: ["job": "\(candidate.id!)", "error": "\(error)"])
+            }
         }
         return candidates.count
     }
@@ -91,27 +97,73 @@ struct JobRunner: Sendable {
         job.submitStartedAt = now()
         try await job.save(on: db)
         let webhook = webhookBase.map { $0.appendingPathComponent("api/runpod/webhook/\(secret)") }
+        let input = try jobs.input(for: job, bucket: bucket)
+        let policy = try Self.policy(job)
+        let runPod = runPod
         do {
-            let parameters = try JSONDecoder().decode(QwenImageEdit2509.Parameters.self, from: Data(job.parameters.utf8))
-            let submitted = try await runPod.run(input: try jobs.input(for: job, bucket: bucket), webhook: webhook, policy: .training(expectedSeconds: parameters.steps * 8))
+            // Not cancelled with this round (a server shutting down): an abandoned /run would
+            // leave a paid job behind with its answer lost.
+            let submitted = try await Task { try await runPod.run(input: input, webhook: webhook, policy: policy) }.value
+            // The id first, on its own: whatever happens next, the run can be found and stopped.
+            try await (db as! any SQLDatabase).raw("UPDATE jobs SET runpod_job_id = \(bind: submitted.id) WHERE id = \(bind: job.id!)").run()
             job.runPodJobID = submitted.id
-            try await jobs.apply(submitted, to: job, on: db)
+            if try await !jobs.apply(submitted, to: job, on: db), job.status == .cancelled || job.cancelRequested {
+                // Cancelled while it was being submitted: stop it at RunPod too.
+                _ = try? await runPod.cancel(submitted.id)
+            }
             try await release(job, nextPollAt: now().addingTimeInterval(Self.pollWhileRunning), on: db)
+        } catch let error as RunPodError where (400..<500).contains(error.status) && error.status != 429 {
+            // Refused for good (wrong endpoint id or key, a body RunPod rejects): say so.
+            let event = jobs.transition(job, to: .failed, at: now(), message: "RunPod refused the job: \(error)")
+            job.error = "RunPod refused the job (HTTP \(error.status)); check RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY."
+            job.errorDetail = error.message
+            job.leaseOwner = nil
+            job.leaseUntil = nil
+            try await jobs.commit(job, from: .queued, events: [event], on: db)
         } catch let error as RunPodError where !error.mayHaveArrived {
-            // RunPod refused it or never saw it: submit again later, from the start.
+            // Throttled or never sent: submit again later, from the start.
             job.submitStartedAt = nil
             job.webhookDigest = nil
             job.leaseOwner = nil
             job.leaseUntil = now().addingTimeInterval(10)
             try await job.save(on: db)
         } catch let error as RunPodError {
+            guard webhookBase != nil else {
+                // Without a webhook nothing will ever tell us: end it, saying what may be true.
+                let event = jobs.transition(job, to: .failed, at: now(), message: Self.uncertainMessage(error) + " No webhook is configured (GOMODEL_PUBLIC_URL), so it cannot be recovered.")
+                job.error = "The submission's answer was lost; the job may still run at RunPod (see its console). Retry it to run it again."
+                job.leaseOwner = nil
+                job.leaseUntil = nil
+                try await jobs.commit(job, from: .queued, events: [event], on: db)
+                return
+            }
             try await JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: Self.uncertainMessage(error)).create(on: db)
             try await release(job, nextPollAt: nil, on: db)
         }
     }
 
+    static func policy(_ job: Job) throws -> RunPodPolicy {
+        let parameters = try JSONDecoder().decode(QwenImageEdit2509.Parameters.self, from: Data(job.parameters.utf8))
+        return .training(expectedSeconds: parameters.steps * 8)
+    }
+
     static func uncertainMessage(_ error: RunPodError) -> String {
         "The answer to the submission was lost (\(error)); RunPod may have the job. It is not sent again (that could start a second paid run): its result arrives through RunPod's webhook. Cancel or retry it if nothing happens."
+    }
+
+    /// A submission whose answer was lost and whose webhook never came within the job's time to
+    /// live (plus RunPod's 30 minutes of retention) did not run, or ran unseen: it fails.
+    func failForgottenSubmissions(on db: any Database) async throws {
+        let uncertain = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$runPodJobID == nil)
+            .filter(\.$submitStartedAt != nil).filter(\.$leaseUntil == nil).limit(50).all()
+        for job in uncertain {
+            guard let started = job.submitStartedAt,
+                  now().timeIntervalSince(started) > TimeInterval(try Self.policy(job).ttl) / 1000 + 1800
+            else { continue }
+            let event = jobs.transition(job, to: .failed, at: now(), message: "No word from RunPod about the lost submission within its time to live.")
+            job.error = "RunPod never reported on this job after its submission's answer was lost; retry it to run it again."
+            try await jobs.commit(job, from: .queued, events: [event], condition: "runpod_job_id IS NULL", on: db)
+        }
     }
 
     // MARK: Cancelling
@@ -121,17 +173,15 @@ struct JobRunner: Sendable {
         let candidates = try await Job.query(on: db).filter(\.$cancelRequested == true).filter(\.$status ~~ [.queued, .submitted, .running])
             .group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }.limit(Self.submitBatch).all()
         for candidate in candidates {
-            guard try await claim(candidate.id!, where: "cancel_requested = \(Self.trueLiteral(db))", on: db), let job = try await Job.find(candidate.id, on: db) else { continue }
+            let condition: SQLQueryString = "cancel_requested = \(bind: true) AND status IN ('queued', 'submitted', 'running')"
+            guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { continue }
             guard let runPodID = job.runPodJobID else {
                 // Never reached RunPod as far as we know (or its id was lost): end it here.
+                let previous = job.status
                 let event = jobs.transition(job, to: .cancelled, at: now(), message: "Cancelled; RunPod's id for it is unknown, so RunPod was not told.")
                 job.leaseOwner = nil
                 job.leaseUntil = nil
-                try await db.transaction { db in
-                    try await job.save(on: db)
-                    try await event.create(on: db)
-                }
-                try await jobs.releaseDataset(job.datasetID, on: db)
+                try await jobs.commit(job, from: previous, events: [event], condition: "runpod_job_id IS NULL", on: db)
                 continue
             }
             do {
@@ -139,7 +189,10 @@ struct JobRunner: Sendable {
                 try await jobs.apply(answer, to: job, on: db)
                 try await release(job, nextPollAt: now(), on: db)
             } catch {
-                try await release(job, nextPollAt: now().addingTimeInterval(Self.pollWhileRunning), on: db)
+                // Keep the claim a while: RunPod allows 100 cancels per 10 s.
+                job.leaseUntil = now().addingTimeInterval(leaseSeconds)
+                job.nextPollAt = now().addingTimeInterval(Self.pollWhileRunning)
+                try await job.save(on: db)
             }
         }
     }
@@ -153,11 +206,19 @@ struct JobRunner: Sendable {
             .filter(\.$nextPollAt <= time).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
             .sort(\.$nextPollAt).limit(Self.pollBatch).all()
         try await due.concurrentMap(limit: 8) { candidate in
-            guard try await claim(candidate.id!, where: "status IN ('submitted', 'running')", on: db), let job = try await Job.find(candidate.id, on: db) else { return }
-            try await poll(job, on: db)
+            do {
+                let condition: SQLQueryString = "status IN ('submitted', 'running') AND next_poll_at <= \(bind: time)"
+                guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
+                try await poll(job, on: db)
+            } catch {
+                db.logger.warning("polling a job failed; it is tried again", metadata: ["job": "\(candidate.id!)", "error": "\(error)"])
+            }
         }
         return due.count
     }
+
+    /// Marks a first 404 in `runnerStatus`; only a second one, a minute later, ends the job.
+    static let notFound = "NOT_FOUND"
 
     private func poll(_ job: Job, on db: any Database) async throws {
         do {
@@ -166,22 +227,22 @@ struct JobRunner: Sendable {
             let interval = job.status == .submitted ? Self.pollWhileQueued : Self.pollWhileRunning
             try await release(job, nextPollAt: job.status.isFinal ? nil : now().addingTimeInterval(interval), on: db)
         } catch let error as RunPodError where error.status == 404 {
+            guard job.runnerStatus == Self.notFound else {
+                // One 404 may be a glitch: look again in a minute.
+                job.runnerStatus = Self.notFound
+                try await release(job, nextPollAt: now().addingTimeInterval(60), on: db)
+                return
+            }
             // RunPod forgot it (TTL passed, or more than 30 minutes after its end went unseen).
+            let previous = job.status
             let event = jobs.transition(job, to: .failed, at: now(), message: "RunPod no longer knows the job (its time to live ran out, or its result expired unseen).")
             job.error = "RunPod no longer knows this job; retry it to run again from the last checkpoint."
             job.leaseOwner = nil
             job.leaseUntil = nil
-            try await db.transaction { db in
-                try await job.save(on: db)
-                try await event.create(on: db)
-            }
-            try await jobs.releaseDataset(job.datasetID, on: db)
+            try await jobs.commit(job, from: previous, events: [event], on: db)
         } catch is RunPodError {
             // Throttled or unreachable even after retries: try again a little later.
             try await release(job, nextPollAt: now().addingTimeInterval(Self.pollWhileRunning * 2), on: db)
         }
     }
-
-    static func trueLiteral(_ db: any Database) -> String { (db as? any SQLDatabase)?.dialect.name == "sqlite" ? "1" : "true" }
-    static func falseLiteral(_ db: any Database) -> String { (db as? any SQLDatabase)?.dialect.name == "sqlite" ? "0" : "false" }
 }

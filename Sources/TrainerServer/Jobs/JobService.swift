@@ -64,6 +64,12 @@ struct JobService: Sendable {
     // MARK: Creation
 
     func create(userID: UUID, dataset: Dataset, parameters: QwenImageEdit2509.Parameters, on db: any Database) async throws -> Job {
+        // Upload URLs cannot be revoked: while some are valid, the files could change under the job.
+        let cutoff = now().addingTimeInterval(-DatasetService.uploadWindow)
+        if let pending = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$pendingBytes != nil)
+            .filter(\.$signedAt > cutoff).sort(\.$signedAt, .descending).first(), let signed = pending.signedAt {
+            throw APIError.conflict("upload_in_progress", "Uploads to this dataset are under way (\(pending.key) and maybe others); finish them (POST …/uploads/complete), or start the job after \(signed.addingTimeInterval(DatasetService.uploadWindow)) when their URLs expire.")
+        }
         let files = try await datasets.files(of: dataset, on: db)
         let report = datasets.report(dataset, files: files)
         guard report.isSound, report.samples > 0, let controls = report.controlsPerSample else {
@@ -185,33 +191,37 @@ struct JobService: Sendable {
         }
         guard changed else { return false }
         job.updatedAt = time
-        let moved = job.status != previous
-        let applied = try await db.transaction { [events] db in
-            // The webhook, a poll and a worker may report the same change at once: the status
-            // moves only from the one this report was read against, so exactly one of them wins.
-            if moved {
-                let sql = db as! any SQLDatabase
-                let won = try await sql.raw("UPDATE jobs SET status = \(bind: job.status.rawValue) WHERE id = \(bind: job.id!) AND status = \(bind: previous.rawValue) RETURNING id").all()
-                guard won.count == 1 else { return false }
-            }
+        return try await commit(job, from: previous, events: events, on: db)
+    }
+
+    /// Saves a job whose status was read as `previous`, and its events, only if the stored status
+    /// is still `previous` (and `condition` holds): the webhook, a poll, a worker and the user may
+    /// act on one job at once, and exactly one of them wins each change. The loser's copy is
+    /// refreshed from the database. Returns whether this one won.
+    @discardableResult
+    func commit(_ job: Job, from previous: JobStatus, events: [JobEvent] = [], condition: SQLQueryString? = nil, on db: any Database) async throws -> Bool {
+        let applied = try await db.transaction { db in
+            let sql = db as! any SQLDatabase
+            var query: SQLQueryString = "UPDATE jobs SET status = \(bind: job.status.rawValue), updated_at = \(bind: job.updatedAt) WHERE id = \(bind: job.id!) AND status = \(bind: previous.rawValue)"
+            if let condition { query = query + " AND " + condition }
+            guard try await sql.raw(query + " RETURNING id").all().count == 1 else { return false }
             try await job.save(on: db)
             for event in events { try await event.create(on: db) }
+            // The dataset may change again once no active job uses it (in the same transaction,
+            // so a crash cannot leave it locked by a finished job).
+            if job.status.isFinal { try await releaseDataset(job.datasetID, on: db) }
             return true
         }
-        guard applied else {
-            // Someone else moved it first; take their version.
-            if let current = try await Job.find(job.id, on: db) { Self.copy(current, into: job) }
-            return false
-        }
-        if job.status.isFinal { try await releaseDataset(job.datasetID, on: db) }
-        return true
+        if !applied, let current = try await Job.find(job.id, on: db) { Self.copy(current, into: job) }
+        return applied
     }
 
     /// Refreshes a loaded job with the stored one.
     static func copy(_ source: Job, into job: Job) {
         job.status = source.status
         job.runnerStatus = source.runnerStatus
-        job.runPodJobID = source.runPodJobID
+        // A RunPod id this copy learned (from /run) is never dropped: it is the only handle on a paid run.
+        job.runPodJobID = source.runPodJobID ?? job.runPodJobID
         job.progress = source.progress
         job.artifacts = source.artifacts
         job.error = source.error
@@ -230,6 +240,7 @@ struct JobService: Sendable {
     /// Moves the job to `status`, stamping the times; the caller saves it with the event.
     func transition(_ job: Job, to status: JobStatus, at time: Date, message: String) -> JobEvent {
         job.status = status
+        job.updatedAt = time
         switch status {
         case .submitted: job.submittedAt = job.submittedAt ?? time
         case .running: job.startedAt = job.startedAt ?? time
@@ -272,19 +283,23 @@ struct JobService: Sendable {
         guard !job.status.isFinal else {
             throw APIError.conflict("job_finished", "The job already ended (\(job.status.rawValue)); there is nothing to cancel.")
         }
+        let time = now()
+        let previous = job.status
         job.cancelRequested = true
-        job.updatedAt = now()
+        job.updatedAt = time
         if job.status == .queued, job.runPodJobID == nil, job.submitStartedAt == nil {
-            let event = transition(job, to: .cancelled, at: now(), message: "Cancelled before it reached a GPU.")
-            try await db.transaction { db in
-                try await job.save(on: db)
-                try await event.create(on: db)
+            // Only while nobody is submitting it or handing it to a worker (no live lease).
+            let event = transition(job, to: .cancelled, at: time, message: "Cancelled before it reached a GPU.")
+            if try await commit(job, from: previous, events: [event], condition: "submit_started_at IS NULL AND (lease_until IS NULL OR lease_until < \(bind: time))", on: db) {
+                return
             }
-            try await releaseDataset(job.datasetID, on: db)
-        } else {
-            try await job.save(on: db)
-            try await JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: "Cancel requested.").create(on: db)
+            job.cancelRequested = true
+            job.updatedAt = time
         }
+        guard !job.status.isFinal else { return }
+        let sql = db as! any SQLDatabase
+        try await sql.raw("UPDATE jobs SET cancel_requested = \(bind: true), updated_at = \(bind: time) WHERE id = \(bind: job.id!)").run()
+        try await JobEvent(jobID: job.id!, at: time, status: job.status.rawValue, message: "Cancel requested.").create(on: db)
     }
 
     /// A new attempt of a failed, cancelled or timed-out job, with the same output prefix so the
@@ -309,6 +324,8 @@ struct JobService: Sendable {
         job.startedAt = nil
         job.finishedAt = nil
         job.submitStartedAt = nil
+        // The old attempt's webhook must not be taken for the new one's.
+        job.webhookDigest = nil
         job.leaseOwner = nil
         job.leaseUntil = nil
         job.nextPollAt = nil
