@@ -1,0 +1,58 @@
+import Testing
+import TrainerCore
+
+@Suite struct WorkerJobTests {
+    static let input: JSONValue = [
+        "contract_version": 1, "trainer_job_id": "3f2a", "attempt": 2,
+        "job_config": ["job": "extension", "config": ["name": "gm_3f2a", "process": [[
+            "training_folder": "/workspace/output",
+            "datasets": [["folder_path": "/workspace/datasets/d1/target", "control_path": ["/workspace/datasets/d1/control_1"]]],
+            "sample": ["samples": [["prompt": "keep /workspace in text", "ctrl_img_1": "/workspace/datasets/d1/control_1/a.png"]]],
+        ]]]],
+        "r2_dataset": ["datasetId": "d1", "bucket": "b", "prefix": "datasets/d1/"],
+        "output": ["bucket": "b", "prefix": "outputs/3f2a/"],
+    ]
+
+    @Test func aGoodInputIsReadAndItsPathsMapped() throws {
+        let job = try WorkerJob(input: Self.input)
+        #expect(job.attempt == 2 && job.runName == "gm_3f2a" && job.outputPrefix == "outputs/3f2a/")
+        let config = job.config(workRoot: "/tmp/work/")
+        guard case .array(let processes)? = config["config"]?["process"], let process = processes.first,
+              case .array(let datasets)? = process["datasets"], case .array(let samples)? = process["sample"]?["samples"]
+        else { Issue.record("shape"); return }
+        #expect(process["training_folder"] == "/tmp/work/output")
+        #expect(datasets.first?["control_path"] == ["/tmp/work/datasets/d1/control_1"])
+        #expect(samples.first?["ctrl_img_1"] == "/tmp/work/datasets/d1/control_1/a.png")
+        #expect(samples.first?["prompt"] == "keep /workspace in text", "only whole paths move")
+    }
+
+    @Test func badInputsSayWhatIsWrong() {
+        func problem(_ change: (inout [(String, JSONValue)]) -> Void) -> String? {
+            guard case .object(var pairs) = Self.input else { return nil }
+            change(&pairs)
+            do {
+                _ = try WorkerJob(input: .object(pairs))
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        #expect(problem { $0.removeAll { $0.0 == "contract_version" } }?.contains("contract_version is missing") == true)
+        #expect(problem { $0[0].1 = 2 }?.contains("is 2 but this worker speaks 1") == true)
+        #expect(problem { $0.removeAll { $0.0 == "output" } } == "input.output.bucket is missing or not a string")
+        #expect(problem { $0[$0.firstIndex { $0.0 == "output" }!].1 = ["bucket": "b", "prefix": "../x/"] }?.contains("without '..'") == true)
+        #expect(problem { $0[$0.firstIndex { $0.0 == "job_config" }!].1 = ["job": "extension"] }?.contains("config.name") == true)
+        #expect((try? WorkerJob(input: "text")) == nil)
+    }
+
+    @Test func outputFilesMapToArtifacts() throws {
+        let job = try WorkerJob(input: Self.input)
+        #expect(job.artifact(forOutputFile: "gm_3f2a.safetensors") == JobArtifact(kind: .lora, key: "outputs/3f2a/lora/gm_3f2a.safetensors"))
+        #expect(job.artifact(forOutputFile: "gm_3f2a_000000250.safetensors") == JobArtifact(kind: .checkpoint, key: "outputs/3f2a/checkpoints/gm_3f2a_000000250.safetensors", step: 250))
+        #expect(job.artifact(forOutputFile: "samples/1763563000704__000004000_0.jpg") == JobArtifact(kind: .sample, key: "outputs/3f2a/samples/1763563000704__000004000_0.jpg", step: 4000))
+        #expect(job.artifact(forOutputFile: "optimizer.pt")?.kind == .checkpoint)
+        for ignored in ["samples/.tmp/x.jpg", "samples/.thumbs/x.jpg", "loss_log.db-wal", ".job_config.json", "gm_3f2a_x.safetensors"] {
+            #expect(job.artifact(forOutputFile: ignored) == nil, "\(ignored)")
+        }
+    }
+}
