@@ -1,6 +1,7 @@
 extension Array where Element: Sendable {
     /// `transform` applied to every element, at most `limit` at a time, results in order.
     /// The first error cancels the rest and is thrown.
+    @discardableResult
     public func concurrentMap<Result: Sendable>(limit: Int, _ transform: @escaping @Sendable (Element) async throws -> Result) async throws -> [Result] {
         try await withThrowingTaskGroup(of: (Int, Result).self) { group in
             var results = [Result?](repeating: nil, count: count)

@@ -18,7 +18,7 @@ import TrainerCore
             process.executableURL = URL(fileURLWithPath: JobRestartTests.binary)
             process.arguments = ["serve", "--port", String(port)]
             process.environment = environment
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
             handle.seekToEndOfFile()
             process.standardOutput = handle

@@ -113,7 +113,7 @@ struct Bucket: Sendable {
                 startAfter = page.nextStartAfter
             } while startAfter != nil
         }
-        _ = try await keys.concurrentMap(limit: 16) { try await delete(key: $0) }
+        try await keys.concurrentMap(limit: 16) { try await delete(key: $0) }
         return keys.count
     }
 }
