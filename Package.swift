@@ -58,6 +58,17 @@ let package = Package(
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
             ]
         ),
+        // The GPU worker (`gomodel worker`): RunPod's worker protocol, the training handler. No Vapor.
+        .target(
+            name: "TrainerWorker",
+            dependencies: [
+                "TrainerCore",
+                "ObjectStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
+        ),
         // The API client of the CLI (login, dataset push…): no Vapor, so scripts and the worker could use it.
         .target(
             name: "TrainerClient",
@@ -104,6 +115,7 @@ let package = Package(
                 "TrainerClient",
                 "ObjectStorage",
                 "RunPod",
+                "TrainerWorker",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "VaporTesting", package: "vapor"),
             ]

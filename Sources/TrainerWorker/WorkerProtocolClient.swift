@@ -1,0 +1,112 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import TrainerCore
+
+/// The worker's side of RunPod's protocol (reference/runpod.md §2.3–§2.9): take a job, post
+/// progress and the result to job-done, poll job-stop, ping.
+public struct WorkerProtocolClient: Sendable {
+    public let endpoints: WorkerEndpoints
+    let http: HTTPClient
+
+    public init(endpoints: WorkerEndpoints, http: HTTPClient) {
+        self.endpoints = endpoints
+        self.http = http
+    }
+
+    public struct TakenJob: Sendable, Equatable {
+        public let id: String
+        public let input: JSONValue
+    }
+
+    public enum TakeOutcome: Sendable, Equatable {
+        case job(TakenJob)
+        /// 204, 400 (no job "expected when FlashBoot is enabled"), or an empty or non-JSON body.
+        case none
+        /// 429: wait before asking again.
+        case slowDown
+    }
+
+    public struct ProtocolError: Error, Sendable, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// One take; `inProgress` tells the platform whether this worker already runs a job.
+    public func take(inProgress: Bool = false, timeout: TimeAmount = .seconds(95)) async throws -> TakeOutcome {
+        let response = try await send(.GET, endpoints.jobTake + "&job_in_progress=\(inProgress ? 1 : 0)", timeout: timeout)
+        switch response.status {
+        case 204, 400: return .none
+        case 429: return .slowDown
+        case 200..<300:
+            guard let json = try? JSONDecoder().decode(JSONValue.self, from: response.body), let id = json["id"]?.stringValue, let input = json["input"] else {
+                return .none
+            }
+            return .job(TakenJob(id: id, input: input))
+        default:
+            throw ProtocolError(description: "job-take answered HTTP \(response.status)")
+        }
+    }
+
+    /// Progress while the job runs: `{"status": "IN_PROGRESS", "output": progress}`.
+    public func progress(jobID: String, _ progress: JSONValue) async throws {
+        try await done(jobID: jobID, body: ["status": "IN_PROGRESS", "output": progress])
+    }
+
+    /// The result (`{"output": …}`) or the failure (`{"error": …}`), retried a few times: it is
+    /// the one message that must arrive.
+    public func finish(jobID: String, output: JSONValue? = nil, error: String? = nil) async throws {
+        var body: [(String, JSONValue)] = []
+        if let output { body.append(("output", output)) }
+        if let error { body.append(("error", .string(error))) }
+        var attempt = 0
+        while true {
+            do {
+                return try await done(jobID: jobID, body: .object(body))
+            } catch {
+                attempt += 1
+                guard attempt < 5 else { throw error }
+                try await Task.sleep(for: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(500), maxDelay: .seconds(8)).delay(afterAttempt: attempt, retryAfter: nil))
+            }
+        }
+    }
+
+    func done(jobID: String, body: JSONValue) async throws {
+        // RunPod's SDK labels the JSON text as a form; servers that follow it expect the same.
+        let response = try await send(.POST, endpoints.jobDone(jobID) + "&isStream=false", body: Data(body.rendered().utf8), contentType: "application/x-www-form-urlencoded", timeout: .seconds(30))
+        guard (200..<300).contains(response.status) else {
+            throw ProtocolError(description: "job-done answered HTTP \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))")
+        }
+    }
+
+    /// Ids of jobs to stop; empty when there are none.
+    public func jobsToStop() async throws -> [String] {
+        let response = try await send(.GET, endpoints.jobStop, timeout: .seconds(95))
+        guard response.status == 200, let json = try? JSONDecoder().decode(JSONValue.self, from: response.body),
+              case .array(let ids)? = json["jobsToStop"]
+        else { return [] }
+        return ids.compactMap(\.stringValue)
+    }
+
+    public func ping(jobIDs: [String]) async throws {
+        var url = endpoints.ping
+        if !jobIDs.isEmpty { url += "&job_id=" + jobIDs.joined(separator: ",") }
+        _ = try await send(.GET, url, timeout: .seconds(Int64(endpoints.pingInterval.components.seconds * 2)))
+    }
+
+    struct Answer {
+        let status: UInt
+        let body: Data
+    }
+
+    private func send(_ method: HTTPMethod, _ url: String, body: Data? = nil, contentType: String? = nil, timeout: TimeAmount) async throws -> Answer {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "Authorization", value: endpoints.authorization)
+        if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+        if let body { request.body = .bytes(ByteBuffer(data: body)) }
+        let response = try await http.execute(request, timeout: timeout)
+        return Answer(status: response.status.code, body: Data(buffer: try await response.body.collect(upTo: 64 << 20)))
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+import TrainerCore
+@testable import TrainerServer
+import TrainerWorker
+import VaporTesting
+
+/// The worker's protocol client against the built-in queue of a listening server.
+@Suite(.serialized) struct WorkerProtocolTests {
+    @Test func runPodsVariablesBecomeTheURLs() throws {
+        let endpoints = try WorkerEndpoints.fromRunPod(environment: [
+            "RUNPOD_WEBHOOK_GET_JOB": "https://api.runpod.ai/v2/ep/job-take/$RUNPOD_POD_ID?gpu=H100",
+            "RUNPOD_WEBHOOK_POST_OUTPUT": "https://api.runpod.ai/v2/ep/job-done/$RUNPOD_POD_ID/$ID?gpu=H100",
+            "RUNPOD_WEBHOOK_PING": "https://api.runpod.ai/v2/ep/ping/$RUNPOD_POD_ID?gpu=H100",
+            "RUNPOD_AI_API_KEY": "raw-key", "RUNPOD_POD_ID": "pod7", "RUNPOD_PING_INTERVAL": "4000",
+        ])
+        #expect(endpoints.jobTake == "https://api.runpod.ai/v2/ep/job-take/pod7?gpu=H100")
+        #expect(endpoints.jobDone("job-1-u1") == "https://api.runpod.ai/v2/ep/job-done/pod7/job-1-u1?gpu=H100")
+        #expect(endpoints.jobStop == "https://api.runpod.ai/v2/ep/job-stop/pod7?gpu=H100")
+        #expect(endpoints.ping == "https://api.runpod.ai/v2/ep/ping/pod7?gpu=H100" && endpoints.pingInterval == .seconds(4))
+        #expect(endpoints.authorization == "raw-key")
+        // Templates that use $ID for the worker, and no query string.
+        let bare = try WorkerEndpoints.fromRunPod(environment: [
+            "RUNPOD_WEBHOOK_GET_JOB": "http://x/v2/ep/job-take/$ID", "RUNPOD_WEBHOOK_POST_OUTPUT": "http://x/v2/ep/job-done/$RUNPOD_POD_ID/$ID",
+            "RUNPOD_AI_API_KEY": "k", "RUNPOD_POD_ID": "p",
+        ])
+        #expect(bare.jobTake == "http://x/v2/ep/job-take/p?" && bare.ping == "http://x/v2/ep/ping/p?" && bare.jobDone("j") == "http://x/v2/ep/job-done/p/j?")
+        #expect(throws: WorkerEndpoints.MissingSetting.self) { try WorkerEndpoints.fromRunPod(environment: [:]) }
+    }
+
+    @Test func aWorkerTakesReportsAndFinishesThroughTheBuiltInQueue() async throws {
+        try await withRunningStore { store in
+            var user = try await DatasetTests.User(store, email: "ann@example.com")
+            let datasetID = try await user.createDataset()
+            try await user.upload(datasetID, DatasetTests.pair)
+            let key = try await Administration(app: store.app).createWorkerKey(name: "box")
+            let client = WorkerProtocolClient(endpoints: .builtInQueue(server: store.baseURL, key: key, workerID: "pod 1"), http: store.http)
+            #expect(try await client.take(timeout: .seconds(5)) == WorkerProtocolClient.TakeOutcome.none)
+
+            var setup = JobTests.Setup(user: user, store: store, fake: FakeRunPod(), datasetID: datasetID)
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            guard case .job(let taken) = try await client.take(timeout: .seconds(5)) else { Issue.record("no job"); return }
+            let job = try WorkerJob(input: taken.input)
+            #expect(job.trainerJobID == id.lowercased() && job.datasetPrefix == "datasets/\(datasetID)/")
+
+            try await client.ping(jobIDs: [taken.id])
+            try await client.progress(jobID: taken.id, ["phase": "training", "step": 5, "total_steps": 100, "loss": 0.3])
+            #expect((try await setup.job(id)["progress"] as? [String: Any])?["step"] as? Int == 5)
+            #expect(try await client.jobsToStop().isEmpty)
+            _ = try await user.client.send(.POST, "/api/jobs/\(id)/cancel")
+            #expect(try await client.jobsToStop() == [taken.id])
+            try await client.finish(jobID: taken.id, error: "stopped on request")
+            #expect(try await setup.job(id)["status"] as? String == "cancelled")
+
+            let wrong = WorkerProtocolClient(endpoints: .builtInQueue(server: store.baseURL, key: "gmw_nope", workerID: "x"), http: store.http)
+            await #expect(throws: WorkerProtocolClient.ProtocolError.self) { try await wrong.take(timeout: .seconds(5)) }
+        }
+    }
+}
