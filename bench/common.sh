@@ -23,3 +23,15 @@ median() { python3 -c 'import statistics, sys; print(f"{statistics.median(float(
 
 # CPU seconds (user + system) a running process has used so far.
 cpu_of() { python3 -c 'import os, sys; f = open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")", 1)[1].split(); print((int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK"))' "$1"; }
+
+# Starts `gomodel serve` (the environment configured by the caller) on $port (or a free port), with an
+# account logged in for the CLI. Sets port, server_pid and token.
+start_server_and_log_in() { # gomodel work
+  port=${port:-$(free_port)}
+  "$1" serve --port "$port" >"$2/serve.log" 2>&1 &
+  server_pid=$!
+  wait_for_port "$port"
+  "$1" users create --email bench@example.com --password "correct horse battery" >/dev/null
+  token=$("$1" tokens create --email bench@example.com)
+  "$1" login --server "http://127.0.0.1:$port" --token "$token" >/dev/null
+}

@@ -39,12 +39,7 @@ port=$(free_port)
 export GOMODEL_DATA_DIR="$work/data" XDG_CONFIG_HOME="$work/config" R2_BUCKET=trainer R2_ENDPOINT="http://127.0.0.1:$rclone_port" \
   R2_ACCESS_KEY_ID=$key R2_SECRET_ACCESS_KEY=$secret
 unset DATABASE_URL RUNPOD_ENDPOINT_ID RUNPOD_API_KEY
-"$gomodel" serve --port "$port" >"$work/serve.log" 2>&1 &
-server_pid=$!
-wait_for_port "$port"
-"$gomodel" users create --email bench@example.com --password "correct horse battery" >/dev/null
-token=$("$gomodel" tokens create --email bench@example.com)
-"$gomodel" login --server "http://127.0.0.1:$port" --token "$token" >/dev/null
+start_server_and_log_in "$gomodel" "$work"
 export RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT="http://127.0.0.1:$rclone_port" \
   RCLONE_CONFIG_B_ACCESS_KEY_ID=$key RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$secret RCLONE_CONFIG_B_FORCE_PATH_STYLE=true
 

@@ -19,12 +19,7 @@ port=$(free_port)
 export GOMODEL_DATA_DIR="$work/data" XDG_CONFIG_HOME="$work/config" GOMODEL_PUBLIC_URL="http://127.0.0.1:$port" \
   RUNPOD_ENDPOINT_ID=bench RUNPOD_API_KEY=bench-key RUNPOD_BASE_URL="http://127.0.0.1:$fake_port/v2"
 unset DATABASE_URL R2_BUCKET
-"$gomodel" serve --port "$port" >"$work/serve.log" 2>&1 &
-server_pid=$!
-wait_for_port "$port"
-"$gomodel" users create --email bench@example.com --password "correct horse battery" >/dev/null
-token=$("$gomodel" tokens create --email bench@example.com)
-"$gomodel" login --server "http://127.0.0.1:$port" --token "$token" >/dev/null
+start_server_and_log_in "$gomodel" "$work"
 python3 - "$work/pairs" <<'PY'
 import os, struct, sys, zlib
 def png(w, h):
