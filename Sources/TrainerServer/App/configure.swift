@@ -41,7 +41,6 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     let datasets = DatasetService(bucket: bucket, limits: configuration.datasetLimits, now: dependencies.now)
     DatasetController(datasets: datasets, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy).register(signedIn: signedIn)
     let wakeup = Wakeup()
-    app.storage[WakeupKey.self] = wakeup
     let jobs = JobService(datasets: datasets, now: dependencies.now, created: { wakeup.signal() })
     JobController(jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, gpuPricePerSecond: configuration.gpuPricePerSecond).register(signedIn: signedIn)
     RunPodWebhookController(jobs: jobs).register(public: api)

@@ -22,10 +22,6 @@ final class Wakeup: Sendable {
     }
 }
 
-struct WakeupKey: StorageKey {
-    typealias Value = Wakeup
-}
-
 /// Runs `round` once a second while the server runs, at once again when it reports work left
 /// over or `wakeup` is signalled; a failed round is logged and the next one tries again (leases
 /// make every step safe to repeat).
