@@ -57,3 +57,85 @@ import VaporTesting
         }
     }
 }
+
+/// The worker loop against the built-in queue, with handlers standing in for training.
+@Suite(.serialized) struct WorkerRuntimeTests {
+    struct Scripted: JobHandler {
+        let behaviour: @Sendable (WorkerProtocolClient.TakenJob, ProgressReporter) async throws -> JSONValue
+        func run(_ job: WorkerProtocolClient.TakenJob, progress: ProgressReporter) async throws -> JSONValue { try await behaviour(job, progress) }
+    }
+
+    final class Sent: @unchecked Sendable {
+        private let lock = NSLock()
+        private var values: [Int] = []
+        func append(_ value: Int) { lock.withLock { values.append(value) } }
+        var all: [Int] { lock.withLock { values } }
+    }
+
+    @Test func progressIsSentInOrderThrottledAndNotAfterTheDrain() async throws {
+        let sent = Sent()
+        let reporter = ProgressReporter(interval: .milliseconds(20)) { value in
+            try await Task.sleep(for: .milliseconds(Int.random(in: 1...5)))
+            sent.append(Int(value["step"]?.numberValue ?? -1))
+        }
+        for step in 1...60 {
+            await reporter.report(["step": .int(step)])
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        await reporter.drain()
+        let afterDrain = sent.all
+        await reporter.report(["step": 999])
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(sent.all == afterDrain, "nothing is sent once drained")
+        #expect(afterDrain == afterDrain.sorted() && Set(afterDrain).count == afterDrain.count, "in order, no repeats: \(afterDrain)")
+        #expect(afterDrain.count < 30 && afterDrain.first == 1, "throttled: \(afterDrain)")
+    }
+
+    static func withWorker(_ test: (JobTests.Setup, WorkerProtocolClient) async throws -> Void) async throws {
+        try await withRunningStore { store in
+            var user = try await DatasetTests.User(store, email: "ann@example.com")
+            let datasetID = try await user.createDataset()
+            try await user.upload(datasetID, DatasetTests.pair)
+            let key = try await Administration(app: store.app).createWorkerKey(name: "box")
+            let client = WorkerProtocolClient(endpoints: .builtInQueue(server: store.baseURL, key: key, workerID: "pod-1"), http: store.http)
+            try await test(JobTests.Setup(user: user, store: store, fake: FakeRunPod(), datasetID: datasetID), client)
+        }
+    }
+
+    @Test func aJobRunsToItsResultAfterItsProgress() async throws {
+        try await Self.withWorker { setup, client in
+            var setup = setup
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let handler = Scripted { _, progress in
+                for step in 1...10 { await progress.report(["phase": "training", "step": .int(step * 10), "total_steps": 100]) }
+                return ["steps": 100, "final_loss": 0.01, "artifacts": []]
+            }
+            try await WorkerRuntime(client: client, handler: handler, progressInterval: .milliseconds(10)).run(maximumJobs: 1)
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "completed" && (shown["progress"] as? [String: Any])?["loss"] as? Double == 0.01)
+        }
+    }
+
+    @Test func aStopCancelsTheHandlerAndAFailureFailsTheJob() async throws {
+        try await Self.withWorker { setup, client in
+            var setup = setup
+            let first = try #require(try await setup.createJob()["id"] as? String)
+            let sleeper = Scripted { _, _ in
+                try await Task.sleep(for: .seconds(60))
+                return [:]
+            }
+            let running = Task { try await WorkerRuntime(client: client, handler: sleeper, stopPollInterval: .milliseconds(100)).run(maximumJobs: 1) }
+            try await JobRestartTests.waitFor("the take") { try await setup.job(first)["status"] as? String == "running" }
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(first)/cancel")
+            try await running.value
+            #expect(try await setup.job(first)["status"] as? String == "cancelled")
+
+            let second = try #require(try await setup.createJob()["id"] as? String)
+            let failing = Scripted { _, _ in throw JobFailure("Missing control images for QwenImageEditPlusModel", detail: "…log tail…") }
+            try await WorkerRuntime(client: client, handler: failing).run(maximumJobs: 1)
+            let shown = try await setup.job(second)
+            #expect(shown["status"] as? String == "failed" && shown["error"] as? String == "Missing control images for QwenImageEditPlusModel")
+            #expect((shown["errorDetail"] as? String)?.contains("…log tail…") == true)
+        }
+    }
+}
