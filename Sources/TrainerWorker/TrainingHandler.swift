@@ -1,0 +1,202 @@
+import Foundation
+import NIOConcurrencyHelpers
+import ObjectStorage
+import TrainerCore
+
+/// Runs one training job (DESIGN §5): syncs the dataset from the bucket, restores the newest
+/// checkpoint of earlier attempts, writes the config with the worker's paths, runs the trainer,
+/// turns its output into progress, uploads checkpoints and samples as they appear, and at the end
+/// the LoRA, the log, the loss curve and the config.
+public struct TrainingHandler: JobHandler {
+    let bucket: S3Client
+    let workRoot: String
+    /// The trainer's words; the config's path is appended (`python run.py`, or the stand-in).
+    let trainerCommand: [String]
+    let trainerDirectory: String?
+    let trainerEnvironment: [String: String]
+    /// A stopped trainer gets this long after SIGINT before SIGKILL.
+    public var stopGrace: Duration = .seconds(30)
+    public var uploadScanInterval: Duration = .seconds(5)
+
+    public init(bucket: S3Client, workRoot: String, trainerCommand: [String], trainerDirectory: String?, trainerEnvironment: [String: String]) {
+        self.bucket = bucket
+        self.workRoot = workRoot
+        self.trainerCommand = trainerCommand
+        self.trainerDirectory = trainerDirectory
+        self.trainerEnvironment = trainerEnvironment
+    }
+
+    public func run(_ taken: WorkerProtocolClient.TakenJob, progress: ProgressReporter) async throws -> JSONValue {
+        let started = Date()
+        let job: WorkerJob
+        do { job = try WorkerJob(input: taken.input) } catch { throw JobFailure("The job's input is not valid: \(error.description)") }
+        guard job.datasetBucket == bucket.endpoint.bucket, job.outputBucket == bucket.endpoint.bucket else {
+            throw JobFailure("This worker writes to bucket '\(bucket.endpoint.bucket)' but the job uses '\(job.datasetBucket)'; give the worker the server's R2_* settings.")
+        }
+        let jobFolder = workRoot + "/jobs/" + job.trainerJobID
+        let outputFolder = workRoot + "/output/" + job.runName
+        try FileManager.default.createDirectory(atPath: jobFolder, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: outputFolder, withIntermediateDirectories: true)
+
+        await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
+        try await syncDataset(job)
+        let resumedFrom = try await restoreCheckpoint(job, into: outputFolder)
+
+        let configPath = jobFolder + "/config.json"
+        try job.config(workRoot: workRoot).rendered().write(toFile: configPath, atomically: true, encoding: .utf8)
+        await progress.report(["phase": "loading", "message": .string(resumedFrom.map { "Resuming from step \($0)" } ?? "Starting the trainer")])
+
+        let uploads = Uploads(job: job, bucket: bucket, folder: outputFolder)
+        let scanner = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: uploadScanInterval)
+                try? await uploads.scan(onlyStable: true)
+            }
+        }
+        defer { scanner.cancel() }
+        let trainer = TrainerProcess(command: trainerCommand + [configPath], directory: trainerDirectory, environment: trainerEnvironment, logPath: jobFolder + "/log.txt")
+        let state = NIOLockedValueBox(RunState())
+        let status = try await trainer.run(stopGrace: stopGrace) { line in
+            guard let event = TrainerLog.parse(line, runName: job.runName) else { return }
+            let update: JSONValue? = state.withLockedValue { state in
+                switch event {
+                case .step(let step, let total, let speed, let eta, let loss):
+                    if let loss { state.losses.append((step, loss)) }
+                    state.lastStep = step
+                    var fields: [(String, JSONValue)] = [("phase", "training"), ("step", .int(step)), ("total_steps", .int(total))]
+                    if let loss { fields.append(("loss", .double(loss))) }
+                    if let speed { fields.append(("it_per_sec", .double(speed))) }
+                    if let eta { fields.append(("eta_seconds", .double(eta))) }
+                    return .object(fields)
+                case .phase(let phase, let message):
+                    return ["phase": .string(phase), "step": .int(state.lastStep), "message": .string(String(message.prefix(200)))]
+                case .resumed(let step):
+                    state.lastStep = step
+                    return nil
+                case .error(let message):
+                    state.firstError = state.firstError ?? message
+                    return nil
+                }
+            }
+            if let update { Task { await progress.report(update) } }
+        }
+        scanner.cancel()
+        let final = state.withLockedValue { $0 }
+        await progress.report(["phase": "uploading", "step": .int(final.lastStep), "message": "Uploading the results"])
+        try await uploads.scan(onlyStable: false)
+        try await uploads.put(file: jobFolder + "/log.txt", key: job.outputPrefix + "log.txt", kind: .log)
+        try await uploads.put(file: configPath, key: job.outputPrefix + "config.json", kind: .config)
+        let csv = "step,loss\n" + final.losses.map { "\($0.0),\($0.1)" }.joined(separator: "\n") + "\n"
+        try csv.write(toFile: jobFolder + "/loss.csv", atomically: true, encoding: .utf8)
+        try await uploads.put(file: jobFolder + "/loss.csv", key: job.outputPrefix + "loss.csv", kind: .loss)
+
+        if Task.isCancelled { throw CancellationError() }
+        guard status == 0 else {
+            let tail = (try? String(contentsOfFile: jobFolder + "/log.txt", encoding: .utf8)).map { String($0.suffix(4000)) }
+            throw JobFailure(final.firstError ?? "The trainer exited with status \(status).", detail: tail)
+        }
+        let artifacts = await uploads.uploaded
+        guard artifacts.contains(where: { $0.kind == .lora }) else {
+            throw JobFailure("The trainer ended without writing \(job.runName).safetensors.", detail: nil)
+        }
+        var result: [(String, JSONValue)] = [
+            ("artifacts", .array(artifacts.map(Self.json))), ("steps", .int(final.lastStep)),
+            ("duration_seconds", .double(Date().timeIntervalSince(started).rounded())),
+        ]
+        if let loss = final.losses.last?.1 { result.append(("final_loss", .double(loss))) }
+        if let resumedFrom { result.append(("resumed_from_step", .int(resumedFrom))) }
+        return .object(result)
+    }
+
+    struct RunState {
+        var lastStep = 0
+        var losses: [(Int, Double)] = []
+        var firstError: String?
+    }
+
+    static func json(_ artifact: JobArtifact) -> JSONValue {
+        var fields: [(String, JSONValue)] = [("kind", .string(artifact.kind.rawValue)), ("key", .string(artifact.key))]
+        if let bytes = artifact.bytes { fields.append(("bytes", .int(Int(bytes)))) }
+        if let sha = artifact.sha256 { fields.append(("sha256", .string(sha))) }
+        if let step = artifact.step { fields.append(("step", .int(step))) }
+        return .object(fields)
+    }
+
+    /// Downloads the dataset into `{workRoot}/datasets/{id}`, several files at a time, skipping
+    /// files already there with the same size.
+    func syncDataset(_ job: WorkerJob) async throws {
+        let root = workRoot + "/datasets/" + job.datasetID
+        let objects = try await bucket.listAllObjects(prefix: job.datasetPrefix)
+        guard !objects.isEmpty else { throw JobFailure("The dataset \(job.datasetPrefix) is empty in the bucket.") }
+        let bucket = bucket
+        try await objects.concurrentMap(limit: 8) { object in
+            let relative = String(object.key.dropFirst(job.datasetPrefix.count))
+            guard !relative.isEmpty, !relative.split(separator: "/").contains("..") else { return }
+            let path = root + "/" + relative
+            if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64, size == object.size { return }
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let info = try await bucket.getObject(key: object.key, to: path)
+            guard info.size == object.size else { throw JobFailure("\(object.key) changed while it was downloaded; retry the job.") }
+        }
+    }
+
+    /// Earlier attempts' newest checkpoint (and optimizer state), so the trainer resumes from
+    /// it; downloaded last so its ctime is the newest (ai-toolkit picks by ctime).
+    func restoreCheckpoint(_ job: WorkerJob, into folder: String) async throws -> Int? {
+        let saved = try await bucket.listAllObjects(prefix: job.outputPrefix + "checkpoints/")
+        let checkpoints = saved.compactMap { object -> (Int, String)? in
+            let name = String(object.key.split(separator: "/").last ?? "")
+            guard let artifact = job.artifact(forOutputFile: name), artifact.kind == .checkpoint, let step = artifact.step else { return nil }
+            return (step, name)
+        }
+        guard let (step, name) = checkpoints.max(by: { $0.0 < $1.0 }) else { return nil }
+        if saved.contains(where: { $0.key.hasSuffix("/optimizer.pt") }) {
+            _ = try await bucket.getObject(key: job.outputPrefix + "checkpoints/optimizer.pt", to: folder + "/optimizer.pt")
+        }
+        _ = try await bucket.getObject(key: job.outputPrefix + "checkpoints/" + name, to: folder + "/" + name)
+        return step
+    }
+}
+
+/// The output folder's files, uploaded once each when complete (size unchanged since the last
+/// scan, or at the end), with what they are.
+actor Uploads {
+    let job: WorkerJob
+    let bucket: S3Client
+    let folder: String
+    private var seen: [String: Int64] = [:]
+    private var done: [String: Int64] = [:]
+    private(set) var uploaded: [JobArtifact] = []
+
+    init(job: WorkerJob, bucket: S3Client, folder: String) {
+        self.job = job
+        self.bucket = bucket
+        self.folder = folder
+    }
+
+    func scan(onlyStable: Bool) async throws {
+        guard let walker = FileManager.default.enumerator(atPath: folder) else { return }
+        var files: [String] = []
+        while let relative = walker.nextObject() as? String { files.append(relative) }
+        for relative in files.sorted() {
+            guard var artifact = job.artifact(forOutputFile: relative) else { continue }
+            let path = folder + "/" + relative
+            guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64 else { continue }
+            defer { seen[relative] = size }
+            if done[relative] == size { continue }
+            if onlyStable, seen[relative] != size { continue }
+            artifact.bytes = size
+            try await bucket.putObject(key: artifact.key, file: path)
+            done[relative] = size
+            uploaded.removeAll { $0.key == artifact.key }
+            uploaded.append(artifact)
+        }
+    }
+
+    func put(file: String, key: String, kind: JobArtifact.Kind) async throws {
+        guard FileManager.default.fileExists(atPath: file) else { return }
+        try await bucket.putObject(key: key, file: file)
+        let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int64
+        uploaded.append(JobArtifact(kind: kind, key: key, bytes: size))
+    }
+}
