@@ -88,6 +88,7 @@ let package = Package(
                 "TrainerCore",
                 "TrainerServer",
                 "TrainerClient",
+                "TrainerWorker",
                 "ObjectStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

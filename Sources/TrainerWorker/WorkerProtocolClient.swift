@@ -19,6 +19,11 @@ public struct WorkerProtocolClient: Sendable {
     public struct TakenJob: Sendable, Equatable {
         public let id: String
         public let input: JSONValue
+
+        public init(id: String, input: JSONValue) {
+            self.id = id
+            self.input = input
+        }
     }
 
     public enum TakeOutcome: Sendable, Equatable {

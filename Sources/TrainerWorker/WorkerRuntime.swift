@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import TrainerCore
 
 /// What a worker does with a job it took.
@@ -117,6 +118,9 @@ public struct WorkerRuntime: Sendable {
     public func handle(_ job: WorkerProtocolClient.TakenJob) async throws {
         let client = client
         let reporter = ProgressReporter(interval: progressInterval) { try await client.progress(jobID: job.id, $0) }
+        // Stopped by the server (job-stop) is reported; stopped because this worker is shutting
+        // down (SIGTERM, preemption) is not: the job's lease runs out and it resumes elsewhere.
+        let stopRequested = NIOLockedValueBox(false)
         let work = Task { () -> Ending in
             do {
                 return .finished(try await handler.run(job, progress: reporter))
@@ -137,20 +141,24 @@ public struct WorkerRuntime: Sendable {
         let stopWatch = Task { [stopPollInterval] in
             while !Task.isCancelled {
                 if let ids = try? await client.jobsToStop(), ids.contains(job.id) {
+                    stopRequested.withLockedValue { $0 = true }
                     work.cancel()
                     return
                 }
                 try? await Task.sleep(for: stopPollInterval)
             }
         }
-        let ending = await work.value
+        let ending = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
         stopWatch.cancel()
         await reporter.drain()
         defer { heartbeat.cancel() }
         switch ending {
         case .finished(let output): try await client.finish(jobID: job.id, output: output)
         case .failed(let failure): try await client.finish(jobID: job.id, error: failure.report)
-        case .stopped: try await client.finish(jobID: job.id, error: "Stopped on request.")
+        case .stopped where stopRequested.withLockedValue({ $0 }):
+            try await client.finish(jobID: job.id, error: "Stopped on request.")
+        case .stopped:
+            throw CancellationError()
         }
     }
 }

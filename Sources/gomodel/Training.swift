@@ -32,7 +32,8 @@ struct Train: AsyncParsableCommand {
             if let triggerWord { params["triggerWord"] = .string(triggerWord) }
             if !samplePairs.isEmpty { params["samplePairs"] = .array(samplePairs.map { .string($0) }) }
             let job = try await api.createJob(datasetID: found.id, params: params)
-            print("Queued job \(job.id.uuidString.lowercased()) on '\(found.name)'.")
+            // Unbuffered, like the live lines that follow.
+            FileHandle.standardOutput.write(Data("Queued job \(job.id.uuidString.lowercased()) on '\(found.name)'.\n".utf8))
             if watch {
                 try await follow(job.id, api: api)
             } else {

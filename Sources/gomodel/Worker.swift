@@ -1,0 +1,107 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import ObjectStorage
+import TrainerCore
+import TrainerWorker
+
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run training jobs on this GPU machine: from RunPod (inside a RunPod worker), or from `gomodel serve`'s built-in queue.",
+        discussion: """
+        The bucket comes from R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY (for the \
+        built-in store, take them from `gomodel storage credentials` on the server). The trainer is \
+        `python run.py <config>` in AI_TOOLKIT_DIR, or GOMODEL_TRAINER_COMMAND. SIGTERM stops the trainer, \
+        keeps its checkpoints in the bucket and leaves the job to resume elsewhere.
+        """
+    )
+
+    @ArgumentParser.Option(help: "The gomodel server whose built-in queue to serve, e.g. http://10.0.0.2:8080.") var server: String?
+    @ArgumentParser.Option(help: "A worker key from `gomodel workers create-key` (or '-' to read it from standard input).") var key: String?
+    @ArgumentParser.Option(help: "Run the job input in this JSON file once and print the result (like RunPod's --test_input).") var testInput: String?
+    @ArgumentParser.Option(help: "This worker's name in job events (default: the host name).") var name: String?
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let configuration = try Startup.configuration(options: options)
+        guard case .s3(let store) = configuration.objectStore else {
+            throw ValidationError("The worker needs the bucket: set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY (for the built-in store: `gomodel storage credentials` on the server prints them).")
+        }
+        let command: [String]
+        if let words = configuration.worker.trainerCommand {
+            command = words
+        } else if configuration.worker.aiToolkitDirectory != nil {
+            command = ["python", "run.py"]
+        } else {
+            throw ValidationError("Set AI_TOOLKIT_DIR to an ai-toolkit checkout (the trainer runs `python run.py <config>` there), or GOMODEL_TRAINER_COMMAND.")
+        }
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.timeout.connect = .seconds(10)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        let endpoint = S3Endpoint(url: store.endpoint, bucket: store.bucket, region: store.region,
+                                  credentials: S3Credentials(accessKeyID: store.accessKeyID, secretAccessKey: store.secretAccessKey))
+        var environment: [String: String] = [:]
+        if let token = configuration.worker.huggingFaceToken { environment["HF_TOKEN"] = token.value }
+        let handler = TrainingHandler(
+            bucket: S3Client(endpoint: endpoint, httpClient: http), workRoot: configuration.worker.workDirectory,
+            trainerCommand: command, trainerDirectory: configuration.worker.aiToolkitDirectory, trainerEnvironment: environment
+        )
+        do {
+            try await work(handler: handler, http: http)
+            try await http.shutdown()
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+    }
+
+    private func work(handler: TrainingHandler, http: HTTPClient) async throws {
+        if let testInput {
+            guard let data = FileManager.default.contents(atPath: testInput), let input = try? JSONDecoder().decode(JSONValue.self, from: data) else {
+                throw ValidationError("\(testInput) is not a JSON file.")
+            }
+            // RunPod's test input files hold {"input": {...}}.
+            let job = WorkerProtocolClient.TakenJob(id: "local-test", input: input["input"] ?? input)
+            let reporter = ProgressReporter(interval: .seconds(1)) { print("progress: " + $0.rendered().replacingOccurrences(of: "\n", with: " ")) }
+            let output = try await handler.run(job, progress: reporter)
+            await reporter.drain()
+            print(output.rendered())
+            return
+        }
+        let endpoints: WorkerEndpoints
+        if let server {
+            guard let url = URL(string: server), url.host != nil else { throw ValidationError("--server must be an http(s) address.") }
+            guard let key = try key.map({ $0 == "-" ? try readLineFromInput(prompt: "Worker key: ") : $0 }) else {
+                throw ValidationError("--key is required with --server (create one with `gomodel workers create-key`).")
+            }
+            endpoints = .builtInQueue(server: url, key: key, workerID: name ?? ProcessInfo.processInfo.hostName)
+        } else {
+            do {
+                endpoints = try WorkerEndpoints.fromRunPod(environment: ProcessInfo.processInfo.environment)
+            } catch {
+                throw ValidationError("\(error.description)")
+            }
+        }
+        let runtime = WorkerRuntime(client: WorkerProtocolClient(endpoints: endpoints, http: http), handler: handler)
+        let running = Task { try await runtime.run() }
+        // SIGTERM and SIGINT end the worker: the trainer stops, checkpoints stay, the job resumes elsewhere.
+        var sources: [any DispatchSourceSignal] = []
+        for signalNumber in [SIGTERM, SIGINT] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { running.cancel() }
+            source.resume()
+            sources.append(source)
+        }
+        defer { sources.forEach { $0.cancel() } }
+        FileHandle.standardError.write(Data("gomodel worker \(endpoints.workerID) is taking jobs.\n".utf8))
+        do {
+            try await running.value
+        } catch is CancellationError {
+            FileHandle.standardError.write(Data("gomodel worker stopped.\n".utf8))
+        }
+    }
+}
