@@ -46,7 +46,14 @@ public struct TrainingHandler: JobHandler {
         try job.config(workRoot: workRoot).rendered().write(toFile: configPath, atomically: true, encoding: .utf8)
         await progress.report(["phase": "loading", "message": .string(resumedFrom.map { "Resuming from step \($0)" } ?? "Starting the trainer")])
 
-        let uploads = Uploads(job: job, bucket: bucket, folder: outputFolder)
+        let uploaded = NIOLockedValueBox<[JobArtifact]>([])
+        let uploads = Uploads(job: job, bucket: bucket, folder: outputFolder, published: uploaded)
+        // Updates go out in the order the trainer printed them, each with the files uploaded so
+        // far (so checkpoints can be downloaded while it trains).
+        let (updates, sink) = AsyncStream<JSONValue>.makeStream()
+        let forwarder = Task {
+            for await update in updates { await progress.report(update) }
+        }
         let scanner = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: uploadScanInterval)
@@ -78,8 +85,13 @@ public struct TrainingHandler: JobHandler {
                     return nil
                 }
             }
-            if let update { Task { await progress.report(update) } }
+            guard case .object(var fields) = update else { return }
+            let artifacts = uploaded.withLockedValue { $0 }
+            if !artifacts.isEmpty { fields.append(("artifacts", .array(artifacts.map(Self.json)))) }
+            sink.yield(.object(fields))
         }
+        sink.finish()
+        await forwarder.value
         scanner.cancel()
         let final = state.withLockedValue { $0 }
         await progress.report(["phase": "uploading", "step": .int(final.lastStep), "message": "Uploading the results"])
@@ -164,14 +176,19 @@ actor Uploads {
     let job: WorkerJob
     let bucket: S3Client
     let folder: String
+    /// The uploaded list, readable without waiting (the trainer's output handler needs it).
+    let published: NIOLockedValueBox<[JobArtifact]>
     private var seen: [String: Int64] = [:]
     private var done: [String: Int64] = [:]
-    private(set) var uploaded: [JobArtifact] = []
+    private(set) var uploaded: [JobArtifact] = [] {
+        didSet { published.withLockedValue { [uploaded] in $0 = uploaded } }
+    }
 
-    init(job: WorkerJob, bucket: S3Client, folder: String) {
+    init(job: WorkerJob, bucket: S3Client, folder: String, published: NIOLockedValueBox<[JobArtifact]>) {
         self.job = job
         self.bucket = bucket
         self.folder = folder
+        self.published = published
     }
 
     func scan(onlyStable: Bool) async throws {

@@ -19,6 +19,10 @@ struct BuiltInQueue: Sendable {
     /// A worker that has not pinged for this long has lost its job (RunPod's default ping is 10 s).
     var leaseSeconds: TimeInterval = 60
     static let maximumAttempts = 3
+    /// A taken job's first ping must come this soon (workers ping at once, then every 10 s). A
+    /// job-take long poll whose worker died meanwhile still hands out the job (the server cannot
+    /// see the closed connection); this bounds how long such a job waits to be queued again.
+    static let firstPingWithin: TimeInterval = 20
 
     static func runnerID(_ job: Job) -> String { "\(job.id!.uuidString.lowercased())-a\(job.attempt)" }
 
@@ -30,7 +34,7 @@ struct BuiltInQueue: Sendable {
         for candidate in candidates {
             let sql = db as! any SQLDatabase
             let claimed = try await sql.raw("""
-                UPDATE jobs SET lease_owner = \(bind: "worker:" + worker), lease_until = \(bind: time.addingTimeInterval(leaseSeconds))
+                UPDATE jobs SET lease_owner = \(bind: "worker:" + worker), lease_until = \(bind: time.addingTimeInterval(Self.firstPingWithin))
                 WHERE id = \(bind: candidate.id!) AND status = 'queued' AND cancel_requested = \(bind: false)
                 AND (lease_until IS NULL OR lease_until < \(bind: time))
                 RETURNING id

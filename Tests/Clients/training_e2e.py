@@ -1,0 +1,170 @@
+"""Training end to end with the real binaries: `gomodel serve` (built-in store and queue), two
+`gomodel worker --server` processes and the stand-in trainer, driven by the CLI.
+
+Usage: python training_e2e.py path/to/gomodel
+Checks: train --watch to completion and the LoRA download (a safetensors header); a worker killed
+with SIGKILL mid-run, another one finishing the job resumed from a checkpoint; a cancel mid-run
+ending the job cancelled with its last checkpoint still downloadable.
+"""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zlib
+
+GOMODEL = os.path.abspath(sys.argv[1])
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STAND_IN = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+    print("  ok:", message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def png(w, h):
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + os.urandom(2048)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+
+
+def main():
+    with tempfile.TemporaryDirectory() as work:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
+        log = open(os.path.join(work, "serve.log"), "w")
+        server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        workers = []
+        try:
+            for _ in range(150):
+                try:
+                    urllib.request.urlopen(base + "/readyz", timeout=1)
+                    break
+                except Exception:
+                    time.sleep(0.2)
+
+            def cli(*args, check_ok=True):
+                result = subprocess.run([GOMODEL, *args], env=env, capture_output=True, text=True, timeout=300)
+                if check_ok and result.returncode != 0:
+                    raise AssertionError(f"gomodel {' '.join(args)} failed: {result.stdout}{result.stderr}")
+                return result
+
+            cli("users", "create", "--email", "e2e@example.com", "--password", "correct horse battery")
+            token = cli("tokens", "create", "--email", "e2e@example.com").stdout.strip()
+            cli("login", "--server", base, "--token", token)
+            folder = os.path.join(work, "pairs")
+            for sub in ("control", "target"):
+                os.makedirs(os.path.join(folder, sub))
+            for stem in ("cat", "dog"):
+                open(os.path.join(folder, "control", stem + ".png"), "wb").write(png(640, 640))
+                open(os.path.join(folder, "target", stem + ".png"), "wb").write(png(640, 640))
+                open(os.path.join(folder, "target", stem + ".txt"), "w").write(f"make the {stem} a watercolour")
+            cli("datasets", "push", folder, "--name", "pairs")
+            key = cli("workers", "create-key", "--name", "e2e").stdout.strip()
+            store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)).stdout)
+
+            def start_worker(name, step_seconds):
+                worker_env = dict(env, R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],
+                                  R2_SECRET_ACCESS_KEY=store["secretAccessKey"], GOMODEL_TRAINER_COMMAND=f"python3 {STAND_IN}",
+                                  GOMODEL_WORKDIR=os.path.join(work, "work-" + name), STAND_IN_STEP_SECONDS=str(step_seconds))
+                worker_env.pop("GOMODEL_DATA_DIR")
+                process = subprocess.Popen([GOMODEL, "worker", "--server", base, "--key", key, "--name", name], env=worker_env,
+                                           stdout=open(os.path.join(work, name + ".log"), "w"), stderr=subprocess.STDOUT)
+                workers.append(process)
+                return process
+
+            def api(path):
+                request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+                return json.load(urllib.request.urlopen(request, timeout=10))
+
+            def wait(what, condition, timeout=120):
+                deadline = time.time() + timeout
+                while time.time() < deadline:
+                    value = condition()
+                    if value:
+                        return value
+                    time.sleep(0.3)
+                raise AssertionError("timed out waiting for " + what)
+
+            def download(job_id, artifact):
+                opener = urllib.request.build_opener(NoRedirect)
+                request = urllib.request.Request(f"{base}/api/jobs/{job_id}/artifacts/{artifact['id']}", headers={"Authorization": f"Bearer {token}"})
+                try:
+                    opener.open(request)
+                    raise AssertionError("no redirect")
+                except urllib.error.HTTPError as redirect:
+                    check(redirect.code == 303, "the artifact route redirects to a presigned URL")
+                    return urllib.request.urlopen(redirect.headers["Location"]).read()
+
+            print("train --watch with one worker")
+            first = start_worker("box-1", 0.02)
+            watched = cli("train", "--dataset", "pairs", "--steps", "60", "--watch")
+            check("Completed." in watched.stdout and "step 60/60" in watched.stdout, "train --watch follows the job to completion")
+            job = api("/api/jobs")["jobs"][0]
+            lora = next(a for a in job["artifacts"] if a["kind"] == "lora")
+            data = download(job["id"], lora)
+            length = struct.unpack("<Q", data[:8])[0]
+            header = json.loads(data[8:8 + length])
+            check('"step": 60' in header["__metadata__"]["training_info"], "the downloaded LoRA is a safetensors file with its training step")
+
+            print("a worker killed mid-run")
+            first.kill()
+            first.wait()
+            # Its job-take long poll (20 s) may still be open on the server: let it lapse.
+            time.sleep(21)
+            slow = start_worker("box-2", 0.1)
+            job_id = cli("train", "--dataset", "pairs", "--steps", "200", "--sample-pairs", "cat").stdout.split("Queued job ")[1].split(" ")[0]
+            wait("a checkpoint", lambda: any(a["kind"] == "checkpoint" and (a.get("step") or 0) >= 50 for a in api(f"/api/jobs/{job_id}")["artifacts"]))
+            slow.send_signal(signal.SIGKILL)
+            slow.wait()
+            start_worker("box-3", 0.01)
+            done = wait("the job to finish on another worker", lambda: (lambda j: j if j["status"] in ("completed", "failed") else None)(api(f"/api/jobs/{job_id}")), timeout=180)
+            check(done["status"] == "completed" and done["attempt"] == 2, f"another worker finished it as attempt 2 (got {done['status']}, attempt {done['attempt']})")
+            trainer_log = next(a for a in done["artifacts"] if a["kind"] == "log")
+            check(b"Found step" in download(job_id, trainer_log), "it resumed from a checkpoint, not from step 0")
+
+            print("cancel mid-run")
+            job_id = cli("train", "--dataset", "pairs", "--steps", "2000").stdout.split("Queued job ")[1].split(" ")[0]
+            wait("a checkpoint", lambda: any(a["kind"] == "checkpoint" for a in api(f"/api/jobs/{job_id}")["artifacts"]))
+            cli("jobs", "cancel", job_id)
+            ended = wait("the cancel", lambda: (lambda j: j if j["status"] == "cancelled" else None)(api(f"/api/jobs/{job_id}")), timeout=60)
+            checkpoint = next(a for a in ended["artifacts"] if a["kind"] == "checkpoint" and a["key"].endswith(".safetensors"))
+            check(download(job_id, checkpoint)[:8] != b"", "the job ended cancelled and its last checkpoint stays downloadable")
+        except Exception:
+            log.flush()
+            print("--- server log", file=sys.stderr)
+            print(open(log.name).read()[-2000:], file=sys.stderr)
+            for name in os.listdir(work):
+                if name.startswith("box-") and name.endswith(".log"):
+                    print(f"--- {name}", file=sys.stderr)
+                    print(open(os.path.join(work, name)).read()[-1500:], file=sys.stderr)
+            raise
+        finally:
+            for worker in workers:
+                worker.kill()
+            server.terminate()
+            server.wait(timeout=20)
+    print("training end to end: all passed")
+
+
+if __name__ == "__main__":
+    main()
