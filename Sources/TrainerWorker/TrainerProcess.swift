@@ -21,7 +21,7 @@ struct TrainerProcess {
         process.arguments = executable.hasPrefix("/") ? Array(command.dropFirst()) : command
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }.merging(["PYTHONUNBUFFERED": "1"]) { _, new in new }
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let output = Pipe()
         let errors = Pipe()
@@ -57,7 +57,7 @@ struct TrainerProcess {
             throw JobFailure("The trainer could not be started (\(command.joined(separator: " "))): \(error)")
         }
         let pid = process.processIdentifier
-        return try await withTaskCancellationHandler {
+        return await withTaskCancellationHandler {
             var pending = ["", ""]
             for await (index, data) in chunks {
                 log.write(data)

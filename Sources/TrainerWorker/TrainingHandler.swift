@@ -95,12 +95,16 @@ public struct TrainingHandler: JobHandler {
         scanner.cancel()
         let final = state.withLockedValue { $0 }
         await progress.report(["phase": "uploading", "step": .int(final.lastStep), "message": "Uploading the results"])
-        try await uploads.scan(onlyStable: false)
-        try await uploads.put(file: jobFolder + "/log.txt", key: job.outputPrefix + "log.txt", kind: .log)
-        try await uploads.put(file: configPath, key: job.outputPrefix + "config.json", kind: .config)
+        // Also when stopped (cancel, SIGTERM): the newest checkpoint is what a resume starts from,
+        // so these uploads run in a task of their own that the stop does not cancel.
         let csv = "step,loss\n" + final.losses.map { "\($0.0),\($0.1)" }.joined(separator: "\n") + "\n"
-        try csv.write(toFile: jobFolder + "/loss.csv", atomically: true, encoding: .utf8)
-        try await uploads.put(file: jobFolder + "/loss.csv", key: job.outputPrefix + "loss.csv", kind: .loss)
+        try await Task {
+            try await uploads.scan(onlyStable: false)
+            try await uploads.put(file: jobFolder + "/log.txt", key: job.outputPrefix + "log.txt", kind: .log)
+            try await uploads.put(file: configPath, key: job.outputPrefix + "config.json", kind: .config)
+            try csv.write(toFile: jobFolder + "/loss.csv", atomically: true, encoding: .utf8)
+            try await uploads.put(file: jobFolder + "/loss.csv", key: job.outputPrefix + "loss.csv", kind: .loss)
+        }.value
 
         if Task.isCancelled { throw CancellationError() }
         guard status == 0 else {
