@@ -205,7 +205,7 @@ struct DatasetController: Sendable {
         let dataset = try await find(request)
         let body = try request.decodeJSON(UploadRequest.self)
         let files = body.files.map { UploadPlan.File(path: $0.path, size: $0.size, sha256: $0.sha256) }
-        let (signed, skipped) = try await datasets.signUploads(dataset, files: files, origin: origin(of: request), on: request.db)
+        let (signed, skipped) = try await datasets.signUploads(dataset, files: files, origin: request.origin(publicURL: publicURL, trustProxy: trustProxy), on: request.db)
         let uploads = signed.map {
             UploadResponse.Upload(path: $0.path, key: $0.key, url: $0.request.url.absoluteString, method: $0.request.method, headers: $0.request.headers)
         }
@@ -241,17 +241,6 @@ struct DatasetController: Sendable {
 
     private func find(_ request: Request) async throws -> Dataset {
         try await datasets.find(request.parameters.get("id", as: UUID.self), userID: try request.principal.userID, on: request.db)
-    }
-
-    /// Where the client reached us: GOMODEL_PUBLIC_URL, else the request's own scheme and host.
-    /// (A forged Host only misleads the client that forged it.)
-    private func origin(of request: Request) throws -> URL {
-        if let publicURL { return publicURL }
-        let scheme = trustProxy ? (request.headers.first(name: "x-forwarded-proto") ?? "http") : "http"
-        guard let host = request.headers.first(name: .host), let url = URL(string: "\(scheme)://\(host)"), url.host != nil else {
-            throw APIError.badRequest("missing_host", "The request has no Host header; set GOMODEL_PUBLIC_URL on the server.")
-        }
-        return url
     }
 
     // MARK: OpenAPI

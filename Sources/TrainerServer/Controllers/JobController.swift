@@ -1,5 +1,6 @@
 import Crypto
 import Fluent
+import ObjectStorage
 import Foundation
 import TrainerCore
 import Vapor
@@ -10,6 +11,7 @@ struct JobController: Sendable {
     let datasets: DatasetService
     let bucket: Bucket
     let publicURL: URL?
+    let trustProxy: Bool
     let gpuPricePerSecond: Double?
 
     struct CreateRequest: Decodable {
@@ -92,7 +94,7 @@ struct JobController: Sendable {
 
     /// A short stable id for an artifact: the first 16 hex digits of its key's SHA-256.
     static func artifactID(_ key: String) -> String {
-        String(SHA256.hash(data: Data(key.utf8)).map { String(format: "%02x", $0) }.joined().prefix(16))
+        String(SigV4Signer.hex(SHA256.hash(data: Data(key.utf8))).prefix(16))
     }
 
     func register(signedIn routes: any RoutesBuilder) {
@@ -151,7 +153,7 @@ struct JobController: Sendable {
             throw APIError.notFound("The job has no such artifact; GET /api/jobs/{id} lists them.")
         }
         let name = String(artifact.key.split(separator: "/").last ?? "artifact")
-        let url = bucket.presignedGet(key: artifact.key, downloadName: name, origin: try origin(of: request)).url
+        let url = bucket.presignedGet(key: artifact.key, downloadName: name, origin: try request.origin(publicURL: publicURL, trustProxy: trustProxy)).url
         return Response(status: .seeOther, headers: ["Location": url.absoluteString, "Cache-Control": "no-store"])
     }
 
@@ -196,14 +198,6 @@ struct JobController: Sendable {
               let job = try await Job.query(on: request.db).filter(\.$id == id).filter(\.$user.$id == request.principal.userID).first()
         else { throw APIError.notFound("No job with this id; GET /api/jobs lists yours.") }
         return job
-    }
-
-    private func origin(of request: Request) throws -> URL {
-        if let publicURL { return publicURL }
-        guard let host = request.headers.first(name: .host), let url = URL(string: "http://\(host)") else {
-            throw APIError.badRequest("missing_host", "The request has no Host header; set GOMODEL_PUBLIC_URL on the server.")
-        }
-        return url
     }
 
     /// A misspelled parameter must not be silently ignored (ai-toolkit would do just that).
