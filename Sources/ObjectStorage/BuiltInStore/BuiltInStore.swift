@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOFileSystem
 import NIOFoundationCompat
+import TrainerCore
 
 /// The S3-compatible store built into `gomodel serve`: objects on local disk under `root`.
 ///
@@ -227,7 +228,7 @@ public struct BuiltInStore: Sendable {
         guard parts.dropLast().allSatisfy({ $0.1.size >= Self.minimumPartSize }) else { throw S3StoreError.entityTooSmall }
 
         var md5s = Data()
-        for (_, stored) in parts { md5s.append(contentsOf: Self.bytes(hex: stored.md5 ?? stored.etag)) }
+        for (_, stored) in parts { md5s.append(contentsOf: Hex.decode(stored.md5 ?? stored.etag) ?? []) }
         let etag = SigV4Signer.hex(Array(Insecure.MD5.hash(data: md5s))) + "-\(parts.count)"
         let path = try objectPath(key)
         var stored = try await withParentFolders(of: path) {
@@ -266,16 +267,6 @@ public struct BuiltInStore: Sendable {
         while folder.count > bucketPath.count, folder.hasPrefix(bucketPath + "/"), rmdir(folder) == 0 {
             folder = (folder as NSString).deletingLastPathComponent
         }
-    }
-
-    static func bytes(hex: String) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var index = hex.startIndex
-        while let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex), index != hex.endIndex {
-            bytes.append(UInt8(hex[index..<next], radix: 16) ?? 0)
-            index = next
-        }
-        return bytes
     }
 }
 

@@ -87,25 +87,9 @@ public enum UploadPlan {
         }
     }
 
+    /// A SHA-256 digest from its 64 hex digits.
     static func digest(_ hex: String) -> [UInt8]? {
-        let characters = Array(hex.utf8)
-        guard characters.count == 64 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(32)
-        for index in stride(from: 0, to: 64, by: 2) {
-            guard let high = nibble(characters[index]), let low = nibble(characters[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-        }
-        return bytes
-    }
-
-    private static func nibble(_ character: UInt8) -> UInt8? {
-        switch character {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): character - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): character - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): character - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        Hex.decode(hex).flatMap { $0.count == 32 ? $0 : nil }
     }
 }
 
