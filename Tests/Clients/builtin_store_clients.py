@@ -19,6 +19,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from support import check
+
 ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
 BUCKET = os.environ["STORE_BUCKET"]
 KEY_ID = os.environ["AWS_ACCESS_KEY_ID"]
@@ -29,12 +31,6 @@ CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retri
 def client(secret=SECRET):
     return boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id=KEY_ID, aws_secret_access_key=secret,
                         region_name="us-east-1", config=CONFIG)
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
-    print("  ok:", message)
 
 
 def http(method, url, data=None, headers=None):

@@ -10,34 +10,16 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import zlib
+
+from support import check, free_port, png
 
 GOMODEL, RCLONE = os.path.abspath(sys.argv[1]), sys.argv[2]
 R2_KEY, R2_SECRET = "GMTESTACCESSKEY0001", "e2e-secret/with+specials"
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
-    print("  ok:", message)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def png(width, height, filler):
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return b"\x89PNG\r\n\x1a\n" + chunk + os.urandom(filler)
 
 
 def make_dataset(folder, samples, filler=2000):

@@ -11,16 +11,12 @@ import sys
 import tempfile
 import time
 
+from support import check
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAINER = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
 GOLDEN = os.path.join(ROOT, "Tests", "TrainerCoreTests", "Golden", "qwen-image-edit-2509-32gb.json")
 BAR = re.compile(r"^(\S+): +\d+%\|.*\| (\d+)/(\d+) \[\d+:\d+<\d+:\d+, +[\d.]+(it/s|s/it), lr: \S+ loss: (\S+)\]$")
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
-    print("  ok:", message)
 
 
 def setup(work, steps, controls=("control_1", "control_2")):

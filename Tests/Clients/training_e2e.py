@@ -9,35 +9,18 @@ ending the job cancelled with its last checkpoint still downloadable.
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import zlib
+
+from support import check, free_port, png
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAND_IN = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
-
-
-def check(condition, message):
-    if not condition:
-        raise AssertionError(message)
-    print("  ok:", message)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def png(w, h):
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + os.urandom(2048)
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
