@@ -14,7 +14,7 @@ public struct S3Client: Sendable {
     public let endpoint: S3Endpoint
     public let signer: SigV4Signer
     let http: HTTPClient
-    let retry: RetryPolicy
+    public let retry: RetryPolicy
     /// Objects at least this large are uploaded in parts.
     public var multipartThreshold: Int64 = 64 << 20
     public var partSize: Int64 = 16 << 20

@@ -17,6 +17,10 @@ public struct TrainingHandler: JobHandler {
     /// A stopped trainer gets this long after SIGINT before SIGKILL.
     public var stopGrace: Duration = .seconds(30)
     public var uploadScanInterval: Duration = .seconds(5)
+    /// A trainer that has written its final LoRA and then prints nothing for this long is stuck
+    /// in its teardown: it is stopped and the job completes (ai-toolkit samples after the final
+    /// save, which can be quiet for minutes on a slow GPU, hence the margin).
+    public var quietAfterFinalLoRA: Duration = .seconds(600)
 
     public init(bucket: S3Client, workRoot: String, trainerCommand: [String], trainerDirectory: String?, trainerEnvironment: [String: String]) {
         self.bucket = bucket
@@ -63,37 +67,63 @@ public struct TrainingHandler: JobHandler {
         defer { scanner.cancel() }
         let trainer = TrainerProcess(command: trainerCommand + [configPath], directory: trainerDirectory, environment: trainerEnvironment, logPath: jobFolder + "/log.txt")
         let state = NIOLockedValueBox(RunState())
-        let status = try await trainer.run(stopGrace: stopGrace) { line in
-            guard let event = TrainerLog.parse(line, runName: job.runName) else { return }
-            let update: JSONValue? = state.withLockedValue { state in
-                switch event {
-                case .step(let step, let total, let speed, let eta, let loss):
-                    if let loss { state.losses.append((step, loss)) }
-                    state.lastStep = step
-                    var fields: [(String, JSONValue)] = [("phase", "training"), ("step", .int(step)), ("total_steps", .int(total))]
-                    if let loss { fields.append(("loss", .double(loss))) }
-                    if let speed { fields.append(("it_per_sec", .double(speed))) }
-                    if let eta { fields.append(("eta_seconds", .double(eta))) }
-                    return .object(fields)
-                case .phase(let phase, let message):
-                    return ["phase": .string(phase), "step": .int(state.lastStep), "message": .string(String(message.prefix(200)))]
-                case .resumed(let step):
-                    state.lastStep = step
-                    return nil
-                case .error(let message):
-                    state.firstError = state.firstError ?? message
-                    return nil
+        let trainerRun = Task { [stopGrace] in
+            try await trainer.run(stopGrace: stopGrace) { line in
+                state.withLockedValue { $0.lastOutput = .now }
+                guard let event = TrainerLog.parse(line, runName: job.runName) else { return }
+                let update: JSONValue? = state.withLockedValue { state in
+                    switch event {
+                    case .step(let step, let total, let speed, let eta, let loss):
+                        if let loss { state.losses.append((step, loss)) }
+                        state.lastStep = step
+                        var fields: [(String, JSONValue)] = [("phase", "training"), ("step", .int(step)), ("total_steps", .int(total))]
+                        if let loss { fields.append(("loss", .double(loss))) }
+                        if let speed { fields.append(("it_per_sec", .double(speed))) }
+                        if let eta { fields.append(("eta_seconds", .double(eta))) }
+                        return .object(fields)
+                    case .phase(let phase, let message):
+                        return ["phase": .string(phase), "step": .int(state.lastStep), "message": .string(String(message.prefix(200)))]
+                    case .resumed(let step):
+                        state.lastStep = step
+                        return nil
+                    case .error(let message):
+                        state.firstError = state.firstError ?? message
+                        return nil
+                    }
+                }
+                guard case .object(var fields) = update else { return }
+                let artifacts = uploaded.withLockedValue { $0 }
+                if !artifacts.isEmpty { fields.append(("artifacts", .array(artifacts.map(Self.json)))) }
+                sink.yield(.object(fields))
+            }
+        }
+        let watchdog = Task { [quietAfterFinalLoRA, uploadScanInterval] in
+            let finalLoRA = outputFolder + "/" + job.runName + ".safetensors"
+            while !Task.isCancelled {
+                try? await Task.sleep(for: uploadScanInterval)
+                guard let written = (try? FileManager.default.attributesOfItem(atPath: finalLoRA))?[.modificationDate] as? Date, written > started else { continue }
+                if ContinuousClock.now - state.withLockedValue({ $0.lastOutput }) > quietAfterFinalLoRA {
+                    state.withLockedValue { $0.stoppedWhenStuck = true }
+                    trainerRun.cancel()
+                    return
                 }
             }
-            guard case .object(var fields) = update else { return }
-            let artifacts = uploaded.withLockedValue { $0 }
-            if !artifacts.isEmpty { fields.append(("artifacts", .array(artifacts.map(Self.json)))) }
-            sink.yield(.object(fields))
         }
+        var status = try await withTaskCancellationHandler { try await trainerRun.value } onCancel: { trainerRun.cancel() }
+        watchdog.cancel()
         sink.finish()
         await forwarder.value
         scanner.cancel()
         let final = state.withLockedValue { $0 }
+        if final.stoppedWhenStuck {
+            let note = "\ngomodel worker: the trainer wrote its final LoRA, then printed nothing for \(quietAfterFinalLoRA.components.seconds) s without exiting; it was stopped and the job completes.\n"
+            if let log = FileHandle(forWritingAtPath: jobFolder + "/log.txt") {
+                log.seekToEndOfFile()
+                log.write(Data(note.utf8))
+                try? log.close()
+            }
+            status = 0
+        }
         await progress.report(["phase": "uploading", "step": .int(final.lastStep), "message": "Uploading the results"])
         // Also when stopped (cancel, SIGTERM): the newest checkpoint is what a resume starts from,
         // so these uploads run in a task of their own that the stop does not cancel.
@@ -125,6 +155,8 @@ public struct TrainingHandler: JobHandler {
     }
 
     struct RunState {
+        var lastOutput = ContinuousClock.now
+        var stoppedWhenStuck = false
         var lastStep = 0
         var losses: [(Int, Double)] = []
         var firstError: String?
@@ -207,7 +239,7 @@ actor Uploads {
             if done[relative] == size { continue }
             if onlyStable, seen[relative] != size { continue }
             artifact.bytes = size
-            try await bucket.putObject(key: artifact.key, file: path)
+            try await send(path, to: artifact.key)
             done[relative] = size
             uploaded.removeAll { $0.key == artifact.key }
             uploaded.append(artifact)
@@ -216,8 +248,20 @@ actor Uploads {
 
     func put(file: String, key: String, kind: JobArtifact.Kind) async throws {
         guard FileManager.default.fileExists(atPath: file) else { return }
-        try await bucket.putObject(key: key, file: file)
+        try await send(file, to: key)
         let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int64
         uploaded.append(JobArtifact(kind: kind, key: key, bytes: size))
+    }
+
+    /// One upload (the client retries what can be retried); a refusal fails the job saying so.
+    private func send(_ file: String, to key: String) async throws {
+        do {
+            try await bucket.putObject(key: key, file: file)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            let tries = S3Client.isRetryable(error) ? "after \(bucket.retry.maxAttempts) tries" : "not retried"
+            throw JobFailure("The bucket refused \(key) \(tries) (\(error)); check the worker's R2_* settings and the bucket, then retry the job: it resumes from the newest checkpoint in the bucket.")
+        }
     }
 }

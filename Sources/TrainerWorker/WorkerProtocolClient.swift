@@ -97,7 +97,8 @@ public struct WorkerProtocolClient: Sendable {
     public func ping(jobIDs: [String]) async throws {
         var url = endpoints.ping
         if !jobIDs.isEmpty { url += "&job_id=" + jobIDs.joined(separator: ",") }
-        _ = try await send(.GET, url, timeout: .seconds(Int64(endpoints.pingInterval.components.seconds * 2)))
+        let interval = endpoints.pingInterval.components
+        _ = try await send(.GET, url, timeout: .milliseconds(max(1000, 2 * (interval.seconds * 1000 + interval.attoseconds / 1_000_000_000_000_000))))
     }
 
     struct Answer {

@@ -11,7 +11,8 @@ ai-toolkit fails on a missing control image, prints the tqdm training bar on std
 resumes from the newest checkpoint (training_info.step in its metadata).
 
 Environment (tests only): STAND_IN_STEP_SECONDS (default 0.02), STAND_IN_CRASH_AT_STEP (exit 1
-with a traceback at that step).
+with a traceback at that step), STAND_IN_HANG_AFTER_FINISH=1 (after the final LoRA and samples,
+go silent, ignore SIGINT and never exit).
 """
 import json
 import os
@@ -152,6 +153,11 @@ def main():
     samples(steps)
     database.close()
     print("Result:\n - 1 completed job", flush=True)
+    if os.environ.get("STAND_IN_HANG_AFTER_FINISH") == "1":
+        # What a trainer stuck in its teardown looks like: silent, deaf to SIGINT, never exiting.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        while True:
+            time.sleep(60)
 
 
 if __name__ == "__main__":

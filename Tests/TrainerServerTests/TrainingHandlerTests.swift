@@ -13,8 +13,8 @@ import VaporTesting
     static let standIn = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/stand-in-trainer.py").path
 
-    static func handler(_ store: RunningStore, work: String, crashAt: Int? = nil) -> TrainingHandler {
-        var environment = ["STAND_IN_STEP_SECONDS": "0.01"]
+    static func handler(_ store: RunningStore, work: String, crashAt: Int? = nil, extra: [String: String] = [:]) -> TrainingHandler {
+        var environment = extra.merging(["STAND_IN_STEP_SECONDS": "0.01"]) { old, _ in old }
         if let crashAt { environment["STAND_IN_CRASH_AT_STEP"] = String(crashAt) }
         var handler = TrainingHandler(
             bucket: store.client(retry: .default), workRoot: work, trainerCommand: ["python3", standIn], trainerDirectory: nil, trainerEnvironment: environment
