@@ -13,12 +13,15 @@ struct ServerOptions: ParsableArguments {
 enum Startup {
     /// Reads the configuration from the environment and `./.env` (the environment wins).
     /// An invalid configuration ends the process with exit code 2 and every problem listed.
-    static func configuration(options: ServerOptions) throws -> Configuration {
+    /// `ignoring` names settings that mean nothing to the command (the worker ignores the
+    /// server's RunPod client settings, which RunPod's own workers may carry).
+    static func configuration(options: ServerOptions, ignoring: Set<String> = []) throws -> Configuration {
         do {
             var environment = ProcessInfo.processInfo.environment
             if let text = try? String(contentsOfFile: ".env", encoding: .utf8) {
                 environment = try DotEnv.parse(text).merging(environment) { _, process in process }
             }
+            environment = environment.filter { !ignoring.contains($0.key) }
             var configuration = try Configuration(environment: environment)
             if let dataDirectory = options.dataDirectory { configuration.dataDirectory = dataDirectory }
             return configuration

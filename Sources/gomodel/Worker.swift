@@ -26,7 +26,7 @@ struct Worker: AsyncParsableCommand {
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
-        let configuration = try Startup.configuration(options: options)
+        let configuration = try Startup.configuration(options: options, ignoring: ["RUNPOD_ENDPOINT_ID", "RUNPOD_API_KEY", "RUNPOD_BASE_URL"])
         guard case .s3(let store) = configuration.objectStore else {
             throw ValidationError("The worker needs the bucket: set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY (for the built-in store: `gomodel storage credentials` on the server prints them).")
         }

@@ -60,3 +60,61 @@ import VaporTesting
         }
     }
 }
+
+/// The server in RunPod mode and a real worker: the suite's fake RunPod hands the job to the
+/// worker over RunPod's worker protocol, the server tracks it through `/status` and webhooks.
+@Suite(.serialized) struct RunPodWorkerTests {
+    @Test func aJobTrainsThroughRunPodAndACancelStopsTheTrainer() async throws {
+        try await JobTests.withSetup { setup in
+            let endpoints = try WorkerEndpoints.fromRunPod(environment: setup.fake.workerEnvironment(podID: "pod-7"))
+            let client = WorkerProtocolClient(endpoints: endpoints, http: setup.store.http)
+            let work = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-worker-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let runtime = WorkerRuntime(client: client, handler: TrainingHandlerTests.handler(setup.store, work: work), progressInterval: .milliseconds(50), stopPollInterval: .milliseconds(100))
+
+            // Submitted to RunPod, taken by the worker, trained, completed.
+            let id = try #require(try await setup.createJob(#"{"steps": 40, "saveEvery": 10, "sampleEvery": 20}"#)["id"] as? String)
+            let worker = Task { try await runtime.run(maximumJobs: 1) }
+            var shown = try await Self.track(&setup, id) { $0["status"] as? String == "completed" }
+            try await worker.value
+            let runPodJob = try #require(setup.fake.jobs.first)
+            #expect(runPodJob.status == "COMPLETED" && shown["runpodJobId"] as? String == runPodJob.id)
+            #expect((shown["progress"] as? [String: Any])?["step"] as? Int == 40)
+            let kinds = Set((shown["artifacts"] as? [[String: Any]] ?? []).compactMap { $0["kind"] as? String })
+            #expect(kinds.isSuperset(of: ["lora", "checkpoint", "sample", "log", "loss", "config"]), "\(kinds)")
+            #expect(setup.fake.pings.contains { $0.contains("job_id=\(runPodJob.id)") }, "the worker pinged with its job")
+            let lora = try #require((shown["artifacts"] as? [[String: Any]])?.first { $0["kind"] as? String == "lora" }?["key"] as? String)
+            var header = try await setup.store.client().getObjectBytes(key: lora)
+            let length = header.readInteger(endianness: .little, as: UInt64.self) ?? 0
+            #expect(header.readString(length: Int(length))?.contains("training_info") == true)
+
+            // Cancelled mid-run: RunPod's job-stop reaches the worker, the trainer stops, and
+            // the checkpoints written so far stay in the bucket.
+            var slow = TrainingHandlerTests.handler(setup.store, work: work + "-2", extra: ["STAND_IN_STEP_SECONDS": "0.05"])
+            slow.stopGrace = .seconds(5)
+            let second = try #require(try await setup.createJob(#"{"steps": 400, "saveEvery": 10, "sampleEvery": 100}"#)["id"] as? String)
+            let stopping = Task { try await WorkerRuntime(client: client, handler: slow, progressInterval: .milliseconds(50), stopPollInterval: .milliseconds(100)).run(maximumJobs: 1) }
+            _ = try await Self.track(&setup, second) { (($0["progress"] as? [String: Any])?["step"] as? Int ?? 0) >= 25 }
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(second)/cancel")
+            shown = try await Self.track(&setup, second) { $0["status"] as? String == "cancelled" }
+            try await stopping.value
+            let kept = try await setup.store.client().listAllObjects(prefix: "outputs/\(second.lowercased())/checkpoints/").map(\.key)
+            #expect(kept.contains { $0.hasSuffix("_000000020.safetensors") }, "\(kept)")
+            #expect(((shown["progress"] as? [String: Any])?["step"] as? Int ?? 400) < 400, "stopped before the end")
+        }
+    }
+
+    /// Runs the server's runner (its clock moved on each time, so it polls) until `done` holds.
+    static func track(_ setup: inout JobTests.Setup, _ id: String, until done: ([String: Any]) -> Bool) async throws -> [String: Any] {
+        let deadline = ContinuousClock.now + .seconds(90)
+        while ContinuousClock.now < deadline {
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            let shown = try await setup.job(id)
+            if done(shown) { return shown }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("job \(id) did not get there in 90 s: \(try await setup.job(id))")
+        return try await setup.job(id)
+    }
+}

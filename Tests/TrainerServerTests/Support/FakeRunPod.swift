@@ -7,7 +7,11 @@ import Vapor
 /// `/v2/{endpoint}/run|status|cancel|retry|health|purge-queue`, Bearer auth, the six states,
 /// progress as `output` while IN_PROGRESS, results kept 30 minutes after the end (then 404),
 /// webhooks on final states retried twice 10 s apart. Tests drive the "worker" side
-/// (`start`, `progress`, `complete`, `fail`) and inject faults per operation.
+/// (`start`, `progress`, `complete`, `fail`) and inject faults per operation, or let a real
+/// worker do it over the worker protocol (§2): `job-take` (a 2 s long poll), `job-done`
+/// (progress with `status: IN_PROGRESS`, then the output or the error), `job-stop` (jobs
+/// cancelled while a worker ran them) and `ping`; `workerEnvironment` holds the variables
+/// RunPod sets in its workers.
 final class FakeRunPod: @unchecked Sendable {
     enum Fault: Sendable {
         /// Answer with this status and a short body, doing nothing.
@@ -47,6 +51,9 @@ final class FakeRunPod: @unchecked Sendable {
         var faults: [String: [Fault]] = [:]
         var calls: [String: Int] = [:]
         var webhookDeliveries: [(url: String, status: String)] = []
+        /// Job id → the worker that took it.
+        var takenBy: [String: String] = [:]
+        var pings: [String] = []
     }
 
     init(now: @escaping @Sendable () -> Date = { Date() }, webhookRetryInterval: TimeInterval = 0.05) {
@@ -65,6 +72,10 @@ final class FakeRunPod: @unchecked Sendable {
         routes.post("retry", ":id", use: handler("retry", retry))
         routes.get("health", use: handler("health", health))
         routes.post("purge-queue", use: handler("purge-queue", purge))
+        routes.get("job-take", ":worker", use: handler("job-take", take))
+        routes.on(.POST, "job-done", ":worker", ":id", body: .collect(maxSize: "1mb"), use: handler("job-done", done))
+        routes.get("job-stop", ":worker", use: handler("job-stop", jobsToStop))
+        routes.get("ping", ":worker", use: handler("ping", ping))
         try await app.server.start(address: .hostname("127.0.0.1", port: 0))
         self.app = app
         baseURL = URL(string: "http://127.0.0.1:\(app.http.server.shared.localAddress!.port!)/v2")!
@@ -80,6 +91,20 @@ final class FakeRunPod: @unchecked Sendable {
     func inject(_ faults: Fault..., into operation: String) {
         state.withLockedValue { $0.faults[operation, default: []] += faults }
     }
+
+    /// What RunPod sets in a worker of this endpoint (reference/runpod.md §2.1 and the URL
+    /// shapes of §2.3: job-done carries `$RUNPOD_POD_ID` and `$ID`).
+    func workerEnvironment(podID: String) -> [String: String] {
+        let base = baseURL.absoluteString + "/" + Self.endpointID
+        return [
+            "RUNPOD_WEBHOOK_GET_JOB": base + "/job-take/$RUNPOD_POD_ID?gpu=NVIDIA+H200",
+            "RUNPOD_WEBHOOK_POST_OUTPUT": base + "/job-done/$RUNPOD_POD_ID/$ID?gpu=NVIDIA+H200",
+            "RUNPOD_WEBHOOK_PING": base + "/ping/$RUNPOD_POD_ID",
+            "RUNPOD_AI_API_KEY": Self.apiKey, "RUNPOD_POD_ID": podID, "RUNPOD_PING_INTERVAL": "1000",
+        ]
+    }
+
+    var pings: [String] { state.withLockedValue { $0.pings } }
 
     func calls(_ operation: String) -> Int { state.withLockedValue { $0.calls[operation] ?? 0 } }
     var jobs: [Job] { state.withLockedValue { state in state.order.compactMap { state.jobs[$0] } } }
@@ -142,7 +167,7 @@ final class FakeRunPod: @unchecked Sendable {
 
     // MARK: Operations
 
-    private func handler(_ operation: String, _ body: @escaping @Sendable (Request) throws -> (HTTPStatus, Data)) -> @Sendable (Request) async throws -> Response {
+    private func handler(_ operation: String, _ body: @escaping @Sendable (Request) async throws -> (HTTPStatus, Data)) -> @Sendable (Request) async throws -> Response {
         { [self] request in
             state.withLockedValue { $0.calls[operation, default: 0] += 1 }
             let auth = request.headers.first(name: .authorization) ?? ""
@@ -161,7 +186,7 @@ final class FakeRunPod: @unchecked Sendable {
             if case .status(let code)? = fault {
                 return Response(status: .init(statusCode: code), body: .init(string: #"{"error": "injected \#(code)"}"#))
             }
-            let (status, data) = try body(request)
+            let (status, data) = try await body(request)
             switch fault {
             case .delay(let seconds)?:
                 try await Task.sleep(for: .seconds(seconds))
@@ -194,6 +219,60 @@ final class FakeRunPod: @unchecked Sendable {
     private func status(_ request: Request) throws -> (HTTPStatus, Data) {
         guard let job = liveJob(request.parameters.get("id")) else { return (.notFound, Data(#"{"error": "job not found"}"#.utf8)) }
         return (.ok, Self.statusBody(job, now: now()))
+    }
+
+    // MARK: The worker side
+
+    /// The oldest queued job, waiting up to 2 s for one (RunPod long-polls); 204 when none.
+    private func take(_ request: Request) async throws -> (HTTPStatus, Data) {
+        let worker = request.parameters.get("worker") ?? "?"
+        for _ in 0..<40 {
+            let taken = state.withLockedValue { state -> Job? in
+                guard let id = state.order.first(where: { state.jobs[$0]?.status == "IN_QUEUE" }), var job = state.jobs[id] else { return nil }
+                job.status = "IN_PROGRESS"
+                job.startedAt = now()
+                state.jobs[id] = job
+                state.takenBy[id] = worker
+                return job
+            }
+            if let taken { return (.ok, Data(JSONValue.object([("id", .string(taken.id)), ("input", taken.input)]).rendered().utf8)) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return (.noContent, Data())
+    }
+
+    /// Progress while IN_PROGRESS; otherwise the result or the error. Posts about a job that is
+    /// no longer this worker's, or already ended (cancelled), change nothing.
+    private func done(_ request: Request) throws -> (HTTPStatus, Data) {
+        guard let id = request.parameters.get("id"), let job = liveJob(id), state.withLockedValue({ $0.takenBy[id] }) == request.parameters.get("worker"),
+              let body = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: request.body.data ?? ByteBuffer()))
+        else { return (.badRequest, Data(#"{"error": "unknown job or body"}"#.utf8)) }
+        guard job.status == "IN_PROGRESS" else {
+            if body["status"]?.stringValue != "IN_PROGRESS" { state.withLockedValue { _ = $0.takenBy.removeValue(forKey: id) } }
+            return (.ok, Data("{}".utf8))
+        }
+        if body["status"]?.stringValue == "IN_PROGRESS" {
+            progress(id, body["output"] ?? .null)
+        } else if let error = body["error"] {
+            fail(id, error: error.stringValue ?? error.rendered())
+        } else {
+            complete(id, output: body["output"] ?? .null)
+        }
+        return (.ok, Data("{}".utf8))
+    }
+
+    private func jobsToStop(_ request: Request) throws -> (HTTPStatus, Data) {
+        let worker = request.parameters.get("worker")
+        let ids = state.withLockedValue { state in
+            state.takenBy.filter { $0.value == worker && ["CANCELLED", "TIMED_OUT"].contains(state.jobs[$0.key]?.status) }.map(\.key)
+        }
+        guard !ids.isEmpty else { return (.noContent, Data()) }
+        return (.ok, Data(JSONValue.object([("jobsToStop", .array(ids.map { .string($0) }))]).rendered().utf8))
+    }
+
+    private func ping(_ request: Request) throws -> (HTTPStatus, Data) {
+        state.withLockedValue { $0.pings.append(request.url.query ?? "") }
+        return (.ok, Data("{}".utf8))
     }
 
     private func cancel(_ request: Request) throws -> (HTTPStatus, Data) {
