@@ -100,6 +100,7 @@ let package = Package(
             name: "s3bench",
             dependencies: [
                 "ObjectStorage",
+                "TrainerWorker",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

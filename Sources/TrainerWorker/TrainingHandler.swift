@@ -43,7 +43,7 @@ public struct TrainingHandler: JobHandler {
         try FileManager.default.createDirectory(atPath: outputFolder, withIntermediateDirectories: true)
 
         await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
-        try await syncDataset(job)
+        _ = try await DatasetSync(bucket: bucket).sync(prefix: job.datasetPrefix, into: workRoot + "/datasets/" + job.datasetID)
         let resumedFrom = try await restoreCheckpoint(job, into: outputFolder)
 
         let configPath = jobFolder + "/config.json"
@@ -168,24 +168,6 @@ public struct TrainingHandler: JobHandler {
         if let sha = artifact.sha256 { fields.append(("sha256", .string(sha))) }
         if let step = artifact.step { fields.append(("step", .int(step))) }
         return .object(fields)
-    }
-
-    /// Downloads the dataset into `{workRoot}/datasets/{id}`, several files at a time, skipping
-    /// files already there with the same size.
-    func syncDataset(_ job: WorkerJob) async throws {
-        let root = workRoot + "/datasets/" + job.datasetID
-        let objects = try await bucket.listAllObjects(prefix: job.datasetPrefix)
-        guard !objects.isEmpty else { throw JobFailure("The dataset \(job.datasetPrefix) is empty in the bucket.") }
-        let bucket = bucket
-        try await objects.concurrentMap(limit: 8) { object in
-            let relative = String(object.key.dropFirst(job.datasetPrefix.count))
-            guard !relative.isEmpty, !relative.split(separator: "/").contains("..") else { return }
-            let path = root + "/" + relative
-            if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64, size == object.size { return }
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            let info = try await bucket.getObject(key: object.key, to: path)
-            guard info.size == object.size else { throw JobFailure("\(object.key) changed while it was downloaded; retry the job.") }
-        }
     }
 
     /// Earlier attempts' newest checkpoint (and optimizer state), so the trainer resumes from

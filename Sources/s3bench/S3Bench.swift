@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import ObjectStorage
 import TrainerCore
+import TrainerWorker
 
 /// Drives `ObjectStorage.S3Client` for the benchmarks in `bench/` (see docs/benchmarks.md).
 @main
@@ -10,7 +11,7 @@ struct S3Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "s3bench",
         abstract: "Benchmark driver for the S3 client.",
-        subcommands: [Download.self, Upload.self]
+        subcommands: [Download.self, Upload.self, Sync.self]
     )
 
     struct Endpoint: ParsableArguments {
@@ -52,6 +53,26 @@ struct S3Bench: AsyncParsableCommand {
                 }
                 let seconds = (ContinuousClock.now - start) / .seconds(1)
                 print(String(format: "downloaded %d objects in %.3f s", objects.count, seconds))
+            } catch {
+                try await http.shutdown()
+                throw error
+            }
+            try await http.shutdown()
+        }
+    }
+
+    /// The worker's dataset sync (`TrainerWorker.DatasetSync`, as a job runs it) of a prefix.
+    struct Sync: AsyncParsableCommand {
+        @OptionGroup var endpoint: Endpoint
+        @Option var prefix = ""
+        @Option var destination: String
+
+        func run() async throws {
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                let start = ContinuousClock.now
+                let summary = try await DatasetSync(bucket: endpoint.client(http)).sync(prefix: prefix, into: destination)
+                print(String(format: "synced %d objects (%lld bytes, %d skipped) in %.3f s", summary.downloaded, summary.bytes, summary.skipped, (ContinuousClock.now - start) / .seconds(1)))
             } catch {
                 try await http.shutdown()
                 throw error
