@@ -35,3 +35,14 @@ start_server_and_log_in() { # gomodel work
   token=$("$1" tokens create --email bench@example.com)
   "$1" login --server "http://127.0.0.1:$port" --token "$token" >/dev/null
 }
+
+# Serves folder ROOT (one sub-folder per bucket) with `rclone serve s3` on a free port, keys
+# BENCHKEY/BENCHSECRET, and configures the rclone remote `B:` for it. Sets port and server.
+start_rclone_s3() { # root
+  port=$(free_port)
+  rclone serve s3 --auth-key "BENCHKEY,BENCHSECRET" --addr "127.0.0.1:$port" --log-level ERROR "$1" &
+  server=$!
+  wait_for_port "$port"
+  export RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT="http://127.0.0.1:$port" \
+    RCLONE_CONFIG_B_ACCESS_KEY_ID=BENCHKEY RCLONE_CONFIG_B_SECRET_ACCESS_KEY=BENCHSECRET RCLONE_CONFIG_B_FORCE_PATH_STYLE=true
+}

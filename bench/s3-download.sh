@@ -14,12 +14,7 @@ for i in range(int(sys.argv[2])):
     with open(os.path.join(sys.argv[1], f"{i:04d}.bin"), "wb") as f:
         f.write(os.urandom(1 << 20))
 PY
-port=$(free_port)
-rclone serve s3 --auth-key "BENCHKEY,BENCHSECRET" --addr "127.0.0.1:$port" --log-level ERROR "$work/root" &
-server=$!
-wait_for_port "$port"
-export RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT="http://127.0.0.1:$port" \
-  RCLONE_CONFIG_B_ACCESS_KEY_ID=BENCHKEY RCLONE_CONFIG_B_SECRET_ACCESS_KEY=BENCHSECRET RCLONE_CONFIG_B_FORCE_PATH_STYLE=true
+start_rclone_s3 "$work/root"
 
 ours=(); theirs=()
 for run in $(seq 1 "$RUNS"); do

@@ -24,12 +24,7 @@ for i in range(big * 8):
         for _ in range(128):
             f.write(chunk)
 PY
-port=$(free_port)
-rclone serve s3 --auth-key "BENCHKEY,BENCHSECRET" --addr "127.0.0.1:$port" --log-level ERROR "$work/root" &
-server=$!
-wait_for_port "$port"
-export RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT="http://127.0.0.1:$port" \
-  RCLONE_CONFIG_B_ACCESS_KEY_ID=BENCHKEY RCLONE_CONFIG_B_SECRET_ACCESS_KEY=BENCHSECRET RCLONE_CONFIG_B_FORCE_PATH_STYLE=true
+start_rclone_s3 "$work/root"
 sync_to() { # prefix destination
   "$RELEASE/release/s3bench" sync --endpoint "http://127.0.0.1:$port" --bucket bench --access-key BENCHKEY \
     --secret-key BENCHSECRET --prefix "$1" --destination "$2"
