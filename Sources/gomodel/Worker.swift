@@ -66,10 +66,16 @@ struct Worker: AsyncParsableCommand {
             // RunPod's test input files hold {"input": {...}}.
             let job = WorkerProtocolClient.TakenJob(id: "local-test", input: input["input"] ?? input)
             let reporter = ProgressReporter(interval: .seconds(1)) { print("progress: " + $0.rendered().replacingOccurrences(of: "\n", with: " ")) }
-            let output = try await handler.run(job, progress: reporter)
-            await reporter.drain()
-            print(output.rendered())
-            return
+            do {
+                let output = try await handler.run(job, progress: reporter)
+                await reporter.drain()
+                print(output.rendered())
+                return
+            } catch let failure as JobFailure {
+                await reporter.drain()
+                FileHandle.standardError.write(Data("The job failed: \(failure.message)\n\(failure.detail.map { $0 + "\n" } ?? "")".utf8))
+                throw ExitCode.failure
+            }
         }
         let endpoints: WorkerEndpoints
         if let server {

@@ -4,7 +4,8 @@
 Usage: python training_e2e.py path/to/gomodel
 Checks: train --watch to completion and the LoRA download (a safetensors header); a worker killed
 with SIGKILL mid-run, another one finishing the job resumed from a checkpoint; a cancel mid-run
-ending the job cancelled with its last checkpoint still downloadable.
+ending the job cancelled with its last checkpoint still downloadable; SIGTERM stopping a worker
+and its trainer without reporting the job; `gomodel worker --test-input` with a bad and a good input.
 """
 import json
 import os
@@ -65,12 +66,15 @@ def main():
             key = cli("workers", "create-key", "--name", "e2e").stdout.strip()
             store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)).stdout)
 
-            def start_worker(name, step_seconds):
+            def worker_environment(name, step_seconds):
                 worker_env = dict(env, R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],
                                   R2_SECRET_ACCESS_KEY=store["secretAccessKey"], GOMODEL_TRAINER_COMMAND=f"python3 {STAND_IN}",
                                   GOMODEL_WORKDIR=os.path.join(work, "work-" + name), STAND_IN_STEP_SECONDS=str(step_seconds))
                 worker_env.pop("GOMODEL_DATA_DIR")
-                process = subprocess.Popen([GOMODEL, "worker", "--server", base, "--key", key, "--name", name], env=worker_env,
+                return worker_env
+
+            def start_worker(name, step_seconds):
+                process = subprocess.Popen([GOMODEL, "worker", "--server", base, "--key", key, "--name", name], env=worker_environment(name, step_seconds),
                                            stdout=open(os.path.join(work, name + ".log"), "w"), stderr=subprocess.STDOUT)
                 workers.append(process)
                 return process
@@ -119,7 +123,7 @@ def main():
             wait("a checkpoint", lambda: any(a["kind"] == "checkpoint" and (a.get("step") or 0) >= 50 for a in api(f"/api/jobs/{job_id}")["artifacts"]))
             slow.send_signal(signal.SIGKILL)
             slow.wait()
-            start_worker("box-3", 0.01)
+            last = start_worker("box-3", 0.01)
             done = wait("the job to finish on another worker", lambda: (lambda j: j if j["status"] in ("completed", "failed") else None)(api(f"/api/jobs/{job_id}")), timeout=180)
             check(done["status"] == "completed" and done["attempt"] == 2, f"another worker finished it as attempt 2 (got {done['status']}, attempt {done['attempt']})")
             trainer_log = next(a for a in done["artifacts"] if a["kind"] == "log")
@@ -132,6 +136,38 @@ def main():
             ended = wait("the cancel", lambda: (lambda j: j if j["status"] == "cancelled" else None)(api(f"/api/jobs/{job_id}")), timeout=60)
             checkpoint = next(a for a in ended["artifacts"] if a["kind"] == "checkpoint" and a["key"].endswith(".safetensors"))
             check(download(job_id, checkpoint)[:8] != b"", "the job ended cancelled and its last checkpoint stays downloadable")
+
+            print("SIGTERM: the worker stops its trainer and leaves the job to resume elsewhere")
+            job_id = cli("train", "--dataset", "pairs", "--steps", "2000").stdout.split("Queued job ")[1].split(" ")[0]
+            wait("a checkpoint", lambda: any(a["kind"] == "checkpoint" for a in api(f"/api/jobs/{job_id}")["artifacts"]))
+            last.send_signal(signal.SIGTERM)
+            check(last.wait(timeout=60) == 0, "the worker exits 0 on SIGTERM")
+            check("gomodel worker stopped." in open(os.path.join(work, "box-3.log")).read(), "and says so")
+            trainers = [p for p in os.listdir("/proc") if p.isdigit() and "work-box-3" in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")]
+            check(not trainers, f"its trainer is gone (left: {trainers})")
+            check(api(f"/api/jobs/{job_id}")["status"] == "running", "the job is not reported failed or cancelled: its lease runs out and it resumes elsewhere")
+
+            print("gomodel worker --test-input")
+            tester = worker_environment("box-t", 0.01)
+            bad = os.path.join(work, "bad.json")
+            open(bad, "w").write('{"input": {"check": true}}')
+            result = subprocess.run([GOMODEL, "worker", "--test-input", bad], env=tester, capture_output=True, text=True, timeout=60)
+            check(result.returncode == 1 and "The job failed: The job's input is not valid: input.contract_version is missing" in result.stderr,
+                  f"a bad input fails saying which field ({result.returncode}: {result.stderr.strip()[:300]})")
+            # A real input: the first job's config as its worker wrote it, the work root put back to /workspace.
+            config = next(a for a in job["artifacts"] if a["kind"] == "config")
+            job_config = json.loads(download(job["id"], config).decode().replace(os.path.join(work, "work-box-1"), "/workspace"))
+            dataset = job["datasetId"].lower()
+            good = os.path.join(work, "job.json")
+            json.dump({"input": {"contract_version": 1, "trainer_job_id": "test-input", "job_config": job_config,
+                                 "r2_dataset": {"datasetId": dataset, "bucket": store["bucket"], "prefix": f"datasets/{dataset}/"},
+                                 "output": {"bucket": store["bucket"], "prefix": "outputs/test-input/"}}}, open(good, "w"))
+            result = subprocess.run([GOMODEL, "worker", "--test-input", good], env=tester, capture_output=True, text=True, timeout=120)
+            check(result.returncode == 0, f"a good input runs ({result.stderr.strip()[-500:]})")
+            output = json.loads("\n".join(line for line in result.stdout.splitlines() if not line.startswith("progress: ")))
+            check(output["steps"] == 60 and any(a["kind"] == "lora" and a["key"].startswith("outputs/test-input/") for a in output["artifacts"]),
+                  "and prints the result with its LoRA in the output prefix")
+            check("progress: " in result.stdout and '"phase": ' in result.stdout, "progress is printed as it goes")
         except Exception:
             log.flush()
             print("--- server log", file=sys.stderr)
