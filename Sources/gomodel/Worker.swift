@@ -46,7 +46,9 @@ struct Worker: AsyncParsableCommand {
         var environment: [String: String] = [:]
         if let token = configuration.worker.huggingFaceToken { environment["HF_TOKEN"] = token.value }
         let handler = TrainingHandler(
-            bucket: S3Client(endpoint: endpoint, httpClient: http), workRoot: configuration.worker.workDirectory,
+            // Patient: a refused final upload costs the whole training (8 tries over about 2 minutes).
+            bucket: S3Client(endpoint: endpoint, httpClient: http, retry: RetryPolicy(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(30))),
+            workRoot: configuration.worker.workDirectory,
             trainerCommand: command, trainerDirectory: configuration.worker.aiToolkitDirectory, trainerEnvironment: environment
         )
         do {
