@@ -93,7 +93,7 @@ public struct TrainingHandler: JobHandler {
                 }
                 guard case .object(var fields) = update else { return }
                 let artifacts = uploaded.withLockedValue { $0 }
-                if !artifacts.isEmpty { fields.append(("artifacts", .array(artifacts.map(Self.json)))) }
+                if !artifacts.isEmpty { fields.append(("artifacts", .array(artifacts.map(\.contractJSON)))) }
                 sink.yield(.object(fields))
             }
         }
@@ -146,7 +146,7 @@ public struct TrainingHandler: JobHandler {
             throw JobFailure("The trainer ended without writing \(job.runName).safetensors.", detail: nil)
         }
         var result: [(String, JSONValue)] = [
-            ("artifacts", .array(artifacts.map(Self.json))), ("steps", .int(final.lastStep)),
+            ("artifacts", .array(artifacts.map(\.contractJSON))), ("steps", .int(final.lastStep)),
             ("duration_seconds", .double(Date().timeIntervalSince(started).rounded())),
         ]
         if let loss = final.losses.last?.1 { result.append(("final_loss", .double(loss))) }
@@ -160,14 +160,6 @@ public struct TrainingHandler: JobHandler {
         var lastStep = 0
         var losses: [(Int, Double)] = []
         var firstError: String?
-    }
-
-    static func json(_ artifact: JobArtifact) -> JSONValue {
-        var fields: [(String, JSONValue)] = [("kind", .string(artifact.kind.rawValue)), ("key", .string(artifact.key))]
-        if let bytes = artifact.bytes { fields.append(("bytes", .int(Int(bytes)))) }
-        if let sha = artifact.sha256 { fields.append(("sha256", .string(sha))) }
-        if let step = artifact.step { fields.append(("step", .int(step))) }
-        return .object(fields)
     }
 
     /// Earlier attempts' newest checkpoint (and optimizer state), so the trainer resumes from

@@ -54,5 +54,8 @@ import TrainerCore
         for ignored in ["samples/.tmp/x.jpg", "samples/.thumbs/x.jpg", "loss_log.db-wal", ".job_config.json", "gm_3f2a_x.safetensors"] {
             #expect(job.artifact(forOutputFile: ignored) == nil, "\(ignored)")
         }
+        // What the worker writes is what the server reads back.
+        let written = [JobArtifact(kind: .checkpoint, key: "outputs/3f2a/checkpoints/a.safetensors", bytes: 12, sha256: "ab", step: 250), JobArtifact(kind: .log, key: "outputs/3f2a/log.txt")]
+        #expect(JobArtifact.list(in: ["artifacts": .array(written.map(\.contractJSON))], prefix: "outputs/3f2a/") == written)
     }
 }

@@ -97,6 +97,15 @@ public struct JobArtifact: Sendable, Equatable, Codable {
         self.step = step
     }
 
+    /// As the job contract writes it in a result or progress `output` (DESIGN §5); `list` reads it.
+    public var contractJSON: JSONValue {
+        var fields: [(String, JSONValue)] = [("kind", .string(kind.rawValue)), ("key", .string(key))]
+        if let bytes { fields.append(("bytes", .int(Int(bytes)))) }
+        if let sha256 { fields.append(("sha256", .string(sha256))) }
+        if let step { fields.append(("step", .int(step))) }
+        return .object(fields)
+    }
+
     /// The artifacts of a result or progress `output`, keeping only well-formed ones whose key
     /// lies under `prefix` (a worker must not point us at other jobs' or users' objects).
     public static func list(in output: JSONValue?, prefix: String) -> [JobArtifact] {
