@@ -135,6 +135,7 @@ function pairItem(sample, controls, index) {
     try {
       await api('PATCH', `/api/datasets/${datasetId}/samples/${encodeURIComponent(sample.stem)}`, { caption: caption.value });
       status.textContent = 'Saved.';
+      toast(`Saved the instruction of ${sample.stem}.`);
       const focusId = id;
       await load();
       const again = document.getElementById(focusId);
@@ -154,7 +155,7 @@ function pairItem(sample, controls, index) {
     images,
     el('div', { className: 'pair-text' },
       el('p', { className: 'stem break', text: sample.stem }),
-      el('label', { for: id, className: 'visually-hidden', text: `Instruction for ${sample.stem}` }),
+      el('label', { for: id, className: 'caption-label' }, 'Instruction', el('span', { className: 'visually-hidden', text: ` for ${sample.stem}` })),
       caption,
       el('div', { className: 'caption-actions' }, save, status),
       findings.length ? el('ul', { className: 'findings', 'aria-label': `Problems of ${sample.stem}` }, findings.map(findingItem)) : null));
