@@ -27,7 +27,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support import check, free_port
+from support import check, free_port, wait_ready
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,9 +98,13 @@ class Journey:
         for label, (width, height) in SIZES.items():
             self.driver.set_window_size(width, height)
             time.sleep(0.3)
-            self.shot(f"{name}-{label}")
             overflow = self.driver.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
             check(overflow <= 1, f"{name} at {label} width has no horizontal scrolling ({overflow}px)")
+            # The whole page in one picture: the window as tall as the document (capped).
+            full = self.driver.execute_script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(width, min(max(full, height), 6000))
+            time.sleep(0.2)
+            self.shot(f"{name}-{label}")
         self.driver.set_window_size(*SIZES["desktop"])
         if self.axe_script is None:
             import axe_selenium_python
@@ -180,12 +184,7 @@ def main():
         worker = None
         driver = None
         try:
-            for _ in range(150):
-                try:
-                    urllib.request.urlopen(base + "/readyz", timeout=1)
-                    break
-                except Exception:
-                    time.sleep(0.2)
+            wait_ready(base)
 
             def cli(*args):
                 result = subprocess.run([GOMODEL, *args], env=env, capture_output=True, text=True, timeout=120)
