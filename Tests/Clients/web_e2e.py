@@ -210,6 +210,7 @@ def main():
                 write(os.path.join(folder, "target", stem + ".png"), real_png(320, 320, tuple(255 - c for c in rgb)))
                 if stem != "fox":
                     write(os.path.join(folder, "target", stem + ".txt"), f"make the {stem} a watercolour")
+            write(os.path.join(folder, "target", "zebra.png"), real_png(320, 320, (20, 20, 20)))  # a stray, to be removed
             fix = os.path.join(work, "fix")
             write(os.path.join(fix, "control", "owl.png"), real_png(320, 320, colours["owl"]))
 
@@ -234,13 +235,14 @@ def main():
             check(journey.find("#dataset-title").text == LONG_NAME, "the dataset page shows the long name")
 
             print("upload the folder through the file input")
-            journey.upload_folder(folder, 10)
-            check(len(journey.finds("#upload-list li.done")) == 10, "each file shows its own progress row, all done")
-            journey.wait("the pair grid", lambda: set(journey.pairs()) == set(colours))
+            journey.upload_folder(folder, 11)
+            check(len(journey.finds("#upload-list li.done")) == 11, "each file shows its own progress row, all done")
+            journey.wait("the pair grid", lambda: set(journey.pairs()) == set(colours) | {"zebra"})
             journey.wait("the thumbnails to load", lambda: driver.execute_script(
+                "window.scrollTo(0, document.body.scrollHeight);"  # thumbnails load lazily, near the viewport
                 "const images = [...document.querySelectorAll('#pair-list img')];"
-                "return images.length === 7 && images.every(i => i.complete && i.naturalWidth === 320)"))
-            check(True, "the grid shows control and target thumbnails (7 images, drawn)")
+                "return images.length === 8 && images.every(i => i.complete && i.naturalWidth === 320)"))
+            check(True, "the grid shows control and target thumbnails (8 images, drawn)")
             check(any("caption" in text.lower() or "instruction" in text.lower() for text in journey.findings_of("fox")), "fox shows its missing-caption finding")
             check(any("control" in text.lower() for text in journey.findings_of("owl")), "owl shows its missing-control finding")
             check(not journey.findings_of("cat"), "cat has no findings")
@@ -248,10 +250,13 @@ def main():
             journey.page_checks("dataset-broken")
 
             print("fix both: upload the missing control, write the missing caption")
-            journey.upload_folder(fix, 11)
+            journey.upload_folder(fix, 12)
             journey.wait("owl's finding to go", lambda: journey.findings_of("owl") == [])
             journey.set_caption("fox", "make the fox a watercolour")
             journey.wait("fox's finding to go", lambda: journey.findings_of("fox") == [])
+            journey.pairs()["zebra"].find_element(By.CSS_SELECTOR, "button.danger").click()
+            driver.switch_to.alert.accept()
+            journey.wait("the stray sample to be removed", lambda: set(journey.pairs()) == set(colours))
             check("ready to train" in journey.find("#dataset-summary").text, "the dataset is ready to train")
 
             print("an XSS caption is shown as text")
@@ -306,7 +311,7 @@ def main():
             sample = urllib.request.urlopen(urllib.request.Request(sample_url, headers={"Cookie": journey.cookie_header()}), timeout=10).read()
             check(sample.startswith(b"\xff\xd8"), "a sample image's address leads to its JPEG (the stand-in's are not drawable)")
             check(len([a for a in journey.finds("#job-files a") if "Checkpoint" in a.text]) >= 1, "checkpoints are listed with downloads")
-            check(journey.find("#job-runpod").text != "", "the RunPod job id field is shown")
+            check(journey.find("#job-runpod").text not in ("", "—"), "the job id at the runner (RunPod's, or the built-in queue's) is shown")
             check("completed" in journey.find("#job-log").text, "the log tail shows the job's events")
             journey.page_checks("job")
 

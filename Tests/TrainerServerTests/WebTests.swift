@@ -110,6 +110,27 @@ import VaporTesting
         }
     }
 
+    /// The grid's "Remove sample" button: the sample's files leave the bucket and the dataset.
+    @Test func aSampleCanBeRemovedByItsOwnerOnly() async throws {
+        try await withRunningStore { store in
+            var ann = try await DatasetTests.User(store, email: "ann@example.com")
+            let datasetID = try await ann.createDataset()
+            try await ann.upload(datasetID, DatasetTests.pair + [("target/owl.png", TestImage.png())])
+            #expect(try await ann.client.send(.GET, "/api/datasets/\(datasetID)").json["sound"] as? Bool == false)
+
+            var bob = try await DatasetTests.User(store, email: "bob@example.com")
+            #expect(try await bob.client.send(.DELETE, "/api/datasets/\(datasetID)/samples/owl").status == .notFound)
+            #expect(try await ann.client.send(.DELETE, "/api/datasets/\(datasetID)/samples/owl", sendCSRF: false).status == .forbidden)
+
+            let removed = try await ann.client.send(.DELETE, "/api/datasets/\(datasetID)/samples/owl")
+            #expect(removed.status == .ok, "\(removed.body.string)")
+            #expect(try removed.json["sound"] as? Bool == true && removed.json["sampleCount"] as? Int == 1)
+            let keys = try await store.client().listAllObjects(prefix: "datasets/\(datasetID)/").map(\.key)
+            #expect(keys.sorted() == ["control_1/cat.png", "target/cat.png", "target/cat.txt"].map { "datasets/\(datasetID)/\($0)" })
+            #expect(try await ann.client.send(.DELETE, "/api/datasets/\(datasetID)/samples/owl").status == .notFound)
+        }
+    }
+
     @Test func thePolicyAllowsTheBucketOriginWhereBrowsersUploadTo() async throws {
         #expect(WebSecurityHeaders.policy(storeOrigin: nil).contains("connect-src 'self';"))
         try await withTestApp(environment: [

@@ -168,6 +168,7 @@ struct DatasetController: Sendable {
         datasets.post(":id", "uploads", "complete", use: completeUploads)
         datasets.get(":id", "validation", use: validation)
         datasets.patch(":id", "samples", ":stem", use: setCaption)
+        datasets.delete(":id", "samples", ":stem", use: deleteSample)
         datasets.get(":id", "samples", ":stem", ":role", use: file)
     }
 
@@ -234,6 +235,14 @@ struct DatasetController: Sendable {
         guard let stem = request.parameters.get("stem") else { throw APIError.notFound("Name the sample: /api/datasets/{id}/samples/{stem}.") }
         let body = try request.decodeJSON(CaptionRequest.self)
         let report = try await datasets.setCaption(dataset, stem: stem, caption: body.caption, on: request.db)
+        var response = DatasetResponse(dataset)
+        response.validation = Validation(report)
+        return try JSON.response(response)
+    }
+
+    @Sendable func deleteSample(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        let report = try await datasets.deleteSample(dataset, stem: request.parameters.get("stem") ?? "", on: request.db)
         var response = DatasetResponse(dataset)
         response.validation = Validation(report)
         return try JSON.response(response)
@@ -311,6 +320,9 @@ struct DatasetController: Sendable {
         ),
         APIOperation(method: .GET, path: "/api/datasets/{id}/validation", summary: "Check the dataset: every finding names the file and the fix.",
                      responses: [200: ("The report.", .ref("Validation")), 404: ("No such dataset of yours.", .ref("Error"))]),
+        APIOperation(method: .DELETE, path: "/api/datasets/{id}/samples/{stem}", summary: "Remove a sample: its control images, target and caption.",
+                     responses: [200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset or sample of yours.", .ref("Error")),
+                                 409: ("A job uses the dataset.", .ref("Error"))]),
         APIOperation(method: .GET, path: "/api/datasets/{id}/samples/{stem}/{role}", summary: "View a sample's image (role target, control_1, control_2 or control_3): a redirect to a presigned URL valid 15 minutes.",
                      responses: [303: ("To the image.", nil), 404: ("No such dataset, sample or image of yours.", .ref("Error"))]),
         APIOperation(

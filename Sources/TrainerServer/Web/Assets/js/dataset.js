@@ -151,13 +151,25 @@ function pairItem(sample, controls, index) {
   });
   caption.addEventListener('input', () => { status.textContent = ''; save.disabled = false; });
 
+  const remove = el('button', { type: 'button', className: 'danger small', text: 'Remove sample', 'aria-label': `Remove sample ${sample.stem}` });
+  remove.addEventListener('click', async () => {
+    if (!confirm(`Remove the sample “${sample.stem}” (its images and instruction) from the dataset?`)) return;
+    try {
+      await api('DELETE', `/api/datasets/${datasetId}/samples/${encodeURIComponent(sample.stem)}`);
+      toast(`Removed ${sample.stem}.`);
+      await load();
+    } catch (error) {
+      toast(error.message);
+    }
+  });
+
   return el('li', { className: 'pair' + (findings.some((f) => f.severity === 'error') ? ' has-error' : ''), dataset: { stem: sample.stem } },
     images,
     el('div', { className: 'pair-text' },
       el('p', { className: 'stem break', text: sample.stem }),
       el('label', { for: id, className: 'caption-label' }, 'Instruction', el('span', { className: 'visually-hidden', text: ` for ${sample.stem}` })),
       caption,
-      el('div', { className: 'caption-actions' }, save, status),
+      el('div', { className: 'caption-actions' }, save, status, remove),
       findings.length ? el('ul', { className: 'findings', 'aria-label': `Problems of ${sample.stem}` }, findings.map(findingItem)) : null));
 }
 
