@@ -18,6 +18,8 @@ import VaporTesting
                 #expect(response.headers.first(name: .location) == "/login?next=\(path)", "\(path)")
             }
             #expect(try await client.send(.GET, "/").headers.first(name: .location) == "/login")
+            let withQuery = try await client.send(.GET, "/jobs/new?dataset=\(UUID())")
+            #expect(withQuery.headers.first(name: .location)?.hasPrefix("/login?next=/jobs/new%3Fdataset%3D") == true, "the query comes back too")
 
             let login = try await client.send(.GET, "/login")
             #expect(login.status == .ok)

@@ -229,7 +229,8 @@ struct WebController: Sendable {
     /// Another user's dataset or job answers exactly like a missing one: 404.
     private func signedIn(_ request: Request, page: (User, String) async throws -> Response) async throws -> Response {
         guard let (user, csrf) = Self.session(request) else {
-            return request.redirect(to: "/login?next=" + (request.url.path.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "/-_"))) ?? "/"))
+            let wanted = request.url.path + (request.url.query.map { "?" + $0 } ?? "")
+            return request.redirect(to: "/login?next=" + (wanted.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "/-_"))) ?? "/"))
         }
         do {
             return try await page(user, csrf)

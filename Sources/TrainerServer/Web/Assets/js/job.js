@@ -53,7 +53,8 @@ function drawLoss() {
   const points = [...state.losses.entries()].sort((a, b) => a[0] - b[0]);
   const box = document.getElementById('loss-chart');
   if (points.length < 2) return;
-  const width = 640, height = 220, left = 56, right = 12, top = 12, bottom = 32;
+  // Drawn at the box's own width, so the labels keep their size on phones and laptops alike.
+  const width = Math.max(280, box.clientWidth || 640), height = 220, left = 56, right = 12, top = 12, bottom = 32;
   const steps = points.map((p) => p[0]), losses = points.map((p) => p[1]);
   const minStep = Math.min(...steps), maxStep = Math.max(...steps);
   let minLoss = Math.min(...losses), maxLoss = Math.max(...losses);
@@ -234,4 +235,6 @@ document.getElementById('retry-job').addEventListener('click', async () => {
   } catch (error) { toast(error.message); }
 });
 
+let resizeTimer;
+window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(drawLoss, 150); });
 refresh().then(loadSamplePairs);
