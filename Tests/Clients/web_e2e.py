@@ -336,6 +336,29 @@ def main():
             check(len(journey.finds("#token-rows tr")) == 1, "the token is listed")
             journey.page_checks("account")
 
+            print("many samples: 60 flat-named pairs through the plain file picker; the grid pages")
+            flat = os.path.join(work, "flat")
+            paths = []
+            for index in range(60):
+                stem = f"sample-{index:03d}"
+                for suffix, rgb in (("_start.png", (index * 4, 90, 120)), ("_end.png", (120, index * 4, 90))):
+                    write(os.path.join(flat, stem + suffix), real_png(300, 300, rgb))
+                    paths.append(os.path.join(flat, stem + suffix))
+                write(os.path.join(flat, stem + ".txt"), f"edit number {index}")
+                paths.append(os.path.join(flat, stem + ".txt"))
+            journey.open("/datasets")
+            journey.find("#dataset-name").send_keys("many")
+            journey.find("#new-dataset button[type=submit]").click()
+            journey.wait("the second dataset's page", lambda: journey.finds("#dataset-title") and journey.find("#dataset-title").text == "many")
+            journey.find("#pick-files").send_keys("\n".join(paths))
+            journey.wait("180 files to upload", lambda: journey.find("#total-label").text == "All files uploaded"
+                         and journey.find("#total-text").text.startswith("180 of 180 files"), timeout=120)
+            journey.wait("the first page of the grid", lambda: len(journey.pairs()) == 24)
+            check(journey.find("#page-text").text == "Page 1 of 3 (60 samples)", "the grid shows 24 of 60 samples a page")
+            journey.find("#page-next").click()
+            journey.wait("the second page", lambda: "sample-024" in journey.pairs())
+            check("ready to train" in journey.find("#dataset-summary").text, "60 flat-named pairs make a sound dataset")
+
             print("a second user cannot open the first user's pages")
             journey.find("#log-out").click()
             journey.wait("the login page", lambda: driver.current_url.endswith("/login"))
