@@ -12,6 +12,7 @@ screenshotted at desktop (1280×800) and phone (390×844) widths into test-outpu
 """
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -174,6 +175,7 @@ class Journey:
 
 def main():
     started = time.time()
+    shutil.rmtree(SHOTS, ignore_errors=True)
     with tempfile.TemporaryDirectory() as work:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -301,6 +303,7 @@ def main():
                     seen_points.add(points)
                 return len(seen_steps) >= 3 and len(seen_points) >= 2
             journey.wait("the step counter and the loss chart to move", progressed, timeout=90)
+            journey.shot("job-running-desktop")
             check(driver.execute_script("return window.stillTheSamePage === true"), "without reloading the page")
             check(True, f"steps seen {sorted(seen_steps)}; chart points seen {sorted(seen_points, key=int)}")
             journey.wait("the job to complete", lambda: journey.find("#job-status").text == "completed", timeout=90)
@@ -358,6 +361,7 @@ def main():
             journey.find("#page-next").click()
             journey.wait("the second page", lambda: "sample-024" in journey.pairs())
             check("ready to train" in journey.find("#dataset-summary").text, "60 flat-named pairs make a sound dataset")
+            journey.page_checks("dataset-many")
 
             print("a second user cannot open the first user's pages")
             journey.find("#log-out").click()
