@@ -4,6 +4,9 @@
 const csrfMeta = document.querySelector('meta[name="csrf-token"]');
 export const csrfToken = csrfMeta ? csrfMeta.content : '';
 
+/** Job states after which nothing changes any more (JobStatus.isFinal). */
+export const finalStates = ['completed', 'failed', 'cancelled', 'timed_out'];
+
 export class ApiError extends Error {
   constructor(status, code, message, details) {
     super(message);
@@ -50,6 +53,19 @@ export function el(tag, attributes = {}, ...children) {
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
+}
+
+/** A dataset's files (GET /api/datasets/{id}) grouped into samples, in the server's order (by stem). */
+export function samplesOf(files) {
+  const byStem = new Map();
+  for (const file of files || []) {
+    if (!byStem.has(file.stem)) byStem.set(file.stem, { stem: file.stem, controls: [], target: null, caption: null });
+    const sample = byStem.get(file.stem);
+    if (file.role === 'target') sample.target = file;
+    else if (file.role === 'caption') sample.caption = file;
+    else if (file.role.startsWith('control_')) sample.controls[Number(file.role.slice(8)) - 1] = file;
+  }
+  return [...byStem.values()].sort((a, b) => (a.stem < b.stem ? -1 : a.stem > b.stem ? 1 : 0));
 }
 
 export function formatBytes(count) {

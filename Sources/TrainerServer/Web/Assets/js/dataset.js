@@ -1,7 +1,7 @@
 // The dataset page: uploads straight to the bucket (drag-and-drop of files or folders, or the
 // file inputs), six at a time with per-file and total progress and retry; the pair grid with
 // thumbnails, inline caption editing and each sample's findings; delete.
-import { api, el, formatBytes, toast } from './common.js';
+import { api, el, formatBytes, samplesOf, toast } from './common.js';
 
 const page = document.getElementById('dataset-page');
 const datasetId = page.dataset.datasetId;
@@ -44,18 +44,6 @@ function stemOfKey(key) {
   const name = key.split('/').pop();
   const dot = name.lastIndexOf('.');
   return dot > 0 ? name.slice(0, dot) : name;
-}
-
-function samplesOf(files) {
-  const byStem = new Map();
-  for (const file of files) {
-    if (!byStem.has(file.stem)) byStem.set(file.stem, { stem: file.stem, controls: [], target: null, caption: null });
-    const sample = byStem.get(file.stem);
-    if (file.role === 'target') sample.target = file;
-    else if (file.role === 'caption') sample.caption = file;
-    else if (file.role.startsWith('control_')) sample.controls[Number(file.role.slice(8)) - 1] = file;
-  }
-  return [...byStem.values()].sort((a, b) => (a.stem < b.stem ? -1 : a.stem > b.stem ? 1 : 0));
 }
 
 function renderSummary() {

@@ -1,6 +1,6 @@
 // The new-training form: the preset's defaults, sample pairs picked from the dataset's samples,
 // a time (and cost) estimate, and the "Train Qwen Image Edit 2509" button.
-import { api, el, formatDuration, showError } from './common.js';
+import { api, el, formatDuration, samplesOf, showError } from './common.js';
 
 const form = document.getElementById('job-form');
 const picker = document.getElementById('pair-picker');
@@ -52,17 +52,9 @@ async function loadDataset() {
   if (!datasetId) { stateText.textContent = 'Create a dataset first.'; return; }
   try {
     const dataset = await api('GET', `/api/datasets/${datasetId}`);
-    const byStem = new Map();
-    for (const file of dataset.files || []) {
-      if (!byStem.has(file.stem)) byStem.set(file.stem, { stem: file.stem });
-      const sample = byStem.get(file.stem);
-      if (file.role === 'target') sample.target = true;
-      else if (file.role === 'caption') sample.caption = file.caption;
-      else if (file.role === 'control_1') sample.control = 'control_1';
-    }
-    // The same order the server uses for its default sample pairs (the first two stems).
-    samples = [...byStem.values()].filter((sample) => sample.target).sort((a, b) => (a.stem < b.stem ? -1 : a.stem > b.stem ? 1 : 0))
-      .map((sample, index) => ({ ...sample, index }));
+    samples = samplesOf(dataset.files).filter((sample) => sample.target).map((sample, index) => ({
+      stem: sample.stem, index, control: sample.controls[0] ? 'control_1' : null, caption: sample.caption ? sample.caption.caption : null,
+    }));
     stateText.textContent = dataset.sound ? `Ready: ${dataset.sampleCount} samples.` : `Not ready: ${dataset.errorCount} problem(s) to fix on the dataset page first.`;
     renderPicker(datasetId, shownAtFirst);
   } catch (error) {

@@ -1,11 +1,10 @@
 // The job page: live over server-sent events (the Refresh button reloads by hand), the loss
 // chart drawn as SVG, samples by step beside their control images, downloads, log, cancel, retry.
-import { api, el, formatBytes, formatDuration, formatTime, toast } from './common.js';
+import { api, el, finalStates, formatBytes, formatDuration, formatTime, samplesOf, toast } from './common.js';
 
 const page = document.getElementById('job-page');
 const jobId = page.dataset.jobId;
 const datasetId = page.dataset.datasetId;
-const finalStates = ['completed', 'failed', 'cancelled', 'timed_out'];
 const state = { job: null, losses: new Map(), samplePairs: null, controlsOf: new Map(), events: [], source: null };
 
 function text(id, value) {
@@ -129,14 +128,10 @@ async function loadSamplePairs() {
   const params = (state.job && state.job.params) || {};
   try {
     const dataset = await api('GET', `/api/datasets/${datasetId}`);
-    const controls = new Map();
-    for (const file of dataset.files || []) {
-      if (!file.role.startsWith('control_')) continue;
-      if (!controls.has(file.stem)) controls.set(file.stem, []);
-      controls.get(file.stem).push(file.role);
-    }
-    state.controlsOf = controls;
-    const stems = [...new Set((dataset.files || []).filter((file) => file.role === 'target').map((file) => file.stem))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const samples = samplesOf(dataset.files);
+    state.controlsOf = new Map(samples.map((sample) => [sample.stem, sample.controls.filter(Boolean).map((file) => file.role)]));
+    // The server's default sample pairs: the first two samples.
+    const stems = samples.filter((sample) => sample.target).map((sample) => sample.stem);
     state.samplePairs = Array.isArray(params.samplePairs) ? params.samplePairs : stems.slice(0, 2);
   } catch (error) {
     state.samplePairs = Array.isArray(params.samplePairs) ? params.samplePairs : [];

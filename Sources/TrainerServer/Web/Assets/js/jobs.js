@@ -1,7 +1,6 @@
 // The job list: rows of unfinished jobs follow their progress (polled every 5 s).
-import { api } from './common.js';
+import { api, finalStates } from './common.js';
 
-const finalStates = ['completed', 'failed', 'cancelled', 'timed_out'];
 const table = document.getElementById('job-table');
 
 async function poll() {
