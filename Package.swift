@@ -12,6 +12,10 @@ let package = Package(
         .package(url: "https://github.com/vapor/fluent.git", exact: "4.13.0"),
         .package(url: "https://github.com/vapor/fluent-sqlite-driver.git", exact: "4.9.0"),
         .package(url: "https://github.com/vapor/fluent-postgres-driver.git", exact: "2.14.0"),
+        .package(url: "https://github.com/vapor/leaf.git", exact: "4.5.2"),
+        // Leaf's engine, named for NIOLeafFiles: the templates live under .build during development,
+        // which Leaf's default file source refuses (it hides dot-folders).
+        .package(url: "https://github.com/vapor/leaf-kit.git", exact: "1.14.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
@@ -56,7 +60,11 @@ let package = Package(
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
-            ]
+                .product(name: "Leaf", package: "leaf"),
+                .product(name: "LeafKit", package: "leaf-kit"),
+            ],
+            // The web app's Leaf templates and static assets, found through Bundle.module at run time.
+            resources: [.copy("Web")]
         ),
         // The GPU worker (`gomodel worker`): RunPod's worker protocol, the training handler. No Vapor.
         .target(

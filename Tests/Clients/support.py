@@ -2,6 +2,8 @@
 import os
 import socket
 import struct
+import time
+import urllib.request
 import zlib
 
 
@@ -22,3 +24,15 @@ def png(width, height, filler=2048):
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
     return b"\x89PNG\r\n\x1a\n" + chunk + os.urandom(filler)
+
+
+def wait_ready(base, seconds=30):
+    """Waits until a starting `gomodel serve` at `base` answers /readyz."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=1)
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise AssertionError(f"gomodel serve at {base} did not become ready in {seconds} s")

@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 
-from support import check, free_port, png
+from support import check, free_port, png, wait_ready
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,12 +39,7 @@ def main():
         server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
         workers = []
         try:
-            for _ in range(150):
-                try:
-                    urllib.request.urlopen(base + "/readyz", timeout=1)
-                    break
-                except Exception:
-                    time.sleep(0.2)
+            wait_ready(base)
 
             def cli(*args, check_ok=True):
                 result = subprocess.run([GOMODEL, *args], env=env, capture_output=True, text=True, timeout=300)

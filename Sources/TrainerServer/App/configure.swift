@@ -2,6 +2,8 @@ import Fluent
 import FluentPostgresDriver
 import FluentSQLiteDriver
 import Foundation
+import Leaf
+import LeafKit
 import ObjectStorage
 import Prometheus
 import RunPod
@@ -39,7 +41,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     }
     let bucket = Bucket.make(configuration.objectStore, builtIn: builtInStore, publicURL: configuration.publicURL, http: app.http.client.shared, now: dependencies.now)
     let datasets = DatasetService(bucket: bucket, limits: configuration.datasetLimits, now: dependencies.now)
-    DatasetController(datasets: datasets, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy).register(signedIn: signedIn)
+    DatasetController(datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy).register(signedIn: signedIn)
     let wakeup = Wakeup()
     let jobs = JobService(datasets: datasets, now: dependencies.now, created: { wakeup.signal() })
     JobController(jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy, gpuPricePerSecond: configuration.gpuPricePerSecond).register(signedIn: signedIn)
@@ -58,6 +60,17 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         WorkerQueueController(queue: queue, longPoll: dependencies.jobTakeWait).register(app)
         if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "built-in queue", wakeup: Wakeup()) { try await queue.reclaimLost(on: $0); return false }) }
     }
+
+    // The web app: Leaf pages and their assets, from this target's resources.
+    app.views.use(.leaf)
+    let views = WebResources.viewsDirectory
+    app.leaf.configuration = LeafConfiguration(rootDirectory: views)
+    // Sandboxed to the views folder; dot-folders on the way there (.build) are allowed.
+    app.leaf.sources = .singleSource(NIOLeafFiles(fileio: app.fileio, limits: [.toSandbox, .requireExtensions, .onlyLeafExtensions], sandboxDirectory: views, viewDirectory: views))
+    let web = app.grouped(WebSecurityHeaders(storeOrigin: bucket.browserOrigin))
+    web.get("assets", "**", use: WebResources.serveAsset)
+    WebController(datasets: datasets, signupPolicy: configuration.signupPolicy, gpuPricePerSecond: configuration.gpuPricePerSecond)
+        .register(web.grouped(AuthenticationMiddleware(accounts: accounts, cookie: cookie)))
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)
     SystemController(registry: registry, openAPIDocument: try JSON.encoder.encode(document)).register(app)

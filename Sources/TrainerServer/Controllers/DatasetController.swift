@@ -6,6 +6,7 @@ import Vapor
 /// Image bytes never pass through here: clients PUT them to presigned URLs.
 struct DatasetController: Sendable {
     let datasets: DatasetService
+    let bucket: Bucket
     /// GOMODEL_PUBLIC_URL, when set, is where clients reach us (and the built-in store).
     let publicURL: URL?
     let trustProxy: Bool
@@ -167,6 +168,8 @@ struct DatasetController: Sendable {
         datasets.post(":id", "uploads", "complete", use: completeUploads)
         datasets.get(":id", "validation", use: validation)
         datasets.patch(":id", "samples", ":stem", use: setCaption)
+        datasets.delete(":id", "samples", ":stem", use: deleteSample)
+        datasets.get(":id", "samples", ":stem", ":role", use: file)
     }
 
     @Sendable func create(request: Request) async throws -> Response {
@@ -237,6 +240,29 @@ struct DatasetController: Sendable {
         return try JSON.response(response)
     }
 
+    @Sendable func deleteSample(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        let report = try await datasets.deleteSample(dataset, stem: request.parameters.get("stem") ?? "", on: request.db)
+        var response = DatasetResponse(dataset)
+        response.validation = Validation(report)
+        return try JSON.response(response)
+    }
+
+    /// A redirect to a presigned GET of a sample's image (`target`, `control_1`…): the web app's thumbnails.
+    @Sendable func file(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        let stem = request.parameters.get("stem") ?? ""
+        let role = request.parameters.get("role") ?? ""
+        guard role != "caption", let file = try await DatasetFile.query(on: request.db).filter(\.$dataset.$id == dataset.id!)
+            .filter(\.$stem == stem).filter(\.$role == role).filter(\.$uploadedAt != nil).first()
+        else {
+            throw APIError.notFound("The dataset has no \(role) image for sample '\(stem)'; GET /api/datasets/{id} lists its files.")
+        }
+        let url = bucket.presignedGet(key: dataset.prefix + file.key, downloadName: nil, origin: try request.origin(publicURL: publicURL, trustProxy: trustProxy)).url
+        // Valid 15 minutes: the browser may reuse the redirect for a while instead of asking again.
+        return Response(status: .seeOther, headers: ["Location": url.absoluteString, "Cache-Control": "private, max-age=300"])
+    }
+
     // MARK: Helpers
 
     private func find(_ request: Request) async throws -> Dataset {
@@ -294,6 +320,11 @@ struct DatasetController: Sendable {
         ),
         APIOperation(method: .GET, path: "/api/datasets/{id}/validation", summary: "Check the dataset: every finding names the file and the fix.",
                      responses: [200: ("The report.", .ref("Validation")), 404: ("No such dataset of yours.", .ref("Error"))]),
+        APIOperation(method: .DELETE, path: "/api/datasets/{id}/samples/{stem}", summary: "Remove a sample: its control images, target and caption.",
+                     responses: [200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset or sample of yours.", .ref("Error")),
+                                 409: ("A job uses the dataset.", .ref("Error"))]),
+        APIOperation(method: .GET, path: "/api/datasets/{id}/samples/{stem}/{role}", summary: "View a sample's image (role target, control_1, control_2 or control_3): a redirect to a presigned URL valid 15 minutes.",
+                     responses: [303: ("To the image.", nil), 404: ("No such dataset, sample or image of yours.", .ref("Error"))]),
         APIOperation(
             method: .PATCH, path: "/api/datasets/{id}/samples/{stem}", summary: "Set a sample's caption (empty: use the default caption).",
             requestSchema: ["type": "object", "required": ["caption"], "properties": ["caption": ["type": "string", "maxLength": 4000]]],

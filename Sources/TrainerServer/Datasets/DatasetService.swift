@@ -274,6 +274,17 @@ struct DatasetService: Sendable {
         return try await refresh(dataset, on: db)
     }
 
+    /// Removes a sample: every file of `stem` (its controls, target and caption, uploaded or
+    /// pending), objects first, then rows, as `delete` does for a whole dataset.
+    func deleteSample(_ dataset: Dataset, stem: String, on db: any Database) async throws -> DatasetValidation.Report {
+        try Self.checkUnlocked(dataset)
+        let files = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).all()
+        guard !files.isEmpty else { throw APIError.notFound("The dataset has no sample '\(stem)'; GET /api/datasets/{id} lists its files.") }
+        try await files.map { dataset.prefix + $0.key }.concurrentMap(limit: 8) { try await bucket.delete(key: $0) }
+        try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).delete()
+        return try await refresh(dataset, on: db)
+    }
+
     // MARK: Validation
 
     /// The files that are part of the dataset (completed uploads), by key.

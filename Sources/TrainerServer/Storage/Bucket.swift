@@ -44,6 +44,23 @@ struct Bucket: Sendable {
         presigner(origin: origin).presignedGet(key: key, downloadName: downloadName, expires: 900)
     }
 
+    /// The origin browsers send presigned requests to when it is not this server (R2, S3, or the
+    /// built-in store behind GOMODEL_PUBLIC_URL), for the pages' Content-Security-Policy.
+    var browserOrigin: String? {
+        switch backend {
+        case .remote(let client):
+            // Presign a probe: virtual-hosted buckets have their own host.
+            return Self.origin(of: client.presignedGet(key: "probe", expires: 1).url)
+        case .builtIn(_, _, let publicURL):
+            return publicURL.flatMap(Self.origin(of:))
+        }
+    }
+
+    static func origin(of url: URL) -> String? {
+        guard let scheme = url.scheme, let host = url.host else { return nil }
+        return "\(scheme)://\(host)" + (url.port.map { ":\($0)" } ?? "")
+    }
+
     private func presigner(origin: URL) -> S3Client {
         switch backend {
         case .remote(let client):

@@ -1,0 +1,108 @@
+// The new-training form: the preset's defaults, sample pairs picked from the dataset's samples,
+// a time (and cost) estimate, and the "Train Qwen Image Edit 2509" button.
+import { api, el, formatDuration, samplesOf, showError } from './common.js';
+
+const form = document.getElementById('job-form');
+const picker = document.getElementById('pair-picker');
+const errorBox = document.getElementById('form-error');
+const details = document.getElementById('form-details');
+const maximumPairs = 4;
+const shownAtFirst = 48;
+let samples = [];
+
+function checkedPairs() {
+  return [...picker.querySelectorAll('input[type=checkbox]:checked')].map((box) => box.value);
+}
+
+function updatePairs() {
+  const picked = checkedPairs();
+  for (const box of picker.querySelectorAll('input[type=checkbox]')) box.disabled = !box.checked && picked.length >= maximumPairs;
+  document.getElementById('pairs-count').textContent = `${picked.length} of at most ${maximumPairs} picked` + (picked.length ? ': ' + picked.join(', ') : ' (none: no sample images are made)');
+}
+
+function pairCard(datasetId, sample, checked) {
+  const id = `pair-${sample.index}`;
+  const thumb = (role, label) => el('img', { src: `/api/datasets/${datasetId}/samples/${encodeURIComponent(sample.stem)}/${role}`, alt: `${label} of ${sample.stem}`, loading: 'lazy' });
+  return el('div', { className: 'pair-card' },
+    el('input', { type: 'checkbox', id, name: 'samplePairs', value: sample.stem, checked }),
+    el('label', { for: id },
+      el('span', { className: 'pair-card-images' }, sample.control ? thumb(sample.control, 'Control') : null, thumb('target', 'Target')),
+      el('span', { className: 'stem break', text: sample.stem }),
+      el('span', { className: 'caption-preview', text: sample.caption || '(default caption)' })));
+}
+
+function renderPicker(datasetId, limit) {
+  picker.replaceChildren(...samples.slice(0, limit).map((sample) => pairCard(datasetId, sample, sample.index < 2)));
+  if (samples.length > limit) {
+    picker.append(el('button', { type: 'button', className: 'small', text: `Show all ${samples.length} samples`, onclick: () => {
+      const picked = new Set(checkedPairs());
+      renderPicker(datasetId, samples.length);
+      for (const box of picker.querySelectorAll('input[type=checkbox]')) box.checked = picked.has(box.value);
+      updatePairs();
+    } }));
+  }
+  updatePairs();
+}
+
+async function loadDataset() {
+  const datasetId = form.elements.datasetId.value;
+  const stateText = document.getElementById('dataset-state');
+  picker.replaceChildren();
+  samples = [];
+  if (!datasetId) { stateText.textContent = 'Create a dataset first.'; return; }
+  try {
+    const dataset = await api('GET', `/api/datasets/${datasetId}`);
+    samples = samplesOf(dataset.files).filter((sample) => sample.target).map((sample, index) => ({
+      stem: sample.stem, index, control: sample.controls[0] ? 'control_1' : null, caption: sample.caption ? sample.caption.caption : null,
+    }));
+    stateText.textContent = dataset.sound ? `Ready: ${dataset.sampleCount} samples.` : `Not ready: ${dataset.errorCount} problem(s) to fix on the dataset page first.`;
+    renderPicker(datasetId, shownAtFirst);
+  } catch (error) {
+    stateText.textContent = error.message;
+  }
+}
+
+function updateEstimate() {
+  const steps = Number(form.elements.steps.value);
+  const profile = form.querySelector('input[name=profile]:checked');
+  const output = document.getElementById('estimate');
+  if (!steps || !profile) { output.textContent = ''; return; }
+  const seconds = Number(form.dataset.overheadSeconds) + steps * Number(profile.dataset.secondsPerStep);
+  let text = `Rough estimate: ${formatDuration(seconds)} of GPU time`;
+  const price = Number(form.dataset.pricePerSecond);
+  if (form.dataset.pricePerSecond && price > 0) text += `, about ${(seconds * price).toFixed(2)} at this server's GPU price`;
+  output.textContent = text + '.';
+}
+
+form.addEventListener('input', updateEstimate);
+form.elements.datasetId.addEventListener('change', loadDataset);
+picker.addEventListener('change', updatePairs);
+
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  showError(errorBox, null);
+  details.replaceChildren();
+  const params = {
+    steps: Number(form.elements.steps.value),
+    learningRate: Number(form.elements.learningRate.value),
+    rank: Number(form.elements.rank.value),
+    profile: form.querySelector('input[name=profile]:checked').value,
+    samplePairs: checkedPairs(),
+  };
+  const trigger = form.elements.triggerWord.value.trim();
+  if (trigger) params.triggerWord = trigger;
+  const button = document.getElementById('train-button');
+  button.disabled = true;
+  try {
+    const job = await api('POST', '/api/jobs', { datasetId: form.elements.datasetId.value, preset: 'qwen-image-edit-2509', params });
+    location.assign('/jobs/' + job.id);
+  } catch (error) {
+    showError(errorBox, error);
+    details.replaceChildren(...error.details.map((item) => el('li', { className: 'finding error', text: item.path ? `${item.path}: ${item.reason}` : item.reason })));
+    button.disabled = false;
+    errorBox.scrollIntoView({ block: 'center' });
+  }
+});
+
+updateEstimate();
+loadDataset();

@@ -1,0 +1,403 @@
+"""The web app end to end in a real browser: headless Chromium driven by selenium against a real
+`gomodel serve` (built-in store and queue), a real `gomodel worker` and the stand-in trainer.
+
+Usage: python web_e2e.py path/to/gomodel
+Journey: sign up → create a dataset → upload a generated folder of pairs through the file input →
+the pair grid with thumbnails and the findings of two broken pairs (a target without its control,
+one without a caption) → fix them (upload the missing control, write the caption) → the XSS
+caption shows as text → train with the form → the step counter and the loss chart change without
+reloading → download the LoRA (a safetensors header) → a second user gets 404 on the first user's
+pages. Every page is checked with axe-core (serious or critical violations fail the test) and
+screenshotted at desktop (1280×800) and phone (390×844) widths into test-output/screenshots/.
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from support import check, free_port, wait_ready
+
+GOMODEL = os.path.abspath(sys.argv[1])
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STAND_IN = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
+SHOTS = os.path.join(ROOT, "test-output", "screenshots")
+XSS = "<script>alert(1)</script>"
+LONG_NAME = "Watercolour pairs for the spring catalogue, " + "very long name " * 3 + "end"
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+def real_png(width, height, rgb):
+    """A small but complete PNG of one colour, so the browser really draws the thumbnails."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    row = b"\x00" + bytes(rgb) * width
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height, 9)) + chunk(b"IEND", b""))
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800", "--lang=en-US"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_script_timeout(30)
+    return driver
+
+
+class Journey:
+    def __init__(self, driver, base):
+        self.driver = driver
+        self.base = base
+        self.axe_script = None
+        self.findings = []
+
+    def wait(self, what, condition, timeout=30):
+        try:
+            # The pages re-render parts of themselves: a node gone stale is simply looked up again.
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)).until(lambda d: condition())
+        except Exception as error:
+            self.shot("failure-" + what.replace(" ", "-")[:40])
+            raise AssertionError(f"timed out waiting for {what} on {self.driver.current_url}: {error}") from None
+
+    def open(self, path):
+        self.driver.get(self.base + path)
+        self.wait("the page to load", lambda: self.driver.execute_script("return document.readyState") == "complete")
+
+    def find(self, selector):
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def finds(self, selector):
+        return self.driver.find_elements(By.CSS_SELECTOR, selector)
+
+    def shot(self, name):
+        os.makedirs(SHOTS, exist_ok=True)
+        self.driver.save_screenshot(os.path.join(SHOTS, name + ".png"))
+
+    def page_checks(self, name):
+        """Screenshots at both widths and the accessibility check (serious or critical fail)."""
+        for label, (width, height) in SIZES.items():
+            self.driver.set_window_size(width, height)
+            time.sleep(0.3)
+            overflow = self.driver.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            check(overflow <= 1, f"{name} at {label} width has no horizontal scrolling ({overflow}px)")
+            # The whole page in one picture: the window as tall as the document (capped).
+            full = self.driver.execute_script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(width, min(max(full, height), 6000))
+            time.sleep(0.2)
+            self.shot(f"{name}-{label}")
+        self.driver.set_window_size(*SIZES["desktop"])
+        if self.axe_script is None:
+            import axe_selenium_python
+            path = os.path.join(os.path.dirname(axe_selenium_python.__file__), "node_modules", "axe-core", "axe.min.js")
+            with open(path, encoding="utf8") as f:
+                self.axe_script = f.read()
+        self.driver.execute_script(self.axe_script)
+        result = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa', 'best-practice']}})"
+            ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 3)}))))"
+            ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]))")
+        bad = [v for v in result if v["impact"] in ("serious", "critical")]
+        for violation in result:
+            self.findings.append((name, violation))
+            print(f"  axe {name}: {violation['impact']} {violation['id']}: {violation['help']} {violation['nodes']}")
+        check(not bad, f"{name} has no serious or critical accessibility violations")
+
+    def no_alert(self, where):
+        try:
+            alert = self.driver.switch_to.alert
+            text = alert.text
+            alert.dismiss()
+            raise AssertionError(f"an alert fired on {where}: {text}")
+        except NoAlertPresentException:
+            check(True, f"no alert fired on {where}")
+
+    def cookie_header(self):
+        return "; ".join(f"{c['name']}={c['value']}" for c in self.driver.get_cookies())
+
+    def status_of(self, path):
+        request = urllib.request.Request(self.base + path, headers={"Cookie": self.cookie_header()})
+        try:
+            return urllib.request.urlopen(request, timeout=10).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def sign_up(self, email):
+        self.open("/signup")
+        self.find("#email").send_keys(email)
+        self.find("#password").send_keys("correct horse battery")
+        self.find("#auth-form button[type=submit]").click()
+        self.wait("the dataset list after sign-up", lambda: self.driver.current_url.endswith("/datasets"))
+
+    def pairs(self):
+        return {item.get_attribute("data-stem"): item for item in self.finds("#pair-list > li.pair")}
+
+    def findings_of(self, stem):
+        item = self.pairs().get(stem)
+        return [node.text for node in item.find_elements(By.CSS_SELECTOR, ".finding")] if item else None
+
+    def upload_folder(self, folder, expect_files):
+        self.find("#pick-folder").send_keys(folder)
+        self.wait("the uploads to finish", lambda: self.find("#total-label").text == "All files uploaded"
+                  and self.find("#total-text").text.startswith(f"{expect_files} of {expect_files} files"), timeout=60)
+
+    def set_caption(self, stem, text):
+        item = self.pairs()[stem]
+        area = item.find_element(By.CSS_SELECTOR, "textarea")
+        area.clear()
+        area.send_keys(text)
+        item.find_element(By.CSS_SELECTOR, "button").click()
+        self.wait(f"the caption of {stem} to be saved", lambda: self.pairs().get(stem) is not None
+                  and self.pairs()[stem].find_element(By.CSS_SELECTOR, "textarea").get_attribute("value") == text
+                  and self.pairs()[stem].find_element(By.CSS_SELECTOR, ".save-status").text in ("", "Saved."))
+
+
+def main():
+    started = time.time()
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as work:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"), GOMODEL_GPU_PRICE_PER_SECOND="0.0005")
+        server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=env,
+                                  stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT)
+        worker = None
+        driver = None
+        try:
+            wait_ready(base)
+
+            def cli(*args):
+                result = subprocess.run([GOMODEL, *args], env=env, capture_output=True, text=True, timeout=120)
+                if result.returncode != 0:
+                    raise AssertionError(f"gomodel {' '.join(args)} failed: {result.stdout}{result.stderr}")
+                return result.stdout
+
+            key = cli("workers", "create-key", "--name", "web-e2e").strip()
+            store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)))
+            worker_env = dict(env, R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],
+                              R2_SECRET_ACCESS_KEY=store["secretAccessKey"], GOMODEL_TRAINER_COMMAND=f"python3 {STAND_IN}",
+                              GOMODEL_WORKDIR=os.path.join(work, "worker"), STAND_IN_STEP_SECONDS="0.1")
+            worker_env.pop("GOMODEL_DATA_DIR")
+            worker = subprocess.Popen([GOMODEL, "worker", "--server", base, "--key", key, "--name", "web-e2e"], env=worker_env,
+                                      stdout=open(os.path.join(work, "worker.log"), "w"), stderr=subprocess.STDOUT)
+
+            # The folder: cat and dog are complete; fox lacks its caption, owl its control image.
+            folder = os.path.join(work, "pairs")
+            colours = {"cat": (200, 80, 60), "dog": (60, 140, 200), "fox": (230, 140, 20), "owl": (90, 160, 90)}
+            for stem, rgb in colours.items():
+                if stem != "owl":
+                    write(os.path.join(folder, "control", stem + ".png"), real_png(320, 320, rgb))
+                write(os.path.join(folder, "target", stem + ".png"), real_png(320, 320, tuple(255 - c for c in rgb)))
+                if stem != "fox":
+                    write(os.path.join(folder, "target", stem + ".txt"), f"make the {stem} a watercolour")
+            write(os.path.join(folder, "target", "zebra.png"), real_png(320, 320, (20, 20, 20)))  # a stray, to be removed
+            fix = os.path.join(work, "fix")
+            write(os.path.join(fix, "control", "owl.png"), real_png(320, 320, colours["owl"]))
+
+            driver = browser()
+            journey = Journey(driver, base)
+
+            print("signed out: pages send visitors to log in")
+            journey.open("/datasets")
+            check("/login?next=/datasets" in driver.current_url, "a signed-out visitor is sent to the login page")
+            journey.page_checks("login")
+            journey.open("/signup")
+            journey.page_checks("signup")
+
+            print("sign up and create a dataset")
+            journey.sign_up("ann@example.com")
+            journey.page_checks("datasets-empty")
+            journey.find("#dataset-name").send_keys(LONG_NAME)
+            journey.find("#new-dataset button[type=submit]").click()
+            journey.wait("the dataset page", lambda: "/datasets/" in driver.current_url and journey.finds("#dataset-title"))
+            dataset_path = driver.current_url[len(base):]
+            dataset_id = dataset_path.split("/")[-1]
+            check(journey.find("#dataset-title").text == LONG_NAME, "the dataset page shows the long name")
+
+            print("upload the folder through the file input")
+            journey.upload_folder(folder, 11)
+            check(len(journey.finds("#upload-list li.done")) == 11, "each file shows its own progress row, all done")
+            journey.wait("the pair grid", lambda: set(journey.pairs()) == set(colours) | {"zebra"})
+            journey.wait("the thumbnails to load", lambda: driver.execute_script(
+                "window.scrollTo(0, document.body.scrollHeight);"  # thumbnails load lazily, near the viewport
+                "const images = [...document.querySelectorAll('#pair-list img')];"
+                "return images.length === 8 && images.every(i => i.complete && i.naturalWidth === 320)"))
+            check(True, "the grid shows control and target thumbnails (8 images, drawn)")
+            check(any("caption" in text.lower() or "instruction" in text.lower() for text in journey.findings_of("fox")), "fox shows its missing-caption finding")
+            check(any("control" in text.lower() for text in journey.findings_of("owl")), "owl shows its missing-control finding")
+            check(not journey.findings_of("cat"), "cat has no findings")
+            check("to fix" in journey.find("#dataset-summary").text, "the summary says the dataset needs fixing")
+            journey.page_checks("dataset-broken")
+
+            print("fix both: upload the missing control, write the missing caption")
+            journey.upload_folder(fix, 12)
+            journey.wait("owl's finding to go", lambda: journey.findings_of("owl") == [])
+            journey.set_caption("fox", "make the fox a watercolour")
+            journey.wait("fox's finding to go", lambda: journey.findings_of("fox") == [])
+            journey.pairs()["zebra"].find_element(By.CSS_SELECTOR, "button.danger").click()
+            driver.switch_to.alert.accept()
+            journey.wait("the stray sample to be removed", lambda: set(journey.pairs()) == set(colours))
+            check("ready to train" in journey.find("#dataset-summary").text, "the dataset is ready to train")
+
+            print("an XSS caption is shown as text")
+            journey.set_caption("dog", XSS)
+            driver.refresh()
+            journey.wait("the grid after reload", lambda: "dog" in journey.pairs())
+            journey.no_alert("the dataset page")
+            check(journey.pairs()["dog"].find_element(By.CSS_SELECTOR, "textarea").get_attribute("value") == XSS, "the caption is the literal text")
+            check(not driver.execute_script("return document.querySelectorAll('#pair-list script, #pair-picker script').length"), "no script element was made from it")
+            journey.page_checks("dataset")
+
+            print("train with the form")
+            journey.open(f"/jobs/new?dataset={dataset_id}")
+            button = journey.find("#train-button")
+            check(button.text == "Train Qwen Image Edit 2509", "the button says 'Train Qwen Image Edit 2509'")
+            journey.wait("the sample pairs", lambda: len(journey.finds("#pair-picker input[type=checkbox]")) == 4)
+            picked = [box.get_attribute("value") for box in journey.finds("#pair-picker input[type=checkbox]") if box.is_selected()]
+            check(picked == ["cat", "dog"], "the first two samples are picked by default")
+            check(any(node.text == XSS for node in journey.finds("#pair-picker .caption-preview")), "the XSS caption is text in the picker too")
+            journey.no_alert("the new-training page")
+            estimate = journey.find("#estimate").text
+            check("GPU time" in estimate and "about" in estimate, f"the form shows a time and cost estimate: {estimate!r}")
+            journey.page_checks("job-new")
+            steps = journey.find("#steps")
+            steps.clear()
+            steps.send_keys("150")
+            button.click()
+            journey.wait("the job page", lambda: "/jobs/" in driver.current_url and journey.finds("#job-page"))
+            job_path = driver.current_url[len(base):]
+            job_id = job_path.split("/")[-1]
+
+            print("watch it live")
+            driver.execute_script("window.stillTheSamePage = true")
+            seen_steps, seen_points = set(), set()
+
+            def progressed():
+                text = journey.find("#job-step").text
+                if "/" in text:
+                    seen_steps.add(text)
+                points = driver.execute_script("const s = document.querySelector('#loss-chart svg'); return s ? s.getAttribute('data-points') : null")
+                if points:
+                    seen_points.add(points)
+                return len(seen_steps) >= 3 and len(seen_points) >= 2
+            journey.wait("the step counter and the loss chart to move", progressed, timeout=90)
+            journey.shot("job-running-desktop")
+            check(driver.execute_script("return window.stillTheSamePage === true"), "without reloading the page")
+            check(True, f"steps seen {sorted(seen_steps)}; chart points seen {sorted(seen_points, key=int)}")
+            journey.wait("the job to complete", lambda: journey.find("#job-status").text == "completed", timeout=90)
+            check(driver.execute_script("return window.stillTheSamePage === true"), "still the same page at the end")
+            journey.wait("the samples by step", lambda: len(journey.finds("#job-samples .sample-step")) >= 2)
+            check(len(journey.finds("#job-samples .sample-pair img")) >= 4, "samples are shown beside their control images")
+            sample_url = journey.find("#job-samples .sample-pair img:last-child").get_attribute("src")
+            sample = urllib.request.urlopen(urllib.request.Request(sample_url, headers={"Cookie": journey.cookie_header()}), timeout=10).read()
+            check(sample.startswith(b"\xff\xd8"), "a sample image's address leads to its JPEG (the stand-in's are not drawable)")
+            check(len([a for a in journey.finds("#job-files a") if "Checkpoint" in a.text]) >= 1, "checkpoints are listed with downloads")
+            check(journey.find("#job-runpod").text not in ("", "—"), "the job id at the runner (RunPod's, or the built-in queue's) is shown")
+            check("completed" in journey.find("#job-log").text, "the log tail shows the job's events")
+            journey.page_checks("job")
+
+            print("download the LoRA")
+            download = journey.find("#lora-download")
+            check(download.is_displayed(), "the LoRA download button is shown")
+            request = urllib.request.Request(download.get_attribute("href"), headers={"Cookie": journey.cookie_header()})
+            data = urllib.request.urlopen(request, timeout=30).read()
+            length = struct.unpack("<Q", data[:8])[0]
+            header = json.loads(data[8:8 + length])
+            check('"step": 150' in header["__metadata__"]["training_info"], "the downloaded LoRA is a safetensors file of step 150")
+
+            journey.open("/jobs")
+            check(journey.find("#job-table [data-field=status]").text == "completed", "the job list shows the job completed")
+            journey.page_checks("jobs")
+            journey.open("/datasets")
+            journey.page_checks("datasets")
+            journey.open("/account")
+            journey.find("#token-name").send_keys("laptop")
+            journey.find("#token-form button[type=submit]").click()
+            journey.wait("the new token", lambda: journey.find("#new-token-value").get_attribute("value").startswith("gm_"))
+            check(len(journey.finds("#token-rows tr")) == 1, "the token is listed")
+            journey.page_checks("account")
+
+            print("many samples: 60 flat-named pairs through the plain file picker; the grid pages")
+            flat = os.path.join(work, "flat")
+            paths = []
+            for index in range(60):
+                stem = f"sample-{index:03d}"
+                for suffix, rgb in (("_start.png", (index * 4, 90, 120)), ("_end.png", (120, index * 4, 90))):
+                    write(os.path.join(flat, stem + suffix), real_png(300, 300, rgb))
+                    paths.append(os.path.join(flat, stem + suffix))
+                write(os.path.join(flat, stem + ".txt"), f"edit number {index}")
+                paths.append(os.path.join(flat, stem + ".txt"))
+            journey.open("/datasets")
+            journey.find("#dataset-name").send_keys("many")
+            journey.find("#new-dataset button[type=submit]").click()
+            journey.wait("the second dataset's page", lambda: journey.finds("#dataset-title") and journey.find("#dataset-title").text == "many")
+            journey.find("#pick-files").send_keys("\n".join(paths))
+            journey.wait("180 files to upload", lambda: journey.find("#total-label").text == "All files uploaded"
+                         and journey.find("#total-text").text.startswith("180 of 180 files"), timeout=120)
+            journey.wait("the first page of the grid", lambda: len(journey.pairs()) == 24)
+            check(journey.find("#page-text").text == "Page 1 of 3 (60 samples)", "the grid shows 24 of 60 samples a page")
+            journey.find("#page-next").click()
+            journey.wait("the second page", lambda: "sample-024" in journey.pairs())
+            check("ready to train" in journey.find("#dataset-summary").text, "60 flat-named pairs make a sound dataset")
+            journey.page_checks("dataset-many")
+
+            print("a second user cannot open the first user's pages")
+            journey.find("#log-out").click()
+            journey.wait("the login page", lambda: driver.current_url.endswith("/login"))
+            journey.sign_up("bob@example.com")
+            for path in (dataset_path, job_path):
+                journey.open(path)
+                check(journey.find("h1").text == "Not found" and LONG_NAME not in driver.page_source, f"bob sees Not found at {path}")
+                check(journey.status_of(path) == 404, f"{path} answers 404 to bob")
+            check(journey.status_of(f"/api/datasets/{dataset_id}/samples/cat/target") == 404, "bob cannot see ann's images")
+            journey.page_checks("not-found")
+            journey.no_alert("every page")
+
+            errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE" and "404" not in entry["message"]]
+            for entry in errors:
+                print("  console:", entry["message"])
+            check(not errors, "no script errors or CSP violations in the browser console")
+            print(f"web_e2e passed in {time.time() - started:.0f} s; screenshots in {SHOTS}")
+        except Exception:
+            for name in ("serve.log", "worker.log"):
+                path = os.path.join(work, name)
+                if os.path.exists(path):
+                    print(f"--- {name} (tail)")
+                    print(open(path).read()[-3000:])
+            raise
+        finally:
+            if driver:
+                driver.quit()
+            for process in (worker, server):
+                if process:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+
+
+if __name__ == "__main__":
+    main()
