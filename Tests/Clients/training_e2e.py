@@ -36,7 +36,7 @@ def main():
         env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         log = open(os.path.join(work, "serve.log"), "w")
-        server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=dict(env, LOG_LEVEL="info"), stdout=log, stderr=subprocess.STDOUT)
         workers = []
         try:
             wait_ready(base)
@@ -166,7 +166,15 @@ def main():
         except Exception:
             log.flush()
             print("--- server log", file=sys.stderr)
-            print(open(log.name).read()[-2000:], file=sys.stderr)
+            print(open(log.name).read()[-6000:], file=sys.stderr)
+            try:
+                for shown in api("/api/jobs")["jobs"]:
+                    events = api(f"/api/jobs/{shown['id']}").get("events", [])
+                    print(f"--- job {shown['id']} {shown['status']} attempt {shown.get('attempt')}", file=sys.stderr)
+                    for event in events:
+                        print(f"    {event.get('at')} {event.get('status')}: {event.get('message')}", file=sys.stderr)
+            except Exception as error:
+                print(f"(jobs unavailable: {error})", file=sys.stderr)
             for name in os.listdir(work):
                 if name.startswith("box-") and name.endswith(".log"):
                     print(f"--- {name}", file=sys.stderr)
