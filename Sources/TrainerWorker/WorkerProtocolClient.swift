@@ -97,8 +97,9 @@ public struct WorkerProtocolClient: Sendable {
     public func ping(jobIDs: [String]) async throws {
         var url = endpoints.ping
         if !jobIDs.isEmpty { url += "&job_id=" + jobIDs.joined(separator: ",") }
-        let interval = endpoints.pingInterval.components
-        _ = try await send(.GET, url, timeout: .milliseconds(max(1000, 2 * (interval.seconds * 1000 + interval.attoseconds / 1_000_000_000_000_000))))
+        // Twice the interval, at least a second.
+        let milliseconds = max(1000, 2 * (endpoints.pingInterval / .milliseconds(1)))
+        _ = try await send(.GET, url, timeout: .milliseconds(Int64(milliseconds)))
     }
 
     struct Answer {
