@@ -21,6 +21,8 @@ public struct TrainingHandler: JobHandler {
     /// in its teardown: it is stopped and the job completes (ai-toolkit samples after the final
     /// save, which can be quiet for minutes on a slow GPU, hence the margin).
     public var quietAfterFinalLoRA: Duration = .seconds(600)
+    /// How often `loss.csv` is uploaded while training (also at the end).
+    public var lossUploadInterval: Duration = .seconds(30)
 
     public init(bucket: S3Client, workRoot: String, trainerCommand: [String], trainerDirectory: String?, trainerEnvironment: [String: String]) {
         self.bucket = bucket
@@ -58,15 +60,26 @@ public struct TrainingHandler: JobHandler {
         let forwarder = Task {
             for await update in updates { await progress.report(update) }
         }
-        let scanner = Task {
+        let state = NIOLockedValueBox(RunState())
+        let lossFile = jobFolder + "/loss.csv"
+        let scanner = Task { [uploadScanInterval, lossUploadInterval] in
+            var lossesSent = 0
+            var lossSentAt = ContinuousClock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: uploadScanInterval)
                 try? await uploads.scan(onlyStable: true)
+                // The curve so far, now and then, so a job page opened mid-run can draw it.
+                let losses = state.withLockedValue { $0.losses }
+                guard losses.count > lossesSent, ContinuousClock.now - lossSentAt >= lossUploadInterval else { continue }
+                try? Self.lossCSV(losses).write(toFile: lossFile, atomically: true, encoding: .utf8)
+                if (try? await uploads.put(file: lossFile, key: job.outputPrefix + "loss.csv", kind: .loss)) != nil {
+                    lossesSent = losses.count
+                    lossSentAt = .now
+                }
             }
         }
         defer { scanner.cancel() }
         let trainer = TrainerProcess(command: trainerCommand + [configPath], directory: trainerDirectory, environment: trainerEnvironment, logPath: jobFolder + "/log.txt")
-        let state = NIOLockedValueBox(RunState())
         let trainerRun = Task { [stopGrace] in
             try await trainer.run(stopGrace: stopGrace) { line in
                 state.withLockedValue { $0.lastOutput = .now }
@@ -127,13 +140,12 @@ public struct TrainingHandler: JobHandler {
         await progress.report(["phase": "uploading", "step": .int(final.lastStep), "message": "Uploading the results"])
         // Also when stopped (cancel, SIGTERM): the newest checkpoint is what a resume starts from,
         // so these uploads run in a task of their own that the stop does not cancel.
-        let csv = "step,loss\n" + final.losses.map { "\($0.0),\($0.1)" }.joined(separator: "\n") + "\n"
         try await Task {
             try await uploads.scan(onlyStable: false)
             try await uploads.put(file: jobFolder + "/log.txt", key: job.outputPrefix + "log.txt", kind: .log)
             try await uploads.put(file: configPath, key: job.outputPrefix + "config.json", kind: .config)
-            try csv.write(toFile: jobFolder + "/loss.csv", atomically: true, encoding: .utf8)
-            try await uploads.put(file: jobFolder + "/loss.csv", key: job.outputPrefix + "loss.csv", kind: .loss)
+            try Self.lossCSV(final.losses).write(toFile: lossFile, atomically: true, encoding: .utf8)
+            try await uploads.put(file: lossFile, key: job.outputPrefix + "loss.csv", kind: .loss)
         }.value
 
         if Task.isCancelled { throw CancellationError() }
@@ -152,6 +164,10 @@ public struct TrainingHandler: JobHandler {
         if let loss = final.losses.last?.1 { result.append(("final_loss", .double(loss))) }
         if let resumedFrom { result.append(("resumed_from_step", .int(resumedFrom))) }
         return .object(result)
+    }
+
+    static func lossCSV(_ losses: [(Int, Double)]) -> String {
+        "step,loss\n" + losses.map { "\($0.0),\($0.1)" }.joined(separator: "\n") + "\n"
     }
 
     struct RunState {
@@ -224,6 +240,7 @@ actor Uploads {
         guard FileManager.default.fileExists(atPath: file) else { return }
         try await send(file, to: key)
         let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int64
+        uploaded.removeAll { $0.key == key }
         uploaded.append(JobArtifact(kind: kind, key: key, bytes: size))
     }
 

@@ -92,9 +92,13 @@ import VaporTesting
             // the checkpoints written so far stay in the bucket.
             var slow = TrainingHandlerTests.handler(setup.store, work: work + "-2", extra: ["STAND_IN_STEP_SECONDS": "0.05"])
             slow.stopGrace = .seconds(5)
+            slow.lossUploadInterval = .milliseconds(200)
             let second = try #require(try await setup.createJob(#"{"steps": 400, "saveEvery": 10, "sampleEvery": 100}"#)["id"] as? String)
             let stopping = Task { try await WorkerRuntime(client: client, handler: slow, progressInterval: .milliseconds(50), stopPollInterval: .milliseconds(100)).run(maximumJobs: 1) }
-            _ = try await Self.track(&setup, second) { (($0["progress"] as? [String: Any])?["step"] as? Int ?? 0) >= 25 }
+            let midRun = try await Self.track(&setup, second) { (($0["progress"] as? [String: Any])?["step"] as? Int ?? 0) >= 25 }
+            let lossSoFar = try #require((midRun["artifacts"] as? [[String: Any]])?.first { $0["kind"] as? String == "loss" }?["key"] as? String, "loss.csv is uploaded while training")
+            let csv = String(buffer: try await setup.store.client().getObjectBytes(key: lossSoFar))
+            #expect(csv.hasPrefix("step,loss\n") && csv.split(separator: "\n").count > 2, "\(csv)")
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(second)/cancel")
             shown = try await Self.track(&setup, second) { $0["status"] as? String == "cancelled" }
             try await stopping.value

@@ -85,11 +85,16 @@ function drawLoss() {
   box.replaceChildren(svg);
 }
 
-/** After the run the worker's loss.csv has every step; merge it in (best effort). */
+/**
+ * The worker's loss.csv (uploaded every 30 s while training, and at the end) has every step so
+ * far: merge it in whenever a new version appears (best effort), so a page opened mid-run still
+ * draws the whole curve.
+ */
 async function loadLossFile(artifacts) {
   const file = artifacts.find((artifact) => artifact.kind === 'loss');
-  if (!file || state.lossFileLoaded) return;
-  state.lossFileLoaded = true;
+  const version = file && `${file.key}:${file.bytes}`;
+  if (!file || state.lossFileVersion === version) return;
+  state.lossFileVersion = version;
   try {
     const response = await fetch(artifactURL(file), { credentials: 'same-origin' });
     if (!response.ok) return;
@@ -121,7 +126,7 @@ function renderFiles(artifacts) {
   const download = document.getElementById('lora-download');
   download.hidden = !lora;
   if (lora) download.href = artifactURL(lora);
-  if (finalStates.includes(state.job.status)) loadLossFile(artifacts);
+  loadLossFile(artifacts);
 }
 
 async function loadSamplePairs() {
@@ -224,7 +229,7 @@ document.getElementById('cancel-job').addEventListener('click', async () => {
 document.getElementById('retry-job').addEventListener('click', async () => {
   try {
     render(await api('POST', `/api/jobs/${jobId}/retry`));
-    state.lossFileLoaded = false;
+    state.lossFileVersion = null;
     toast('Queued again; it resumes from its last checkpoint.');
     listen();
   } catch (error) { toast(error.message); }
