@@ -2,12 +2,16 @@ import Foundation
 import ObjectStorage
 import TrainerCore
 
-/// Copies a bucket prefix into a folder: listed once, downloaded `concurrency` at a time and
-/// streamed to disk (memory stays flat whatever the sizes), files already there with the
-/// object's size skipped, each download's size checked against the listing.
+/// Makes a folder a copy of a bucket prefix: listed once, downloaded `concurrency` at a time and
+/// streamed to disk (memory stays flat whatever the sizes), each download's size checked against
+/// the listing. A file already there is kept only if its size and the object's ETag match what
+/// the last sync recorded (`.gomodel-sync.json`): a caption edited to the same length is fetched
+/// again. Files the prefix no longer has (a removed sample) are deleted, except the trainer's
+/// own `_…` caches and hidden files, so a warm worker never trains on stale data.
 public struct DatasetSync: Sendable {
     let bucket: S3Client
     var concurrency = 8
+    static let manifestName = ".gomodel-sync.json"
 
     public init(bucket: S3Client, concurrency: Int = 8) {
         self.bucket = bucket
@@ -17,27 +21,47 @@ public struct DatasetSync: Sendable {
     public struct Summary: Sendable, Equatable {
         public var downloaded = 0
         public var skipped = 0
+        public var removed = 0
         public var bytes: Int64 = 0
     }
 
     public func sync(prefix: String, into folder: String) async throws -> Summary {
         let objects = try await bucket.listAllObjects(prefix: prefix)
         guard !objects.isEmpty else { throw JobFailure("The dataset \(prefix) is empty in the bucket.") }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let manifestPath = folder + "/" + Self.manifestName
+        let recorded = (FileManager.default.contents(atPath: manifestPath)).flatMap { try? JSONDecoder().decode([String: String].self, from: $0) } ?? [:]
         let bucket = bucket
-        let copied = try await objects.concurrentMap(limit: concurrency) { object -> Int64? in
+        let fetched = try await objects.concurrentMap(limit: concurrency) { object -> (relative: String, etag: String, bytes: Int64?)? in
             let relative = String(object.key.dropFirst(prefix.count))
-            guard !relative.isEmpty, !relative.split(separator: "/").contains("..") else { return nil }
+            guard !relative.isEmpty, !relative.split(separator: "/").contains(where: { $0 == ".." || $0.hasPrefix(".") }) else { return nil }
             let path = folder + "/" + relative
-            if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64, size == object.size { return nil }
+            if recorded[relative] == object.etag, let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64, size == object.size {
+                return (relative, object.etag, nil)
+            }
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             let info = try await bucket.getObject(key: object.key, to: path)
             guard info.size == object.size else { throw JobFailure("\(object.key) changed while it was downloaded; retry the job.") }
-            return info.size
-        }
+            return (relative, object.etag, info.size)
+        }.compactMap { $0 }
+
         var summary = Summary()
-        for size in copied {
-            if let size { summary.downloaded += 1; summary.bytes += size } else { summary.skipped += 1 }
+        for file in fetched {
+            if let bytes = file.bytes { summary.downloaded += 1; summary.bytes += bytes } else { summary.skipped += 1 }
         }
+        let wanted = Set(fetched.map(\.relative))
+        if let walker = FileManager.default.enumerator(atPath: folder) {
+            while let relative = walker.nextObject() as? String {
+                let pieces = relative.split(separator: "/")
+                if pieces.contains(where: { $0.hasPrefix("_") || $0.hasPrefix(".") }) { continue }
+                var isFolder: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: folder + "/" + relative, isDirectory: &isFolder), !isFolder.boolValue, !wanted.contains(relative) else { continue }
+                try FileManager.default.removeItem(atPath: folder + "/" + relative)
+                summary.removed += 1
+            }
+        }
+        let manifest = Dictionary(fetched.map { ($0.relative, $0.etag) }, uniquingKeysWith: { _, last in last })
+        try JSONEncoder().encode(manifest).write(to: URL(fileURLWithPath: manifestPath), options: .atomic)
         return summary
     }
 }

@@ -67,6 +67,7 @@ public struct TrainingHandler: JobHandler {
             var lossSentAt = ContinuousClock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: uploadScanInterval)
+                if Task.isCancelled { break }
                 try? await uploads.scan(onlyStable: true)
                 // The curve so far, now and then, so a job page opened mid-run can draw it.
                 let losses = state.withLockedValue { $0.losses }
@@ -122,11 +123,14 @@ public struct TrainingHandler: JobHandler {
                 }
             }
         }
+        defer { watchdog.cancel(); sink.finish() }
         var status = try await withTaskCancellationHandler { try await trainerRun.value } onCancel: { trainerRun.cancel() }
         watchdog.cancel()
         sink.finish()
         await forwarder.value
+        // The final pass below must not overlap a scan or a loss.csv upload still in flight.
         scanner.cancel()
+        await scanner.value
         let final = state.withLockedValue { $0 }
         if final.stoppedWhenStuck {
             let note = "\ngomodel worker: the trainer wrote its final LoRA, then printed nothing for \(quietAfterFinalLoRA.components.seconds) s without exiting; it was stopped and the job completes.\n"

@@ -34,7 +34,10 @@ GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAND_IN = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
 SHOTS = os.path.join(ROOT, "test-output", "screenshots")
-XSS = "<script>alert(1)</script>"
+# The caption, plus an element that would appear if any of it were parsed as HTML (a
+# <script> added through innerHTML never runs, and the CSP blocks inline ones anyway).
+XSS = '<script>alert(1)</script><img id="pwned" src="x">'
+
 LONG_NAME = "Watercolour pairs for the spring catalogue, " + "very long name " * 3 + "end"
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 
@@ -268,6 +271,7 @@ def main():
             journey.no_alert("the dataset page")
             check(journey.pairs()["dog"].find_element(By.CSS_SELECTOR, "textarea").get_attribute("value") == XSS, "the caption is the literal text")
             check(not driver.execute_script("return document.querySelectorAll('#pair-list script, #pair-picker script').length"), "no script element was made from it")
+            check(not driver.execute_script("return document.getElementById('pwned')"), "nor any other element")
             journey.page_checks("dataset")
 
             print("train with the form")
@@ -279,6 +283,7 @@ def main():
             check(picked == ["cat", "dog"], "the first two samples are picked by default")
             check(any(node.text == XSS for node in journey.finds("#pair-picker .caption-preview")), "the XSS caption is text in the picker too")
             journey.no_alert("the new-training page")
+            check(not driver.execute_script("return document.getElementById('pwned')"), "the caption made no element on the new-training page")
             estimate = journey.find("#estimate").text
             check("GPU time" in estimate and "about" in estimate, f"the form shows a time and cost estimate: {estimate!r}")
             journey.page_checks("job-new")

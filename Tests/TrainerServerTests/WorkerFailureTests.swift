@@ -114,11 +114,24 @@ import VaporTesting
                                             ping: "http://127.0.0.1:\(port)/ping?", authorization: real.authorization, workerID: real.workerID, pingInterval: .milliseconds(100))
             let work = Self.work()
             defer { try? FileManager.default.removeItem(atPath: work) }
+            // Time runs fast meanwhile (20 s every 200 ms, the lease being 60 s) and lost jobs are
+            // reclaimed: only the progress posts can keep this job's lease.
+            let queue = try #require(setup.store.app.storage[BuiltInQueueKey.self])
+            let (store, db) = (setup.store, setup.db)
+            let reclaimer = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(200))
+                    store.clock.advance(by: 20)
+                    try? await queue.reclaimLost(on: db)
+                }
+            }
+            defer { reclaimer.cancel() }
             var failure: (any Error)?
             do {
                 var handler = TrainingHandlerTests.handler(setup.store, work: work)
                 handler.uploadScanInterval = .milliseconds(100)
                 try await WorkerRuntime(client: WorkerProtocolClient(endpoints: endpoints, http: setup.store.http), handler: handler, progressInterval: .milliseconds(50)).run(maximumJobs: 1)
+                reclaimer.cancel()
                 let shown = try await setup.job(id)
                 #expect(shown["status"] as? String == "completed", "\(shown)")
                 #expect(pings.withLockedValue { $0 } >= 3, "the worker kept pinging the endpoint that was down")
@@ -166,5 +179,36 @@ import VaporTesting
         await app.server.shutdown()
         try await app.asyncShutdown()
         if let failure { throw failure }
+    }
+}
+
+/// The worker's dataset copy on a warm worker: what changed in the bucket is fetched again,
+/// what was removed is removed, the trainer's caches stay.
+@Suite struct DatasetSyncTests {
+    @Test func aSecondSyncFollowsTheBucket() async throws {
+        try await withRunningStore { store in
+            let bucket = store.client()
+            let folder = WorkerFailureTests.work()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            for (key, text) in [("target/cat.txt", "make it blue"), ("target/dog.txt", "make it red!"), ("control/cat.png", "png")] {
+                _ = try await bucket.putObject(key: "datasets/d1/" + key, bytes: ByteBuffer(string: text))
+            }
+            let sync = DatasetSync(bucket: bucket)
+            #expect(try await sync.sync(prefix: "datasets/d1/", into: folder) == .init(downloaded: 3, skipped: 0, removed: 0, bytes: 27))
+            #expect(try await sync.sync(prefix: "datasets/d1/", into: folder) == .init(downloaded: 0, skipped: 3, removed: 0, bytes: 0))
+
+            // A caption edited to the same length, a sample removed, a cache the trainer made.
+            _ = try await bucket.putObject(key: "datasets/d1/target/cat.txt", bytes: ByteBuffer(string: "make it gold"))
+            try await bucket.deleteObject(key: "datasets/d1/target/dog.txt")
+            try FileManager.default.createDirectory(atPath: folder + "/target/_latent_cache", withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: folder + "/target/_latent_cache/cat.safetensors", contents: Data("cache".utf8))
+            #expect(try await sync.sync(prefix: "datasets/d1/", into: folder) == .init(downloaded: 1, skipped: 1, removed: 1, bytes: 12))
+            #expect(try String(contentsOfFile: folder + "/target/cat.txt", encoding: .utf8) == "make it gold")
+            #expect(!FileManager.default.fileExists(atPath: folder + "/target/dog.txt"))
+            #expect(FileManager.default.fileExists(atPath: folder + "/target/_latent_cache/cat.safetensors"))
+
+            // An empty prefix is an error that says so.
+            await #expect(throws: JobFailure.self) { try await sync.sync(prefix: "datasets/none/", into: folder) }
+        }
     }
 }

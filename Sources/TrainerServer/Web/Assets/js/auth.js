@@ -4,10 +4,15 @@ import { api, showError } from './common.js';
 const form = document.getElementById('auth-form');
 const errorBox = document.getElementById('form-error');
 
-/** Only paths of this site: never another origin (`//evil`, `https:`). */
+/**
+ * Only pages of this site: the browser's own URL parser decides (it drops tabs and newlines, so
+ * `/%09/evil.com` is `//evil.com`), and anything of another origin goes to the datasets.
+ */
 function nextPath() {
   const next = new URLSearchParams(location.search).get('next') || '';
-  return next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/datasets';
+  if (!next.startsWith('/')) return '/datasets';
+  const target = new URL(next, location.origin);
+  return target.origin === location.origin ? target.pathname + target.search + target.hash : '/datasets';
 }
 
 if (form) {
