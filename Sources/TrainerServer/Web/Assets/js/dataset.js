@@ -302,7 +302,15 @@ async function uploadBatch(batch) {
   }
 }
 
-async function run(entries) {
+/** Upload runs go one after another: files added meanwhile wait for the run in progress. */
+let runs = Promise.resolve();
+function run(entries) {
+  uploads.running = true;
+  runs = runs.then(() => runNow(entries)).catch((error) => toast(error.message));
+  return runs;
+}
+
+async function runNow(entries) {
   uploads.running = true;
   updateTotal();
   document.getElementById('total-label').textContent = 'Uploading';
