@@ -52,13 +52,15 @@ async function loadDataset() {
   if (!datasetId) { stateText.textContent = 'Create a dataset first.'; return; }
   try {
     const dataset = await api('GET', `/api/datasets/${datasetId}`);
+    // Another dataset was chosen while this one loaded: its answer wins.
+    if (form.elements.datasetId.value !== datasetId) return;
     samples = samplesOf(dataset.files).filter((sample) => sample.target).map((sample, index) => ({
       stem: sample.stem, index, control: sample.controls[0] ? 'control_1' : null, caption: sample.caption ? sample.caption.caption : null,
     }));
     stateText.textContent = dataset.sound ? `Ready: ${dataset.sampleCount} samples.` : `Not ready: ${dataset.errorCount} problem(s) to fix on the dataset page first.`;
     renderPicker(datasetId, shownAtFirst);
   } catch (error) {
-    stateText.textContent = error.message;
+    if (form.elements.datasetId.value === datasetId) stateText.textContent = error.message;
   }
 }
 
