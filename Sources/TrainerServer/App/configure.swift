@@ -69,7 +69,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     app.leaf.sources = .singleSource(NIOLeafFiles(fileio: app.fileio, limits: [.toSandbox, .requireExtensions, .onlyLeafExtensions], sandboxDirectory: views, viewDirectory: views))
     let web = app.grouped(WebSecurityHeaders(storeOrigin: bucket.browserOrigin))
     web.get("assets", "**", use: WebResources.serveAsset)
-    WebController(datasets: datasets, signupPolicy: configuration.signupPolicy, gpuPricePerSecond: configuration.gpuPricePerSecond)
+    WebController(datasets: datasets, jobs: jobs, signupPolicy: configuration.signupPolicy, gpuPricePerSecond: configuration.gpuPricePerSecond)
         .register(web.grouped(AuthenticationMiddleware(accounts: accounts, cookie: cookie)))
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)

@@ -70,7 +70,7 @@ struct JobController: Sendable {
             status = job.status.rawValue
             runnerStatus = job.runnerStatus
             attempt = job.attempt
-            progress = job.progress.flatMap { try? JSONDecoder().decode(JobProgress.self, from: Data($0.utf8)) }
+            progress = job.latestProgress
             runpodJobId = job.runPodJobID
             artifacts = (job.artifacts.flatMap { try? JSONDecoder().decode([JobArtifact].self, from: Data($0.utf8)) } ?? []).map {
                 Artifact(id: JobController.artifactID($0.key), kind: $0.kind.rawValue, key: $0.key, bytes: $0.bytes, step: $0.step, sha256: $0.sha256)
@@ -194,10 +194,7 @@ struct JobController: Sendable {
     }
 
     private func find(_ request: Request) async throws -> Job {
-        guard let id = request.parameters.get("id", as: UUID.self),
-              let job = try await Job.query(on: request.db).filter(\.$id == id).filter(\.$user.$id == request.principal.userID).first()
-        else { throw APIError.notFound("No job with this id; GET /api/jobs lists yours.") }
-        return job
+        try await jobs.find(request.parameters.get("id", as: UUID.self), userID: request.principal.userID, on: request.db)
     }
 
     /// A misspelled parameter must not be silently ignored (ai-toolkit would do just that).

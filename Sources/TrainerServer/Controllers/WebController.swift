@@ -9,6 +9,7 @@ import Vapor
 /// CSRF token from the page's `<meta name="csrf-token">`.
 struct WebController: Sendable {
     let datasets: DatasetService
+    let jobs: JobService
     let signupPolicy: SignupPolicy
     let gpuPricePerSecond: Double?
 
@@ -207,11 +208,10 @@ struct WebController: Sendable {
 
     @Sendable func job(request: Request) async throws -> Response {
         try await signedIn(request) { user, csrf in
-            guard let id = request.parameters.get("id", as: UUID.self),
-                  let job = try await Job.query(on: request.db).filter(\.$id == id).filter(\.$user.$id == user.id!).first()
-            else { throw APIError.notFound("No job with this id.") }
-            let names = try await datasetNames(userID: user.id!, on: request.db)
-            let row = Self.row(job, datasetName: names[job.datasetID])
+            let job = try await jobs.find(request.parameters.get("id", as: UUID.self), userID: user.id!, on: request.db)
+            // Only this job's dataset name (the dataset may have been deleted since).
+            let dataset = try await Dataset.query(on: request.db).filter(\.$id == job.datasetID).filter(\.$user.$id == user.id!).first()
+            let row = Self.row(job, datasetName: dataset?.name)
             return try await render(request, "job", page: Page(title: "Job \(row.shortId)", section: "jobs", script: "job", email: user.email, csrfToken: csrf, content: JobContent(job: row)))
         }
     }
@@ -252,7 +252,7 @@ struct WebController: Sendable {
     }
 
     static func row(_ job: Job, datasetName: String?) -> JobRow {
-        let progress = job.progress.flatMap { try? JSONDecoder().decode(JobProgress.self, from: Data($0.utf8)) }
+        let progress = job.latestProgress
         return JobRow(
             id: job.id!, shortId: String(job.id!.uuidString.lowercased().prefix(8)), datasetId: job.datasetID,
             datasetName: datasetName ?? "(deleted dataset)", status: job.status.rawValue,

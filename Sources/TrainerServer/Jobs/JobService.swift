@@ -63,6 +63,14 @@ struct JobService: Sendable {
 
     // MARK: Creation
 
+    /// The user's job with this id; someone else's answers exactly like a missing one (404).
+    func find(_ id: UUID?, userID: UUID, on db: any Database) async throws -> Job {
+        guard let id, let job = try await Job.query(on: db).filter(\.$id == id).filter(\.$user.$id == userID).first() else {
+            throw APIError.notFound("No job with this id; GET /api/jobs lists yours.")
+        }
+        return job
+    }
+
     func create(userID: UUID, dataset: Dataset, parameters: QwenImageEdit2509.Parameters, on db: any Database) async throws -> Job {
         // Upload URLs cannot be revoked: while some are valid, the files could change under the job.
         let cutoff = now().addingTimeInterval(-DatasetService.uploadWindow)
@@ -174,7 +182,7 @@ struct JobService: Sendable {
                 changed = true
             case .completed:
                 job.artifacts = try Self.encoded(JobArtifact.list(in: output, prefix: job.outputPrefix))
-                var progress = job.progress.flatMap { try? JSONDecoder().decode(JobProgress.self, from: Data($0.utf8)) } ?? JobProgress()
+                var progress = job.latestProgress ?? JobProgress()
                 if let steps = output["steps"]?.numberValue { progress.step = Int(steps); progress.totalSteps = progress.totalSteps ?? Int(steps) }
                 if let loss = output["final_loss"]?.numberValue { progress.loss = loss }
                 progress.phase = "done"

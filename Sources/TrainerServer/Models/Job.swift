@@ -22,7 +22,7 @@ final class Job: Model, @unchecked Sendable {
     /// SHA-256 of the secret in this attempt's webhook URL (made at submission, never stored).
     @OptionalField(key: "webhook_digest") var webhookDigest: String?
     @Field(key: "attempt") var attempt: Int
-    /// Latest `JobProgress` (JSON).
+    /// Latest `JobProgress` (JSON); read it through `latestProgress`.
     @OptionalField(key: "progress") var progress: String?
     /// `[JobArtifact]` (JSON).
     @OptionalField(key: "artifacts") var artifacts: String?
@@ -67,5 +67,12 @@ final class JobEvent: Model, @unchecked Sendable {
         self.at = at
         self.status = status
         self.message = message
+    }
+}
+
+extension Job {
+    /// The stored progress, decoded (nil when none was reported yet).
+    var latestProgress: JobProgress? {
+        progress.flatMap { try? JSONDecoder().decode(JobProgress.self, from: Data($0.utf8)) }
     }
 }
