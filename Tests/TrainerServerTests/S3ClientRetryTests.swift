@@ -10,26 +10,22 @@ import VaporTesting
 @Suite struct S3ClientRetryTests {
     /// Serves `/bucket/key`, answering each request with the next status in `statuses` (then 200).
     func withFlakyServer(statuses: [HTTPResponseStatus], _ test: (URL, NIOLockedValueBox<Int>, HTTPClient) async throws -> Void) async throws {
-        let app = try await Application.make(.testing)
         let calls = NIOLockedValueBox(0)
-        app.on(.PUT, "bucket", "**", body: .collect(maxSize: "1mb")) { _ -> Response in
-            let index = calls.withLockedValue { count -> Int in count += 1; return count - 1 }
-            let status = index < statuses.count ? statuses[index] : .ok
-            var headers: HTTPHeaders = ["ETag": "\"abc\""]
-            if status == .tooManyRequests { headers.add(name: "Retry-After", value: "0") }
-            let body = status == .ok ? "" : "<Error><Code>\(status == .badRequest ? "InvalidArgument" : "SlowDown")</Code><Message>try later</Message></Error>"
-            return Response(status: status, headers: headers, body: .init(string: body))
-        }
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         var failure: (any Error)?
         do {
-            try await app.server.start(address: .hostname("127.0.0.1", port: 0))
-            let port = try #require(app.http.server.shared.localAddress?.port)
-            try await test(URL(string: "http://127.0.0.1:\(port)")!, calls, http)
+            try await withLoopbackServer({ app in
+                app.on(.PUT, "bucket", "**", body: .collect(maxSize: "1mb")) { _ -> Response in
+                    let index = calls.withLockedValue { count -> Int in count += 1; return count - 1 }
+                    let status = index < statuses.count ? statuses[index] : .ok
+                    var headers: HTTPHeaders = ["ETag": "\"abc\""]
+                    if status == .tooManyRequests { headers.add(name: "Retry-After", value: "0") }
+                    let body = status == .ok ? "" : "<Error><Code>\(status == .badRequest ? "InvalidArgument" : "SlowDown")</Code><Message>try later</Message></Error>"
+                    return Response(status: status, headers: headers, body: .init(string: body))
+                }
+            }) { url in try await test(url, calls, http) }
         } catch { failure = error }
         try await http.shutdown()
-        await app.server.shutdown()
-        try await app.asyncShutdown()
         if let failure { throw failure }
     }
 

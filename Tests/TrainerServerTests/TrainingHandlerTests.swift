@@ -26,7 +26,7 @@ import VaporTesting
     @Test func aJobTrainsUploadsAndResumesAfterACrash() async throws {
         try await WorkerRuntimeTests.withWorker { setup, client in
             var setup = setup
-            let work = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-worker-\(UUID().uuidString)").path
+            let work = WorkerFailureTests.work()
             defer { try? FileManager.default.removeItem(atPath: work) }
             let id = try #require(try await setup.createJob(#"{"steps": 40, "saveEvery": 10, "sampleEvery": 20}"#)["id"] as? String)
             let prefix = "outputs/\(id.lowercased())/"
@@ -68,7 +68,7 @@ import VaporTesting
         try await JobTests.withSetup { setup in
             let endpoints = try WorkerEndpoints.fromRunPod(environment: setup.fake.workerEnvironment(podID: "pod-7"))
             let client = WorkerProtocolClient(endpoints: endpoints, http: setup.store.http)
-            let work = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-worker-\(UUID().uuidString)").path
+            let work = WorkerFailureTests.work()
             defer { try? FileManager.default.removeItem(atPath: work) }
             let runtime = WorkerRuntime(client: client, handler: TrainingHandlerTests.handler(setup.store, work: work), progressInterval: .milliseconds(50), stopPollInterval: .milliseconds(100))
 

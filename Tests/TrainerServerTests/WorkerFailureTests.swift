@@ -12,6 +12,7 @@ import VaporTesting
 /// step, a bucket that refuses uploads, a ping endpoint that is down. Real server, store and
 /// stand-in trainer; only the failing part is replaced by a server that fails on purpose.
 @Suite(.serialized) struct WorkerFailureTests {
+    /// A fresh work root for a worker (tests remove it).
     static func work() -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-worker-\(UUID().uuidString)").path
     }
@@ -101,54 +102,45 @@ import VaporTesting
             var setup = setup
             let id = try #require(try await setup.createJob(#"{"steps": 60, "saveEvery": 20, "sampleEvery": 20}"#)["id"] as? String)
             let pings = NIOLockedValueBox(0)
-            let down = try await Application.make(.testing)
-            down.logger.logLevel = .critical
-            down.get("**") { _ -> Response in
-                pings.withLockedValue { $0 += 1 }
-                return Response(status: .serviceUnavailable)
-            }
-            try await down.server.start(address: .hostname("127.0.0.1", port: 0))
-            let port = try #require(down.http.server.shared.localAddress?.port)
-            let real = client.endpoints
-            let endpoints = WorkerEndpoints(jobTake: real.jobTake, jobDoneTemplate: real.jobDoneTemplate, jobStop: real.jobStop,
-                                            ping: "http://127.0.0.1:\(port)/ping?", authorization: real.authorization, workerID: real.workerID, pingInterval: .milliseconds(100))
-            let work = Self.work()
-            defer { try? FileManager.default.removeItem(atPath: work) }
-            // Time runs fast meanwhile (20 s every 200 ms, the lease being 60 s) and lost jobs are
-            // reclaimed: only the progress posts can keep this job's lease.
-            let queue = try #require(setup.store.app.storage[BuiltInQueueKey.self])
-            let (store, db) = (setup.store, setup.db)
-            let reclaimer = Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(200))
-                    store.clock.advance(by: 20)
-                    try? await queue.reclaimLost(on: db)
+            try await withLoopbackServer({ down in
+                down.get("**") { _ -> Response in
+                    pings.withLockedValue { $0 += 1 }
+                    return Response(status: .serviceUnavailable)
                 }
-            }
-            defer { reclaimer.cancel() }
-            var failure: (any Error)?
-            do {
+            }) { down in
+                let real = client.endpoints
+                let endpoints = WorkerEndpoints(jobTake: real.jobTake, jobDoneTemplate: real.jobDoneTemplate, jobStop: real.jobStop,
+                                                ping: down.absoluteString + "/ping?", authorization: real.authorization, workerID: real.workerID, pingInterval: .milliseconds(100))
+                let work = Self.work()
+                defer { try? FileManager.default.removeItem(atPath: work) }
+                // Time runs fast meanwhile (20 s every 200 ms, the lease being 60 s) and lost jobs are
+                // reclaimed: only the progress posts can keep this job's lease.
+                let queue = try #require(setup.store.app.storage[BuiltInQueueKey.self])
+                let (store, db) = (setup.store, setup.db)
+                let reclaimer = Task {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(200))
+                        store.clock.advance(by: 20)
+                        try? await queue.reclaimLost(on: db)
+                    }
+                }
+                defer { reclaimer.cancel() }
                 var handler = TrainingHandlerTests.handler(setup.store, work: work)
                 handler.uploadScanInterval = .milliseconds(100)
                 try await WorkerRuntime(client: WorkerProtocolClient(endpoints: endpoints, http: setup.store.http), handler: handler, progressInterval: .milliseconds(50)).run(maximumJobs: 1)
                 reclaimer.cancel()
-                let shown = try await setup.job(id)
-                #expect(shown["status"] as? String == "completed", "\(shown)")
-                #expect(pings.withLockedValue { $0 } >= 3, "the worker kept pinging the endpoint that was down")
-                let events = (shown["events"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
-                #expect(!events.contains { $0.contains("stopped answering") }, "progress kept the lease: \(events)")
-            } catch { failure = error }
-            await down.server.shutdown()
-            try await down.asyncShutdown()
-            if let failure { throw failure }
+            }
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "completed", "\(shown)")
+            #expect(pings.withLockedValue { $0 } >= 3, "the worker kept pinging the endpoint that was down")
+            let events = (shown["events"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
+            #expect(!events.contains { $0.contains("stopped answering") }, "progress kept the lease: \(events)")
         }
     }
 
     /// An S3 endpoint in front of `target` that passes reads through and refuses every upload
     /// with 503 SlowDown, counting the tries per key.
     func withRefusingProxy(to target: URL, http: HTTPClient, _ test: (URL, NIOLockedValueBox<[String: Int]>) async throws -> Void) async throws {
-        let app = try await Application.make(.testing)
-        app.logger.logLevel = .critical
         let refusals = NIOLockedValueBox<[String: Int]>([:])
         let origin = "\(target.scheme!)://\(target.host!):\(target.port!)"
         let forward: @Sendable (Request) async throws -> Response = { request in
@@ -167,18 +159,13 @@ import VaporTesting
             headers.remove(name: .contentLength)
             return Response(status: answer.status, headers: headers, body: .init(buffer: try await answer.body.collect(upTo: 64 << 20)))
         }
-        for method in [HTTPMethod.GET, .HEAD, .PUT, .POST] {
-            app.on(method, "**", body: .collect(maxSize: "64mb"), use: forward)
+        try await withLoopbackServer({ app in
+            for method in [HTTPMethod.GET, .HEAD, .PUT, .POST] {
+                app.on(method, "**", body: .collect(maxSize: "64mb"), use: forward)
+            }
+        }) { proxy in
+            try await test(URL(string: proxy.absoluteString + target.path)!, refusals)
         }
-        var failure: (any Error)?
-        do {
-            try await app.server.start(address: .hostname("127.0.0.1", port: 0))
-            let port = try #require(app.http.server.shared.localAddress?.port)
-            try await test(URL(string: "http://127.0.0.1:\(port)\(target.path)")!, refusals)
-        } catch { failure = error }
-        await app.server.shutdown()
-        try await app.asyncShutdown()
-        if let failure { throw failure }
     }
 }
 

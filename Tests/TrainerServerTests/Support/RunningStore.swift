@@ -60,3 +60,20 @@ func freePort() throws -> Int {
     guard bound else { throw POSIXError(.EADDRNOTAVAIL) }
     return Int(UInt16(bigEndian: address.sin_port))
 }
+
+/// A throwaway app on a loopback port, for servers that fail on purpose: `routes` sets it up,
+/// `test` gets its base URL, and it is shut down afterwards whatever happens.
+func withLoopbackServer(_ routes: (Application) throws -> Void, _ test: (URL) async throws -> Void) async throws {
+    let app = try await Application.make(.testing)
+    app.logger.logLevel = .critical
+    var failure: (any Error)?
+    do {
+        try routes(app)
+        try await app.server.start(address: .hostname("127.0.0.1", port: 0))
+        let port = try #require(app.http.server.shared.localAddress?.port)
+        try await test(URL(string: "http://127.0.0.1:\(port)")!)
+    } catch { failure = error }
+    await app.server.shutdown()
+    try await app.asyncShutdown()
+    if let failure { throw failure }
+}
