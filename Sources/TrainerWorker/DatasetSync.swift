@@ -6,8 +6,10 @@ import TrainerCore
 /// streamed to disk (memory stays flat whatever the sizes), each download's size checked against
 /// the listing. A file already there is kept only if its size and the object's ETag match what
 /// the last sync recorded (`.gomodel-sync.json`): a caption edited to the same length is fetched
-/// again. Files the prefix no longer has (a removed sample) are deleted, except the trainer's
-/// own `_…` caches and hidden files, so a warm worker never trains on stale data.
+/// again. Files the prefix no longer has (a removed sample) are deleted: ai-toolkit trains every
+/// image in a folder. When anything changed, ai-toolkit's caches (`_latent_cache`, `_t_e_cache`,
+/// `.aitk_size.json`) are deleted too: it keys them by file name and by the control images' paths,
+/// not by content, so a warm worker would train on the old pictures and captions.
 public struct DatasetSync: Sendable {
     let bucket: S3Client
     var concurrency = 8
@@ -60,8 +62,22 @@ public struct DatasetSync: Sendable {
                 summary.removed += 1
             }
         }
+        if summary.downloaded > 0 || summary.removed > 0 { try Self.removeTrainerCaches(in: folder) }
         let manifest = Dictionary(fetched.map { ($0.relative, $0.etag) }, uniquingKeysWith: { _, last in last })
         try JSONEncoder().encode(manifest).write(to: URL(fileURLWithPath: manifestPath), options: .atomic)
         return summary
+    }
+
+    /// ai-toolkit's caches in the dataset's folders: `_…` folders and `.aitk_size.json`. The text
+    /// embeddings of this model encode the control images, so a change anywhere clears them all.
+    static func removeTrainerCaches(in folder: String) throws {
+        let files = FileManager.default
+        for role in (try? files.contentsOfDirectory(atPath: folder)) ?? [] {
+            let roleFolder = folder + "/" + role
+            guard !role.hasPrefix("."), let entries = try? files.contentsOfDirectory(atPath: roleFolder) else { continue }
+            for entry in entries where entry.hasPrefix("_") || entry == ".aitk_size.json" {
+                try files.removeItem(atPath: roleFolder + "/" + entry)
+            }
+        }
     }
 }

@@ -6,15 +6,32 @@ import Glibc
 #endif
 
 /// The trainer as a child process: its stdout and stderr go to the log file and, split into
-/// lines (tqdm's `\r` redraws included), to `onLine`. Cancelling the task stops it the way
-/// ai-toolkit expects: SIGINT (it saves nothing more and exits 0), then SIGKILL after `stopGrace`.
-struct TrainerProcess {
+/// lines (tqdm's `\r` redraws included), to `onLine`, in order. `stop()` (also what cancelling
+/// `run` does) stops it the way ai-toolkit expects: SIGINT (it saves nothing more and exits 0),
+/// then SIGKILL after `stopGrace`.
+final class TrainerProcess: Sendable {
     let command: [String]
     let directory: String?
     let environment: [String: String]
     let logPath: String
+    let stopGrace: Duration
 
-    func run(stopGrace: Duration, onLine: @escaping @Sendable (String) -> Void) async throws -> Int32 {
+    private enum State {
+        case notStarted, running(pid_t), stopRequested, exited
+    }
+    private let state = NIOLockedValueBox(State.notStarted)
+
+    init(command: [String], directory: String?, environment: [String: String], logPath: String, stopGrace: Duration) {
+        self.command = command
+        self.directory = directory
+        self.environment = environment
+        self.logPath = logPath
+        self.stopGrace = stopGrace
+    }
+
+    /// Starts the trainer and returns its exit status once it has exited and all its output
+    /// has been handed to `onLine`.
+    func run(onLine: @escaping @Sendable (String) async -> Void) async throws -> Int32 {
         guard let executable = command.first else { throw JobFailure("No trainer command is configured (AI_TOOLKIT_DIR or GOMODEL_TRAINER_COMMAND).") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : "/usr/bin/env")
@@ -42,8 +59,9 @@ struct TrainerProcess {
         }
         let exited = NIOLockedValueBox<CheckedContinuation<Int32, Never>?>(nil)
         let status = NIOLockedValueBox<Int32?>(nil)
-        process.terminationHandler = { process in
+        process.terminationHandler = { [state] process in
             let code = process.terminationStatus
+            state.withLockedValue { $0 = .exited }
             let waiting = exited.withLockedValue { waiting -> CheckedContinuation<Int32, Never>? in
                 status.withLockedValue { $0 = code }
                 defer { waiting = nil }
@@ -51,19 +69,30 @@ struct TrainerProcess {
             }
             waiting?.resume(returning: code)
         }
+        let startAllowed = state.withLockedValue { current -> Bool in
+            if case .stopRequested = current { return false }
+            return true
+        }
+        guard startAllowed, !Task.isCancelled else { throw CancellationError() }
         do {
             try process.run()
         } catch {
             throw JobFailure("The trainer could not be started (\(command.joined(separator: " "))): \(error)")
         }
         let pid = process.processIdentifier
+        let stoppedEarly = state.withLockedValue { current -> Bool in
+            if case .stopRequested = current { current = .running(pid); return true }
+            if case .notStarted = current { current = .running(pid) }
+            return false
+        }
+        if stoppedEarly { stop() }
         return await withTaskCancellationHandler {
             var pending = ["", ""]
             for await (index, data) in chunks {
                 log.write(data)
-                for line in TrainerLog.lines(appending: String(decoding: data, as: UTF8.self), to: &pending[index]) { onLine(line) }
+                for line in TrainerLog.lines(appending: String(decoding: data, as: UTF8.self), to: &pending[index]) { await onLine(line) }
             }
-            for rest in pending where !rest.isEmpty { onLine(rest) }
+            for rest in pending where !rest.isEmpty { await onLine(rest) }
             try? log.close()
             return await withCheckedContinuation { waiting in
                 let known = exited.withLockedValue { slot -> Int32? in
@@ -74,10 +103,27 @@ struct TrainerProcess {
                 if let known { waiting.resume(returning: known) }
             }
         } onCancel: {
-            kill(pid, SIGINT)
-            Task {
-                try? await Task.sleep(for: stopGrace)
-                if process.isRunning { kill(pid, SIGKILL) }
+            self.stop()
+        }
+    }
+
+    /// SIGINT now, SIGKILL after `stopGrace` if it is still running; before it starts, it never will.
+    func stop() {
+        let pid = state.withLockedValue { current -> pid_t? in
+            switch current {
+            case .running(let pid): return pid
+            case .notStarted: current = .stopRequested; return nil
+            case .stopRequested, .exited: return nil
+            }
+        }
+        guard let pid else { return }
+        kill(pid, SIGINT)
+        // Not a child of the job's task group: it must outlive a cancelled job, and it does
+        // nothing once the trainer has exited (the state says so; a reused pid is never hit).
+        Task { [state, stopGrace] in
+            try? await Task.sleep(for: stopGrace)
+            state.withLockedValue { current in
+                if case .running(let running) = current, running == pid { kill(pid, SIGKILL) }
             }
         }
     }

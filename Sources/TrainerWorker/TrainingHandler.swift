@@ -46,92 +46,20 @@ public struct TrainingHandler: JobHandler {
 
         await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
         _ = try await DatasetSync(bucket: bucket).sync(prefix: job.datasetPrefix, into: workRoot + "/datasets/" + job.datasetID)
-        let resumedFrom = try await restoreCheckpoint(job, into: outputFolder)
+        let restored = try await restore(job, into: outputFolder)
 
         let configPath = jobFolder + "/config.json"
         try job.config(workRoot: workRoot).rendered().write(toFile: configPath, atomically: true, encoding: .utf8)
-        await progress.report(["phase": "loading", "message": .string(resumedFrom.map { "Resuming from step \($0)" } ?? "Starting the trainer")])
+        await progress.report(["phase": "loading", "message": .string(restored?.message ?? "Starting the trainer")])
 
-        let uploaded = NIOLockedValueBox<[JobArtifact]>([])
-        let uploads = Uploads(job: job, bucket: bucket, folder: outputFolder, published: uploaded)
-        // Updates go out in the order the trainer printed them, each with the files uploaded so
-        // far (so checkpoints can be downloaded while it trains).
-        let (updates, sink) = AsyncStream<JSONValue>.makeStream()
-        let forwarder = Task {
-            for await update in updates { await progress.report(update) }
-        }
-        let state = NIOLockedValueBox(RunState())
-        let lossFile = jobFolder + "/loss.csv"
-        let scanner = Task { [uploadScanInterval, lossUploadInterval] in
-            var lossesSent = 0
-            var lossSentAt = ContinuousClock.now
-            while !Task.isCancelled {
-                try? await Task.sleep(for: uploadScanInterval)
-                if Task.isCancelled { break }
-                try? await uploads.scan(onlyStable: true)
-                // The curve so far, now and then, so a job page opened mid-run can draw it.
-                let losses = state.withLockedValue { $0.losses }
-                guard losses.count > lossesSent, ContinuousClock.now - lossSentAt >= lossUploadInterval else { continue }
-                try? Self.lossCSV(losses).write(toFile: lossFile, atomically: true, encoding: .utf8)
-                if (try? await uploads.put(file: lossFile, key: job.outputPrefix + "loss.csv", kind: .loss)) != nil {
-                    lossesSent = losses.count
-                    lossSentAt = .now
-                }
-            }
-        }
-        defer { scanner.cancel() }
-        let trainer = TrainerProcess(command: trainerCommand + [configPath], directory: trainerDirectory, environment: trainerEnvironment, logPath: jobFolder + "/log.txt")
-        let trainerRun = Task { [stopGrace] in
-            try await trainer.run(stopGrace: stopGrace) { line in
-                state.withLockedValue { $0.lastOutput = .now }
-                guard let event = TrainerLog.parse(line, runName: job.runName) else { return }
-                let update: JSONValue? = state.withLockedValue { state in
-                    switch event {
-                    case .step(let step, let total, let speed, let eta, let loss):
-                        if let loss { state.losses.append((step, loss)) }
-                        state.lastStep = step
-                        var fields: [(String, JSONValue)] = [("phase", "training"), ("step", .int(step)), ("total_steps", .int(total))]
-                        if let loss { fields.append(("loss", .double(loss))) }
-                        if let speed { fields.append(("it_per_sec", .double(speed))) }
-                        if let eta { fields.append(("eta_seconds", .double(eta))) }
-                        return .object(fields)
-                    case .phase(let phase, let message):
-                        return ["phase": .string(phase), "step": .int(state.lastStep), "message": .string(String(message.prefix(200)))]
-                    case .resumed(let step):
-                        state.lastStep = step
-                        return nil
-                    case .error(let message):
-                        state.firstError = state.firstError ?? message
-                        return nil
-                    }
-                }
-                guard case .object(var fields) = update else { return }
-                let artifacts = uploaded.withLockedValue { $0 }
-                if !artifacts.isEmpty { fields.append(("artifacts", .array(artifacts.map(\.contractJSON)))) }
-                sink.yield(.object(fields))
-            }
-        }
-        let watchdog = Task { [quietAfterFinalLoRA, uploadScanInterval] in
-            let finalLoRA = outputFolder + "/" + job.runName + ".safetensors"
-            while !Task.isCancelled {
-                try? await Task.sleep(for: uploadScanInterval)
-                guard let written = (try? FileManager.default.attributesOfItem(atPath: finalLoRA))?[.modificationDate] as? Date, written > started else { continue }
-                if ContinuousClock.now - state.withLockedValue({ $0.lastOutput }) > quietAfterFinalLoRA {
-                    state.withLockedValue { $0.stoppedWhenStuck = true }
-                    trainerRun.cancel()
-                    return
-                }
-            }
-        }
-        defer { watchdog.cancel(); sink.finish() }
-        var status = try await withTaskCancellationHandler { try await trainerRun.value } onCancel: { trainerRun.cancel() }
-        watchdog.cancel()
-        sink.finish()
-        await forwarder.value
-        // The final pass below must not overlap a scan or a loss.csv upload still in flight.
-        scanner.cancel()
-        await scanner.value
-        let final = state.withLockedValue { $0 }
+        let run = TrainingRun(
+            job: job, jobFolder: jobFolder, outputFolder: outputFolder, progress: progress,
+            uploads: Uploads(job: job, bucket: bucket, folder: outputFolder),
+            trainer: TrainerProcess(command: trainerCommand + [configPath], directory: trainerDirectory, environment: trainerEnvironment, logPath: jobFolder + "/log.txt", stopGrace: stopGrace),
+            curve: LossCurve(earlier: restored?.losses ?? [])
+        )
+        var status = try await run.train(scanEvery: uploadScanInterval, lossUploadEvery: lossUploadInterval, quietAfterFinalLoRA: quietAfterFinalLoRA, startedAt: started)
+        let final = run.state.withLockedValue { $0 }
         if final.stoppedWhenStuck {
             let note = "\ngomodel worker: the trainer wrote its final LoRA, then printed nothing for \(quietAfterFinalLoRA.components.seconds) s without exiting; it was stopped and the job completes.\n"
             if let log = FileHandle(forWritingAtPath: jobFolder + "/log.txt") {
@@ -143,21 +71,15 @@ public struct TrainingHandler: JobHandler {
         }
         await progress.report(["phase": "uploading", "step": .int(final.lastStep), "message": "Uploading the results"])
         // Also when stopped (cancel, SIGTERM): the newest checkpoint is what a resume starts from,
-        // so these uploads run in a task of their own that the stop does not cancel.
-        try await Task {
-            try await uploads.scan(onlyStable: false)
-            try await uploads.put(file: jobFolder + "/log.txt", key: job.outputPrefix + "log.txt", kind: .log)
-            try await uploads.put(file: configPath, key: job.outputPrefix + "config.json", kind: .config)
-            try Self.lossCSV(final.losses).write(toFile: lossFile, atomically: true, encoding: .utf8)
-            try await uploads.put(file: lossFile, key: job.outputPrefix + "loss.csv", kind: .loss)
-        }.value
+        // so these uploads run in a task of their own that the stop does not cancel; it is awaited.
+        try await Task { try await run.uploadFinal(configPath: configPath) }.value
 
         if Task.isCancelled { throw CancellationError() }
         guard status == 0 else {
             let tail = (try? String(contentsOfFile: jobFolder + "/log.txt", encoding: .utf8)).map { String($0.suffix(4000)) }
             throw JobFailure(final.firstError ?? "The trainer exited with status \(status).", detail: tail)
         }
-        let artifacts = await uploads.uploaded
+        let artifacts = await run.uploads.uploaded
         guard artifacts.contains(where: { $0.kind == .lora }) else {
             throw JobFailure("The trainer ended without writing \(job.runName).safetensors.", detail: nil)
         }
@@ -165,26 +87,26 @@ public struct TrainingHandler: JobHandler {
             ("artifacts", .array(artifacts.map(\.contractJSON))), ("steps", .int(final.lastStep)),
             ("duration_seconds", .double(Date().timeIntervalSince(started).rounded())),
         ]
-        if let loss = final.losses.last?.1 { result.append(("final_loss", .double(loss))) }
-        if let resumedFrom { result.append(("resumed_from_step", .int(resumedFrom))) }
+        if let loss = final.curve.points.last?.loss { result.append(("final_loss", .double(loss))) }
+        if let restored { result.append(("resumed_from_step", .int(restored.step))) }
         return .object(result)
     }
 
-    static func lossCSV(_ losses: [(Int, Double)]) -> String {
-        "step,loss\n" + losses.map { "\($0.0),\($0.1)" }.joined(separator: "\n") + "\n"
+    /// What an earlier attempt left to resume from.
+    struct Restored {
+        let step: Int
+        let withOptimizerState: Bool
+        let losses: [LossCurve.Point]
+
+        var message: String {
+            "Resuming from step \(step)" + (withOptimizerState ? " with its optimizer state" : " (no optimizer state was saved with it; the optimizer starts afresh)")
+        }
     }
 
-    struct RunState {
-        var lastOutput = ContinuousClock.now
-        var stoppedWhenStuck = false
-        var lastStep = 0
-        var losses: [(Int, Double)] = []
-        var firstError: String?
-    }
-
-    /// Earlier attempts' newest checkpoint (and optimizer state), so the trainer resumes from
-    /// it; downloaded last so its ctime is the newest (ai-toolkit picks by ctime).
-    func restoreCheckpoint(_ job: WorkerJob, into folder: String) async throws -> Int? {
+    /// Earlier attempts' newest checkpoint, the optimizer state saved with it, and their loss
+    /// curve. The checkpoint is downloaded last so its ctime is the newest (ai-toolkit resumes
+    /// from the newest checkpoint by ctime and loads `optimizer.pt` beside it).
+    func restore(_ job: WorkerJob, into folder: String) async throws -> Restored? {
         let saved = try await bucket.listAllObjects(prefix: job.outputPrefix + "checkpoints/")
         let checkpoints = saved.compactMap { object -> (Int, String)? in
             let name = String(object.key.split(separator: "/").last ?? "")
@@ -192,60 +114,254 @@ public struct TrainingHandler: JobHandler {
             return (step, name)
         }
         guard let (step, name) = checkpoints.max(by: { $0.0 < $1.0 }) else { return nil }
-        if saved.contains(where: { $0.key.hasSuffix("/optimizer.pt") }) {
-            _ = try await bucket.getObject(key: job.outputPrefix + "checkpoints/optimizer.pt", to: folder + "/optimizer.pt")
+        let optimizerState = job.optimizerState(step: step).key
+        let withOptimizerState = saved.contains { $0.key == optimizerState }
+        let optimizerFile = folder + "/optimizer.pt"
+        if withOptimizerState {
+            _ = try await bucket.getObject(key: optimizerState, to: optimizerFile)
+        } else if FileManager.default.fileExists(atPath: optimizerFile) {
+            // A warm worker's own optimizer.pt belongs to whatever it saved last, not to this step.
+            try FileManager.default.removeItem(atPath: optimizerFile)
         }
         _ = try await bucket.getObject(key: job.outputPrefix + "checkpoints/" + name, to: folder + "/" + name)
-        return step
+        var losses: [LossCurve.Point] = []
+        if try await bucket.listAllObjects(prefix: job.outputPrefix + "loss.csv").contains(where: { $0.key == job.outputPrefix + "loss.csv" }) {
+            losses = LossCurve.points(csv: String(buffer: try await bucket.getObjectBytes(key: job.outputPrefix + "loss.csv"))).filter { $0.step < step }
+        }
+        return Restored(step: step, withOptimizerState: withOptimizerState, losses: losses)
     }
 }
 
-/// The output folder's files, uploaded once each when complete (size unchanged since the last
-/// scan, or at the end), with what they are.
+/// One run of the trainer and the work beside it, as one task group with a role per child:
+/// the trainer (its output becomes progress, in order), the uploader (finished files and the
+/// loss curve while it trains) and the watchdog (a trainer stuck after its final LoRA). The
+/// group ends when the trainer has exited and the others have stopped; nothing of it outlives
+/// `train`.
+final class TrainingRun: Sendable {
+    let job: WorkerJob
+    let jobFolder: String
+    let outputFolder: String
+    let progress: ProgressReporter
+    let uploads: Uploads
+    let trainer: TrainerProcess
+    let state: NIOLockedValueBox<State>
+
+    struct State {
+        var lastOutput = ContinuousClock.now
+        var stoppedWhenStuck = false
+        var lastStep = 0
+        var curve: LossCurve
+        var firstError: String?
+        /// The step of the checkpoint ai-toolkit saved last; its `optimizer.pt` follows it.
+        var lastSavedStep: Int?
+    }
+
+    private enum Role {
+        case trainer(status: Int32), uploader, watchdog
+    }
+
+    init(job: WorkerJob, jobFolder: String, outputFolder: String, progress: ProgressReporter, uploads: Uploads, trainer: TrainerProcess, curve: LossCurve) {
+        self.job = job
+        self.jobFolder = jobFolder
+        self.outputFolder = outputFolder
+        self.progress = progress
+        self.uploads = uploads
+        self.trainer = trainer
+        self.state = NIOLockedValueBox(State(curve: curve))
+    }
+
+    var lossFile: String { jobFolder + "/loss.csv" }
+
+    /// Runs the trainer to its end (or its stop, when the calling task is cancelled) and returns
+    /// its exit status.
+    func train(scanEvery: Duration, lossUploadEvery: Duration, quietAfterFinalLoRA: Duration, startedAt: Date) async throws -> Int32 {
+        try await withThrowingTaskGroup(of: Role.self) { group in
+            group.addTask { .trainer(status: try await self.trainer.run { await self.handle($0) }) }
+            group.addTask {
+                await self.uploadWhileTraining(every: scanEvery, lossEvery: lossUploadEvery)
+                return .uploader
+            }
+            group.addTask {
+                await self.watchTeardown(every: scanEvery, quiet: quietAfterFinalLoRA, startedAt: startedAt)
+                return .watchdog
+            }
+            var status: Int32?
+            while let ended = try await group.next() {
+                guard case .trainer(let code) = ended else { continue }
+                // The others only serve a running trainer; an upload cut short here is redone by
+                // `uploadFinal`.
+                status = code
+                group.cancelAll()
+            }
+            guard let status else { throw CancellationError() }
+            return status
+        }
+    }
+
+    /// One line of the trainer's output: state, optimizer snapshots, progress.
+    func handle(_ line: String) async {
+        guard let event = TrainerLog.parse(line, runName: job.runName) else {
+            state.withLockedValue { $0.lastOutput = .now }
+            return
+        }
+        var snapshotStep: Int?
+        let update: JSONValue? = state.withLockedValue { state in
+            state.lastOutput = .now
+            switch event {
+            case .step(let step, let total, let speed, let eta, let loss):
+                if let loss { state.curve.observe(count: step, loss: loss) }
+                state.lastStep = step
+                var fields: [(String, JSONValue)] = [("phase", "training"), ("step", .int(step)), ("total_steps", .int(total))]
+                if let loss = state.curve.points.last?.loss { fields.append(("loss", .double(loss))) }
+                if let speed { fields.append(("it_per_sec", .double(speed))) }
+                if let eta { fields.append(("eta_seconds", .double(eta))) }
+                return .object(fields)
+            case .phase(let phase, let message):
+                return ["phase": .string(phase), "step": .int(state.lastStep), "message": .string(String(message.prefix(200)))]
+            case .resumed(let step):
+                state.lastStep = step
+                return nil
+            case .checkpointSaved(let step):
+                state.lastSavedStep = step
+                if let step { uploads.markComplete(job.checkpointFileName(step: step)) }
+                return nil
+            case .optimizerSaved:
+                snapshotStep = state.lastSavedStep
+                return nil
+            case .error(let message):
+                state.firstError = state.firstError ?? message
+                return nil
+            }
+        }
+        // ai-toolkit rewrites optimizer.pt in place at the next save: copied now, it is the state
+        // of the checkpoint just saved (the final LoRA's is not needed to resume).
+        if let step = snapshotStep { uploads.snapshotOptimizerState(step: step) }
+        guard case .object(var fields) = update else { return }
+        let artifacts = uploads.published.withLockedValue { $0 }
+        if !artifacts.isEmpty { fields.append(("artifacts", .array(artifacts.map(\.contractJSON)))) }
+        await progress.report(.object(fields))
+    }
+
+    /// Uploader: finished files as they appear, and the loss curve now and then so a job page
+    /// opened mid-run can draw it. Failures wait for the next round (or `uploadFinal`).
+    func uploadWhileTraining(every interval: Duration, lossEvery: Duration) async {
+        var lossesSent = 0
+        var lossSentAt = ContinuousClock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            if Task.isCancelled { return }
+            try? await uploads.scan(onlyStable: true)
+            let curve = state.withLockedValue { $0.curve }
+            guard curve.points.count != lossesSent, ContinuousClock.now - lossSentAt >= lossEvery else { continue }
+            try? curve.csv.write(toFile: lossFile, atomically: true, encoding: .utf8)
+            if (try? await uploads.put(file: lossFile, key: job.outputPrefix + "loss.csv", kind: .loss)) != nil {
+                lossesSent = curve.points.count
+                lossSentAt = .now
+            }
+        }
+    }
+
+    /// Watchdog: a trainer that has written its final LoRA and then prints nothing for `quiet`
+    /// is stuck in its teardown; it is stopped and the job completes.
+    func watchTeardown(every interval: Duration, quiet: Duration, startedAt: Date) async {
+        let finalLoRA = outputFolder + "/" + job.runName + ".safetensors"
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            guard let written = (try? FileManager.default.attributesOfItem(atPath: finalLoRA))?[.modificationDate] as? Date, written > startedAt else { continue }
+            if ContinuousClock.now - state.withLockedValue({ $0.lastOutput }) > quiet {
+                state.withLockedValue { $0.stoppedWhenStuck = true }
+                trainer.stop()
+                return
+            }
+        }
+    }
+
+    /// After the trainer: everything not uploaded yet, then the log, the config and the curve.
+    func uploadFinal(configPath: String) async throws {
+        try await uploads.scan(onlyStable: false)
+        try await uploads.put(file: jobFolder + "/log.txt", key: job.outputPrefix + "log.txt", kind: .log)
+        try await uploads.put(file: configPath, key: job.outputPrefix + "config.json", kind: .config)
+        try state.withLockedValue { $0.curve }.csv.write(toFile: lossFile, atomically: true, encoding: .utf8)
+        try await uploads.put(file: lossFile, key: job.outputPrefix + "loss.csv", kind: .loss)
+    }
+}
+
+/// The output folder's files, uploaded once each when complete, with what they are: when the
+/// trainer said so (`markComplete`: a checkpoint it reported saved), when their size held still
+/// between two scans, or at the end. Optimizer states are copied at each save and uploaded beside
+/// their checkpoint.
 actor Uploads {
     let job: WorkerJob
     let bucket: S3Client
     let folder: String
     /// The uploaded list, readable without waiting (the trainer's output handler needs it).
-    let published: NIOLockedValueBox<[JobArtifact]>
+    nonisolated let published = NIOLockedValueBox<[JobArtifact]>([])
+    /// Files the trainer reported complete, and optimizer-state copies waiting for upload.
+    private nonisolated let announced = NIOLockedValueBox<(complete: Set<String>, optimizerStates: [Int: String])>(([], [:]))
     private var seen: [String: Int64] = [:]
     private var done: [String: Int64] = [:]
     private(set) var uploaded: [JobArtifact] = [] {
         didSet { published.withLockedValue { [uploaded] in $0 = uploaded } }
     }
 
-    init(job: WorkerJob, bucket: S3Client, folder: String, published: NIOLockedValueBox<[JobArtifact]>) {
+    init(job: WorkerJob, bucket: S3Client, folder: String) {
         self.job = job
         self.bucket = bucket
         self.folder = folder
-        self.published = published
+    }
+
+    /// The trainer reported this output file complete: the next scan uploads it without waiting.
+    nonisolated func markComplete(_ relativePath: String) {
+        announced.withLockedValue { _ = $0.complete.insert(relativePath) }
+    }
+
+    /// Copies `optimizer.pt` as the state of the checkpoint of `step`, for the next scan.
+    nonisolated func snapshotOptimizerState(step: Int) {
+        let copies = folder + "/.optimizer-states"
+        let copy = copies + "/" + String(step) + ".pt"
+        try? FileManager.default.createDirectory(atPath: copies, withIntermediateDirectories: true)
+        try? FileManager.default.removeItem(atPath: copy)
+        guard (try? FileManager.default.copyItem(atPath: folder + "/optimizer.pt", toPath: copy)) != nil else { return }
+        announced.withLockedValue { $0.optimizerStates[step] = copy }
     }
 
     func scan(onlyStable: Bool) async throws {
         guard let walker = FileManager.default.enumerator(atPath: folder) else { return }
         var files: [String] = []
         while let relative = walker.nextObject() as? String { files.append(relative) }
+        let complete = announced.withLockedValue { $0.complete }
         for relative in files.sorted() {
             guard var artifact = job.artifact(forOutputFile: relative) else { continue }
             let path = folder + "/" + relative
             guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64 else { continue }
             defer { seen[relative] = size }
             if done[relative] == size { continue }
-            if onlyStable, seen[relative] != size { continue }
+            if onlyStable, seen[relative] != size, !complete.contains(relative) { continue }
             artifact.bytes = size
             try await send(path, to: artifact.key)
             done[relative] = size
-            uploaded.removeAll { $0.key == artifact.key }
-            uploaded.append(artifact)
+            record(artifact)
         }
+        // After the checkpoints: a resume pairs a checkpoint with the state saved with it.
+        for (step, copy) in announced.withLockedValue({ $0.optimizerStates }).sorted(by: { $0.key < $1.key }) {
+            var artifact = job.optimizerState(step: step)
+            artifact.bytes = (try? FileManager.default.attributesOfItem(atPath: copy))?[.size] as? Int64
+            try await send(copy, to: artifact.key)
+            record(artifact)
+            announced.withLockedValue { _ = $0.optimizerStates.removeValue(forKey: step) }
+            try? FileManager.default.removeItem(atPath: copy)
+        }
+    }
+
+    private func record(_ artifact: JobArtifact) {
+        uploaded.removeAll { $0.key == artifact.key }
+        uploaded.append(artifact)
     }
 
     func put(file: String, key: String, kind: JobArtifact.Kind) async throws {
         guard FileManager.default.fileExists(atPath: file) else { return }
         try await send(file, to: key)
-        let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int64
-        uploaded.removeAll { $0.key == key }
-        uploaded.append(JobArtifact(kind: kind, key: key, bytes: size))
+        record(JobArtifact(kind: kind, key: key, bytes: (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int64))
     }
 
     /// One upload (the client retries what can be retried); a refusal fails the job saying so.

@@ -49,6 +49,14 @@ import TrainerCore
         #expect(long.contains("shorten"))
     }
 
+    /// ai-toolkit's config loader rewrites `${VAR}` and `[name]`; sample prompts name control
+    /// images by path, so such names never reach a GPU.
+    @Test(arguments: ["target/${HOME}.png", "control/[name].png", "target/a{b}.txt", "x$_start.png", "control_2/]x.jpg"])
+    func namesTheTrainersConfigLoaderWouldRewriteAreRefused(path: String) {
+        guard case .refused(let message) = DatasetLayout.place(path) else { Issue.record("\(path) was accepted"); return }
+        #expect(message.contains("rename the file without $ { } [ ]"), "\(message)")
+    }
+
     @Test func systemLitterIsIgnored() {
         for path in [".DS_Store", "target/.DS_Store", "__MACOSX/target/._cat.png", "target/Thumbs.db"] {
             #expect(DatasetLayout.place(path) == .ignored, "\(path)")

@@ -91,6 +91,31 @@ import TrainerCore
         #expect(QwenImageEdit2509.validate(QwenImageEdit2509.Parameters()).isEmpty)
     }
 
+    @Test func samplesWhoseFileNamesTheLoaderWouldRewriteAreNotPrompts() throws {
+        let samples: [QwenImageEdit2509.Sample] = [
+            .init(stem: "${HOME}", caption: "a", controls: ["control_1/${HOME}.png"]),
+            .init(stem: "cat", caption: "b", controls: ["control_1/cat.png"]),
+        ]
+        var parameters = QwenImageEdit2509.Parameters()
+        let job = { QwenImageEdit2509.Job(id: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012", datasetID: "d", controlsPerSample: 1, defaultCaption: nil, samples: samples, parameters: parameters) }
+        let config = try QwenImageEdit2509.buildJobConfig(job())
+        guard case .array(let processes)? = config["config"]?["process"], case .array(let prompts)? = processes.first?["sample"]?["samples"] else {
+            Issue.record("unexpected shape"); return
+        }
+        #expect(prompts.map { $0["ctrl_img_1"] } == ["/workspace/datasets/d/control_1/cat.png"])
+        parameters.samplePairs = ["${HOME}"]
+        #expect(throws: QwenImageEdit2509.ParameterError.self) { try QwenImageEdit2509.buildJobConfig(job()) }
+    }
+
+    @Test func the32GBProfileTrainsAtMost1024Pixels() {
+        var parameters = QwenImageEdit2509.Parameters()
+        parameters.resolutions = [768, 1280]
+        #expect(QwenImageEdit2509.validate(parameters).map(\.message) == ["the 32gb profile trains sizes up to 1024 px; got 1280 (choose a larger profile for larger sizes)"])
+        parameters.profile = .gb48
+        #expect(QwenImageEdit2509.validate(parameters).isEmpty)
+        #expect(QwenImageEdit2509.Profile.allCases.allSatisfy { $0.label.contains("up to \($0.maximumResolution) px") })
+    }
+
     @Test func customerTextCannotReachTheLoadersExpansions() {
         #expect(ConfigText.prompt("a --w 512 b ---- c\nd", triggerWord: nil) == "a –w 512 b –– c d")
         #expect(ConfigText.prompt("use [trigger] ${PATH} [name]", triggerWord: "sks") == "use sks $ {PATH} (name)")

@@ -27,6 +27,33 @@ import TrainerCore
         #expect(TrainerLog.parse("Bucket sizes for /workspace/datasets/x/target:", runName: "gm_x") == nil)
     }
 
+    /// What ai-toolkit prints around a save and while sampling (BaseSDTrainProcess.save,
+    /// BaseModel.generate_images).
+    @Test func savesAndTheSamplingBarAreRecognised() {
+        let sampling = "Generating Samples:  50%|█████     | 1/2 [00:03<00:03,  3.70s/it]"
+        #expect(TrainerLog.parse(sampling, runName: "gm_x") == .phase("sampling", message: sampling))
+        #expect(TrainerLog.parse("Saved checkpoint to /w/output/gm_x/gm_x_000000020.safetensors", runName: "gm_x") == .checkpointSaved(step: 20))
+        #expect(TrainerLog.parse("Saved checkpoint to /w/output/gm_x/gm_x.safetensors", runName: "gm_x") == .checkpointSaved(step: nil))
+        #expect(TrainerLog.parse("Saved checkpoint to /w/output/gm_x/gm_x_refiner.safetensors", runName: "gm_x") == .checkpointSaved(step: nil))
+        #expect(TrainerLog.parse("Saved optimizer to /w/output/gm_x/optimizer.pt", runName: "gm_x") == .optimizerSaved)
+    }
+
+    /// Two redraws a step (set_postfix_str at the old count, then update), the second one
+    /// sometimes skipped by tqdm: one point per step, as loss_log.db numbers them.
+    @Test func theLossCurveHasOnePointPerStep() {
+        var curve = LossCurve()
+        let redraws: [(Int, Double)] = [(0, 5), (1, 5), (1, 4), (2, 4), (2, 3), /* update skipped */ (3, 2), (4, 2)]
+        for (count, loss) in redraws { curve.observe(count: count, loss: loss) }
+        #expect(curve.points == [.init(step: 0, loss: 5), .init(step: 1, loss: 4), .init(step: 2, loss: 3), .init(step: 3, loss: 2)])
+        #expect(curve.csv == "step,loss\n0,5.0\n1,4.0\n2,3.0\n3,2.0\n")
+
+        // A resumed attempt starts from its checkpoint's step and replaces what it trains again.
+        var resumed = LossCurve(earlier: LossCurve.points(csv: curve.csv + "junk\n"))
+        for (count, loss) in [(2, 9.0), (3, 9.0), (3, 8.0), (4, 8.0)] { resumed.observe(count: count, loss: loss) }
+        #expect(resumed.points.map(\.step) == [0, 1, 2, 3])
+        #expect(resumed.points.map(\.loss) == [5, 4, 9, 8])
+    }
+
     @Test func redrawsAndChunksSplitIntoLines() {
         var pending = ""
         #expect(TrainerLog.lines(appending: "gm_x:   1%| | 1/100 [00:01<", to: &pending).isEmpty)

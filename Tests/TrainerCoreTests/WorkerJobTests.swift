@@ -50,8 +50,14 @@ import TrainerCore
         #expect(job.artifact(forOutputFile: "gm_3f2a.safetensors") == JobArtifact(kind: .lora, key: "outputs/3f2a/lora/gm_3f2a.safetensors"))
         #expect(job.artifact(forOutputFile: "gm_3f2a_000000250.safetensors") == JobArtifact(kind: .checkpoint, key: "outputs/3f2a/checkpoints/gm_3f2a_000000250.safetensors", step: 250))
         #expect(job.artifact(forOutputFile: "samples/1763563000704__000004000_0.jpg") == JobArtifact(kind: .sample, key: "outputs/3f2a/samples/1763563000704__000004000_0.jpg", step: 4000))
-        #expect(job.artifact(forOutputFile: "optimizer.pt")?.kind == .checkpoint)
-        for ignored in ["samples/.tmp/x.jpg", "samples/.thumbs/x.jpg", "loss_log.db-wal", ".job_config.json", "gm_3f2a_x.safetensors"] {
+        // Rewritten in place at every save: the worker copies it per checkpoint instead.
+        #expect(job.artifact(forOutputFile: "optimizer.pt") == nil)
+        let state = job.optimizerState(step: 250)
+        #expect(state == JobArtifact(kind: .optimizer, key: "outputs/3f2a/checkpoints/gm_3f2a_000000250.optimizer.pt", step: 250))
+        #expect(job.optimizerStep(key: state.key) == 250)
+        #expect(job.optimizerStep(key: "outputs/3f2a/checkpoints/gm_3f2a_000000250.safetensors") == nil)
+        #expect(job.checkpointFileName(step: 250) == "gm_3f2a_000000250.safetensors")
+        for ignored in ["samples/.tmp/x.jpg", "samples/.thumbs/x.jpg", "loss_log.db-wal", ".job_config.json", "gm_3f2a_x.safetensors", ".optimizer-states/250.pt"] {
             #expect(job.artifact(forOutputFile: ignored) == nil, "\(ignored)")
         }
         // What the worker writes is what the server reads back.

@@ -170,7 +170,8 @@ import VaporTesting
 }
 
 /// The worker's dataset copy on a warm worker: what changed in the bucket is fetched again,
-/// what was removed is removed, the trainer's caches stay.
+/// what was removed is removed, and then the trainer's caches go (they are keyed by name, not
+/// content); an unchanged dataset keeps them.
 @Suite struct DatasetSyncTests {
     @Test func aSecondSyncFollowsTheBucket() async throws {
         try await withRunningStore { store in
@@ -182,17 +183,31 @@ import VaporTesting
             }
             let sync = DatasetSync(bucket: bucket)
             #expect(try await sync.sync(prefix: "datasets/d1/", into: folder) == .init(downloaded: 3, skipped: 0, removed: 0, bytes: 27))
+            // ai-toolkit's caches, as it leaves them in the dataset's folders.
+            let caches = ["/target/_latent_cache/cat.safetensors", "/target/_t_e_cache/cat.safetensors", "/target/.aitk_size.json", "/control/_latent_cache/cat.safetensors"]
+            func makeCaches() {
+                for cache in caches {
+                    try? FileManager.default.createDirectory(atPath: folder + (cache as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                    FileManager.default.createFile(atPath: folder + cache, contents: Data("cache".utf8))
+                }
+            }
+            makeCaches()
             #expect(try await sync.sync(prefix: "datasets/d1/", into: folder) == .init(downloaded: 0, skipped: 3, removed: 0, bytes: 0))
+            #expect(caches.allSatisfy { FileManager.default.fileExists(atPath: folder + $0) }, "an unchanged dataset keeps its caches")
 
-            // A caption edited to the same length, a sample removed, a cache the trainer made.
+            // A caption edited to the same length: every cache goes (the text embeddings encode
+            // the control images too, so a change in any folder clears them all).
             _ = try await bucket.putObject(key: "datasets/d1/target/cat.txt", bytes: ByteBuffer(string: "make it gold"))
-            try await bucket.deleteObject(key: "datasets/d1/target/dog.txt")
-            try FileManager.default.createDirectory(atPath: folder + "/target/_latent_cache", withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: folder + "/target/_latent_cache/cat.safetensors", contents: Data("cache".utf8))
-            #expect(try await sync.sync(prefix: "datasets/d1/", into: folder) == .init(downloaded: 1, skipped: 1, removed: 1, bytes: 12))
+            #expect(try await sync.sync(prefix: "datasets/d1/", into: folder) == .init(downloaded: 1, skipped: 2, removed: 0, bytes: 12))
             #expect(try String(contentsOfFile: folder + "/target/cat.txt", encoding: .utf8) == "make it gold")
+            #expect(caches.allSatisfy { !FileManager.default.fileExists(atPath: folder + $0) }, "stale caches kept")
+
+            // A sample removed: its file goes, and the caches again.
+            makeCaches()
+            try await bucket.deleteObject(key: "datasets/d1/target/dog.txt")
+            #expect(try await sync.sync(prefix: "datasets/d1/", into: folder) == .init(downloaded: 0, skipped: 2, removed: 1, bytes: 0))
             #expect(!FileManager.default.fileExists(atPath: folder + "/target/dog.txt"))
-            #expect(FileManager.default.fileExists(atPath: folder + "/target/_latent_cache/cat.safetensors"))
+            #expect(caches.allSatisfy { !FileManager.default.fileExists(atPath: folder + $0) }, "stale caches kept")
 
             // An empty prefix is an error that says so.
             await #expect(throws: JobFailure.self) { try await sync.sync(prefix: "datasets/none/", into: folder) }

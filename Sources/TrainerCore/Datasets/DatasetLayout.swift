@@ -49,6 +49,10 @@ public enum DatasetLayout {
         case refused(String)
     }
 
+    /// ai-toolkit replaces `${VAR}` and `[name]` anywhere in its config (toolkit/config.py), and the
+    /// sample prompts name control images by path: stems with these would break or misdirect a run.
+    public static let trainerReservedCharacters: Set<Character> = ["$", "{", "}", "[", "]"]
+
     public static func place(_ rawPath: String) -> Outcome {
         let path = rawPath.replacingAll("\\", with: "/")
         if path.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
@@ -99,6 +103,9 @@ public enum DatasetLayout {
             return .refused("'\(rawPath)' is neither in a control/target folder nor named X_start.png / X_end.png; put inputs in control/ (or control_2/, control_3/) and results in target/.")
         }
         guard !stem.isEmpty else { return .refused("'\(rawPath)' has an empty name.") }
+        if let reserved = stem.first(where: { trainerReservedCharacters.contains($0) }) {
+            return .refused("'\(rawPath)' has '\(reserved)' in its name; rename the file without $ { } [ ] (ai-toolkit reads ${…} and [name] in its config as variables, so the training would fail).")
+        }
         guard stem.utf8.count <= maximumStemBytes else {
             return .refused("'\(rawPath)' has a name longer than \(maximumStemBytes) bytes; shorten it.")
         }

@@ -80,7 +80,8 @@ public struct JobProgress: Sendable, Equatable, Codable {
 /// One file a run produced, in the bucket (DESIGN §5 result `artifacts`).
 public struct JobArtifact: Sendable, Equatable, Codable {
     public enum Kind: String, Sendable, Codable, CaseIterable {
-        case lora, checkpoint, sample, config, log, loss
+        /// `optimizer`: the optimizer state saved with a checkpoint (same step), for resuming.
+        case lora, checkpoint, optimizer, sample, config, log, loss
     }
 
     public var kind: Kind

@@ -19,6 +19,24 @@ public enum QwenImageEdit2509 {
         case gb48 = "48gb"
         /// No quantisation (A100 / H100 80 GB).
         case gb80 = "80gb"
+
+        /// The largest training size that fits: ai-toolkit's only 32 GB example for this model
+        /// (config/examples/train_lora_qwen_image_edit_2509_32gb.yaml) trains up to 1024 px.
+        public var maximumResolution: Int {
+            switch self {
+            case .gb32: 1024
+            case .gb48, .gb80: 1536
+            }
+        }
+
+        /// For people choosing one (the web form, the API's schema), limits included.
+        public var label: String {
+            switch self {
+            case .gb32: "32 GB (RTX 5090 class; 3-bit model; sizes up to 1024 px)"
+            case .gb48: "48 GB (A6000 / L40S class; 8-bit model; sizes up to 1536 px)"
+            case .gb80: "80 GB (A100 / H100; full precision; sizes up to 1536 px)"
+            }
+        }
     }
 
     public struct Parameters: Sendable, Equatable, Codable {
@@ -68,6 +86,10 @@ public enum QwenImageEdit2509 {
             check(false, "resolutions", "each size must be a multiple of 32 from 256 to 1536; got \(resolution)")
         }
         check(Set(parameters.resolutions).count == parameters.resolutions.count, "resolutions", "must not repeat a size")
+        let largest = parameters.profile.maximumResolution
+        if let tooLarge = parameters.resolutions.first(where: { $0 > largest }), (256...1536).contains(tooLarge) {
+            check(false, "resolutions", "the \(parameters.profile.rawValue) profile trains sizes up to \(largest) px; got \(tooLarge) (choose a larger profile for larger sizes)")
+        }
         check((10...parameters.steps.clamped(min: 10)).contains(parameters.saveEvery), "saveEvery", "must be from 10 to the number of steps (\(parameters.steps)); got \(parameters.saveEvery)")
         check(parameters.sampleEvery == 0 || (10...parameters.steps.clamped(min: 10)).contains(parameters.sampleEvery), "sampleEvery", "must be 0 (no samples) or from 10 to the number of steps (\(parameters.steps)); got \(parameters.sampleEvery)")
         check((1...50).contains(parameters.keepCheckpoints), "keepCheckpoints", "must be from 1 to 50; got \(parameters.keepCheckpoints)")
@@ -229,9 +251,13 @@ public enum QwenImageEdit2509 {
                 }
                 found.append(sample)
             }
+            if let unsafe = found.first(where: { !isSafeInConfig($0) }) {
+                throw ParameterError(field: "samplePairs", message: "sample '\(unsafe.stem)' has $ { } [ ] in a file name, which ai-toolkit's config loader would rewrite; pick another sample or rename its files")
+            }
             picked = found
         } else {
-            picked = Array(job.samples.prefix(2))
+            // Datasets from before such names were refused may hold them: not as sample prompts.
+            picked = Array(job.samples.filter(isSafeInConfig).prefix(2))
         }
         let datasetRoot = "\(workRoot)/datasets/\(job.datasetID)"
         return picked.map { sample in
@@ -241,6 +267,10 @@ public enum QwenImageEdit2509 {
             }
             return .object(entry)
         }
+    }
+
+    static func isSafeInConfig(_ sample: Sample) -> Bool {
+        !sample.controls.joined().contains(where: DatasetLayout.trainerReservedCharacters.contains)
     }
 
     private static func isTriggerScalar(_ scalar: Unicode.Scalar) -> Bool {

@@ -3,14 +3,19 @@
 ///
 ///     my_lora:   8%|▊         | 251/3000 [00:50<09:10,  4.99it/s, lr: 1.0e-04 loss: 3.456e-01]
 ///
-/// Other bars (loading shards, caching, sampling) carry other labels and are not the training
-/// bar. The bar glyphs are never parsed (they become `#` when the stream is not UTF-8).
+/// Other bars (loading shards, caching, `Generating Samples`) carry other labels and are not the
+/// training bar. The bar glyphs are never parsed (they become `#` when the stream is not UTF-8).
 public enum TrainerLog {
     /// What one line says.
     public enum Event: Sendable, Equatable {
         case step(step: Int, total: Int, itPerSec: Double?, etaSeconds: Double?, loss: Double?)
         case phase(String, message: String)
         case resumed(fromStep: Int)
+        /// `Saved checkpoint to …`: the step's checkpoint file is complete (nil step: the final LoRA).
+        case checkpointSaved(step: Int?)
+        /// `Saved optimizer to …/optimizer.pt`: rewritten in place at every save, so it belongs to
+        /// the checkpoint saved just before.
+        case optimizerSaved
         case error(String)
     }
 
@@ -36,10 +41,20 @@ public enum TrainerLog {
     public static func parse(_ line: String, runName: String) -> Event? {
         let text = line.trimmingSpaces()
         if text.hasPrefix(runName + ":") { return trainingBar(text) }
-        if text.hasPrefix("Generating baseline samples") || text.hasPrefix("Generating Images") || text.hasPrefix("Generating images") {
+        // `Generating Samples` is the bar of the models ai-toolkit samples through
+        // `BaseModel.generate_images` (Qwen among them); `Generating Images` the legacy models'.
+        if text.hasPrefix("Generating baseline samples") || text.hasPrefix("Generating Samples") || text.hasPrefix("Generating Images") || text.hasPrefix("Generating images") {
             return .phase("sampling", message: text)
         }
         if text.hasPrefix("Saving at step") { return .phase("saving", message: text) }
+        if text.hasPrefix("Saved checkpoint to "), text.hasSuffix(".safetensors") {
+            // `…/<name>_<step:09>.safetensors`, or `…/<name>.safetensors` for the final LoRA.
+            let file = text.split(separator: "/").last.map(String.init) ?? text
+            let stepDigits = file.dropFirst(runName.count + 1).dropLast(".safetensors".count)
+            let isStep = file.hasPrefix(runName + "_") && stepDigits.count == 9 && stepDigits.allSatisfy(\.isASCII)
+            return .checkpointSaved(step: isStep ? Int(stepDigits) : nil)
+        }
+        if text.hasPrefix("Saved optimizer to ") { return .optimizerSaved }
         if text.hasPrefix("Loading") || text.hasPrefix("Quantizing") || text.hasPrefix("Caching") { return .phase("loading", message: text) }
         if let range = text.range(of: "Found step "), let step = Int(text[range.upperBound...].prefix { $0.isNumber }) {
             return .resumed(fromStep: step)

@@ -70,6 +70,31 @@ public struct WorkerJob: Sendable, Equatable {
         }
     }
 
+    /// The optimizer state saved with the checkpoint of `step`, kept beside it so a resumed
+    /// attempt restores the pair (ai-toolkit loads `optimizer.pt` with whatever checkpoint it resumes).
+    public func optimizerState(step: Int) -> JobArtifact {
+        JobArtifact(kind: .optimizer, key: outputPrefix + "checkpoints/" + runName + "_" + Self.stepDigits(step) + ".optimizer.pt", step: step)
+    }
+
+    /// The step of an optimizer state's key (`optimizerState(step:)`), nil for other keys.
+    public func optimizerStep(key: String) -> Int? {
+        let prefix = outputPrefix + "checkpoints/" + runName + "_", suffix = ".optimizer.pt"
+        guard key.hasPrefix(prefix), key.hasSuffix(suffix) else { return nil }
+        let digits = key.dropFirst(prefix.count).dropLast(suffix.count)
+        return digits.count == 9 && digits.allSatisfy(\.isASCII) ? Int(digits) : nil
+    }
+
+    /// ai-toolkit's name for the checkpoint of `step` in its output folder.
+    public func checkpointFileName(step: Int) -> String {
+        runName + "_" + Self.stepDigits(step) + ".safetensors"
+    }
+
+    /// ai-toolkit's `{step:09}`.
+    static func stepDigits(_ step: Int) -> String {
+        let digits = String(step)
+        return String(repeating: "0", count: max(0, 9 - digits.count)) + digits
+    }
+
     /// Where a file the trainer wrote goes in the bucket (DESIGN §4), and what it is; nil for files
     /// that stay on the worker (temporary files, thumbnails, caches).
     public func artifact(forOutputFile relativePath: String) -> JobArtifact? {
@@ -83,10 +108,8 @@ public struct WorkerJob: Sendable, Equatable {
            let step = Int(file.dropFirst(name.count + 1).dropLast(".safetensors".count)) {
             return JobArtifact(kind: .checkpoint, key: outputPrefix + "checkpoints/" + file, step: step)
         }
-        if parts.count == 1, file == "optimizer.pt" {
-            // Kept beside the checkpoints so a resumed attempt restores the optimizer too.
-            return JobArtifact(kind: .checkpoint, key: outputPrefix + "checkpoints/optimizer.pt")
-        }
+        // optimizer.pt is not one: ai-toolkit rewrites it at every save, so the worker keeps a copy
+        // per checkpoint (`optimizerState(step:)`).
         // samples/<ms>__<step:09>_<index>.jpg
         if parts.count == 2, parts[0] == "samples", let separator = file.range(of: "__") {
             let step = Int(file[separator.upperBound...].prefix { $0.isNumber })

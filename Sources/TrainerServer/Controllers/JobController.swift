@@ -218,8 +218,14 @@ struct JobController: Sendable {
                 "params": ["type": "object", "additionalProperties": false, "properties": [
                     "steps": ["type": "integer", "minimum": 10, "maximum": 30000, "default": 3000],
                     "learningRate": ["type": "number", "default": "0.0001"], "rank": ["type": "integer", "minimum": 1, "maximum": 128, "default": 16],
-                    "profile": ["type": "string", "enum": ["32gb", "48gb", "80gb"], "default": "32gb"],
-                    "resolutions": ["type": "array", "items": ["type": "integer"]], "saveEvery": ["type": "integer"], "sampleEvery": ["type": "integer"],
+                    "profile": [
+                        "type": "string", "enum": .array(QwenImageEdit2509.Profile.allCases.map { .string($0.rawValue) }), "default": "32gb",
+                        "description": .string("GPU memory of the worker: " + QwenImageEdit2509.Profile.allCases.map { "\($0.rawValue): \($0.label)" }.joined(separator: "; ")),
+                    ],
+                    "resolutions": [
+                        "type": "array", "items": ["type": "integer", "minimum": 256, "maximum": 1536, "multipleOf": 32], "minItems": 1, "maxItems": 4,
+                        "description": "Training sizes in px; each profile has its own largest size (see profile).",
+                    ], "saveEvery": ["type": "integer"], "sampleEvery": ["type": "integer"],
                     "keepCheckpoints": ["type": "integer"], "seed": ["type": "integer"], "triggerWord": ["type": "string"],
                     "samplePairs": ["type": "array", "items": ["type": "string"], "description": "Stems of the samples used for sample images."],
                 ]],
@@ -253,7 +259,7 @@ struct JobController: Sendable {
             ]],
             "runpodJobId": ["type": "string"],
             "artifacts": ["type": "array", "items": ["type": "object", "properties": [
-                "id": ["type": "string"], "kind": ["type": "string", "enum": ["lora", "checkpoint", "sample", "config", "log", "loss"]],
+                "id": ["type": "string"], "kind": ["type": "string", "enum": .array(JobArtifact.Kind.allCases.map { .string($0.rawValue) })],
                 "key": ["type": "string"], "bytes": ["type": "integer"], "step": ["type": "integer"], "sha256": ["type": "string"],
             ]]],
             "error": ["type": "string"], "errorDetail": ["type": "string"], "cancelRequested": ["type": "boolean"],

@@ -197,7 +197,7 @@ struct WebController: Sendable {
                 datasets: rows, selectedDatasetId: wanted ?? rows.first(where: \.sound)?.id,
                 steps: defaults.steps, learningRate: String(defaults.learningRate), rank: defaults.rank,
                 profiles: QwenImageEdit2509.Profile.allCases.map {
-                    .init(id: $0.rawValue, label: Self.profileLabel($0), secondsPerStep: TrainingEstimate.secondsPerStep($0), selected: $0 == defaults.profile)
+                    .init(id: $0.rawValue, label: $0.label, secondsPerStep: TrainingEstimate.secondsPerStep($0), selected: $0 == defaults.profile)
                 },
                 overheadSeconds: TrainingEstimate.overheadSeconds,
                 pricePerSecond: gpuPricePerSecond.map { String($0) } ?? ""
@@ -259,14 +259,6 @@ struct WebController: Sendable {
             step: progress?.step, totalSteps: progress?.totalSteps, loss: progress?.loss.map { String(format: "%.4f", $0) },
             createdAt: timestamp(job.createdAt)
         )
-    }
-
-    static func profileLabel(_ profile: QwenImageEdit2509.Profile) -> String {
-        switch profile {
-        case .gb32: "32 GB (RTX 5090 class; 3-bit model)"
-        case .gb48: "48 GB (A6000 / L40S class; 8-bit model)"
-        case .gb80: "80 GB (A100 / H100; full precision)"
-        }
     }
 
     /// ISO 8601 in UTC; the pages' script shows it in the visitor's time zone.

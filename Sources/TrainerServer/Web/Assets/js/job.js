@@ -109,9 +109,11 @@ async function loadLossFile(artifacts) {
 // MARK: Files and samples
 
 function kindLabel(artifact) {
-  // A checkpoint without a step is the optimizer state that lets a retry resume.
-  const checkpoint = artifact.step === undefined || artifact.step === null ? 'Optimizer state (for resuming)' : `Checkpoint at step ${artifact.step}`;
-  return { lora: 'Final LoRA', checkpoint, config: 'Training config', log: 'Training log', loss: 'Loss per step (CSV)' }[artifact.kind] || artifact.kind;
+  return {
+    lora: 'Final LoRA', checkpoint: `Checkpoint at step ${artifact.step}`,
+    optimizer: `Optimizer state at step ${artifact.step} (for resuming)`,
+    config: 'Training config', log: 'Training log', loss: 'Loss per step (CSV)',
+  }[artifact.kind] || artifact.kind;
 }
 
 function renderFiles(artifacts) {
