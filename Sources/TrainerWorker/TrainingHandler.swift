@@ -47,6 +47,7 @@ public struct TrainingHandler: JobHandler {
         await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
         _ = try await DatasetSync(bucket: bucket).sync(prefix: job.datasetPrefix, into: workRoot + "/datasets/" + job.datasetID)
         let restored = try await restore(job, into: outputFolder)
+        let trainerStarted = Date()
 
         let configPath = jobFolder + "/config.json"
         try job.config(workRoot: workRoot).rendered().write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -54,11 +55,12 @@ public struct TrainingHandler: JobHandler {
 
         let run = TrainingRun(
             job: job, jobFolder: jobFolder, outputFolder: outputFolder, progress: progress,
-            uploads: Uploads(job: job, bucket: bucket, folder: outputFolder),
+            uploads: Uploads(job: job, bucket: bucket, folder: outputFolder, earlier: restored?.artifacts ?? []),
             trainer: TrainerProcess(command: trainerCommand + [configPath], directory: trainerDirectory, environment: trainerEnvironment, logPath: jobFolder + "/log.txt", stopGrace: stopGrace),
             curve: LossCurve(earlier: restored?.losses ?? [])
         )
         var status = try await run.train(scanEvery: uploadScanInterval, lossUploadEvery: lossUploadInterval, quietAfterFinalLoRA: quietAfterFinalLoRA, startedAt: started)
+        let trainerEnded = Date()
         let final = run.state.withLockedValue { $0 }
         if final.stoppedWhenStuck {
             let note = "\ngomodel worker: the trainer wrote its final LoRA, then printed nothing for \(quietAfterFinalLoRA.components.seconds) s without exiting; it was stopped and the job completes.\n"
@@ -83,9 +85,13 @@ public struct TrainingHandler: JobHandler {
         guard artifacts.contains(where: { $0.kind == .lora }) else {
             throw JobFailure("The trainer ended without writing \(job.runName).safetensors.", detail: nil)
         }
+        let ended = Date()
+        func seconds(_ from: Date, _ to: Date) -> JSONValue { .double((to.timeIntervalSince(from) * 10).rounded() / 10) }
         var result: [(String, JSONValue)] = [
             ("artifacts", .array(artifacts.map(\.contractJSON))), ("steps", .int(final.lastStep)),
-            ("duration_seconds", .double(Date().timeIntervalSince(started).rounded())),
+            ("duration_seconds", .double(ended.timeIntervalSince(started).rounded())),
+            // Where the time went: the worker's own share is everything but the trainer.
+            ("timings", ["prepare_seconds": seconds(started, trainerStarted), "trainer_seconds": seconds(trainerStarted, trainerEnded), "upload_seconds": seconds(trainerEnded, ended)]),
         ]
         if let loss = final.curve.points.last?.loss { result.append(("final_loss", .double(loss))) }
         if let restored { result.append(("resumed_from_step", .int(restored.step))) }
@@ -97,6 +103,7 @@ public struct TrainingHandler: JobHandler {
         let step: Int
         let withOptimizerState: Bool
         let losses: [LossCurve.Point]
+        let artifacts: [JobArtifact]
 
         var message: String {
             "Resuming from step \(step)" + (withOptimizerState ? " with its optimizer state" : " (no optimizer state was saved with it; the optimizer starts afresh)")
@@ -107,11 +114,11 @@ public struct TrainingHandler: JobHandler {
     /// curve. The checkpoint is downloaded last so its ctime is the newest (ai-toolkit resumes
     /// from the newest checkpoint by ctime and loads `optimizer.pt` beside it).
     func restore(_ job: WorkerJob, into folder: String) async throws -> Restored? {
-        let saved = try await bucket.listAllObjects(prefix: job.outputPrefix + "checkpoints/")
-        let checkpoints = saved.compactMap { object -> (Int, String)? in
-            let name = String(object.key.split(separator: "/").last ?? "")
-            guard let artifact = job.artifact(forOutputFile: name), artifact.kind == .checkpoint, let step = artifact.step else { return nil }
-            return (step, name)
+        let saved = try await bucket.listAllObjects(prefix: job.outputPrefix)
+        let earlier = Self.earlierArtifacts(job, saved)
+        let checkpoints = earlier.compactMap { artifact -> (Int, String)? in
+            guard artifact.kind == .checkpoint, let step = artifact.step else { return nil }
+            return (step, String(artifact.key.split(separator: "/").last ?? ""))
         }
         guard let (step, name) = checkpoints.max(by: { $0.0 < $1.0 }) else { return nil }
         let optimizerState = job.optimizerState(step: step).key
@@ -125,10 +132,30 @@ public struct TrainingHandler: JobHandler {
         }
         _ = try await bucket.getObject(key: job.outputPrefix + "checkpoints/" + name, to: folder + "/" + name)
         var losses: [LossCurve.Point] = []
-        if try await bucket.listAllObjects(prefix: job.outputPrefix + "loss.csv").contains(where: { $0.key == job.outputPrefix + "loss.csv" }) {
+        if saved.contains(where: { $0.key == job.outputPrefix + "loss.csv" }) {
             losses = LossCurve.points(csv: String(buffer: try await bucket.getObjectBytes(key: job.outputPrefix + "loss.csv"))).filter { $0.step < step }
         }
-        return Restored(step: step, withOptimizerState: withOptimizerState, losses: losses)
+        return Restored(step: step, withOptimizerState: withOptimizerState, losses: losses, artifacts: earlier)
+    }
+
+    /// The checkpoints, optimizer states and samples earlier attempts uploaded: still the job's
+    /// files, so the result lists them too.
+    static func earlierArtifacts(_ job: WorkerJob, _ objects: [ObjectSummary]) -> [JobArtifact] {
+        objects.compactMap { object in
+            let relative = String(object.key.dropFirst(job.outputPrefix.count))
+            var artifact: JobArtifact
+            if let step = job.optimizerStep(key: object.key) {
+                artifact = job.optimizerState(step: step)
+            } else if relative.hasPrefix("checkpoints/"), let found = job.artifact(forOutputFile: String(relative.dropFirst("checkpoints/".count))), found.kind == .checkpoint {
+                artifact = found
+            } else if relative.hasPrefix("samples/"), let found = job.artifact(forOutputFile: relative), found.kind == .sample {
+                artifact = found
+            } else {
+                return nil
+            }
+            artifact.bytes = object.size
+            return artifact
+        }
     }
 }
 
@@ -304,10 +331,12 @@ actor Uploads {
         didSet { published.withLockedValue { [uploaded] in $0 = uploaded } }
     }
 
-    init(job: WorkerJob, bucket: S3Client, folder: String) {
+    init(job: WorkerJob, bucket: S3Client, folder: String, earlier: [JobArtifact] = []) {
         self.job = job
         self.bucket = bucket
         self.folder = folder
+        uploaded = earlier
+        published.withLockedValue { $0 = earlier }
     }
 
     /// The trainer reported this output file complete: the next scan uploads it without waiting.

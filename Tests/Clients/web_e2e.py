@@ -317,7 +317,11 @@ def main():
             check(len(journey.finds("#job-samples .sample-pair img")) >= 4, "samples are shown beside their control images")
             sample_url = journey.find("#job-samples .sample-pair img:last-child").get_attribute("src")
             sample = urllib.request.urlopen(urllib.request.Request(sample_url, headers={"Cookie": journey.cookie_header()}), timeout=10).read()
-            check(sample.startswith(b"\xff\xd8"), "a sample image's address leads to its JPEG (the stand-in's are not drawable)")
+            check(sample.startswith(b"\xff\xd8"), "a sample image's address leads to its JPEG")
+            drawn = journey.wait("the sample images to be drawn", lambda: driver.execute_script(
+                "const imgs = [...document.querySelectorAll('#job-samples .sample-pair img:last-child')];"
+                "return imgs.length > 0 && imgs.every((img) => img.complete && img.naturalWidth > 0) && imgs.length;"))
+            check(drawn >= 2, f"the browser decodes and draws every sample ({drawn}; real JPEGs, as ai-toolkit writes them)")
             check(len([a for a in journey.finds("#job-files a") if "Checkpoint" in a.text]) >= 1, "checkpoints are listed with downloads")
             check(journey.find("#job-runpod").text not in ("", "—"), "the job id at the runner (RunPod's, or the built-in queue's) is shown")
             check("completed" in journey.find("#job-log").text, "the log tail shows the job's events")

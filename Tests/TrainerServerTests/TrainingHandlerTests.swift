@@ -53,10 +53,17 @@ import VaporTesting
             let length = header.readInteger(endianness: .little, as: UInt64.self) ?? 0
             let json = header.readString(length: Int(length)) ?? ""
             #expect(json.contains("training_info") && json.contains("\\\"step\\\": 40"))
-            let log = try await setup.store.client().getObjectBytes(key: prefix + "log.txt")
-            #expect(String(buffer: log).contains("Found step 20 in metadata"))
+            let log = String(buffer: try await setup.store.client().getObjectBytes(key: prefix + "log.txt"))
+            #expect(log.contains("Found step 20 in metadata"))
+            // optimizer.pt is rewritten in place with the same size at every save: the state of
+            // step 20 (not the first save's) must come back with checkpoint 20.
+            #expect(log.contains("stand-in: optimizer state of step 20"), "\(log.suffix(1500))")
+            let optimizerStates = (shown["artifacts"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "optimizer" }.compactMap { $0["step"] as? Int }
+            #expect(optimizerStates.sorted() == [10, 20, 30], "one optimizer state per save: \(optimizerStates)")
+            // One point per step across both attempts (the bar draws each step twice).
             let csv = String(buffer: try await setup.store.client().getObjectBytes(key: prefix + "loss.csv"))
-            #expect(csv.hasPrefix("step,loss\n") && csv.contains("\n39,"))
+            let steps = LossCurve.points(csv: csv).map(\.step)
+            #expect(csv.hasPrefix("step,loss\n") && steps == Array(0..<40), "\(steps)")
         }
     }
 }
