@@ -270,16 +270,21 @@ final class TrainingRun: Sendable {
     }
 
     /// Uploader: finished files as they appear, and the loss curve now and then so a job page
-    /// opened mid-run can draw it. Failures wait for the next round (or `uploadFinal`).
+    /// opened mid-run can draw it, and with every checkpoint (a resumed attempt continues the
+    /// curve from there). Failures wait for the next round (or `uploadFinal`).
     func uploadWhileTraining(every interval: Duration, lossEvery: Duration) async {
         var lossesSent = 0
         var lossSentAt = ContinuousClock.now
+        var checkpointsSent = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
             if Task.isCancelled { return }
             try? await uploads.scan(onlyStable: true)
             let curve = state.withLockedValue { $0.curve }
-            guard curve.points.count != lossesSent, ContinuousClock.now - lossSentAt >= lossEvery else { continue }
+            let checkpoints = uploads.published.withLockedValue { $0.filter { $0.kind == .checkpoint }.count }
+            let newCheckpoint = checkpoints > checkpointsSent
+            checkpointsSent = checkpoints
+            guard curve.points.count != lossesSent, newCheckpoint || ContinuousClock.now - lossSentAt >= lossEvery else { continue }
             try? curve.csv.write(toFile: lossFile, atomically: true, encoding: .utf8)
             if (try? await uploads.put(file: lossFile, key: job.outputPrefix + "loss.csv", kind: .loss)) != nil {
                 lossesSent = curve.points.count

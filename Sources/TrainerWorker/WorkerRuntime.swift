@@ -23,14 +23,15 @@ public struct JobFailure: Error, Sendable, Equatable {
     var report: String { detail.map { message + "\n" + $0 } ?? message }
 }
 
-/// Progress updates sent one at a time and in order, at most one per `interval`, the newest
-/// winning (reference/runpod.md §2.6: RunPod's SDK fires them from threads, unordered, and a late
-/// one can land after the result). `drain()` waits until none is in flight; the runtime calls it
-/// before posting the result.
+/// Progress updates sent one at a time and in order, at most one per `interval`, the newest of
+/// each phase winning: a short phase (a sampling round between training steps) is still sent, but
+/// a run of training steps is one update (reference/runpod.md §2.6: RunPod's SDK fires them from
+/// threads, unordered, and a late one can land after the result). `drain()` waits until none is
+/// in flight; the runtime calls it before posting the result.
 public actor ProgressReporter {
     let send: @Sendable (JSONValue) async throws -> Void
     let interval: Duration
-    private var pending: JSONValue?
+    private var pending: [JSONValue] = []
     private var sending: Task<Void, Never>?
     private var lastSent: ContinuousClock.Instant?
     private var closed = false
@@ -42,18 +43,22 @@ public actor ProgressReporter {
 
     public func report(_ progress: JSONValue) {
         guard !closed else { return }
-        pending = progress
+        if let last = pending.last, last["phase"] == progress["phase"] {
+            pending[pending.count - 1] = progress
+        } else {
+            pending.append(progress)
+        }
         guard sending == nil else { return }
         sending = Task { await self.deliver() }
     }
 
     private func deliver() async {
-        while let next = pending, !closed {
+        while let next = pending.first, !closed {
             if let lastSent, ContinuousClock.now - lastSent < interval {
                 try? await Task.sleep(until: lastSent + interval)
                 continue
             }
-            pending = nil
+            pending.removeFirst()
             lastSent = .now
             // A lost progress update is not worth failing the job for.
             try? await send(next)
@@ -64,7 +69,7 @@ public actor ProgressReporter {
     /// No more updates after this; returns once the one in flight (if any) has arrived.
     public func drain() async {
         closed = true
-        pending = nil
+        pending = []
         await sending?.value
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 import TrainerCore
 @testable import TrainerServer
@@ -89,6 +90,23 @@ import VaporTesting
         #expect(sent.all == afterDrain, "nothing is sent once drained")
         #expect(afterDrain == afterDrain.sorted() && Set(afterDrain).count == afterDrain.count, "in order, no repeats: \(afterDrain)")
         #expect(afterDrain.count < 30 && afterDrain.first == 1, "throttled: \(afterDrain)")
+    }
+
+    /// A sampling round between two training steps is shorter than the throttle: it is sent
+    /// anyway, in its place; the steps around it collapse to their newest.
+    @Test func aShortPhaseBetweenThrottledUpdatesIsStillSent() async throws {
+        let sent = NIOLockedValueBox<[String]>([])
+        let reporter = ProgressReporter(interval: .milliseconds(50)) { value in
+            sent.withLockedValue { $0.append("\(value["phase"]?.stringValue ?? "?") \(Int(value["step"]?.numberValue ?? -1))") }
+        }
+        // All reported well inside one throttle interval.
+        for step in 1...5 { await reporter.report(["phase": "training", "step": .int(step)]) }
+        await reporter.report(["phase": "sampling", "step": 5])
+        for step in 6...9 { await reporter.report(["phase": "training", "step": .int(step)]) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while sent.withLockedValue({ $0.count }) < 4, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        await reporter.drain()
+        #expect(sent.withLockedValue { $0 } == ["training 1", "training 5", "sampling 5", "training 9"])
     }
 
     static func withWorker(_ test: (JobTests.Setup, WorkerProtocolClient) async throws -> Void) async throws {
