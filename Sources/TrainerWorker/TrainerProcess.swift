@@ -38,8 +38,10 @@ final class TrainerProcess: Sendable {
         let environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }.merging(["PYTHONUNBUFFERED": "1"]) { _, new in new }
         // A bare name is looked up on the trainer's PATH, by env.
         let arguments = executable.hasPrefix("/") ? command : ["/usr/bin/env"] + command
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        // Appended to: the worker may have written its own lines first.
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
         let (chunks, continuation) = AsyncStream<(Int, Data)>.makeStream()
         let open = NIOLockedValueBox(2)
         var readEnds: [Int32] = []

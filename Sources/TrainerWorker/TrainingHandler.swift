@@ -51,6 +51,9 @@ public struct TrainingHandler: JobHandler {
 
         let configPath = jobFolder + "/config.json"
         try job.config(workRoot: workRoot).rendered().write(toFile: configPath, atomically: true, encoding: .utf8)
+        // The log starts with what the worker restored; the trainer's output follows.
+        try (restored.map { "gomodel worker: \($0.message) (\($0.files.joined(separator: ", ")))\n" } ?? "")
+            .write(toFile: jobFolder + "/log.txt", atomically: true, encoding: .utf8)
         await progress.report(["phase": "loading", "message": .string(restored?.message ?? "Starting the trainer")])
 
         let run = TrainingRun(
@@ -104,6 +107,8 @@ public struct TrainingHandler: JobHandler {
         let withOptimizerState: Bool
         let losses: [LossCurve.Point]
         let artifacts: [JobArtifact]
+        /// The keys it was restored from.
+        let files: [String]
 
         var message: String {
             "Resuming from step \(step)" + (withOptimizerState ? " with its optimizer state" : " (no optimizer state was saved with it; the optimizer starts afresh)")
@@ -135,7 +140,8 @@ public struct TrainingHandler: JobHandler {
         if saved.contains(where: { $0.key == job.outputPrefix + "loss.csv" }) {
             losses = LossCurve.points(csv: String(buffer: try await bucket.getObjectBytes(key: job.outputPrefix + "loss.csv"))).filter { $0.step < step }
         }
-        return Restored(step: step, withOptimizerState: withOptimizerState, losses: losses, artifacts: earlier)
+        let files = [job.outputPrefix + "checkpoints/" + name] + (withOptimizerState ? [optimizerState] : [])
+        return Restored(step: step, withOptimizerState: withOptimizerState, losses: losses, artifacts: earlier, files: files)
     }
 
     /// The checkpoints, optimizer states and samples earlier attempts uploaded: still the job's

@@ -58,6 +58,7 @@ import VaporTesting
             // optimizer.pt is rewritten in place with the same size at every save: the state of
             // step 20 (not the first save's) must come back with checkpoint 20.
             #expect(log.contains("stand-in: optimizer state of step 20"), "\(log.suffix(1500))")
+            #expect(log.hasPrefix("gomodel worker: Resuming from step 20 with its optimizer state (\(prefix)checkpoints/"), "\(log.prefix(300))")
             let optimizerStates = (shown["artifacts"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "optimizer" }.compactMap { $0["step"] as? Int }
             #expect(optimizerStates.sorted() == [10, 20, 30], "one optimizer state per save: \(optimizerStates)")
             // One point per step across both attempts (the bar draws each step twice).

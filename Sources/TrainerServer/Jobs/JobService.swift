@@ -187,6 +187,8 @@ struct JobService: Sendable {
                 if let loss = output["final_loss"]?.numberValue { progress.loss = loss }
                 progress.phase = "done"
                 progress.etaSeconds = 0
+                // The last running update's message ("Saving at step 80") no longer says where the job is.
+                progress.message = nil
                 job.progress = try Self.encoded(progress)
                 changed = true
             default:
