@@ -7,7 +7,6 @@ import ast
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import stat

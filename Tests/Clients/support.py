@@ -2,7 +2,9 @@
 import os
 import socket
 import struct
+import subprocess
 import time
+import urllib.error
 import urllib.request
 import zlib
 
@@ -36,3 +38,31 @@ def wait_ready(base, seconds=30):
         except Exception:
             time.sleep(0.2)
     raise AssertionError(f"gomodel serve at {base} did not become ready in {seconds} s")
+
+
+def gomodel_cli(gomodel, env, timeout=300):
+    """Runs `gomodel ARGS…` with `env`; returns its stdout, or fails with everything it printed."""
+    def cli(*args):
+        result = subprocess.run([gomodel, *args], env=env, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise AssertionError(f"gomodel {' '.join(args)} failed: {result.stdout}{result.stderr}")
+        return result.stdout
+    return cli
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+
+
+def download_artifact(base, token, job_id, artifact):
+    """A job's file through its artifact route, which must answer 303 to a presigned URL."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    request = urllib.request.Request(f"{base}/api/jobs/{job_id}/artifacts/{artifact['id']}", headers={"Authorization": f"Bearer {token}"})
+    try:
+        opener.open(request)
+    except urllib.error.HTTPError as redirect:
+        if redirect.code != 303:
+            raise
+        return urllib.request.urlopen(redirect.headers["Location"]).read()
+    raise AssertionError("the artifact route did not redirect")

@@ -17,16 +17,11 @@ import tempfile
 import time
 import urllib.request
 
-from support import check, free_port, png, wait_ready
+from support import check, download_artifact, free_port, png, wait_ready
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAND_IN = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args):
-        return None
 
 
 def main():
@@ -88,14 +83,7 @@ def main():
                 raise AssertionError("timed out waiting for " + what)
 
             def download(job_id, artifact):
-                opener = urllib.request.build_opener(NoRedirect)
-                request = urllib.request.Request(f"{base}/api/jobs/{job_id}/artifacts/{artifact['id']}", headers={"Authorization": f"Bearer {token}"})
-                try:
-                    opener.open(request)
-                    raise AssertionError("no redirect")
-                except urllib.error.HTTPError as redirect:
-                    check(redirect.code == 303, "the artifact route redirects to a presigned URL")
-                    return urllib.request.urlopen(redirect.headers["Location"]).read()
+                return download_artifact(base, token, job_id, artifact)
 
             print("train --watch with one worker")
             first = start_worker("box-1", 0.02)

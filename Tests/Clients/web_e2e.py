@@ -28,7 +28,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support import check, free_port, wait_ready
+from support import check, free_port, gomodel_cli, wait_ready
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -191,11 +191,7 @@ def main():
         try:
             wait_ready(base)
 
-            def cli(*args):
-                result = subprocess.run([GOMODEL, *args], env=env, capture_output=True, text=True, timeout=120)
-                if result.returncode != 0:
-                    raise AssertionError(f"gomodel {' '.join(args)} failed: {result.stdout}{result.stderr}")
-                return result.stdout
+            cli = gomodel_cli(GOMODEL, env, timeout=120)
 
             key = cli("workers", "create-key", "--name", "web-e2e").strip()
             store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)))
