@@ -93,12 +93,12 @@ for run in range(runs):
     subprocess.run(trainer + [config], cwd=os.environ["AI_TOOLKIT_DIR"], check=True, capture_output=True)
     alone = time.time() - started
     rows.append((worker_wall, timings["prepare_seconds"], timings["trainer_seconds"], timings["upload_seconds"], alone, peak / 1024))
-    print(f"run {run + 1}: worker {worker_wall:.1f} s (prepare {timings['prepare_seconds']} s, trainer {timings['trainer_seconds']} s, "
-          f"uploads {timings['upload_seconds']} s), trainer alone {alone:.1f} s, worker peak RSS {peak / 1024:.1f} MiB")
+    print(f"run {run + 1}: worker {worker_wall:.2f} s (prepare {timings['prepare_seconds']:.3f} s, trainer {timings['trainer_seconds']:.3f} s, "
+          f"uploads {timings['upload_seconds']:.3f} s), trainer alone {alone:.2f} s, worker peak RSS {peak / 1024:.1f} MiB")
 
 med = [statistics.median(column) for column in zip(*rows)]
 outside = med[1] + med[3]
-print(f"median of {runs}: worker {med[0]:.1f} s; outside the trainer {outside:.1f} s = {100 * outside / med[0]:.1f} % "
-      f"(prepare {med[1]:.1f} s, uploads {med[3]:.1f} s); trainer alone {med[4]:.1f} s; worker − alone {med[0] - med[4]:+.1f} s; "
+print(f"median of {runs}: worker {med[0]:.2f} s; outside the trainer {outside:.3f} s = {100 * outside / med[0]:.2f} % "
+      f"(prepare {med[1]:.3f} s, uploads {med[3]:.3f} s); trainer alone {med[4]:.2f} s; worker − alone {med[0] - med[4]:+.2f} s; "
       f"worker peak RSS {med[5]:.1f} MiB")
 PY

@@ -89,7 +89,7 @@ public struct TrainingHandler: JobHandler {
             throw JobFailure("The trainer ended without writing \(job.runName).safetensors.", detail: nil)
         }
         let ended = Date()
-        func seconds(_ from: Date, _ to: Date) -> JSONValue { .double((to.timeIntervalSince(from) * 10).rounded() / 10) }
+        func seconds(_ from: Date, _ to: Date) -> JSONValue { .double((to.timeIntervalSince(from) * 1000).rounded() / 1000) }
         var result: [(String, JSONValue)] = [
             ("artifacts", .array(artifacts.map(\.contractJSON))), ("steps", .int(final.lastStep)),
             ("duration_seconds", .double(ended.timeIntervalSince(started).rounded())),
