@@ -47,7 +47,6 @@ public struct TrainingHandler: JobHandler {
         await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
         _ = try await DatasetSync(bucket: bucket).sync(prefix: job.datasetPrefix, into: workRoot + "/datasets/" + job.datasetID)
         let restored = try await restore(job, into: outputFolder)
-        let trainerStarted = Date()
 
         let configPath = jobFolder + "/config.json"
         try job.config(workRoot: workRoot).rendered().write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -55,6 +54,7 @@ public struct TrainingHandler: JobHandler {
         try (restored.map { "gomodel worker: \($0.message) (\($0.files.joined(separator: ", ")))\n" } ?? "")
             .write(toFile: jobFolder + "/log.txt", atomically: true, encoding: .utf8)
         await progress.report(["phase": "loading", "message": .string(restored?.message ?? "Starting the trainer")])
+        let trainerStarted = Date()
 
         let run = TrainingRun(
             job: job, jobFolder: jobFolder, outputFolder: outputFolder, progress: progress,
