@@ -23,43 +23,46 @@ public struct JobFailure: Error, Sendable, Equatable {
     var report: String { detail.map { message + "\n" + $0 } ?? message }
 }
 
-/// Progress updates sent one at a time and in order, at most one per `interval`, the newest of
-/// each phase winning: a short phase (a sampling round between training steps) is still sent, but
-/// a run of training steps is one update (reference/runpod.md §2.6: RunPod's SDK fires them from
-/// threads, unordered, and a late one can land after the result). `drain()` waits until none is
-/// in flight; the runtime calls it before posting the result.
+/// Progress updates sent one at a time and in order, the newest winning, at most one per
+/// `interval`, or per `phaseChangeInterval` when the phase changed: a short phase (a sampling
+/// round between training steps) is still shown, and a run of training steps is one update
+/// (reference/runpod.md §2.6: RunPod's SDK fires them from threads, unordered, and a late one can
+/// land after the result). `drain()` waits until none is in flight; the runtime calls it before
+/// posting the result.
 public actor ProgressReporter {
     let send: @Sendable (JSONValue) async throws -> Void
     let interval: Duration
-    private var pending: [JSONValue] = []
+    let phaseChangeInterval: Duration
+    private var pending: JSONValue?
     private var sending: Task<Void, Never>?
-    private var lastSent: ContinuousClock.Instant?
+    private var lastSent: (at: ContinuousClock.Instant, phase: JSONValue?)?
     private var closed = false
 
-    public init(interval: Duration, send: @escaping @Sendable (JSONValue) async throws -> Void) {
+    public init(interval: Duration, phaseChangeInterval: Duration? = nil, send: @escaping @Sendable (JSONValue) async throws -> Void) {
         self.interval = interval
+        self.phaseChangeInterval = min(phaseChangeInterval ?? .seconds(1), interval)
         self.send = send
     }
 
     public func report(_ progress: JSONValue) {
         guard !closed else { return }
-        if let last = pending.last, last["phase"] == progress["phase"] {
-            pending[pending.count - 1] = progress
-        } else {
-            pending.append(progress)
-        }
+        pending = progress
         guard sending == nil else { return }
         sending = Task { await self.deliver() }
     }
 
     private func deliver() async {
-        while let next = pending.first, !closed {
-            if let lastSent, ContinuousClock.now - lastSent < interval {
-                try? await Task.sleep(until: lastSent + interval)
-                continue
+        while let next = pending, !closed {
+            if let lastSent {
+                let due = lastSent.at + (next["phase"] == lastSent.phase ? interval : phaseChangeInterval)
+                if ContinuousClock.now < due {
+                    // In slices: a phase change arriving meanwhile may be due sooner.
+                    try? await Task.sleep(until: min(due, .now + phaseChangeInterval / 4))
+                    continue
+                }
             }
-            pending.removeFirst()
-            lastSent = .now
+            pending = nil
+            lastSent = (.now, next["phase"])
             // A lost progress update is not worth failing the job for.
             try? await send(next)
         }
@@ -69,7 +72,7 @@ public actor ProgressReporter {
     /// No more updates after this; returns once the one in flight (if any) has arrived.
     public func drain() async {
         closed = true
-        pending = []
+        pending = nil
         await sending?.value
     }
 }
