@@ -151,7 +151,7 @@ def main():
         os.makedirs(os.path.join(root, "trainer"))
         port = free_port()
         rclone = subprocess.Popen([RCLONE, "serve", "s3", "--auth-key", f"{R2_KEY},{R2_SECRET}", "--addr", f"127.0.0.1:{port}",
-                                   "--log-level", "ERROR", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   "--log-level", "ERROR", root], stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "rclone.log"), "w"))
         try:
             for _ in range(100):
                 try:
@@ -160,10 +160,15 @@ def main():
                 except OSError:
                     time.sleep(0.1)
             os.makedirs(os.path.join(work, "r2"))
-            scenario("rclone serve s3 as the R2/S3 store", os.path.join(work, "r2"), {
-                "R2_BUCKET": "trainer", "R2_ENDPOINT": f"http://127.0.0.1:{port}",
-                "R2_ACCESS_KEY_ID": R2_KEY, "R2_SECRET_ACCESS_KEY": R2_SECRET,
-            }, os.path.join(root, "trainer"))
+            try:
+                scenario("rclone serve s3 as the R2/S3 store", os.path.join(work, "r2"), {
+                    "R2_BUCKET": "trainer", "R2_ENDPOINT": f"http://127.0.0.1:{port}",
+                    "R2_ACCESS_KEY_ID": R2_KEY, "R2_SECRET_ACCESS_KEY": R2_SECRET,
+                }, os.path.join(root, "trainer"))
+            except Exception:
+                # Its own errors (an HTTP 500 from rclone was seen once, 2026-11-30).
+                print("--- rclone serve s3 log\n" + open(os.path.join(work, "rclone.log")).read()[-3000:], file=sys.stderr)
+                raise
         finally:
             rclone.terminate()
             rclone.wait(timeout=10)
