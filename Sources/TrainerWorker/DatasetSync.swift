@@ -38,7 +38,7 @@ public struct DatasetSync: Sendable {
             let relative = String(object.key.dropFirst(prefix.count))
             guard !relative.isEmpty, !relative.split(separator: "/").contains(where: { $0 == ".." || $0.hasPrefix(".") }) else { return nil }
             let path = folder + "/" + relative
-            if recorded[relative] == object.etag, let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64, size == object.size {
+            if recorded[relative] == object.etag, let size = FileManager.default.sizeOfFile(atPath: path), size == object.size {
                 return (relative, object.etag, nil)
             }
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
@@ -79,5 +79,12 @@ public struct DatasetSync: Sendable {
                 try files.removeItem(atPath: roleFolder + "/" + entry)
             }
         }
+    }
+}
+
+extension FileManager {
+    /// The size of the file at `path`, nil when there is none.
+    func sizeOfFile(atPath path: String) -> Int64? {
+        (try? attributesOfItem(atPath: path))?[.size] as? Int64
     }
 }

@@ -185,7 +185,8 @@ final class TrainingRun: Sendable {
         var lastStep = 0
         var curve: LossCurve
         var firstError: String?
-        /// The step of the checkpoint ai-toolkit saved last; its `optimizer.pt` follows it.
+        /// The step of the checkpoint ai-toolkit saved last (nil after the final LoRA); its
+        /// `optimizer.pt` follows it.
         var lastSavedStep: Int?
     }
 
@@ -254,9 +255,10 @@ final class TrainingRun: Sendable {
             case .resumed(let step):
                 state.lastStep = step
                 return nil
-            case .checkpointSaved(let step):
-                state.lastSavedStep = step
-                if let step { uploads.markComplete(job.checkpointFileName(step: step)) }
+            case .checkpointSaved(let file):
+                let saved = job.artifact(forOutputFile: file)
+                state.lastSavedStep = saved?.kind == .checkpoint ? saved?.step : nil
+                if state.lastSavedStep != nil { uploads.markComplete(file) }
                 return nil
             case .optimizerSaved:
                 snapshotStep = state.lastSavedStep
@@ -373,7 +375,7 @@ actor Uploads {
         for relative in files.sorted() {
             guard var artifact = job.artifact(forOutputFile: relative) else { continue }
             let path = folder + "/" + relative
-            guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64 else { continue }
+            guard let size = FileManager.default.sizeOfFile(atPath: path) else { continue }
             defer { seen[relative] = size }
             if done[relative] == size { continue }
             if onlyStable, seen[relative] != size, !complete.contains(relative) { continue }
@@ -385,7 +387,7 @@ actor Uploads {
         // After the checkpoints: a resume pairs a checkpoint with the state saved with it.
         for (step, copy) in announced.withLockedValue({ $0.optimizerStates }).sorted(by: { $0.key < $1.key }) {
             var artifact = job.optimizerState(step: step)
-            artifact.bytes = (try? FileManager.default.attributesOfItem(atPath: copy))?[.size] as? Int64
+            artifact.bytes = FileManager.default.sizeOfFile(atPath: copy)
             try await send(copy, to: artifact.key)
             record(artifact)
             announced.withLockedValue { _ = $0.optimizerStates.removeValue(forKey: step) }
@@ -401,7 +403,7 @@ actor Uploads {
     func put(file: String, key: String, kind: JobArtifact.Kind) async throws {
         guard FileManager.default.fileExists(atPath: file) else { return }
         try await send(file, to: key)
-        record(JobArtifact(kind: kind, key: key, bytes: (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int64))
+        record(JobArtifact(kind: kind, key: key, bytes: FileManager.default.sizeOfFile(atPath: file)))
     }
 
     /// One upload (the client retries what can be retried); a refusal fails the job saying so.

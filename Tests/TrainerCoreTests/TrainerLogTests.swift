@@ -32,9 +32,9 @@ import TrainerCore
     @Test func savesAndTheSamplingBarAreRecognised() {
         let sampling = "Generating Samples:  50%|█████     | 1/2 [00:03<00:03,  3.70s/it]"
         #expect(TrainerLog.parse(sampling, runName: "gm_x") == .phase("sampling", message: sampling))
-        #expect(TrainerLog.parse("Saved checkpoint to /w/output/gm_x/gm_x_000000020.safetensors", runName: "gm_x") == .checkpointSaved(step: 20))
-        #expect(TrainerLog.parse("Saved checkpoint to /w/output/gm_x/gm_x.safetensors", runName: "gm_x") == .checkpointSaved(step: nil))
-        #expect(TrainerLog.parse("Saved checkpoint to /w/output/gm_x/gm_x_refiner.safetensors", runName: "gm_x") == .checkpointSaved(step: nil))
+        #expect(TrainerLog.parse("Saved checkpoint to /w/output/gm_x/gm_x_000000020.safetensors", runName: "gm_x") == .checkpointSaved(file: "gm_x_000000020.safetensors"))
+        #expect(TrainerLog.parse("Saved checkpoint to /w/output/gm_x/gm_x.safetensors", runName: "gm_x") == .checkpointSaved(file: "gm_x.safetensors"))
+        #expect(TrainerLog.parse("Saved checkpoint to /w/output/gm_x/gm_x_refiner.safetensors", runName: "gm_x") == .checkpointSaved(file: "gm_x_refiner.safetensors"))
         #expect(TrainerLog.parse("Saved optimizer to /w/output/gm_x/optimizer.pt", runName: "gm_x") == .optimizerSaved)
     }
 

@@ -56,7 +56,8 @@ import TrainerCore
         #expect(state == JobArtifact(kind: .optimizer, key: "outputs/3f2a/checkpoints/gm_3f2a_000000250.optimizer.pt", step: 250))
         #expect(job.optimizerStep(key: state.key) == 250)
         #expect(job.optimizerStep(key: "outputs/3f2a/checkpoints/gm_3f2a_000000250.safetensors") == nil)
-        #expect(job.checkpointFileName(step: 250) == "gm_3f2a_000000250.safetensors")
+        // What a save line names decides whether its optimizer state is kept: only steps' checkpoints.
+        #expect(job.artifact(forOutputFile: "gm_3f2a_refiner.safetensors") == nil)
         for ignored in ["samples/.tmp/x.jpg", "samples/.thumbs/x.jpg", "loss_log.db-wal", ".job_config.json", "gm_3f2a_x.safetensors", ".optimizer-states/250.pt"] {
             #expect(job.artifact(forOutputFile: ignored) == nil, "\(ignored)")
         }

@@ -11,8 +11,8 @@ public enum TrainerLog {
         case step(step: Int, total: Int, itPerSec: Double?, etaSeconds: Double?, loss: Double?)
         case phase(String, message: String)
         case resumed(fromStep: Int)
-        /// `Saved checkpoint to …`: the step's checkpoint file is complete (nil step: the final LoRA).
-        case checkpointSaved(step: Int?)
+        /// `Saved checkpoint to …/<file>`: that file (a step's checkpoint, or the final LoRA) is complete.
+        case checkpointSaved(file: String)
         /// `Saved optimizer to …/optimizer.pt`: rewritten in place at every save, so it belongs to
         /// the checkpoint saved just before.
         case optimizerSaved
@@ -47,12 +47,9 @@ public enum TrainerLog {
             return .phase("sampling", message: text)
         }
         if text.hasPrefix("Saving at step") { return .phase("saving", message: text) }
-        if text.hasPrefix("Saved checkpoint to "), text.hasSuffix(".safetensors") {
-            // `…/<name>_<step:09>.safetensors`, or `…/<name>.safetensors` for the final LoRA.
-            let file = text.split(separator: "/").last.map(String.init) ?? text
-            let stepDigits = file.dropFirst(runName.count + 1).dropLast(".safetensors".count)
-            let isStep = file.hasPrefix(runName + "_") && stepDigits.count == 9 && stepDigits.allSatisfy(\.isASCII)
-            return .checkpointSaved(step: isStep ? Int(stepDigits) : nil)
+        if text.hasPrefix("Saved checkpoint to ") {
+            // What the file is, `WorkerJob.artifact(forOutputFile:)` says.
+            return .checkpointSaved(file: String(text.dropFirst("Saved checkpoint to ".count).split(separator: "/").last ?? ""))
         }
         if text.hasPrefix("Saved optimizer to ") { return .optimizerSaved }
         if text.hasPrefix("Loading") || text.hasPrefix("Quantizing") || text.hasPrefix("Caching") { return .phase("loading", message: text) }

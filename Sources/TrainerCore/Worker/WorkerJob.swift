@@ -84,11 +84,6 @@ public struct WorkerJob: Sendable, Equatable {
         return digits.count == 9 && digits.allSatisfy(\.isASCII) ? Int(digits) : nil
     }
 
-    /// ai-toolkit's name for the checkpoint of `step` in its output folder.
-    public func checkpointFileName(step: Int) -> String {
-        runName + "_" + Self.stepDigits(step) + ".safetensors"
-    }
-
     /// ai-toolkit's `{step:09}`.
     static func stepDigits(_ step: Int) -> String {
         let digits = String(step)
