@@ -11,17 +11,18 @@ import Testing
 /// Passed on (as Foundation's Process does), ai-toolkit never sees a stop's SIGINT, and its
 /// DataLoader workers, stopped with SIGTERM at exit, hang it forever (found with the real trainer).
 @Suite(.serialized) struct TrainerProcessTests {
-    func run(_ command: [String], stopAfter: Duration? = nil) async throws -> (status: Int32, lines: [String]) {
+    /// Runs `command`; `stopWhen` stops it once a line says it is ready (a stop sent before the
+    /// trainer installed its handler would test Python's startup, not the stop).
+    func run(_ command: [String], stopWhen: (@Sendable (String) -> Bool)? = nil) async throws -> (status: Int32, lines: [String]) {
         let log = WorkerFailureTests.work() + ".log"
         defer { try? FileManager.default.removeItem(atPath: log) }
         let trainer = TrainerProcess(command: command, directory: "/", environment: [:], logPath: log, stopGrace: .seconds(20))
         let lines = NIOLockedValueBox<[String]>([])
-        let running = Task { try await trainer.run { line in lines.withLockedValue { $0.append(line) } } }
-        if let stopAfter {
-            try await Task.sleep(for: stopAfter)
-            trainer.stop()
+        let status = try await trainer.run { line in
+            lines.withLockedValue { $0.append(line) }
+            if stopWhen?(line) == true { trainer.stop() }
         }
-        return (try await running.value, lines.withLockedValue { $0 })
+        return (status, lines.withLockedValue { $0 })
     }
 
     @Test func theTrainerGetsNoBlockedOrIgnoredSignals() async throws {
@@ -51,7 +52,7 @@ import Testing
         time.sleep(60)
         """
         let started = ContinuousClock.now
-        let (status, lines) = try await run(["/usr/bin/env", "python3", "-c", script], stopAfter: .seconds(1))
+        let (status, lines) = try await run(["/usr/bin/env", "python3", "-c", script], stopWhen: { $0 == "started" })
         #expect(status == 0 && lines.contains("Job stopped"), "\(lines)")
         // Not the 20 s grace, and the output ended although the child held the pipe: it was stopped too.
         #expect(ContinuousClock.now - started < .seconds(10))
