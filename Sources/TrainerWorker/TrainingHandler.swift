@@ -79,15 +79,7 @@ public struct TrainingHandler: JobHandler {
         // so these uploads run in a task of their own that the stop does not cancel; it is awaited.
         try await Task { try await run.uploadFinal(configPath: configPath) }.value
 
-        if Task.isCancelled { throw CancellationError() }
-        guard status == 0 else {
-            let tail = (try? String(contentsOfFile: jobFolder + "/log.txt", encoding: .utf8)).map { String($0.suffix(4000)) }
-            throw JobFailure(final.firstError ?? "The trainer exited with status \(status).", detail: tail)
-        }
         let artifacts = await run.uploads.uploaded
-        guard artifacts.contains(where: { $0.kind == .lora }) else {
-            throw JobFailure("The trainer ended without writing \(job.runName).safetensors.", detail: nil)
-        }
         let ended = Date()
         func seconds(_ from: Date, _ to: Date) -> JSONValue { .double((to.timeIntervalSince(from) * 1000).rounded() / 1000) }
         var result: [(String, JSONValue)] = [
@@ -98,6 +90,15 @@ public struct TrainingHandler: JobHandler {
         ]
         if let loss = final.curve.points.last?.loss { result.append(("final_loss", .double(loss))) }
         if let restored { result.append(("resumed_from_step", .int(restored.step))) }
+        // Stopped (SIGTERM, or a stop the runtime does not report): what was saved is in the bucket.
+        if Task.isCancelled { throw JobPreempted(output: .object(result)) }
+        guard status == 0 else {
+            let tail = (try? String(contentsOfFile: jobFolder + "/log.txt", encoding: .utf8)).map { String($0.suffix(4000)) }
+            throw JobFailure(final.firstError ?? "The trainer exited with status \(status).", detail: tail)
+        }
+        guard artifacts.contains(where: { $0.kind == .lora }) else {
+            throw JobFailure("The trainer ended without writing \(job.runName).safetensors.", detail: nil)
+        }
         return .object(result)
     }
 

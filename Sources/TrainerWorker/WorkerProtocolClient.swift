@@ -36,7 +36,21 @@ public struct WorkerProtocolClient: Sendable {
 
     public struct ProtocolError: Error, Sendable, CustomStringConvertible {
         public let description: String
+        /// The HTTP status, when there was an answer.
+        public var status: UInt?
     }
+
+    /// The platform refused this worker's key (401/403): asking again cannot help.
+    public struct KeyRefused: Error, Sendable, Equatable, CustomStringConvertible {
+        public let status: UInt
+        public var description: String {
+            "The queue refused this worker's key (HTTP \(status)). Check --key (or RUNPOD_AI_API_KEY): create a key with `gomodel workers create-key` on the server."
+        }
+    }
+
+    /// The runpod-python release whose protocol this client follows, sent as `runpod_version`
+    /// where the SDK sends its own (pings).
+    public static let followedSDKVersion = "1.12.0"
 
     /// One take; `inProgress` tells the platform whether this worker already runs a job.
     public func take(inProgress: Bool = false, timeout: TimeAmount = .seconds(95)) async throws -> TakeOutcome {
@@ -44,13 +58,14 @@ public struct WorkerProtocolClient: Sendable {
         switch response.status {
         case 204, 400: return .none
         case 429: return .slowDown
+        case 401, 403: throw KeyRefused(status: response.status)
         case 200..<300:
             guard let json = try? JSONDecoder().decode(JSONValue.self, from: response.body), let id = json["id"]?.stringValue, let input = json["input"] else {
                 return .none
             }
             return .job(TakenJob(id: id, input: input))
         default:
-            throw ProtocolError(description: "job-take answered HTTP \(response.status)")
+            throw ProtocolError(description: "job-take answered HTTP \(response.status)", status: response.status)
         }
     }
 
@@ -59,29 +74,36 @@ public struct WorkerProtocolClient: Sendable {
         try await done(jobID: jobID, body: ["status": "IN_PROGRESS", "output": progress])
     }
 
-    /// The result (`{"output": …}`) or the failure (`{"error": …}`), retried a few times: it is
-    /// the one message that must arrive.
+    /// The result (`{"output": …}`) or the failure (`{"error": …}`), as runpod-python sends it:
+    /// three tries, 2 s then 3 s apart, on a 5xx (its aiohttp_retry FibonacciRetry(attempts=3));
+    /// given up at once on another refusal. Unlike the SDK, a lost connection is tried again too.
+    /// Throws the last error; the caller logs it and goes on taking jobs (as the SDK does).
     public func finish(jobID: String, output: JSONValue? = nil, error: String? = nil) async throws {
         var body: [(String, JSONValue)] = []
         if let output { body.append(("output", output)) }
         if let error { body.append(("error", .string(error))) }
-        var attempt = 0
-        while true {
+        for attempt in 1... {
             do {
                 return try await done(jobID: jobID, body: .object(body))
+            } catch let refused as ProtocolError where refused.status.map({ $0 < 500 }) ?? false {
+                throw refused
             } catch {
-                attempt += 1
-                guard attempt < 5 else { throw error }
-                try await Task.sleep(for: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(500), maxDelay: .seconds(8)).delay(afterAttempt: attempt, retryAfter: nil))
+                guard attempt < Self.finishAttempts else { throw error }
+                try await Task.sleep(for: Self.finishRetryDelays[min(attempt, Self.finishRetryDelays.count) - 1])
             }
         }
     }
 
+    static let finishAttempts = 3
+    static let finishRetryDelays: [Duration] = [.seconds(2), .seconds(3)]
+
+    /// One job-done post. Like the SDK: JSON text labelled as a form (servers that follow it expect
+    /// the same), `isStream=false`, and the job's id in `X-Request-ID`.
     func done(jobID: String, body: JSONValue) async throws {
-        // RunPod's SDK labels the JSON text as a form; servers that follow it expect the same.
-        let response = try await send(.POST, endpoints.jobDone(jobID) + "&isStream=false", body: Data(body.rendered().utf8), contentType: "application/x-www-form-urlencoded", timeout: .seconds(30))
+        let response = try await send(.POST, endpoints.jobDone(jobID) + "&isStream=false", body: Data(body.rendered().utf8), contentType: "application/x-www-form-urlencoded",
+                                      headers: [("X-Request-ID", jobID)], timeout: .seconds(30))
         guard (200..<300).contains(response.status) else {
-            throw ProtocolError(description: "job-done answered HTTP \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))")
+            throw ProtocolError(description: "job-done answered HTTP \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))", status: response.status)
         }
     }
 
@@ -94,9 +116,11 @@ public struct WorkerProtocolClient: Sendable {
         return ids.compactMap(\.stringValue)
     }
 
+    /// A heartbeat, for the worker's whole life: with the ids of the jobs it runs, none when idle.
     public func ping(jobIDs: [String]) async throws {
         var url = endpoints.ping
         if !jobIDs.isEmpty { url += "&job_id=" + jobIDs.joined(separator: ",") }
+        url += "&runpod_version=" + Self.followedSDKVersion
         // Twice the interval, at least a second.
         let milliseconds = max(1000, 2 * (endpoints.pingInterval / .milliseconds(1)))
         _ = try await send(.GET, url, timeout: .milliseconds(Int64(milliseconds)))
@@ -107,10 +131,11 @@ public struct WorkerProtocolClient: Sendable {
         let body: Data
     }
 
-    private func send(_ method: HTTPMethod, _ url: String, body: Data? = nil, contentType: String? = nil, timeout: TimeAmount) async throws -> Answer {
+    private func send(_ method: HTTPMethod, _ url: String, body: Data? = nil, contentType: String? = nil, headers: [(String, String)] = [], timeout: TimeAmount) async throws -> Answer {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Authorization", value: endpoints.authorization)
+        request.headers.add(contentsOf: headers)
         if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
         if let body { request.body = .bytes(ByteBuffer(data: body)) }
         let response = try await http.execute(request, timeout: timeout)

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import TrainerCore
 
@@ -77,33 +78,77 @@ public actor ProgressReporter {
     }
 }
 
-/// The worker loop (reference/runpod.md §2.3–§2.9): take a job, run it with a heartbeat on its own
-/// task (training can never starve it) and a job-stop watcher that cancels the handler, then post
-/// the result once every progress update has arrived.
+/// A job stopped because this worker is shutting down (SIGTERM: RunPod scaling down, a spot
+/// machine reclaimed), with what it had done; the runtime reports it so the server resumes the job
+/// elsewhere at once (`WorkerResult.preempted`).
+public struct JobPreempted: Error, Sendable {
+    /// The result so far: `steps`, `artifacts` (the checkpoint to resume from among them).
+    public let output: JSONValue
+
+    public init(output: JSONValue) {
+        self.output = output
+    }
+}
+
+/// The worker loop, as runpod-python's (reference/runpod.md §2.3–§2.9, fidelity-audit.md 4–7):
+/// a heartbeat for the worker's whole life on a task of its own (training can never starve it),
+/// take a job, run it with a job-stop watcher that cancels the handler, then post the result once
+/// every progress update has arrived. A result that cannot be posted is logged and the worker goes
+/// on taking jobs; a refused key ends the worker.
 public struct WorkerRuntime: Sendable {
     let client: WorkerProtocolClient
     let handler: any JobHandler
+    let logger: Logger
     var progressInterval: Duration
     var stopPollInterval: Duration
 
-    public init(client: WorkerProtocolClient, handler: any JobHandler, progressInterval: Duration = .seconds(3), stopPollInterval: Duration = .seconds(2)) {
+    public init(client: WorkerProtocolClient, handler: any JobHandler, logger: Logger = Logger(label: "gomodel.worker"),
+                progressInterval: Duration = .seconds(3), stopPollInterval: Duration = .seconds(2)) {
         self.client = client
         self.handler = handler
+        self.logger = logger
         self.progressInterval = progressInterval
         self.stopPollInterval = stopPollInterval
     }
 
-    /// Takes and runs jobs until cancelled (SIGTERM: the job in hand is finished first by the
-    /// caller's choice of when to cancel), or until `maximumJobs` have run.
+    /// Takes and runs jobs until cancelled (SIGTERM: a job in hand is stopped, its checkpoints
+    /// uploaded and reported as preempted, then this throws `CancellationError`), or until
+    /// `maximumJobs` have run. Throws `KeyRefused` when the queue refuses the key.
     public func run(maximumJobs: Int? = nil) async throws {
+        let running = NIOLockedValueBox<[String]>([])
+        let heartbeat = Task { [client, logger] in
+            var failing = false
+            while !Task.isCancelled {
+                do {
+                    try await client.ping(jobIDs: running.withLockedValue { $0 })
+                    if failing { logger.info("ping answered again") }
+                    failing = false
+                } catch {
+                    if !failing { logger.warning("ping failed; the job's lease may run out if this lasts", metadata: ["error": "\(error)"]) }
+                    failing = true
+                }
+                try? await Task.sleep(for: client.endpoints.pingInterval)
+            }
+        }
+        defer { heartbeat.cancel() }
         var done = 0
-        while !Task.isCancelled, maximumJobs.map({ done < $0 }) ?? true {
+        var takeFailures = 0
+        while maximumJobs.map({ done < $0 }) ?? true {
+            try Task.checkCancellation()
             let outcome: WorkerProtocolClient.TakeOutcome
             do {
                 outcome = try await client.take()
+                takeFailures = 0
+            } catch let refused as WorkerProtocolClient.KeyRefused {
+                logger.critical("\(refused.description)")
+                throw refused
             } catch is CancellationError {
-                return
+                throw CancellationError()
             } catch {
+                takeFailures += 1
+                if takeFailures == 1 || takeFailures.isMultiple(of: 60) {
+                    logger.warning("job-take failed; asking again every 5 s", metadata: ["error": "\(error)", "failures": "\(takeFailures)"])
+                }
                 try await Task.sleep(for: .seconds(5))
                 continue
             }
@@ -111,6 +156,8 @@ public struct WorkerRuntime: Sendable {
             case .none: continue
             case .slowDown: try await Task.sleep(for: .seconds(5))
             case .job(let job):
+                running.withLockedValue { $0.append(job.id) }
+                defer { running.withLockedValue { $0.removeAll { $0 == job.id } } }
                 try await handle(job)
                 done += 1
             }
@@ -120,30 +167,27 @@ public struct WorkerRuntime: Sendable {
     enum Ending: Sendable {
         case finished(JSONValue)
         case failed(JobFailure)
-        case stopped
+        case preempted(JSONValue)
     }
 
+    /// Runs one job to its report. Throws `CancellationError` after reporting a preemption.
     public func handle(_ job: WorkerProtocolClient.TakenJob) async throws {
         let client = client
+        let logger = logger.with(job: job.id)
+        logger.info("job taken")
         let reporter = ProgressReporter(interval: progressInterval) { try await client.progress(jobID: job.id, $0) }
-        // Stopped by the server (job-stop) is reported; stopped because this worker is shutting
-        // down (SIGTERM, preemption) is not: the job's lease runs out and it resumes elsewhere.
         let stopRequested = NIOLockedValueBox(false)
         let work = Task { () -> Ending in
             do {
                 return .finished(try await handler.run(job, progress: reporter))
+            } catch let preempted as JobPreempted {
+                return .preempted(preempted.output)
             } catch is CancellationError {
-                return .stopped
+                return .preempted([:])
             } catch let failure as JobFailure {
                 return .failed(failure)
             } catch {
                 return .failed(JobFailure("The worker failed: \(error)"))
-            }
-        }
-        let heartbeat = Task {
-            while !Task.isCancelled {
-                try? await client.ping(jobIDs: [job.id])
-                try? await Task.sleep(for: client.endpoints.pingInterval)
             }
         }
         let stopWatch = Task { [stopPollInterval] in
@@ -159,14 +203,34 @@ public struct WorkerRuntime: Sendable {
         let ending = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
         stopWatch.cancel()
         await reporter.drain()
-        defer { heartbeat.cancel() }
+        let body: (output: JSONValue?, error: String?)
         switch ending {
-        case .finished(let output): try await client.finish(jobID: job.id, output: output)
-        case .failed(let failure): try await client.finish(jobID: job.id, error: failure.report)
-        case .stopped where stopRequested.withLockedValue({ $0 }):
-            try await client.finish(jobID: job.id, error: "Stopped on request.")
-        case .stopped:
-            throw CancellationError()
+        case _ where stopRequested.withLockedValue({ $0 }):
+            // The platform ended the job (cancelled, timed out) and expects nothing more: an error
+            // posted now could turn CANCELLED into FAILED (runpod-python posts nothing either).
+            logger.info("job stopped on request")
+            return
+        case .finished(let output): body = (output, nil)
+        case .failed(let failure): body = (nil, failure.report)
+        case .preempted(let output): body = (WorkerResult.preempted(output), nil)
         }
+        // On a task of its own: a worker shutting down still reports the job's end.
+        do {
+            try await Task { try await client.finish(jobID: job.id, output: body.output, error: body.error) }.value
+            logger.info(body.error == nil ? (Task.isCancelled ? "job preempted; reported for a resume elsewhere" : "job finished") : "job failed",
+                        metadata: body.error.map { ["error": "\(JobError.headline($0))"] } ?? [:])
+        } catch {
+            // Logged, and the worker goes on: the job's lease runs out and the queue takes it back.
+            logger.error("the job's result could not be posted", metadata: ["error": "\(error)"])
+        }
+        if case .preempted = ending { throw CancellationError() }
+    }
+}
+
+extension Logger {
+    func with(job id: String) -> Logger {
+        var logger = self
+        logger[metadataKey: "job"] = "\(id)"
+        return logger
     }
 }

@@ -5,8 +5,11 @@ import Foundation
 import Glibc
 #endif
 import ObjectStorage
+import Logging
 import TrainerCore
+import TrainerServer
 import TrainerWorker
+import Vapor
 
 struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,8 +17,10 @@ struct Worker: AsyncParsableCommand {
         discussion: """
         The bucket comes from R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY (for the \
         built-in store, take them from `gomodel storage credentials` on the server). The trainer is \
-        `python run.py <config>` in AI_TOOLKIT_DIR, or GOMODEL_TRAINER_COMMAND. SIGTERM stops the trainer, \
-        keeps its checkpoints in the bucket and leaves the job to resume elsewhere.
+        `python run.py <config>` in AI_TOOLKIT_DIR, or GOMODEL_TRAINER_COMMAND. SIGTERM (or SIGINT) stops the \
+        trainer, uploads its newest checkpoint and reports the job as preempted: the server queues it again \
+        at once, resuming from that checkpoint. Logs go to standard error (LOG_LEVEL). Exits with status \
+        \(Worker.keyRefusedStatus) when the queue refuses the worker's key.
         """
     )
 
@@ -25,7 +30,12 @@ struct Worker: AsyncParsableCommand {
     @ArgumentParser.Option(help: "This worker's name in job events (default: the host name).") var name: String?
     @OptionGroup var options: ServerOptions
 
+    /// EX_NOPERM: a supervisor should not restart a worker whose key was refused.
+    static let keyRefusedStatus: Int32 = 77
+
     func run() async throws {
+        var loggingEnvironment = Environment(name: "production", arguments: ["gomodel"])
+        try GomodelLogging.bootstrap(from: &loggingEnvironment)
         let configuration = try Startup.configuration(options: options, ignoring: ["RUNPOD_ENDPOINT_ID", "RUNPOD_API_KEY", "RUNPOD_BASE_URL"])
         guard case .s3(let store) = configuration.objectStore else {
             throw ValidationError("The worker needs the bucket: set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY (for the built-in store: `gomodel storage credentials` on the server prints them).")
@@ -93,7 +103,9 @@ struct Worker: AsyncParsableCommand {
                 throw ValidationError("\(error.description)")
             }
         }
-        let runtime = WorkerRuntime(client: WorkerProtocolClient(endpoints: endpoints, http: http), handler: handler)
+        var logger = Logger(label: "gomodel.worker")
+        logger[metadataKey: "worker"] = "\(endpoints.workerID)"
+        let runtime = WorkerRuntime(client: WorkerProtocolClient(endpoints: endpoints, http: http), handler: handler, logger: logger)
         let running = Task { try await runtime.run() }
         // SIGTERM and SIGINT end the worker: the trainer stops, checkpoints stay, the job resumes elsewhere.
         var sources: [any DispatchSourceSignal] = []
@@ -105,11 +117,14 @@ struct Worker: AsyncParsableCommand {
             sources.append(source)
         }
         defer { sources.forEach { $0.cancel() } }
-        FileHandle.standardError.write(Data("gomodel worker \(endpoints.workerID) is taking jobs.\n".utf8))
+        logger.info("taking jobs", metadata: ["queue": "\(endpoints.jobTake.split(separator: "?").first ?? "")"])
         do {
             try await running.value
         } catch is CancellationError {
-            FileHandle.standardError.write(Data("gomodel worker stopped.\n".utf8))
+            logger.info("stopped")
+        } catch let refused as WorkerProtocolClient.KeyRefused {
+            FileHandle.standardError.write(Data("gomodel worker: \(refused.description)\n".utf8))
+            throw ExitCode(Self.keyRefusedStatus)
         }
     }
 }

@@ -3,7 +3,7 @@ import NIOConcurrencyHelpers
 import Testing
 import TrainerCore
 @testable import TrainerServer
-import TrainerWorker
+@testable import TrainerWorker
 import VaporTesting
 
 /// The worker's protocol client against the built-in queue of a listening server.
@@ -49,12 +49,18 @@ import VaporTesting
             #expect((try await setup.job(id)["progress"] as? [String: Any])?["step"] as? Int == 5)
             #expect(try await client.jobsToStop().isEmpty)
             _ = try await user.client.send(.POST, "/api/jobs/\(id)/cancel")
+            // Telling the worker ends the job (RunPod's workers post nothing after a stop), and the
+            // stop is told again while the lease lasts, in case that answer was lost.
             #expect(try await client.jobsToStop() == [taken.id])
-            try await client.finish(jobID: taken.id, error: "stopped on request")
             #expect(try await setup.job(id)["status"] as? String == "cancelled")
+            #expect(try await client.jobsToStop() == [taken.id])
+            // A late post of the stopped job changes nothing.
+            try await client.finish(jobID: taken.id, error: "stopped on request")
+            let ended = try await setup.job(id)
+            #expect(ended["status"] as? String == "cancelled" && ended["error"] == nil)
 
             let wrong = WorkerProtocolClient(endpoints: .builtInQueue(server: store.baseURL, key: "gmw_nope", workerID: "x"), http: store.http)
-            await #expect(throws: WorkerProtocolClient.ProtocolError.self) { try await wrong.take(timeout: .seconds(5)) }
+            await #expect(throws: WorkerProtocolClient.KeyRefused(status: 401)) { try await wrong.take(timeout: .seconds(5)) }
         }
     }
 }

@@ -9,7 +9,7 @@ import Vapor
 /// cookies, passwords) and SQL with bound values (password hashes), so below `info` only our own
 /// modules are heard.
 public enum GomodelLogging {
-    public static let ownModules: Set<String> = ["gomodel", "TrainerCore", "TrainerServer"]
+    public static let ownModules: Set<String> = ["gomodel", "TrainerCore", "TrainerServer", "TrainerWorker"]
 
     public static func bootstrap(from environment: inout Environment) throws {
         try LoggingSystem.bootstrap(from: &environment) { level in

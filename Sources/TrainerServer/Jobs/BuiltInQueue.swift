@@ -67,7 +67,7 @@ struct BuiltInQueue: Sendable {
         let error = body["error"].map { $0.stringValue ?? $0.rendered() }
         let report = RunPodJob(id: runnerID, status: status, output: body["output"], error: error)
         try await jobs.apply(report, to: job, on: db)
-        if job.status.isFinal {
+        if job.status.isFinal || job.status == .queued {
             job.leaseOwner = nil
             job.leaseUntil = nil
         } else {
@@ -85,10 +85,19 @@ struct BuiltInQueue: Sendable {
         }
     }
 
-    /// Runner ids of this worker's jobs whose cancellation was asked for.
+    /// Runner ids of this worker's jobs whose cancellation was asked for. Telling the worker ends
+    /// them, as at RunPod (a job is CANCELLED when asked, and runpod-python posts nothing after a
+    /// stop). The stop is told again until the lease runs out, in case an answer was lost.
     func jobsToStop(worker: String, on db: any Database) async throws -> [String] {
-        try await Job.query(on: db).filter(\.$leaseOwner == "worker:" + worker).filter(\.$cancelRequested == true)
-            .filter(\.$status == .running).all().compactMap(\.runPodJobID)
+        let time = now()
+        let stopping = try await Job.query(on: db).filter(\.$leaseOwner == "worker:" + worker).filter(\.$cancelRequested == true)
+            .filter(\.$leaseUntil >= time).filter(\.$status ~~ [.running, .cancelled]).all()
+        for job in stopping where job.status == .running {
+            let event = jobs.transition(job, to: .cancelled, at: time, message: "Cancelled; its worker was told to stop.")
+            job.runnerStatus = RunPodStatus.cancelled.rawValue
+            try await jobs.commit(job, from: .running, events: [event], on: db)
+        }
+        return stopping.compactMap(\.runPodJobID)
     }
 
     /// Jobs whose worker went quiet: back to the queue as a new attempt, or failed after the
@@ -102,7 +111,7 @@ struct BuiltInQueue: Sendable {
             let event: JobEvent
             if job.cancelRequested {
                 event = jobs.transition(job, to: .cancelled, at: time, message: "Cancelled; its worker stopped answering.")
-            } else if job.attempt >= Self.maximumAttempts {
+            } else if job.attempt - job.preemptions >= Self.maximumAttempts {
                 event = jobs.transition(job, to: .failed, at: time, message: "Its worker stopped answering, for the \(job.attempt). time; not tried again.")
                 job.error = "Workers stopped answering \(job.attempt) times (out of memory, preemption or a crash); retry it to try once more."
             } else {

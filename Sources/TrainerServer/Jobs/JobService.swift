@@ -108,6 +108,7 @@ struct JobService: Sendable {
         job.jobConfig = config.rendered()
         job.status = .queued
         job.attempt = 1
+        job.preemptions = 0
         job.createdAt = now()
         job.updatedAt = job.createdAt
         job.cancelRequested = false
@@ -163,6 +164,9 @@ struct JobService: Sendable {
             changed = true
         }
         if job.status.isFinal { return false }
+        if report.status == .completed, WorkerResult.isPreempted(report.output) {
+            return try await requeuePreempted(job, report: report, on: db)
+        }
         var events: [JobEvent] = []
         if let next = JobStatus(runPodStatus: report.status.rawValue) {
             if job.status.accepts(next) {
@@ -202,6 +206,42 @@ struct JobService: Sendable {
         guard changed else { return false }
         job.updatedAt = time
         return try await commit(job, from: previous, events: events, on: db)
+    }
+
+    /// A job whose worker was shut down mid-run (SIGTERM) and reported what it had saved: queued
+    /// again at once as its next attempt, resuming from that checkpoint, without counting as a
+    /// failed attempt; a cancel asked for meanwhile ends it instead.
+    static let maximumPreemptions = 20
+
+    private func requeuePreempted(_ job: Job, report: RunPodJob, on db: any Database) async throws -> Bool {
+        let time = now()
+        let previous = job.status
+        let artifacts = JobArtifact.list(in: report.output, prefix: job.outputPrefix)
+        if !artifacts.isEmpty { job.artifacts = try Self.encoded(artifacts) }
+        let resumeStep = artifacts.filter { $0.kind == .checkpoint }.compactMap(\.step).max()
+        let event: JobEvent
+        if job.cancelRequested {
+            event = transition(job, to: .cancelled, at: time, message: "Cancelled; its worker was shut down meanwhile.")
+        } else if job.preemptions >= Self.maximumPreemptions {
+            event = transition(job, to: .failed, at: time, message: "Its worker was shut down for the \(job.preemptions + 1). time; not queued again.")
+            job.error = "Workers were shut down mid-run \(job.preemptions + 1) times; retry it to go on from the last checkpoint."
+        } else {
+            job.attempt += 1
+            job.preemptions += 1
+            job.status = .queued
+            job.runnerStatus = nil
+            job.runPodJobID = nil
+            job.submitStartedAt = nil
+            job.webhookDigest = nil
+            job.nextPollAt = nil
+            job.updatedAt = time
+            let from = resumeStep.map { "from step \($0)" } ?? "from the start (no checkpoint was saved yet)"
+            event = JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
+                             message: "Its worker was shut down (preempted); back in the queue as attempt \(job.attempt), resuming \(from).")
+        }
+        job.leaseOwner = nil
+        job.leaseUntil = nil
+        return try await commit(job, from: previous, events: [event], on: db)
     }
 
     /// Saves a job whose status was read as `previous`, and its events, only if the stored status
@@ -244,6 +284,7 @@ struct JobService: Sendable {
         job.leaseUntil = source.leaseUntil
         job.nextPollAt = source.nextPollAt
         job.attempt = source.attempt
+        job.preemptions = source.preemptions
         job.cancelRequested = source.cancelRequested
     }
 

@@ -22,6 +22,8 @@ final class Job: Model, @unchecked Sendable {
     /// SHA-256 of the secret in this attempt's webhook URL (made at submission, never stored).
     @OptionalField(key: "webhook_digest") var webhookDigest: String?
     @Field(key: "attempt") var attempt: Int
+    /// Attempts that ended because their worker was shut down mid-job (SIGTERM); not failures.
+    @Field(key: "preemptions") var preemptions: Int
     /// Latest `JobProgress` (JSON); read it through `latestProgress`.
     @OptionalField(key: "progress") var progress: String?
     /// `[JobArtifact]` (JSON).
