@@ -1,0 +1,144 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import Testing
+import TrainerCore
+@testable import TrainerServer
+@testable import TrainerWorker
+
+/// The worker's life beyond one job, where runpod-python is the reference (fidelity-audit.md
+/// items 4–7): it pings from start to exit, survives a result that cannot be posted, ends on a
+/// refused key, and a shutdown mid-job (SIGTERM) hands the job back for an immediate resume.
+@Suite(.serialized) struct WorkerLifecycleTests {
+    /// The worker's log lines, for tests that check what it says.
+    final class CapturedLog: LogHandler, @unchecked Sendable {
+        let lines = NIOLockedValueBox<[String]>([])
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let fields = (metadata.merging(event.metadata ?? [:]) { $1 }).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
+            lines.withLockedValue { $0.append("\(event.level) \(event.message) \(fields)") }
+        }
+
+        var logger: Logger { Logger(label: "test") { _ in self } }
+        func contains(_ text: String) -> Bool { lines.withLockedValue { $0.contains { $0.contains(text) } } }
+    }
+
+    typealias Scripted = WorkerRuntimeTests.Scripted
+
+    @Test func theWorkerPingsWhileIdleAndGoesOnWhenAResultCannotBePosted() async throws {
+        try await JobTests.withSetup { setup in
+            var environment = setup.fake.workerEnvironment(podID: "pod-9")
+            environment["RUNPOD_PING_INTERVAL"] = "1000"
+            let client = WorkerProtocolClient(endpoints: try .fromRunPod(environment: environment), http: setup.store.http)
+            let log = CapturedLog()
+            let handler = Scripted { _, _ in ["steps": 100, "artifacts": []] }
+            let worker = Task { try await WorkerRuntime(client: client, handler: handler, logger: log.logger).run(maximumJobs: 2) }
+            defer { worker.cancel() }
+
+            // Idle: pings without a job id, with the protocol version, as the SDK's heartbeat.
+            try await JobRestartTests.waitFor("an idle ping") {
+                setup.fake.pings.contains { $0.contains("runpod_version=\(WorkerProtocolClient.followedSDKVersion)") && !$0.contains("job_id=") }
+            }
+
+            // The first job's result: a 5xx (tried again), then a 404 (given up, as the SDK does).
+            setup.fake.inject(.status(500), .status(404), into: "job-done")
+            let first = try #require(try await setup.createJob()["id"] as? String)
+            try await setup.tick()
+            try await JobRestartTests.waitFor("the failed post to be logged") { log.contains("the job's result could not be posted") }
+            #expect(setup.fake.calls("job-done") == 2, "no post after the 404")
+            #expect(setup.fake.jobs.first?.status == "IN_PROGRESS")
+
+            // The worker is still there: the next job completes.
+            let second = try #require(try await setup.createJob()["id"] as? String)
+            let shown = try await RunPodWorkerTests.track(&setup, second) { $0["status"] as? String == "completed" }
+            #expect(shown["status"] as? String == "completed")
+            try await worker.value
+            #expect(try await setup.job(first)["status"] as? String == "running", "its lease at RunPod runs out; the worker does not guess")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aRefusedKeyEndsTheWorkerSayingWhy() async throws {
+        try await WorkerRuntimeTests.withWorker { setup, _ in
+            let wrong = WorkerProtocolClient(endpoints: .builtInQueue(server: setup.store.baseURL, key: "gmw_revoked", workerID: "box"), http: setup.store.http)
+            let log = CapturedLog()
+            await #expect(throws: WorkerProtocolClient.KeyRefused(status: 401)) {
+                try await WorkerRuntime(client: wrong, handler: Scripted { _, _ in [:] }, logger: log.logger).run()
+            }
+            #expect(log.contains("critical The queue refused this worker's key (HTTP 401)"), "\(log.lines.withLockedValue { $0 })")
+        }
+    }
+
+    /// Built-in queue: a worker shut down mid-job reports what it saved; the job is queued again
+    /// at once (not after its lease runs out) and does not count as a failed attempt.
+    @Test func aWorkerShutDownMidJobHandsItBackForAnImmediateResume() async throws {
+        try await WorkerRuntimeTests.withWorker { setup, client in
+            var setup = setup
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let prefix = "outputs/\(id.lowercased())/"
+            let checkpoint: JSONValue = ["kind": "checkpoint", "key": .string(prefix + "checkpoints/run_000000030.safetensors"), "step": 30]
+            let shutDown = Scripted { _, progress in
+                await progress.report(["phase": "training", "step": 35, "total_steps": 100])
+                do {
+                    try await Task.sleep(for: .seconds(60))
+                } catch {
+                    throw JobPreempted(output: ["steps": 35, "artifacts": [checkpoint]])
+                }
+                return [:]
+            }
+            for round in 1...BuiltInQueue.maximumAttempts {
+                let worker = Task { try await WorkerRuntime(client: client, handler: shutDown, progressInterval: .milliseconds(10)).run() }
+                try await JobRestartTests.waitFor("attempt \(round) running") {
+                    let shown = try await setup.job(id)
+                    return shown["status"] as? String == "running" && shown["attempt"] as? Int == round
+                }
+                worker.cancel()  // what SIGTERM does in `gomodel worker`
+                await #expect(throws: CancellationError.self) { try await worker.value }
+                let shown = try await setup.job(id)
+                #expect(shown["status"] as? String == "queued" && shown["attempt"] as? Int == round + 1, "\(shown)")
+                let said = (shown["events"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
+                #expect(said.last == "Its worker was shut down (preempted); back in the queue as attempt \(round + 1), resuming from step 30.", "\(said)")
+            }
+            // More shutdowns than attempts for lost workers, and the next worker still completes it.
+            try await WorkerRuntime(client: client, handler: Scripted { _, _ in ["steps": 100, "artifacts": []] }).run(maximumJobs: 1)
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "completed" && shown["attempt"] as? Int == BuiltInQueue.maximumAttempts + 1)
+        }
+    }
+
+    /// RunPod mode with the real handler and the stand-in trainer: SIGTERM stops the trainer, the
+    /// newest checkpoint goes to the bucket, RunPod's job completes as preempted, the server submits
+    /// the next attempt at once, and it resumes from that checkpoint.
+    @Test func aPreemptedRunPodJobIsSubmittedAgainAndResumesFromItsNewestCheckpoint() async throws {
+        try await JobTests.withSetup { setup in
+            let client = WorkerProtocolClient(endpoints: try .fromRunPod(environment: setup.fake.workerEnvironment(podID: "pod-3")), http: setup.store.http)
+            let work = WorkerFailureTests.work()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            var slow = TrainingHandlerTests.handler(setup.store, work: work, extra: ["STAND_IN_STEP_SECONDS": "0.05"])
+            slow.stopGrace = .seconds(5)
+            let id = try #require(try await setup.createJob(#"{"steps": 60, "saveEvery": 10, "sampleEvery": 50}"#)["id"] as? String)
+            let worker = Task { try await WorkerRuntime(client: client, handler: slow, progressInterval: .milliseconds(50), stopPollInterval: .milliseconds(100)).run() }
+            _ = try await RunPodWorkerTests.track(&setup, id) { (($0["progress"] as? [String: Any])?["step"] as? Int ?? 0) >= 25 }
+            worker.cancel()
+            await #expect(throws: CancellationError.self) { try await worker.value }
+            let first = try #require(setup.fake.jobs.first)
+            #expect(first.status == "COMPLETED" && WorkerResult.isPreempted(first.output), "\(first)")
+
+            let requeued = try await RunPodWorkerTests.track(&setup, id) { $0["attempt"] as? Int == 2 && $0["status"] as? String == "submitted" }
+            let said = (requeued["events"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
+            #expect(said.contains { $0.hasPrefix("Its worker was shut down (preempted); back in the queue as attempt 2, resuming from step ") }, "\(said)")
+            #expect(setup.fake.jobs.count == 2, "a second RunPod job for the second attempt")
+
+            try await WorkerRuntime(client: client, handler: TrainingHandlerTests.handler(setup.store, work: work), progressInterval: .milliseconds(50)).run(maximumJobs: 1)
+            let shown = try await RunPodWorkerTests.track(&setup, id) { $0["status"] as? String == "completed" }
+            #expect((shown["progress"] as? [String: Any])?["step"] as? Int == 60)
+            let log = String(buffer: try await setup.store.client().getObjectBytes(key: "outputs/\(id.lowercased())/log.txt"))
+            #expect(log.hasPrefix("gomodel worker: Resuming from step "), "\(log.prefix(200))")
+        }
+    }
+}
