@@ -5,7 +5,7 @@ Usage: python training_e2e.py path/to/gomodel
 Checks: train --watch to completion and the LoRA download (a safetensors header); a worker killed
 with SIGKILL mid-run, another one finishing the job resumed from a checkpoint; a cancel mid-run
 ending the job cancelled with its last checkpoint still downloadable; SIGTERM stopping a worker
-and its trainer without reporting the job; `gomodel worker --test-input` with a bad and a good input.
+and its trainer and handing the job back (preempted, queued again at once); `gomodel worker --test-input` with a bad and a good input.
 """
 import json
 import os
@@ -120,15 +120,18 @@ def main():
             checkpoint = next(a for a in ended["artifacts"] if a["kind"] == "checkpoint" and a["key"].endswith(".safetensors"))
             check(download(job_id, checkpoint)[:8] != b"", "the job ended cancelled and its last checkpoint stays downloadable")
 
-            print("SIGTERM: the worker stops its trainer and leaves the job to resume elsewhere")
+            print("SIGTERM: the worker stops its trainer, uploads its newest checkpoint and hands the job back")
             job_id = cli("train", "--dataset", "pairs", "--steps", "2000").stdout.split("Queued job ")[1].split(" ")[0]
             wait("a checkpoint", lambda: any(a["kind"] == "checkpoint" for a in api(f"/api/jobs/{job_id}")["artifacts"]))
             last.send_signal(signal.SIGTERM)
             check(last.wait(timeout=60) == 0, "the worker exits 0 on SIGTERM")
-            check("gomodel worker stopped." in open(os.path.join(work, "box-3.log")).read(), "and says so")
+            worker_log = open(os.path.join(work, "box-3.log")).read()
+            check("job preempted; reported for a resume elsewhere" in worker_log and worker_log.rstrip().endswith("stopped"), "and says so")
             trainers = [p for p in os.listdir("/proc") if p.isdigit() and "work-box-3" in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")]
             check(not trainers, f"its trainer is gone (left: {trainers})")
-            check(api(f"/api/jobs/{job_id}")["status"] == "running", "the job is not reported failed or cancelled: its lease runs out and it resumes elsewhere")
+            handed_back = api(f"/api/jobs/{job_id}")
+            check(handed_back["status"] == "queued" and handed_back["events"][-1]["message"].startswith("Its worker was shut down (preempted); back in the queue as attempt 2, resuming from step "),
+                  f"the job is queued again at once, to resume from its checkpoint ({handed_back['status']}: {handed_back['events'][-1]['message']})")
 
             print("gomodel worker --test-input")
             tester = worker_environment("box-t", 0.01)

@@ -65,4 +65,21 @@ import TrainerCore
         let written = [JobArtifact(kind: .checkpoint, key: "outputs/3f2a/checkpoints/a.safetensors", bytes: 12, sha256: "ab", step: 250), JobArtifact(kind: .log, key: "outputs/3f2a/log.txt")]
         #expect(JobArtifact.list(in: ["artifacts": .array(written.map(\.contractJSON))], prefix: "outputs/3f2a/") == written)
     }
+
+    /// runpod-python reports a handler's exception as JSON text (recorded from the SDK 1.12.0).
+    @Test func anSDKErrorReadsAsItsExceptionAndTraceback() {
+        let sdk = #"{"error_type": "<class 'ValueError'>", "error_message": "bad pair", "error_traceback": "Traceback (most recent call last):\n  File \"h.py\", line 3\nValueError: bad pair\n", "hostname": "unknown", "worker_id": "pod-1", "runpod_version": "1.12.0"}"#
+        let readable = JobError.readable(sdk)
+        #expect(JobError.headline(readable) == "ValueError: bad pair")
+        #expect(readable.contains("File \"h.py\", line 3"))
+        #expect(JobError.readable("The trainer exited with status 1.\nlog tail") == "The trainer exited with status 1.\nlog tail")
+        #expect(JobError.readable("{not json") == "{not json")
+    }
+
+    @Test func aPreemptedResultSaysSoWhateverElseItHolds() {
+        let output = WorkerResult.preempted(["steps": 35, "preempted": false])
+        #expect(WorkerResult.isPreempted(output) && output["steps"] == 35)
+        #expect(WorkerResult.isPreempted(WorkerResult.preempted(.null)))
+        #expect(!WorkerResult.isPreempted(["steps": 35]) && !WorkerResult.isPreempted(nil))
+    }
 }

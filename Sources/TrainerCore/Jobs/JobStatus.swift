@@ -1,3 +1,5 @@
+import Foundation
+
 /// A training job's state on our side (DESIGN §6).
 public enum JobStatus: String, Sendable, CaseIterable, Codable {
     /// Stored, not yet accepted by a runner.
@@ -125,6 +127,20 @@ public struct JobArtifact: Sendable, Equatable, Codable {
 
 /// The first line of a RunPod error for people; the rest (the log tail) is kept beside it.
 public enum JobError {
+    /// A runner's error as people read it. runpod-python reports a handler's exception as JSON
+    /// text (`error_type` "<class 'ValueError'>", `error_message`, `error_traceback`, …): that
+    /// becomes "ValueError: message" and its traceback; anything else stays as it is.
+    public static func readable(_ error: String) -> String {
+        guard error.hasPrefix("{"), let json = try? JSONDecoder().decode(JSONValue.self, from: Data(error.utf8)),
+              let message = json["error_message"]?.stringValue
+        else { return error }
+        let type = json["error_type"]?.stringValue.map { raw in
+            raw.hasPrefix("<class '") && raw.hasSuffix("'>") ? String(raw.dropFirst(8).dropLast(2)) : raw
+        }
+        let headline = type.map { "\($0): \(message)" } ?? message
+        return json["error_traceback"]?.stringValue.map { headline + "\n" + $0 } ?? headline
+    }
+
     public static func headline(_ error: String) -> String {
         let firstLine = error.split(whereSeparator: \.isNewline).first.map(String.init) ?? error
         return String(firstLine.prefix(300))

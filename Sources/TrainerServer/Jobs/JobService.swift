@@ -199,7 +199,7 @@ struct JobService: Sendable {
                 break
             }
         }
-        if job.status == .failed, let error = report.error {
+        if job.status == .failed, let error = report.error.map(JobError.readable) {
             job.error = JobError.headline(error)
             job.errorDetail = String(error.suffix(20000))
         }
@@ -309,7 +309,7 @@ struct JobService: Sendable {
         case .submitted: "RunPod has the job (\(report.id)); waiting for a GPU."
         case .running: "Training on a GPU."
         case .completed: "Completed."
-        case .failed: "Failed: " + JobError.headline(report.error ?? "no error given")
+        case .failed: "Failed: " + JobError.headline(report.error.map(JobError.readable) ?? "no error given")
         case .cancelled: "Cancelled."
         case .timedOut: "Timed out at RunPod (the job waited or ran longer than its limits)."
         }
