@@ -107,6 +107,21 @@ public struct WorkerProtocolClient: Sendable {
         }
     }
 
+    /// A post to the job's progress channel on the server (`progress_channel.url` in its input):
+    /// the same body as to job-done. The URL's secret is the credential; the worker's key (RunPod's
+    /// API key in its cloud) is not sent there.
+    public func post(channel url: String, _ body: JSONValue) async throws {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(data: Data(body.rendered().utf8)))
+        let response = try await http.execute(request, timeout: .seconds(10))
+        _ = try await response.body.collect(upTo: 1 << 16)
+        guard (200..<300).contains(response.status.code) else {
+            throw ProtocolError(description: "the progress channel answered HTTP \(response.status.code)", status: response.status.code)
+        }
+    }
+
     /// Ids of jobs to stop; empty when there are none.
     public func jobsToStop() async throws -> [String] {
         let response = try await send(.GET, endpoints.jobStop, timeout: .seconds(95))

@@ -175,7 +175,13 @@ public struct WorkerRuntime: Sendable {
         let client = client
         let logger = logger.with(job: job.id)
         logger.info("job taken")
-        let reporter = ProgressReporter(interval: progressInterval) { try await client.progress(jobID: job.id, $0) }
+        // With a progress channel the server hears it all first-hand (it then polls RunPod rarely);
+        // RunPod's job-done still gets everything.
+        let channel = WorkerJob.progressChannelURL(in: job.input)
+        let reporter = ProgressReporter(interval: progressInterval) { progress in
+            if let channel { try? await client.post(channel: channel, ["status": "IN_PROGRESS", "output": progress]) }
+            try await client.progress(jobID: job.id, progress)
+        }
         let stopRequested = NIOLockedValueBox(false)
         let work = Task { () -> Ending in
             do {
@@ -215,6 +221,13 @@ public struct WorkerRuntime: Sendable {
         case .preempted(let output): body = (WorkerResult.preempted(output), nil)
         }
         // On a task of its own: a worker shutting down still reports the job's end.
+        if let channel {
+            var report: [(String, JSONValue)] = []
+            if let output = body.output { report.append(("output", output)) }
+            if let error = body.error { report.append(("error", .string(error))) }
+            let posted = await Task { try? await client.post(channel: channel, .object(report)) }.value
+            if posted == nil { logger.warning("the job's result could not be posted to its progress channel") }
+        }
         do {
             try await Task { try await client.finish(jobID: job.id, output: body.output, error: body.error) }.value
             logger.info(body.error == nil ? (Task.isCancelled ? "job preempted; reported for a resume elsewhere" : "job finished") : "job failed",

@@ -59,7 +59,48 @@ import TrainerCore
             let shown = try await RunPodWorkerTests.track(&setup, second) { $0["status"] as? String == "completed" }
             #expect(shown["status"] as? String == "completed")
             try await worker.value
-            #expect(try await setup.job(first)["status"] as? String == "running", "its lease at RunPod runs out; the worker does not guess")
+            #expect(try await setup.job(first)["status"] as? String == "completed", "its result reached the server through the progress channel although RunPod refused it")
+        }
+    }
+
+    /// With a public URL each attempt's input carries a progress channel: the server learns the
+    /// job's progress and end from the worker itself, and stops polling RunPod for it.
+    @Test func progressAndTheResultComeThroughTheChannelWithoutPollingRunPod() async throws {
+        try await JobTests.withSetup { setup in
+            let client = WorkerProtocolClient(endpoints: try .fromRunPod(environment: setup.fake.workerEnvironment(podID: "pod-4")), http: setup.store.http)
+            let release = NIOLockedValueBox(false)
+            let handler = Scripted { _, progress in
+                await progress.report(["phase": "training", "step": 5, "total_steps": 100, "loss": 0.25])
+                while !release.withLockedValue({ $0 }) { try await Task.sleep(for: .milliseconds(20)) }
+                return ["steps": 100, "final_loss": 0.125, "artifacts": []]
+            }
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            try await setup.tick()  // submits it
+            let channel = try #require(setup.fake.jobs.first.flatMap { WorkerJob.progressChannelURL(in: $0.input) })
+            #expect(channel.hasPrefix(setup.store.baseURL.absoluteString + "/api/runpod/progress/pc_"))
+            let worker = Task { try await WorkerRuntime(client: client, handler: handler, progressInterval: .milliseconds(20)).run(maximumJobs: 1) }
+
+            try await JobRestartTests.waitFor("progress through the channel") {
+                (try await setup.job(id)["progress"] as? [String: Any])?["step"] as? Int == 5
+            }
+            let polls = setup.fake.calls("status")
+            setup.store.clock.advance(by: 60)
+            try await setup.tick()
+            #expect(setup.fake.calls("status") == polls, "no poll while the channel reports")
+            release.withLockedValue { $0 = true }
+            try await worker.value
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "completed" && (shown["progress"] as? [String: Any])?["loss"] as? Double == 0.125, "\(shown)")
+            #expect(setup.fake.calls("status") == polls, "the end came through the channel too")
+
+            // The channel belongs to one attempt while it runs: afterwards, and for anyone
+            // without its secret, it changes nothing.
+            let late = try await setup.user.client.send(.POST, String(channel.dropFirst(setup.store.baseURL.absoluteString.count)),
+                                                       body: #"{"error": "late"}"#)
+            let afterLate = try await setup.job(id)["status"] as? String
+            #expect(late.status == .noContent && afterLate == "completed")
+            let unknown = try await setup.user.client.send(.POST, "/api/runpod/progress/pc_unknown", body: #"{"status": "IN_PROGRESS", "output": {}}"#)
+            #expect(unknown.status == .notFound)
         }
     }
 

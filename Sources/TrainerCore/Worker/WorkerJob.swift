@@ -2,6 +2,13 @@
 /// map it onto the worker's disk and its outputs back into the bucket.
 public struct WorkerJob: Sendable, Equatable {
     public static let contractVersion = 1
+    /// Optional in the input: `{"url": …}`, where the worker also posts what it posts to job-done
+    /// (progress, then the result), straight to the server; valid for this attempt only.
+    public static let progressChannelKey = "progress_channel"
+
+    public static func progressChannelURL(in input: JSONValue) -> String? {
+        input[progressChannelKey]?["url"]?.stringValue
+    }
 
     public let trainerJobID: String
     public let attempt: Int

@@ -45,7 +45,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     let wakeup = Wakeup()
     let jobs = JobService(datasets: datasets, now: dependencies.now, created: { wakeup.signal() })
     JobController(jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy, gpuPricePerSecond: configuration.gpuPricePerSecond).register(signedIn: signedIn)
-    RunPodWebhookController(jobs: jobs).register(public: api)
+    RunPodWebhookController(jobs: jobs, now: dependencies.now).register(public: api)
     if let runPod = configuration.runPod {
         let client = RunPodClient(baseURL: runPod.baseURL, endpointID: runPod.endpointID, apiKey: runPod.apiKey, http: app.http.client.shared)
         let runner = JobRunner(

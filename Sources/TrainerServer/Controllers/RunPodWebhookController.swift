@@ -1,6 +1,8 @@
 import Fluent
 import Foundation
 import RunPod
+import SQLKit
+import TrainerCore
 import Vapor
 
 /// `POST /api/runpod/webhook/{secret}`: RunPod calls it when a job ends (3 attempts, 10 s
@@ -9,9 +11,35 @@ import Vapor
 /// submission and only its digest is stored.
 struct RunPodWebhookController: Sendable {
     let jobs: JobService
+    let now: @Sendable () -> Date
 
     func register(public routes: any RoutesBuilder) {
         routes.post("runpod", "webhook", ":secret", use: receive)
+        routes.post("runpod", "progress", ":secret", use: progress)
+    }
+
+    /// `POST /api/runpod/progress/{secret}`: the worker's progress channel. It posts here what it
+    /// posts to RunPod's job-done (progress, then the result), so the server need not poll RunPod
+    /// to know. The secret is per attempt (in the job's input) and only its digest is stored;
+    /// reports about an attempt that ended are ignored.
+    @Sendable func progress(request: Request) async throws -> Response {
+        guard let secret = request.parameters.get("secret"),
+              let job = try await Job.query(on: request.db).filter(\.$progressDigest == OpaqueToken.digest(secret)).first()
+        else { throw APIError.notFound("Unknown progress channel (it is valid for one attempt of one job).") }
+        guard let data = request.body.data, let body = try? JSONDecoder().decode(JSONValue.self, from: data), case .object = body else {
+            throw APIError.badRequest("invalid_json", "The body is what the worker posts to job-done: {\"status\": \"IN_PROGRESS\", \"output\": …}, {\"output\": …} or {\"error\": …}.")
+        }
+        guard !job.status.isFinal else { return Response(status: .noContent) }
+        let report = JobService.workerReport(body, runnerID: job.runPodJobID ?? "", cancelRequested: job.cancelRequested)
+        try await jobs.apply(report, to: job, on: request.db)
+        if !job.status.isFinal, job.progressDigest != nil {
+            // Only the poll time: the rest of the row may have changed since it was read.
+            try await (request.db as! any SQLDatabase).raw("""
+                UPDATE jobs SET next_poll_at = \(bind: now().addingTimeInterval(JobRunner.pollAfterChannelReport))
+                WHERE id = \(bind: job.id!) AND status IN ('submitted', 'running')
+                """).run()
+        }
+        return Response(status: .noContent)
     }
 
     @Sendable func receive(request: Request) async throws -> Response {
@@ -39,6 +67,15 @@ struct RunPodWebhookController: Sendable {
             method: .POST, path: "/api/runpod/webhook/{secret}", summary: "RunPod's call when a job ends (the secret is per submission).", access: .anyone,
             requestSchema: ["type": "object", "required": ["id", "status"], "properties": ["id": ["type": "string"], "status": ["type": "string"]]],
             responses: [200: ("Recorded.", nil), 400: ("Not a RunPod job status.", .ref("Error")), 404: ("Unknown webhook.", .ref("Error"))]
+        ),
+        APIOperation(
+            method: .POST, path: "/api/runpod/progress/{secret}",
+            summary: "A worker's progress channel (the URL is in the job's input as `progress_channel.url`, valid for one attempt): what it posts to RunPod's job-done, sent here too.",
+            access: .anyone,
+            requestSchema: ["type": "object", "properties": [
+                "status": ["type": "string", "enum": ["IN_PROGRESS"]], "output": ["type": "object"], "error": ["type": "string"],
+            ]],
+            responses: [204: ("Recorded (reports about an attempt that ended change nothing).", nil), 400: ("Not a worker report.", .ref("Error")), 404: ("Unknown progress channel.", .ref("Error"))]
         ),
     ]
 }

@@ -12,6 +12,6 @@ public enum Migrations {
         M0006CreateDatasets(),
         M0007CreateJobs(),
         M0008CreateWorkerKeys(),
-        M0009AddJobPreemptions(),
+        M0009AddJobWorkerReports(),
     ]
 }

@@ -54,19 +54,7 @@ struct BuiltInQueue: Sendable {
     /// error. Anything about another attempt, another worker's job or a finished job is ignored.
     func done(worker: String, runnerID: String, body: JSONValue, on db: any Database) async throws {
         guard let job = try await held(runnerID, by: worker, on: db) else { return }
-        let status: RunPodStatus
-        if body["status"]?.stringValue == "IN_PROGRESS" {
-            status = .inProgress
-        } else if job.cancelRequested {
-            status = .cancelled
-        } else if body["error"] != nil {
-            status = .failed
-        } else {
-            status = .completed
-        }
-        let error = body["error"].map { $0.stringValue ?? $0.rendered() }
-        let report = RunPodJob(id: runnerID, status: status, output: body["output"], error: error)
-        try await jobs.apply(report, to: job, on: db)
+        try await jobs.apply(JobService.workerReport(body, runnerID: runnerID, cancelRequested: job.cancelRequested), to: job, on: db)
         if job.status.isFinal || job.status == .queued {
             job.leaseOwner = nil
             job.leaseUntil = nil

@@ -36,6 +36,11 @@ struct JobRunner: Sendable {
     /// well inside RunPod's 2000 per 10 s (bench/jobs-runpod.sh measures it).
     static let pollWhileRunning: TimeInterval = 5
     static let pollWhileQueued: TimeInterval = 10
+    /// Once a job's worker reports through its progress channel, each report puts the next poll
+    /// this far off: the worker tells the server itself, RunPod's webhook tells it the end, and
+    /// polling is only the safety net for reports that were lost. Workers that do not use the
+    /// channel (or not yet) are polled as usual.
+    static let pollAfterChannelReport: TimeInterval = 300
     static let submitBatch = 20
     static let pollBatch = 100
 
@@ -93,11 +98,14 @@ struct JobRunner: Sendable {
 
     private func submit(_ job: Job, on db: any Database) async throws {
         let secret = OpaqueToken.generate(prefix: "wh_")
+        let progressSecret = OpaqueToken.generate(prefix: "pc_")
         job.webhookDigest = OpaqueToken.digest(secret)
+        job.progressDigest = webhookBase == nil ? nil : OpaqueToken.digest(progressSecret)
         job.submitStartedAt = now()
         try await job.save(on: db)
         let webhook = webhookBase.map { $0.appendingPathComponent("api/runpod/webhook/\(secret)") }
-        let input = try jobs.input(for: job, bucket: bucket)
+        let channel = webhookBase.map { $0.appendingPathComponent("api/runpod/progress/\(progressSecret)") }
+        let input = try jobs.input(for: job, bucket: bucket, progressChannel: channel)
         let policy = try Self.policy(job)
         let runPod = runPod
         do {

@@ -135,18 +135,37 @@ struct JobService: Sendable {
         }
     }
 
-    /// The job's input for a runner (DESIGN §5).
-    func input(for job: Job, bucket: String) throws -> JSONValue {
+    /// The job's input for a runner (DESIGN §5), with the attempt's progress channel when the
+    /// server can be reached (`POST /api/runpod/progress/{secret}`).
+    func input(for job: Job, bucket: String, progressChannel: URL? = nil) throws -> JSONValue {
         let config = try JSONDecoder().decode(JSONValue.self, from: Data(job.jobConfig.utf8))
         let datasetID = job.datasetID.uuidString.lowercased()
-        return [
-            "contract_version": 1,
-            "trainer_job_id": .string(job.id!.uuidString.lowercased()),
-            "attempt": .int(job.attempt),
-            "job_config": config,
-            "r2_dataset": ["datasetId": .string(datasetID), "bucket": .string(bucket), "prefix": .string("datasets/\(datasetID)/")],
-            "output": ["bucket": .string(bucket), "prefix": .string(job.outputPrefix)],
+        var input: [(String, JSONValue)] = [
+            ("contract_version", 1),
+            ("trainer_job_id", .string(job.id!.uuidString.lowercased())),
+            ("attempt", .int(job.attempt)),
+            ("job_config", config),
+            ("r2_dataset", ["datasetId": .string(datasetID), "bucket": .string(bucket), "prefix": .string("datasets/\(datasetID)/")]),
+            ("output", ["bucket": .string(bucket), "prefix": .string(job.outputPrefix)]),
         ]
+        if let progressChannel { input.append((WorkerJob.progressChannelKey, ["url": .string(progressChannel.absoluteString)])) }
+        return .object(input)
+    }
+
+    /// What a worker posts (to job-done, or to its progress channel) as a report on `runnerID`:
+    /// progress (`status: IN_PROGRESS`), a result (`output`) or an error.
+    static func workerReport(_ body: JSONValue, runnerID: String, cancelRequested: Bool) -> RunPodJob {
+        let status: RunPodStatus
+        if body["status"]?.stringValue == "IN_PROGRESS" {
+            status = .inProgress
+        } else if cancelRequested {
+            status = .cancelled
+        } else if body["error"] != nil {
+            status = .failed
+        } else {
+            status = .completed
+        }
+        return RunPodJob(id: runnerID, status: status, output: body["output"], error: body["error"].map { $0.stringValue ?? $0.rendered() })
     }
 
     // MARK: State changes
@@ -233,6 +252,7 @@ struct JobService: Sendable {
             job.runPodJobID = nil
             job.submitStartedAt = nil
             job.webhookDigest = nil
+            job.progressDigest = nil
             job.nextPollAt = nil
             job.updatedAt = time
             let from = resumeStep.map { "from step \($0)" } ?? "from the start (no checkpoint was saved yet)"
@@ -285,6 +305,7 @@ struct JobService: Sendable {
         job.nextPollAt = source.nextPollAt
         job.attempt = source.attempt
         job.preemptions = source.preemptions
+        job.progressDigest = source.progressDigest
         job.cancelRequested = source.cancelRequested
     }
 
@@ -375,8 +396,9 @@ struct JobService: Sendable {
         job.startedAt = nil
         job.finishedAt = nil
         job.submitStartedAt = nil
-        // The old attempt's webhook must not be taken for the new one's.
+        // The old attempt's webhook and progress channel must not be taken for the new one's.
         job.webhookDigest = nil
+        job.progressDigest = nil
         job.leaseOwner = nil
         job.leaseUntil = nil
         job.nextPollAt = nil

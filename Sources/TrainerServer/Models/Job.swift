@@ -21,6 +21,8 @@ final class Job: Model, @unchecked Sendable {
     @OptionalField(key: "runpod_job_id") var runPodJobID: String?
     /// SHA-256 of the secret in this attempt's webhook URL (made at submission, never stored).
     @OptionalField(key: "webhook_digest") var webhookDigest: String?
+    /// SHA-256 of the secret in this attempt's progress channel URL, given to its worker.
+    @OptionalField(key: "progress_digest") var progressDigest: String?
     @Field(key: "attempt") var attempt: Int
     /// Attempts that ended because their worker was shut down mid-job (SIGTERM); not failures.
     @Field(key: "preemptions") var preemptions: Int
