@@ -1,10 +1,17 @@
 """A RunPod queue API for benchmarks (reference/runpod.md §1): /run, /status, /cancel, /health.
 
-Each job waits IN_QUEUE for QUEUE_S seconds, runs IN_PROGRESS for RUN_S seconds with its step
-advancing, then is COMPLETED. No webhooks are sent, so everything the server shows comes from
-polling (the worst case for staleness). GET /bench/stats returns the calls made, the time each
-/run arrived (by trainer_job_id) and the time of every state change.
+Usage: fake_runpod.py PORT KEY [poll|channel]
+Each job waits IN_QUEUE for QUEUE_S seconds (env FAKE_QUEUE_SECONDS="min,max"), runs IN_PROGRESS
+for RUN_S seconds (FAKE_RUN_SECONDS) with its step advancing, then is COMPLETED. No webhooks are
+sent. In `poll` mode everything the server shows comes from polling (the worst case for
+staleness); in `channel` mode the fake's workers also do what `gomodel worker` does with a job's
+progress channel (`progress_channel.url` in its input): a report when the job starts, one every
+3 s while it runs, and the result when it ends. GET /bench/stats returns the calls made, the time
+each /run arrived (by trainer_job_id) and the time of every state change.
 """
+import os
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 import json
 import random
 import sys
@@ -14,7 +21,15 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, KEY = int(sys.argv[1]), sys.argv[2]
-QUEUE_S, RUN_S, STEPS = (5, 15), (30, 50), 100
+CHANNEL = len(sys.argv) > 3 and sys.argv[3] == "channel"
+
+
+def seconds(name, default):
+    return tuple(float(x) for x in os.environ.get(name, default).split(","))
+
+
+QUEUE_S, RUN_S, STEPS = seconds("FAKE_QUEUE_SECONDS", "5,15"), seconds("FAKE_RUN_SECONDS", "30,50"), 100
+REPORT_EVERY = 3
 lock = threading.Lock()
 jobs, calls, arrivals = {}, {}, {}
 
@@ -65,7 +80,8 @@ class Handler(BaseHTTPRequestHandler):
             trainer_id = body["input"]["trainer_job_id"]
             with lock:
                 arrivals[trainer_id] = now
-                jobs[job_id] = {"submitted": now, "queue": random.uniform(*QUEUE_S), "run": random.uniform(*RUN_S), "trainer_job_id": trainer_id}
+                jobs[job_id] = {"submitted": now, "queue": random.uniform(*QUEUE_S), "run": random.uniform(*RUN_S), "trainer_job_id": trainer_id,
+                                "channel": (body["input"].get("progress_channel") or {}).get("url"), "reported": None, "ended": False}
             return self.answer(200, {"id": job_id, "status": "IN_QUEUE"})
         if operation == "status":
             with lock:
@@ -88,4 +104,36 @@ class Handler(BaseHTTPRequestHandler):
         self.route("POST")
 
 
+def post(url, body):
+    try:
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).read()
+    except Exception as error:
+        print("channel post failed:", error, file=sys.stderr)
+
+
+def workers():
+    """The workers' side of the progress channel, as WorkerRuntime does it."""
+    pool = ThreadPoolExecutor(8)
+    while True:
+        now = time.time()
+        with lock:
+            due = []
+            for job in jobs.values():
+                if not job["channel"] or job["ended"]:
+                    continue
+                status, output = state(job, now)
+                if status == "COMPLETED":
+                    job["ended"] = True
+                    due.append((job["channel"], {"output": output}))
+                elif status == "IN_PROGRESS" and (job["reported"] is None or now - job["reported"] >= REPORT_EVERY):
+                    job["reported"] = now
+                    due.append((job["channel"], {"status": "IN_PROGRESS", "output": output}))
+        for url, body in due:
+            pool.submit(post, url, body)
+        time.sleep(0.05)
+
+
+if CHANNEL:
+    threading.Thread(target=workers, daemon=True).start()
 ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Benchmark 4: 200 concurrent jobs through `gomodel serve` (release) against a fake RunPod
-# (bench/fake_runpod.py: 5–15 s in the queue, 30–50 s running, no webhooks so all tracking is by
-# polling). Prints RunPod calls per job-minute, the staleness of the status the API shows (from
-# the fake's state change to the API showing it; the API is read every 0.25 s), and the latency
-# from POST /api/jobs to /run arriving at the fake (median, p99).
+# Benchmark 4: JOBS concurrent jobs through `gomodel serve` (release) against a fake RunPod
+# (bench/fake_runpod.py: 5–15 s in the queue, RUN_SECONDS running, no webhooks), twice in one run:
+# `poll`, where all tracking is by polling RunPod, and `channel`, where the fake's workers also
+# report through each job's progress channel as `gomodel worker` does. Prints, per mode, RunPod
+# calls per job-minute, the staleness of the status the API shows (from the fake's state change to
+# the API showing it; the API is read every 0.25 s), and the latency from POST /api/jobs to /run
+# arriving at the fake (median, p99).
 source "$(dirname "$0")/common.sh"
 JOBS=${JOBS:-200}
+export FAKE_RUN_SECONDS=${RUN_SECONDS:-120,180}
 build_release gomodel
 gomodel=$PWD/$RELEASE/release/gomodel
-work=$(mktemp -d /tmp/bench-jobs.XXXXXX)
-trap 'kill $fake_pid $server_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+fake_pid= server_pid=
+trap 'kill $fake_pid $server_pid 2>/dev/null; wait 2>/dev/null; rm -rf /tmp/bench-jobs.*' EXIT
 
+for mode in poll channel; do
+echo "== $mode"
+work=$(mktemp -d /tmp/bench-jobs.XXXXXX)
+unset port
 fake_port=$(free_port)
-python3 bench/fake_runpod.py "$fake_port" bench-key &
+python3 bench/fake_runpod.py "$fake_port" bench-key "$mode" &
 fake_pid=$!
 wait_for_port "$fake_port"
 port=$(free_port)
@@ -53,7 +60,7 @@ shown = {}
 start = time.time()
 with ThreadPoolExecutor(16) as pool:
     list(pool.map(create, range(count)))
-while time.time() - start < 400:
+while time.time() - start < 900:
     now = time.time()
     listing = call("GET", "/api/jobs")["jobs"]
     for job in listing:
@@ -84,3 +91,6 @@ print(f"  POST /api/jobs -> /run at the fake: median {statistics.median(latency)
 print(f"  (POST /api/jobs itself, 16 at a time: median {statistics.median(durations) * 1000:.0f} ms)")
 print(f"  server CPU over the run: {cpu:.1f} s")
 PY
+kill $fake_pid $server_pid 2>/dev/null; wait 2>/dev/null || true
+fake_pid= server_pid=
+done
