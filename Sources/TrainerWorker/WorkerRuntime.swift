@@ -225,7 +225,7 @@ public struct WorkerRuntime: Sendable {
             var report: [(String, JSONValue)] = []
             if let output = body.output { report.append(("output", output)) }
             if let error = body.error { report.append(("error", .string(error))) }
-            let posted = await Task { try? await client.post(channel: channel, .object(report)) }.value
+            let posted: Void? = await Task { try? await client.post(channel: channel, .object(report)) }.value
             if posted == nil { logger.warning("the job's result could not be posted to its progress channel") }
         }
         do {

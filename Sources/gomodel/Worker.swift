@@ -34,7 +34,9 @@ struct Worker: AsyncParsableCommand {
     static let keyRefusedStatus: Int32 = 77
 
     func run() async throws {
-        var loggingEnvironment = Environment(name: "production", arguments: ["gomodel"])
+        // Info by default (what it takes, finishes, cannot post), unlike the server's notice.
+        let level = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "info"
+        var loggingEnvironment = Environment(name: "production", arguments: ["gomodel", "--log", level])
         try GomodelLogging.bootstrap(from: &loggingEnvironment)
         let configuration = try Startup.configuration(options: options, ignoring: ["RUNPOD_ENDPOINT_ID", "RUNPOD_API_KEY", "RUNPOD_BASE_URL"])
         guard case .s3(let store) = configuration.objectStore else {

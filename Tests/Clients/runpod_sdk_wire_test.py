@@ -6,7 +6,7 @@ Usage: python runpod_sdk_wire_test.py path/to/gomodel   (with .venv-tools/bin/py
 The fake (in process, stdlib) serves GET /v2/ep/job-take/{worker} (the scenario's job once, then 204
 after holding ~1 s), POST /v2/ep/job-done/{worker}/{job} (200 {}; a scripted list of statuses for the
 result posts), GET /v2/ep/job-stop/{worker} (204, or {"jobsToStop": [id]} once, in the stop scenario,
-after a progress post of phase "training") and GET /v2/ep/ping/{worker} (200), and records every request. Each scenario runs once with a
+after a progress post of phase "training" and a ping with the job's id) and GET /v2/ep/ping/{worker} (200), and records every request. Each scenario runs once with a
 runpod-python worker (an async handler: progress_update, a cancellable wait, an output dict) and once
 with `gomodel worker` and the stand-in trainer on a job contract from a real `gomodel serve`:
   i.   take -> progress -> ping with job_id -> result -> idle pings and takes again;
@@ -14,6 +14,7 @@ with `gomodel worker` and the stand-in trainer on a job contract from a real `go
   iii. the result answered 500 then 404: exactly 2 attempts ~2 s apart, and the worker takes jobs again.
 Then the two recordings are compared facet by facet (endpoints, order, methods, paths, query keys and
 values, headers, body shapes); a difference fails the test unless KNOWN_DIFFERENCES explains it.
+About 40 s. WIRE_VERBOSE=1 also prints both recordings of every scenario.
 """
 import fnmatch
 import json
@@ -32,6 +33,8 @@ from support import check, free_port, png, wait_ready
 
 # Differences between runpod-python's worker and ours that are deliberate or harmless, by facet
 # (fnmatch patterns over the facet names printed in the table). Anything else that differs fails.
+# The deliberate ones are in docs/architecture.md (the worker against runpod-python); "[judged]": found by
+# this test and judged harmless here, not (yet) a documented decision.
 KNOWN_DIFFERENCES = {
     "*.header.User-Agent":
         "each client names itself: the SDK sends RunPod-Python-SDK/1.12.0 (…) on its aiohttp session and "
@@ -51,6 +54,13 @@ KNOWN_DIFFERENCES = {
         "is UTF-8 JSON either way.",
     "result.header.charset":
         "the same literal `charset: utf-8` header on the result post.",
+    "*.header.Accept":
+        "[judged] aiohttp and requests add `Accept: */*`; ours sends no Accept, which means the same (RFC 9110 §12.5.1).",
+    "*.header.Accept-Encoding":
+        "[judged] aiohttp (gzip, deflate) and requests (… br, zstd) offer compressed answers; ours offers none, so the "
+        "server answers uncompressed, always allowed. The answers are small JSON.",
+    "ping.header.Connection":
+        "[judged] requests sends `Connection: keep-alive` on pings; ours does not (keep-alive is HTTP/1.1's default).",
     "progress-after-result":
         "SDK race: progress_update posts from a thread of its own, so an update can land after the result "
         "(runpod-python#250); ours sends progress serially and drains it before the result.",
@@ -60,17 +70,19 @@ KNOWN_DIFFERENCES = {
         "the handlers differ: the SDK's test handler returns a fixed dict, ours the training's result "
         "(steps, artifacts, …).",
     "stop.polled-while-idle":
-        "the SDK long-polls job-stop for its whole life; ours polls it only while it runs a job, the only "
-        "time a stop can apply (the SDK ignores ids it does not run).",
+        "[judged] the SDK polls job-stop for its whole life (about once a second here); ours polls it only "
+        "while it runs a job (every 2 s), the only time a stop can apply (the SDK ignores ids it does not run).",
 }
 
 GOMODEL = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else None
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAND_IN = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
 API_KEY = "rp-key"
+# Request headers compared one by one; any other header (but Host) is compared by name (`other-headers`).
+HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "charset", "User-Agent", "Accept", "Accept-Encoding", "Connection")
 
 SDK_WORKER = '''
-import asyncio, os, sys
+import asyncio, os
 import runpod
 
 HOLD = float(os.environ["SDK_HOLD_SECONDS"])
@@ -98,6 +110,15 @@ print("SDK-WORKER: start() returned", flush=True)
 # ---------------------------------------------------------------- the recording fake of RunPod
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A worker killed with a connection open (a held take) is not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Fake:
     """RunPod's worker endpoints for one worker run, recording every request."""
 
@@ -107,6 +128,7 @@ class Fake:
         self.stop_on_progress = stop_on_progress
         self.handed = False
         self.stop_armed = False
+        self.saw_training = self.saw_busy_ping = False
         self.stop_delivered = False
         self.records = []
         self.cond = threading.Condition()
@@ -126,8 +148,7 @@ class Fake:
             def do_POST(self):
                 fake.handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -161,12 +182,21 @@ class Fake:
         record = {
             "t": t_in, "t_out": None, "method": request.command, "path": url.path, "kind": kind,
             "query": urllib.parse.parse_qs(url.query, keep_blank_values=True),
-            "headers": {name: request.headers.get(name) for name in ("Authorization", "Content-Type", "X-Request-ID", "charset", "User-Agent")},
+            "headers": {name: request.headers.get(name) for name in HEADERS},
             "all_headers": list(request.headers.items()), "body": body, "raw": raw.decode(errors="replace"),
             "status": None, "note": "",
         }
         with self.cond:
             self.records.append(record)
+            # The stop scenario stops the job mid-run: once a progress post says it trains (both handlers report
+            # phase "training") and a ping has carried its id.
+            if self.stop_on_progress and not self.stop_armed:
+                if kind == "progress" and isinstance(body.get("output"), dict) and body["output"].get("phase") == "training":
+                    self.saw_training = True
+                if kind == "ping" and record["query"].get("job_id") == [self.job["id"]]:
+                    self.saw_busy_ping = True
+                if self.saw_training and self.saw_busy_ping:
+                    self.stop_armed, record["note"] = True, "stop armed"
             self.cond.notify_all()
 
         status, answer = 200, b"{}"
@@ -179,12 +209,6 @@ class Fake:
             else:
                 self.closing.wait(1.0)
                 status, answer = 204, b""
-        elif kind == "progress":
-            with self.cond:
-                # Mid-run: once a progress post says the job trains (both handlers report phase "training").
-                if self.stop_on_progress and not self.stop_armed and isinstance(body.get("output"), dict) and body["output"].get("phase") == "training":
-                    self.stop_armed = True
-                    record["note"] = "stop armed"
         elif kind == "result":
             with self.cond:
                 if self.result_statuses:
@@ -382,7 +406,7 @@ def compact(records):
     for r in records:
         query = urllib.parse.urlencode([(k, v) for k, vs in r["query"].items() for v in vs])
         xrid = f" [X-Request-ID={r['headers']['X-Request-ID']}]" if r["headers"].get("X-Request-ID") else ""
-        body = f" body={r['raw'][:120]}" if r["raw"] else ""
+        body = f" body={json.dumps(r['body'])[:140]}" if r["raw"] else ""
         note = f" ({r['note']})" if r["note"] else ""
         t_out = f"{r['t_out']:7.3f}" if r["t_out"] is not None else "   ... "
         lines.append(f"  {r['t']:7.3f} {t_out} {r['method']:4} {r['path']}?{query} -> {r['status']}{xrid}{body}{note}")
@@ -418,6 +442,9 @@ def expect(kind, scenario, job_id, records, notes):
         gap = results[1]["t"] - results[0]["t"]
         check(abs(gap - 2.0) <= 0.7, f"{who} (iii): the retry came {gap:.2f} s after the 500 (2 s ± 0.7)")
         check(first(records, "take", after=results[1]["t"]) is not None, f"{who} (iii): takes jobs again after giving the result up")
+    if scenario == "ii":
+        said = "SDK-HANDLER: cancelled" if kind == "sdk" else "job stopped on request"
+        check(said in notes["log"], f"{who} (ii): its log shows the job was stopped ({said!r})")
     check(notes["exit"] == 0, f"{who} ({scenario}): exits 0 on SIGTERM while idle (got {notes['exit']})")
 
 
@@ -482,8 +509,10 @@ def facets(records, job_id, pod):
         out[f"{kind}.query-keys"] = " | ".join(sorted({"&".join(sorted(r["query"])) for r in mine}))
         for key in sorted({k for r in mine for k in r["query"]}):
             out[f"{kind}.query.{key}"] = values(norm(",".join(r["query"][key])) if key in r["query"] else None for r in mine)
-        for header in ("Authorization", "Content-Type", "X-Request-ID", "charset", "User-Agent"):
+        for header in HEADERS:
             out[f"{kind}.header.{header}"] = values(norm(r["headers"].get(header)) for r in mine)
+        compared = {h.lower() for h in HEADERS} | {"host"}
+        out[f"{kind}.other-headers"] = " | ".join(sorted({", ".join(sorted({name.lower() for name, _ in r["all_headers"]} - compared)) or "(none)" for r in mine}))
         out[f"{kind}.body-shape"] = values(shape(r["body"]) for r in mine)
         if kind in ("progress", "result"):
             out[f"{kind}.body-content"] = values(json.dumps(r["body"], sort_keys=True)[:60] for r in mine)
@@ -565,7 +594,10 @@ def job_contracts(work, processes, steps_per_job):
         request = urllib.request.Request(f"{base}/v2/local/job-take/recorder-{n}?job_in_progress=0", headers={"Authorization": key})
         with urllib.request.urlopen(request, timeout=60) as answer:
             check(answer.status == 200, f"the built-in queue hands out job {n} ({steps} steps)")
-            inputs.append(json.load(answer)["input"])
+            contract = json.load(answer)["input"]
+        # A progress channel (ours, with a public URL) would copy each report to the server, off this wire.
+        contract.pop("progress_channel", None)
+        inputs.append(contract)
     gomodel_env = dict(R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],
                        R2_SECRET_ACCESS_KEY=store["secretAccessKey"], GOMODEL_TRAINER_COMMAND=f"python3 {STAND_IN}",
                        STAND_IN_STEP_SECONDS="0.05")
@@ -583,8 +615,8 @@ def main():
         unexplained = []
         try:
             print("job contracts from gomodel serve")
-            # i and iii: 30 steps (a few seconds with the stand-in); ii: long enough to be stopped mid-run.
-            server, gomodel_env, inputs = job_contracts(work, processes, [30, 2000, 30])
+            # i and iii: 40 steps (2 s with the stand-in: pings carry the job's id meanwhile); ii: long enough to be stopped mid-run.
+            server, gomodel_env, inputs = job_contracts(work, processes, [40, 2000, 40])
             for n, scenario in enumerate(SCENARIOS, 1):
                 print(f"\nscenario {scenario}: {SCENARIOS[scenario]}")
                 job = {"id": f"job-{n}-u1", "input": inputs[n - 1]}
