@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import NIOConcurrencyHelpers
 import ObjectStorage
@@ -8,7 +9,14 @@ import TrainerCore
 /// turns its output into progress, uploads checkpoints and samples as they appear, and at the end
 /// the LoRA, the log, the loss curve and the config.
 public struct TrainingHandler: JobHandler {
-    let bucket: S3Client
+    /// Where jobs' files are: one bucket for every job (R2_*), or the built-in store at a server,
+    /// with the key scoped to the job that each job brings (`gomodel worker --server` alone).
+    public enum JobBucket: Sendable {
+        case configured(S3Client)
+        case builtInStore(url: URL, http: HTTPClient, retry: RetryPolicy)
+    }
+
+    let jobBucket: JobBucket
     let workRoot: String
     /// The trainer's words; the config's path is appended (`python run.py`, or the stand-in).
     let trainerCommand: [String]
@@ -24,8 +32,8 @@ public struct TrainingHandler: JobHandler {
     /// How often `loss.csv` is uploaded while training (also at the end).
     public var lossUploadInterval: Duration = .seconds(30)
 
-    public init(bucket: S3Client, workRoot: String, trainerCommand: [String], trainerDirectory: String?, trainerEnvironment: [String: String]) {
-        self.bucket = bucket
+    public init(bucket: JobBucket, workRoot: String, trainerCommand: [String], trainerDirectory: String?, trainerEnvironment: [String: String]) {
+        self.jobBucket = bucket
         self.workRoot = workRoot
         self.trainerCommand = trainerCommand
         self.trainerDirectory = trainerDirectory
@@ -36,6 +44,7 @@ public struct TrainingHandler: JobHandler {
         let started = Date()
         let job: WorkerJob
         do { job = try WorkerJob(input: taken.input) } catch { throw JobFailure("The job's input is not valid: \(error.description)") }
+        let bucket = try self.bucket(for: job, input: taken.input)
         guard job.datasetBucket == bucket.endpoint.bucket, job.outputBucket == bucket.endpoint.bucket else {
             throw JobFailure("This worker writes to bucket '\(bucket.endpoint.bucket)' but the job uses '\(job.datasetBucket)'; give the worker the server's R2_* settings.")
         }
@@ -46,7 +55,7 @@ public struct TrainingHandler: JobHandler {
 
         await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
         _ = try await DatasetSync(bucket: bucket).sync(prefix: job.datasetPrefix, into: workRoot + "/datasets/" + job.datasetID)
-        let restored = try await restore(job, into: outputFolder)
+        let restored = try await restore(job, into: outputFolder, from: bucket)
 
         let configPath = jobFolder + "/config.json"
         try job.config(workRoot: workRoot).rendered().write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -102,6 +111,19 @@ public struct TrainingHandler: JobHandler {
         return .object(result)
     }
 
+    func bucket(for job: WorkerJob, input: JSONValue) throws -> S3Client {
+        switch jobBucket {
+        case .configured(let bucket):
+            return bucket
+        case .builtInStore(let url, let http, let retry):
+            guard let key = WorkerJob.storeKey(in: input) else {
+                throw JobFailure("The job brings no store key (its server does not run the built-in store); give the worker the bucket's R2_* settings.")
+            }
+            let credentials = S3Credentials(accessKeyID: key.accessKeyID, secretAccessKey: Secret(key.secretAccessKey))
+            return S3Client(endpoint: S3Endpoint(url: url, bucket: job.datasetBucket, region: "us-east-1", credentials: credentials), httpClient: http, retry: retry)
+        }
+    }
+
     /// What an earlier attempt left to resume from.
     struct Restored {
         let step: Int
@@ -119,7 +141,7 @@ public struct TrainingHandler: JobHandler {
     /// Earlier attempts' newest checkpoint, the optimizer state saved with it, and their loss
     /// curve. The checkpoint is downloaded last so its ctime is the newest (ai-toolkit resumes
     /// from the newest checkpoint by ctime and loads `optimizer.pt` beside it).
-    func restore(_ job: WorkerJob, into folder: String) async throws -> Restored? {
+    func restore(_ job: WorkerJob, into folder: String, from bucket: S3Client) async throws -> Restored? {
         let saved = try await bucket.listAllObjects(prefix: job.outputPrefix)
         let earlier = Self.earlierArtifacts(job, saved)
         let checkpoints = earlier.compactMap { artifact -> (Int, String)? in

@@ -15,8 +15,9 @@ struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run training jobs on this GPU machine: from RunPod (inside a RunPod worker), or from `gomodel serve`'s built-in queue.",
         discussion: """
-        The bucket comes from R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY (for the \
-        built-in store, take them from `gomodel storage credentials` on the server). The trainer is \
+        The bucket comes from R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY; from a \
+        server running its built-in store, `--server` and `--key` are enough: each job brings a store key \
+        scoped to it (its dataset to read, its outputs to write). The trainer is \
         `python run.py <config>` in AI_TOOLKIT_DIR, or GOMODEL_TRAINER_COMMAND. SIGTERM (or SIGINT) stops the \
         trainer, uploads its newest checkpoint and reports the job as preempted: the server queues it again \
         at once, resuming from that checkpoint. Logs go to standard error (LOG_LEVEL). Exits with status \
@@ -39,8 +40,20 @@ struct Worker: AsyncParsableCommand {
         var loggingEnvironment = Environment(name: "production", arguments: ["gomodel", "--log", level])
         try GomodelLogging.bootstrap(from: &loggingEnvironment)
         let configuration = try Startup.configuration(options: options, ignoring: ["RUNPOD_ENDPOINT_ID", "RUNPOD_API_KEY", "RUNPOD_BASE_URL"])
-        guard case .s3(let store) = configuration.objectStore else {
-            throw ValidationError("The worker needs the bucket: set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY (for the built-in store: `gomodel storage credentials` on the server prints them).")
+        let serverURL = try server.map { text in
+            guard let url = URL(string: text), url.host != nil, ["http", "https"].contains(url.scheme) else { throw ValidationError("--server must be an http(s) address.") }
+            return url
+        }
+        // The bucket's settings, or the server's built-in store with each job's own key.
+        let storeEndpoint: S3Endpoint?
+        switch (configuration.objectStore, serverURL) {
+        case (.s3(let store), _):
+            storeEndpoint = S3Endpoint(url: store.endpoint, bucket: store.bucket, region: store.region,
+                                       credentials: S3Credentials(accessKeyID: store.accessKeyID, secretAccessKey: store.secretAccessKey))
+        case (.builtIn, .some):
+            storeEndpoint = nil
+        case (.builtIn, nil):
+            throw ValidationError("The worker needs the bucket: set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY. (With `--server`, a server running the built-in store gives each job a key of its own.)")
         }
         let command: [String]
         if let words = configuration.worker.trainerCommand {
@@ -53,13 +66,17 @@ struct Worker: AsyncParsableCommand {
         var httpConfiguration = HTTPClient.Configuration()
         httpConfiguration.timeout.connect = .seconds(10)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-        let endpoint = S3Endpoint(url: store.endpoint, bucket: store.bucket, region: store.region,
-                                  credentials: S3Credentials(accessKeyID: store.accessKeyID, secretAccessKey: store.secretAccessKey))
+        // Patient: a refused final upload costs the whole training (8 tries over about 2 minutes).
+        let retry = RetryPolicy(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(30))
+        let bucket: TrainingHandler.JobBucket = if let storeEndpoint {
+            .configured(S3Client(endpoint: storeEndpoint, httpClient: http, retry: retry))
+        } else {
+            .builtInStore(url: serverURL!.appendingPathComponent("s3"), http: http, retry: retry)
+        }
         var environment: [String: String] = [:]
         if let token = configuration.worker.huggingFaceToken { environment["HF_TOKEN"] = token.value }
         let handler = TrainingHandler(
-            // Patient: a refused final upload costs the whole training (8 tries over about 2 minutes).
-            bucket: S3Client(endpoint: endpoint, httpClient: http, retry: RetryPolicy(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(30))),
+            bucket: bucket,
             workRoot: configuration.worker.workDirectory,
             trainerCommand: command, trainerDirectory: configuration.worker.aiToolkitDirectory, trainerEnvironment: environment
         )
@@ -93,7 +110,7 @@ struct Worker: AsyncParsableCommand {
         }
         let endpoints: WorkerEndpoints
         if let server {
-            guard let url = URL(string: server), url.host != nil else { throw ValidationError("--server must be an http(s) address.") }
+            guard let url = URL(string: server) else { throw ValidationError("--server must be an http(s) address.") }
             guard let key = try key.map({ $0 == "-" ? try readLineFromInput(prompt: "Worker key: ") : $0 }) else {
                 throw ValidationError("--key is required with --server (create one with `gomodel workers create-key`).")
             }

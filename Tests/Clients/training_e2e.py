@@ -2,7 +2,8 @@
 `gomodel worker --server` processes and the stand-in trainer, driven by the CLI.
 
 Usage: python training_e2e.py path/to/gomodel
-Checks: train --watch to completion and the LoRA download (a safetensors header); a worker killed
+Checks: train --watch to completion with a worker given only --server and --key, and the LoRA
+download (a safetensors header); a worker killed
 with SIGKILL mid-run, another one finishing the job resumed from a checkpoint; a cancel mid-run
 ending the job cancelled with its last checkpoint still downloadable; SIGTERM stopping a worker
 and its trainer and handing the job back (preempted, queued again at once); `gomodel worker --test-input` with a bad and a good input.
@@ -56,15 +57,17 @@ def main():
             key = cli("workers", "create-key", "--name", "e2e").stdout.strip()
             store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)).stdout)
 
-            def worker_environment(name, step_seconds):
-                worker_env = dict(env, R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],
-                                  R2_SECRET_ACCESS_KEY=store["secretAccessKey"], GOMODEL_TRAINER_COMMAND=f"python3 {STAND_IN}",
+            def worker_environment(name, step_seconds, store_settings=True):
+                worker_env = dict(env, GOMODEL_TRAINER_COMMAND=f"python3 {STAND_IN}",
                                   GOMODEL_WORKDIR=os.path.join(work, "work-" + name), STAND_IN_STEP_SECONDS=str(step_seconds))
+                if store_settings:
+                    worker_env.update(R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],
+                                      R2_SECRET_ACCESS_KEY=store["secretAccessKey"])
                 worker_env.pop("GOMODEL_DATA_DIR")
                 return worker_env
 
-            def start_worker(name, step_seconds):
-                process = subprocess.Popen([GOMODEL, "worker", "--server", base, "--key", key, "--name", name], env=worker_environment(name, step_seconds),
+            def start_worker(name, step_seconds, store_settings=True):
+                process = subprocess.Popen([GOMODEL, "worker", "--server", base, "--key", key, "--name", name], env=worker_environment(name, step_seconds, store_settings),
                                            stdout=open(os.path.join(work, name + ".log"), "w"), stderr=subprocess.STDOUT)
                 workers.append(process)
                 return process
@@ -85,8 +88,8 @@ def main():
             def download(job_id, artifact):
                 return download_artifact(base, token, job_id, artifact)
 
-            print("train --watch with one worker")
-            first = start_worker("box-1", 0.02)
+            print("train --watch with one worker, given nothing but --server and --key (each job brings its own store key)")
+            first = start_worker("box-1", 0.02, store_settings=False)
             watched = cli("train", "--dataset", "pairs", "--steps", "60", "--watch")
             check("Completed." in watched.stdout and "step 60/60" in watched.stdout, "train --watch follows the job to completion")
             job = api("/api/jobs")["jobs"][0]

@@ -13,11 +13,15 @@ import VaporTesting
     static let standIn = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/stand-in-trainer.py").path
 
-    static func handler(_ store: RunningStore, work: String, crashAt: Int? = nil, extra: [String: String] = [:]) -> TrainingHandler {
+    /// With `scopedStoreKeys`, the worker has no store settings: it uses the key each job from the
+    /// built-in queue brings (`gomodel worker --server` alone).
+    static func handler(_ store: RunningStore, work: String, crashAt: Int? = nil, extra: [String: String] = [:], scopedStoreKeys: Bool = false) -> TrainingHandler {
         var environment = extra.merging(["STAND_IN_STEP_SECONDS": "0.01"]) { old, _ in old }
         if let crashAt { environment["STAND_IN_CRASH_AT_STEP"] = String(crashAt) }
+        let bucket: TrainingHandler.JobBucket = scopedStoreKeys
+            ? .builtInStore(url: store.endpoint.url, http: store.http, retry: .default) : .configured(store.client(retry: .default))
         var handler = TrainingHandler(
-            bucket: store.client(retry: .default), workRoot: work, trainerCommand: ["python3", standIn], trainerDirectory: nil, trainerEnvironment: environment
+            bucket: bucket, workRoot: work, trainerCommand: ["python3", standIn], trainerDirectory: nil, trainerEnvironment: environment
         )
         handler.uploadScanInterval = .milliseconds(100)
         return handler
@@ -32,7 +36,8 @@ import VaporTesting
             let prefix = "outputs/\(id.lowercased())/"
 
             // First attempt: the trainer dies at step 25; its checkpoints are kept.
-            try await WorkerRuntime(client: client, handler: Self.handler(setup.store, work: work, crashAt: 25), progressInterval: .milliseconds(50)).run(maximumJobs: 1)
+            // The worker has no store settings: each attempt brings a store key scoped to the job.
+            try await WorkerRuntime(client: client, handler: Self.handler(setup.store, work: work, crashAt: 25, scopedStoreKeys: true), progressInterval: .milliseconds(50)).run(maximumJobs: 1)
             var shown = try await setup.job(id)
             #expect(shown["status"] as? String == "failed", "\(shown)")
             #expect((shown["errorDetail"] as? String)?.contains("stand-in crash requested") == true)
@@ -41,7 +46,7 @@ import VaporTesting
 
             // Retry: the next attempt resumes from step 20 and completes.
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/retry")
-            try await WorkerRuntime(client: client, handler: Self.handler(setup.store, work: work + "-2"), progressInterval: .milliseconds(50)).run(maximumJobs: 1)
+            try await WorkerRuntime(client: client, handler: Self.handler(setup.store, work: work + "-2", scopedStoreKeys: true), progressInterval: .milliseconds(50)).run(maximumJobs: 1)
             shown = try await setup.job(id)
             #expect(shown["status"] as? String == "completed", "\(shown)")
             let kinds = Set((shown["artifacts"] as? [[String: Any]] ?? []).compactMap { $0["kind"] as? String })

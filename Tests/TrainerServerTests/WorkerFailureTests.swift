@@ -84,7 +84,7 @@ import VaporTesting
                 let bucket = S3Client(endpoint: endpoint, httpClient: setup.store.http, retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(10)))
                 let work = Self.work()
                 defer { try? FileManager.default.removeItem(atPath: work) }
-                var handler = TrainingHandler(bucket: bucket, workRoot: work, trainerCommand: ["python3", TrainingHandlerTests.standIn], trainerDirectory: nil, trainerEnvironment: ["STAND_IN_STEP_SECONDS": "0.01"])
+                var handler = TrainingHandler(bucket: .configured(bucket), workRoot: work, trainerCommand: ["python3", TrainingHandlerTests.standIn], trainerDirectory: nil, trainerEnvironment: ["STAND_IN_STEP_SECONDS": "0.01"])
                 handler.uploadScanInterval = .milliseconds(100)
                 try await WorkerRuntime(client: client, handler: handler, progressInterval: .milliseconds(50)).run(maximumJobs: 1)
                 let shown = try await setup.job(id)

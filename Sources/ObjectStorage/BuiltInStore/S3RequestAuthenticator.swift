@@ -22,6 +22,8 @@ public struct S3RequestAuthenticator: Sendable {
         public let signer: SigV4Signer
         public let timestamp: String
         public let seedSignature: String
+        /// Nil for the admin key pair (everything); a scoped key's reach otherwise (`ScopedStoreKey`).
+        public let scope: StoreScope?
     }
 
     public func verify(method: String, path: String, query: String, headers: [(name: String, value: String)], now: Date) throws(S3StoreError) -> Verified {
@@ -66,7 +68,7 @@ public struct S3RequestAuthenticator: Sendable {
         return try check(
             signature, credential: credential, timestamp: timestamp, request: request,
             signedHeaders: signedHeaderList.split(separator: ";").map(String.init), payloadHash: payloadHash,
-            mustBeSigned: headers.map { $0.name.lowercased() }.filter { $0.hasPrefix("x-amz-") }
+            mustBeSigned: headers.map { $0.name.lowercased() }.filter { $0.hasPrefix("x-amz-") }, now: now
         )
     }
 
@@ -96,33 +98,41 @@ public struct S3RequestAuthenticator: Sendable {
             // Presigned URLs are handed to other people: an unsigned x-amz-copy-source or
             // x-amz-meta-* would let them turn an upload URL into a copy of someone else's object.
             // (The payload hash of a presigned request comes from its query, never the header.)
-            mustBeSigned: headers.map { $0.name.lowercased() }.filter { $0.hasPrefix("x-amz-") && $0 != "x-amz-content-sha256" }
+            mustBeSigned: headers.map { $0.name.lowercased() }.filter { $0.hasPrefix("x-amz-") && $0 != "x-amz-content-sha256" }, now: now
         )
     }
 
     /// Recomputes the signature for the request as received and compares it with the client's.
     private func check(
         _ signature: String, credential: String, timestamp: String, request: SigV4Signer.Request, signedHeaders: [String],
-        payloadHash: String, mustBeSigned: [String]
+        payloadHash: String, mustBeSigned: [String], now: Date
     ) throws(S3StoreError) -> Verified {
-        let signer = try signer(forCredential: credential, timestamp: timestamp)
+        let (signer, scope) = try signer(forCredential: credential, timestamp: timestamp, now: now)
         guard signedHeaders.contains("host") else { throw .signatureDoesNotMatch }
         if let unsigned = mustBeSigned.first(where: { !signedHeaders.contains($0) }) {
             throw S3StoreError(status: 403, code: "AccessDenied", message: "The header \(unsigned) must be signed.")
         }
         let expected = signer.signature(canonicalRequest: signer.canonicalRequest(request, signedHeaders: signedHeaders, payloadHash: payloadHash), timestamp: timestamp)
         guard constantTimeEquals(expected, signature) else { throw .signatureDoesNotMatch }
-        return Verified(payloadHash: payloadHash, signer: signer, timestamp: timestamp, seedSignature: signature)
+        return Verified(payloadHash: payloadHash, signer: signer, timestamp: timestamp, seedSignature: signature, scope: scope)
     }
 
-    /// `AKID/yyyyMMdd/region/s3/aws4_request` → a signer for that scope, if the key is ours.
-    private func signer(forCredential credential: String, timestamp: String) throws(S3StoreError) -> SigV4Signer {
+    /// `AKID/yyyyMMdd/region/s3/aws4_request` → a signer for that scope, if the key is ours: the
+    /// admin pair, or a scoped key derived from it (which must not have expired).
+    private func signer(forCredential credential: String, timestamp: String, now: Date) throws(S3StoreError) -> (SigV4Signer, StoreScope?) {
         let parts = credential.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 5, parts[3] == "s3", parts[4] == "aws4_request" else {
             throw S3StoreError(status: 400, code: "AuthorizationHeaderMalformed", message: "The credential must be <access key id>/<yyyyMMdd>/<region>/s3/aws4_request.")
         }
-        guard constantTimeEquals(parts[0], credentials.accessKeyID) else { throw .invalidAccessKeyID }
         guard parts[1] == String(timestamp.prefix(8)) else { throw .signatureDoesNotMatch }
-        return SigV4Signer(credentials: credentials, region: parts[2], service: "s3")
+        if constantTimeEquals(parts[0], credentials.accessKeyID) {
+            return (SigV4Signer(credentials: credentials, region: parts[2], service: "s3"), nil)
+        }
+        guard let scope = ScopedStoreKey.scope(ofAccessKeyID: parts[0]) else { throw .invalidAccessKeyID }
+        guard now < scope.expires else {
+            throw S3StoreError(status: 403, code: "ExpiredToken", message: "This job's store key has expired; the worker gets a new one with its next job.")
+        }
+        let derived = S3Credentials(accessKeyID: parts[0], secretAccessKey: ScopedStoreKey.secret(forAccessKeyID: parts[0], admin: credentials))
+        return (SigV4Signer(credentials: derived, region: parts[2], service: "s3"), scope)
     }
 }

@@ -16,6 +16,9 @@ public struct S3StoreError: Error, Sendable, Equatable {
     public static func noSuchBucket(_ bucket: String) -> Self { .init(status: 404, code: "NoSuchBucket", message: "The bucket '\(bucket)' does not exist.") }
     public static let accessDenied = Self(status: 403, code: "AccessDenied", message: "Access Denied: sign the request with SigV4 (Authorization header or a presigned URL).")
     public static let expired = Self(status: 403, code: "AccessDenied", message: "Request has expired.")
+    public static func outOfScope(_ what: String) -> Self {
+        .init(status: 403, code: "AccessDenied", message: "This key may not \(what): it is scoped to one job's dataset (read) and outputs (read and write).")
+    }
     public static let signatureDoesNotMatch = Self(status: 403, code: "SignatureDoesNotMatch", message: "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
     public static let invalidAccessKeyID = Self(status: 403, code: "InvalidAccessKeyId", message: "The access key id you provided does not exist in our records; see `gomodel storage credentials`.")
     public static let requestTimeTooSkewed = Self(status: 403, code: "RequestTimeTooSkewed", message: "The difference between the request time and the server's time is too large.")

@@ -10,6 +10,19 @@ public struct WorkerJob: Sendable, Equatable {
         input[progressChannelKey]?["url"]?.stringValue
     }
 
+    /// Optional in the input from the built-in queue of a server with the built-in store:
+    /// `{"access_key_id", "secret_access_key"}`, a key of that store scoped to this job (read its
+    /// dataset, read and write its outputs), for a worker that has no store settings of its own.
+    public static let storeKeyKey = "store_key"
+
+    public static func storeKey(in input: JSONValue) -> (accessKeyID: String, secretAccessKey: String)? {
+        guard let id = input[storeKeyKey]?["access_key_id"]?.stringValue, let secret = input[storeKeyKey]?["secret_access_key"]?.stringValue else { return nil }
+        return (id, secret)
+    }
+
+    /// Where a dataset's files are in the bucket (DESIGN §4).
+    public static func datasetPrefix(_ datasetID: String) -> String { "datasets/\(datasetID)/" }
+
     public let trainerJobID: String
     public let attempt: Int
     public let jobConfig: JSONValue

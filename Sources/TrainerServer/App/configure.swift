@@ -55,7 +55,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         app.storage[JobRunnerKey.self] = runner
         if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "job runner", wakeup: wakeup) { try await runner.tick(on: $0) }) }
     } else {
-        let queue = BuiltInQueue(jobs: jobs, bucket: bucket.name, now: dependencies.now)
+        let queue = BuiltInQueue(jobs: jobs, bucket: bucket.name, storeCredentials: builtInStore?.1, now: dependencies.now)
         app.storage[BuiltInQueueKey.self] = queue
         WorkerQueueController(queue: queue, longPoll: dependencies.jobTakeWait).register(app)
         if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "built-in queue", wakeup: Wakeup()) { try await queue.reclaimLost(on: $0); return false }) }

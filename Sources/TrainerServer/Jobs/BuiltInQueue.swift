@@ -1,5 +1,6 @@
 import Fluent
 import Foundation
+import ObjectStorage
 import RunPod
 import SQLKit
 import TrainerCore
@@ -15,7 +16,12 @@ import TrainerCore
 struct BuiltInQueue: Sendable {
     let jobs: JobService
     let bucket: String
+    /// The built-in store's admin pair, when the server runs it: each job then brings store keys
+    /// scoped to it, so a worker needs no store settings and never holds this pair.
+    let storeCredentials: S3Credentials?
     let now: @Sendable () -> Date
+    /// How long a job's store key lasts (each take makes a new one).
+    static let storeKeyLifetime: TimeInterval = 7 * 86_400
     /// A worker that has not pinged for this long has lost its job (RunPod's default ping is 10 s).
     var leaseSeconds: TimeInterval = 60
     static let maximumAttempts = 3
@@ -45,7 +51,15 @@ struct BuiltInQueue: Sendable {
             job.runnerStatus = "IN_PROGRESS"
             let taken = jobs.transition(job, to: .running, at: time, message: "Worker \(worker) took it (attempt \(job.attempt)).")
             guard try await jobs.commit(job, from: .queued, events: [taken], condition: "lease_owner = \(bind: "worker:" + worker)", on: db) else { continue }
-            return (runnerID, try jobs.input(for: job, bucket: bucket))
+            var input = try jobs.input(for: job, bucket: bucket)
+            if let storeCredentials, case .object(var fields) = input {
+                let scope = StoreScope(readPrefixes: [WorkerJob.datasetPrefix(job.datasetID.uuidString.lowercased())], writePrefixes: [job.outputPrefix],
+                                       expires: time.addingTimeInterval(Self.storeKeyLifetime))
+                let key = ScopedStoreKey.make(scope, admin: storeCredentials)
+                fields.append((WorkerJob.storeKeyKey, ["access_key_id": .string(key.accessKeyID), "secret_access_key": .string(key.secretAccessKey.value)]))
+                input = .object(fields)
+            }
+            return (runnerID, input)
         }
         return nil
     }

@@ -145,7 +145,7 @@ struct JobService: Sendable {
             ("trainer_job_id", .string(job.id!.uuidString.lowercased())),
             ("attempt", .int(job.attempt)),
             ("job_config", config),
-            ("r2_dataset", ["datasetId": .string(datasetID), "bucket": .string(bucket), "prefix": .string("datasets/\(datasetID)/")]),
+            ("r2_dataset", ["datasetId": .string(datasetID), "bucket": .string(bucket), "prefix": .string(WorkerJob.datasetPrefix(datasetID))]),
             ("output", ["bucket": .string(bucket), "prefix": .string(job.outputPrefix)]),
         ]
         if let progressChannel { input.append((WorkerJob.progressChannelKey, ["url": .string(progressChannel.absoluteString)])) }

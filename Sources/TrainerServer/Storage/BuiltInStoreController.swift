@@ -70,6 +70,10 @@ struct BuiltInStoreController: Sendable {
         if key.isEmpty {
             return try await bucketOperation(request, bucket: bucket, query: query, verified: verified)
         }
+        if let scope = verified.scope {
+            let reads = (request.method == .GET || request.method == .HEAD) && query["uploadId"] == nil
+            guard reads ? scope.mayRead(key) : scope.mayWrite(key) else { throw S3StoreError.outOfScope((reads ? "read " : "write ") + key) }
+        }
         switch request.method {
         case .GET where query["uploadId"] != nil:
             let parts = try await store.listParts(bucket: bucket, key: key, uploadID: query["uploadId"]!)
@@ -91,6 +95,7 @@ struct BuiltInStoreController: Sendable {
             let trimmed = source.hasPrefix("/") ? String(source.dropFirst()) : source
             let parts = trimmed.split(separator: "/", maxSplits: 1)
             guard parts.count == 2 else { throw S3StoreError.invalidArgument("x-amz-copy-source must be /bucket/key.") }
+            if let scope = verified.scope, !scope.mayRead(String(parts[1])) { throw S3StoreError.outOfScope("read " + parts[1]) }
             try store.checkBucket(String(parts[0]))
             let stored = try await store.copyObject(bucket: bucket, from: String(parts[1]), to: key)
             return xml(S3XML.copyResult(stored))
@@ -134,6 +139,7 @@ struct BuiltInStoreController: Sendable {
         case .GET where query["uploads"] != nil:
             throw S3StoreError.notImplemented("Listing multipart uploads")
         case .GET:
+            if let scope = verified.scope, !scope.mayRead(query["prefix"] ?? "") { throw S3StoreError.outOfScope("list '\(query["prefix"] ?? "")'") }
             let isV2 = query["list-type"] == "2"
             let maxKeys = query["max-keys"].flatMap(Int.init) ?? 1000
             let startAfter = isV2 ? (query["continuation-token"].flatMap(S3XML.decodeToken) ?? query["start-after"]) : query["marker"]
@@ -144,6 +150,7 @@ struct BuiltInStoreController: Sendable {
                 : S3XML.listV1(bucket: bucket, query: query, listing: listing, maxKeys: maxKeys, urlEncode: encodeKeys))
         case .POST where query["delete"] != nil:
             let (keys, quiet) = try S3XML.parseDelete(try await collect(request, limit: 2 << 20, verified: verified))
+            if let scope = verified.scope, let outside = keys.first(where: { !scope.mayWrite($0) }) { throw S3StoreError.outOfScope("delete " + outside) }
             var deleted: [String] = []
             var failed: [(String, S3StoreError)] = []
             for key in keys {
