@@ -230,8 +230,11 @@ public struct WorkerRuntime: Sendable {
         }
         do {
             try await Task { try await client.finish(jobID: job.id, output: body.output, error: body.error) }.value
-            logger.info(body.error == nil ? (Task.isCancelled ? "job preempted; reported for a resume elsewhere" : "job finished") : "job failed",
-                        metadata: body.error.map { ["error": "\(JobError.headline($0))"] } ?? [:])
+            switch ending {
+            case .finished: logger.info("job finished")
+            case .failed(let failure): logger.info("job failed", metadata: ["error": "\(failure.message)"])
+            case .preempted: logger.info("job preempted; reported for a resume elsewhere")
+            }
         } catch {
             // Logged, and the worker goes on: the job's lease runs out and the queue takes it back.
             logger.error("the job's result could not be posted", metadata: ["error": "\(error)"])
