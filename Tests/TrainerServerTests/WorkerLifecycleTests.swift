@@ -37,7 +37,16 @@ import TrainerCore
             environment["RUNPOD_PING_INTERVAL"] = "1000"
             let client = WorkerProtocolClient(endpoints: try .fromRunPod(environment: environment), http: setup.store.http)
             let log = CapturedLog()
-            let handler = Scripted { _, _ in ["steps": 100, "artifacts": []] }
+            let fake = setup.fake
+            // Each job ends once a ping has named it (the heartbeat carries the running job's id).
+            let handler = Scripted { job, _ in
+                let deadline = ContinuousClock.now + .seconds(10)
+                while !fake.pings.contains(where: { $0.contains("job_id=\(job.id)") }) {
+                    guard ContinuousClock.now < deadline else { throw JobFailure("no ping named the job within 10 s") }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return ["steps": 100, "artifacts": []]
+            }
             let worker = Task { try await WorkerRuntime(client: client, handler: handler, logger: log.logger).run(maximumJobs: 2) }
             defer { worker.cancel() }
 
@@ -59,7 +68,8 @@ import TrainerCore
             let shown = try await RunPodWorkerTests.track(&setup, second) { $0["status"] as? String == "completed" }
             #expect(shown["status"] as? String == "completed")
             try await worker.value
-            #expect(try await setup.job(first)["status"] as? String == "completed", "its result reached the server through the progress channel although RunPod refused it")
+            let firstShown = try await setup.job(first)
+            #expect(firstShown["status"] as? String == "completed", "its result reached the server through the progress channel although RunPod refused it: \(firstShown)")
         }
     }
 

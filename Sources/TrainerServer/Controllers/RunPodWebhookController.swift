@@ -31,7 +31,7 @@ struct RunPodWebhookController: Sendable {
         }
         guard !job.status.isFinal else { return Response(status: .noContent) }
         let report = JobService.workerReport(body, runnerID: job.runPodJobID ?? "", cancelRequested: job.cancelRequested)
-        try await jobs.apply(report, to: job, on: request.db)
+        try await jobs.applyDeliveredOnce(report, to: job, on: request.db)
         if !job.status.isFinal, job.progressDigest != nil {
             // Only the poll time: the rest of the row may have changed since it was read.
             try await (request.db as! any SQLDatabase).raw("""
@@ -58,7 +58,7 @@ struct RunPodWebhookController: Sendable {
             // Another attempt's job: nothing to do, but RunPod must stop retrying.
             return Response(status: .ok)
         }
-        if !(try await jobs.apply(report, to: job, on: request.db)) { try await job.save(on: request.db) }
+        if !(try await jobs.applyDeliveredOnce(report, to: job, on: request.db)) { try await job.save(on: request.db) }
         return Response(status: .ok)
     }
 

@@ -227,6 +227,21 @@ struct JobService: Sendable {
         return try await commit(job, from: previous, events: events, on: db)
     }
 
+    /// `apply` for a report that arrives once (a worker's channel post, RunPod's webhook): when
+    /// another writer changed the job meanwhile (the submission recording its RunPod id, a poll)
+    /// and so won the commit, the report is applied again to the job as it now is, instead of
+    /// being dropped. Returns whether the job changed.
+    @discardableResult
+    func applyDeliveredOnce(_ report: RunPodJob, to job: Job, on db: any Database) async throws -> Bool {
+        for _ in 0..<3 {
+            let read = (job.status, job.updatedAt)
+            if try await apply(report, to: job, on: db) { return true }
+            // Unchanged since it was read: the report had nothing new.
+            if (job.status, job.updatedAt) == read || job.status.isFinal { return false }
+        }
+        return false
+    }
+
     /// A job whose worker was shut down mid-run (SIGTERM) and reported what it had saved: queued
     /// again at once as its next attempt, resuming from that checkpoint, without counting as a
     /// failed attempt; a cancel asked for meanwhile ends it instead.
