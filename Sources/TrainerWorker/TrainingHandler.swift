@@ -281,7 +281,10 @@ final class TrainingRun: Sendable {
             case .checkpointSaved(let file):
                 let saved = job.artifact(forOutputFile: file)
                 state.lastSavedStep = saved?.kind == .checkpoint ? saved?.step : nil
-                if state.lastSavedStep != nil { uploads.markComplete(file) }
+                if let step = state.lastSavedStep {
+                    state.curve.settle(before: step)
+                    uploads.markComplete(file)
+                }
                 return nil
             case .optimizerSaved:
                 snapshotStep = state.lastSavedStep

@@ -54,6 +54,22 @@ import TrainerCore
         #expect(resumed.points.map(\.loss) == [5, 4, 9, 8])
     }
 
+    /// Seen with the real trainer in CI: the redraw moving the count to 40 was skipped, the
+    /// worker was killed after saving step 40, and the resumed curve lacked step 39.
+    @Test func aSavedCheckpointSettlesTheStepBeforeIt() {
+        var curve = LossCurve()
+        for (count, loss) in [(38, 3.0), (39, 3.0), (39, 2.0) /* update to 40 skipped, then the save */] { curve.observe(count: count, loss: loss) }
+        #expect(curve.points.map(\.step) == [38])
+        curve.settle(before: 40)
+        #expect(curve.points == [.init(step: 38, loss: 3), .init(step: 39, loss: 2)])
+        // Training goes on as before: the same point is not added twice.
+        for (count, loss) in [(40, 2.0), (40, 1.5), (41, 1.5)] { curve.observe(count: count, loss: loss) }
+        #expect(curve.points.map(\.step) == [38, 39, 40])
+        // A save that finds the step before it settled already changes nothing.
+        curve.settle(before: 41)
+        #expect(curve.points.map(\.step) == [38, 39, 40])
+    }
+
     @Test func redrawsAndChunksSplitIntoLines() {
         var pending = ""
         #expect(TrainerLog.lines(appending: "gm_x:   1%| | 1/100 [00:01<", to: &pending).isEmpty)

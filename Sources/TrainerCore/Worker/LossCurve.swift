@@ -36,6 +36,15 @@ public struct LossCurve: Sendable, Equatable {
         return drawn
     }
 
+    /// ai-toolkit saved a checkpoint at `step`: every step before it is done, so the one still
+    /// drawn (its `update` redraw skipped) is settled. Without this, `loss.csv` uploaded with the
+    /// checkpoint lacks the step before it, and a resume from that checkpoint never gets it back.
+    public mutating func settle(before step: Int) {
+        guard let drawn, drawn.step < step else { return }
+        points.removeAll { $0.step >= drawn.step }
+        points.append(drawn)
+    }
+
     /// `loss.csv` as the job page and the bucket keep it.
     public var csv: String {
         "step,loss\n" + points.map { "\($0.step),\($0.loss)\n" }.joined()
