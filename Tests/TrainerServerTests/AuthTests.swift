@@ -31,6 +31,23 @@ import VaporTesting
         }
     }
 
+    /// Found by a black-box run: 20 concurrent sign-ups on a fresh server made 8 administrators.
+    @Test func concurrentFirstSignUpsMakeExactlyOneAdministrator() async throws {
+        try await withTestApp { app in
+            let accounts = AccountService(now: { Date() }, bcryptCost: 4)
+            let created = try await withThrowingTaskGroup(of: User.self) { group in
+                for index in 0..<50 {
+                    group.addTask { try await accounts.signUp(email: "user\(index)@example.com", password: "correct horse battery", inviteCode: nil, policy: .open, on: app.db) }
+                }
+                return try await group.reduce(into: [User]()) { $0.append($1) }
+            }
+            #expect(created.count == 50)
+            let admins = try await User.query(on: app.db).filter(\.$isAdmin == true).all()
+            #expect(admins.count == 1, "\(admins.map(\.email))")
+            #expect(created.filter(\.isAdmin).map(\.email) == admins.map(\.email), "the one told it is the one stored")
+        }
+    }
+
     @Test func passwordsAreStoredAsBcryptHashes() async throws {
         try await withTestApp { app in
             var ada = APIClient(app)

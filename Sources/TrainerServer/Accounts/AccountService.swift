@@ -16,7 +16,9 @@ struct AccountService: Sendable {
 
     // MARK: Users
 
-    /// Creates an account. `admin: nil` makes the very first account an admin.
+    /// Creates an account. `admin: nil` makes the very first account an admin: among accounts made
+    /// while there was none, the one that claims the single `first_administrator` row (a primary
+    /// key, so concurrent sign-ups on a fresh server make exactly one).
     func createUser(email rawEmail: String, password: String, admin: Bool?, on db: any Database) async throws -> User {
         guard let email = AccountRules.normalizedEmail(rawEmail) else {
             throw APIError.badRequest("invalid_email", "'\(rawEmail)' is not an e-mail address.")
@@ -27,10 +29,19 @@ struct AccountService: Sendable {
         if try await User.query(on: db).filter(\.$email == email).first() != nil {
             throw APIError.conflict("email_taken", "An account with this e-mail address exists already; log in instead.")
         }
-        let isAdmin: Bool
-        if let admin { isAdmin = admin } else { isAdmin = try await User.query(on: db).count() == 0 }
-        let user = User(email: email, passwordHash: try await hash(password), isAdmin: isAdmin)
+        var mayBeFirst = false
+        if admin == nil { mayBeFirst = try await User.query(on: db).count() == 0 }
+        let user = User(email: email, passwordHash: try await hash(password), isAdmin: admin ?? false)
         try await user.create(on: db)
+        if mayBeFirst {
+            let claimed = try await (db as! any SQLDatabase).raw("""
+                INSERT INTO first_administrator (id, user_id) VALUES (1, \(bind: try user.requireID())) ON CONFLICT DO NOTHING RETURNING id
+                """).all()
+            if claimed.count == 1 {
+                user.isAdmin = true
+                try await user.save(on: db)
+            }
+        }
         return user
     }
 

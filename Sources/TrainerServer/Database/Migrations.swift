@@ -13,5 +13,6 @@ public enum Migrations {
         M0007CreateJobs(),
         M0008CreateWorkerKeys(),
         M0009AddJobWorkerReports(),
+        M0010CreateFirstAdministrator(),
     ]
 }
