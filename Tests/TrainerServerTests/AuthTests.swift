@@ -1,5 +1,6 @@
 import Fluent
 import Foundation
+import SQLKit
 import Testing
 @testable import TrainerServer
 import VaporTesting
@@ -45,6 +46,42 @@ import VaporTesting
             let admins = try await User.query(on: app.db).filter(\.$isAdmin == true).all()
             #expect(admins.count == 1, "\(admins.map(\.email))")
             #expect(created.filter(\.isAdmin).map(\.email) == admins.map(\.email), "the one told it is the one stored")
+        }
+    }
+
+    /// Found by a black-box run: parallel sign-ups with one invite gave 500s (`database is locked`).
+    @Test func parallelSignUpsWithOneInviteGiveOneAccountAndCleanRefusals() async throws {
+        try await withTestApp(environment: ["GOMODEL_SIGNUP": "invite"]) { app in
+            let accounts = AccountService(now: { Date() }, bcryptCost: 4)
+            let admin = try await accounts.createUser(email: "admin@example.com", password: "correct horse battery", admin: true, on: app.db)
+            let (code, _) = try await accounts.createInvite(by: admin, on: app.db)
+            let answers = try await withThrowingTaskGroup(of: (UInt, String?).self) { group in
+                for index in 0..<10 {
+                    group.addTask {
+                        do {
+                            _ = try await accounts.signUp(email: "user\(index)@example.com", password: "correct horse battery", inviteCode: code, policy: .invite, on: app.db)
+                            return (201, nil)
+                        } catch {
+                            let answer = APIErrorMiddleware.apiError(for: error)
+                            return (answer.status.code, answer.headers.first(name: .retryAfter))
+                        }
+                    }
+                }
+                return try await group.reduce(into: [(UInt, String?)]()) { $0.append($1) }
+            }
+            #expect(answers.filter { $0.0 == 201 }.count == 1, "\(answers)")
+            #expect(answers.allSatisfy { [201, 403, 503].contains($0.0) }, "refused, or asked to retry; never a 500: \(answers)")
+            #expect(answers.filter { $0.0 == 503 }.allSatisfy { $0.1 != nil }, "a busy database says when to retry: \(answers)")
+            #expect(try await User.query(on: app.db).count() == 2)
+        }
+    }
+
+    /// SQLite keeps readers and the writer apart (write-ahead log).
+    @Test func sqliteRunsWithAWriteAheadLog() async throws {
+        try await withTestApp { app in
+            guard let sql = app.db as? any SQLDatabase, sql.dialect.name == "sqlite" else { return }
+            let mode = try await sql.raw("PRAGMA journal_mode").first()?.decode(column: "journal_mode", as: String.self)
+            #expect(mode == "wal")
         }
     }
 

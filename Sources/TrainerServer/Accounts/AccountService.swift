@@ -153,22 +153,23 @@ struct AccountService: Sendable {
         return (code, invite)
     }
 
+    /// A conditional update first, so two sign-ups racing for one invite cannot both win, and
+    /// the transaction starts by writing: on SQLite, one that read first and then tried to write
+    /// while another wrote would fail with "database is locked" instead of waiting its turn.
     private func redeemInvite(_ code: String, on db: any Database) async throws {
-        guard let invite = try await Invite.query(on: db).filter(\.$codeHash == OpaqueToken.digest(code)).first(),
-              invite.usedAt == nil, invite.expiresAt > now()
-        else {
-            throw APIError.forbidden("invalid_invite", "This invite code is unknown, used or expired; ask an administrator for a new one.")
-        }
-        // A conditional update, so two sign-ups racing for one invite cannot both win.
+        let time = now()
         let claimed = try await (db as! any SQLDatabase).update(Invite.schema)
-            .set("used_at", to: now())
-            .where("id", .equal, invite.id!)
+            .set("used_at", to: time)
+            .where("code_hash", .equal, OpaqueToken.digest(code))
             .where("used_at", .is, SQLLiteral.null)
+            .where("expires_at", .greaterThan, time)
             .returning("id")
             .all()
-        guard !claimed.isEmpty else {
-            throw APIError.forbidden("invalid_invite", "This invite code has just been used; ask an administrator for a new one.")
-        }
+        guard claimed.isEmpty else { return }
+        let invite = try await Invite.query(on: db).filter(\.$codeHash == OpaqueToken.digest(code)).first()
+        throw APIError.forbidden("invalid_invite", invite?.usedAt != nil
+            ? "This invite code has been used; ask an administrator for a new one."
+            : "This invite code is unknown or expired; ask an administrator for a new one.")
     }
 
     // MARK: Passwords

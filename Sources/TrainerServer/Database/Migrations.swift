@@ -14,5 +14,6 @@ public enum Migrations {
         M0008CreateWorkerKeys(),
         M0009AddJobWorkerReports(),
         M0010CreateFirstAdministrator(),
+        M0011SQLiteWriteAheadLog(),
     ]
 }

@@ -1,4 +1,5 @@
 import Fluent
+import SQLiteNIO
 import Vapor
 
 /// Turns every error into the API's JSON error shape. Anything not caused by the request
@@ -27,6 +28,10 @@ struct APIErrorMiddleware: AsyncMiddleware {
         switch error {
         case let error as APIError:
             return error
+        case let error as SQLiteError where [.busy, .locked, .busyTimeout, .busyInSnapshot, .busyInRecovery].contains(error.reason):
+            // SQLite could not take its lock in time: a moment later it will.
+            return APIError(status: .serviceUnavailable, code: "database_busy", message: "The database is busy; retry in a second.",
+                            headers: ["Retry-After": "1"])
         case let error as DatabaseError where error.isConstraintFailure:
             return .conflict("conflict", "The request conflicts with data that changed meanwhile; fetch it again and retry.")
         case let error as any AbortError where error.status != .internalServerError:
