@@ -38,6 +38,19 @@ import TrainerCore
         #expect(!message.contains("\u{0}"))
     }
 
+    /// Found by a black-box run: a right-to-left override (U+202E) made "cat\u{202E}gnp.exe" show
+    /// as "catexe.png". Bidirectional, zero-width and other invisible characters are refused, named.
+    @Test(arguments: ["target/cat\u{202E}gnp.png", "target/c\u{200B}at.png", "target/\u{FEFF}cat.png", "control/dog\u{2066}.png", "target/cat\u{2028}.png"])
+    func invisibleCharactersInFileNamesAreRefused(path: String) {
+        guard case .refused(let message) = DatasetLayout.place(path) else { Issue.record("\(path) was accepted"); return }
+        let hidden = path.unicodeScalars.first { $0.value > 0x7f }!
+        #expect(message.contains(HiddenCharacters.name(hidden)) && !message.unicodeScalars.contains(hidden), "\(message)")
+    }
+
+    @Test func visibleUnicodeNamesStayAllowed() {
+        #expect(key("target/café_日本語_😀.png") == "target/café_日本語_😀.png")
+    }
+
     @Test func refusalsSayWhatToDo() {
         guard case .refused(let loose) = DatasetLayout.place("cat.png") else { Issue.record("a loose image was placed"); return }
         #expect(loose.contains("control/"))

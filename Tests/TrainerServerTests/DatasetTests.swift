@@ -157,7 +157,7 @@ import VaporTesting
             #expect(response.status == .badRequest && response.errorCode == "invalid_paths")
             let details = try #require((try response.json["error"] as? [String: Any])?["details"] as? [[String: String]])
             #expect(details.map { $0["path"] } == ["../target/x.png", "/etc/target/x.png", "target/be\u{7}ll.png", "target/notes.md", "output/x.png"])
-            #expect(details[2]["reason"]?.contains("control character") == true)
+            #expect(details[2]["reason"]?.contains("invisible character (U+0007)") == true)
             #expect(details[4]["reason"]?.contains("target/x.png") == true)
             // Nothing was signed, not even the good file.
             let completed = try await user.complete(id, ["control/ok.png"])
@@ -366,6 +366,10 @@ import VaporTesting
             #expect(empty.status == .badRequest && empty.errorCode == "invalid_name")
             let control = try await user.client.send(.POST, "/api/datasets", body: #"{"name": "a\u0007b"}"#)
             #expect(control.status == .badRequest && control.errorCode == "invalid_name")
+            // A right-to-left override would show "pairs\u{202E}lanif" as "pairsfinal".
+            let bidi = try await user.client.send(.POST, "/api/datasets", body: #"{"name": "pairs\u202Elanif"}"#)
+            #expect(bidi.status == .badRequest && bidi.errorCode == "invalid_name")
+            _ = try await user.createDataset("café 日本語 😀")
             // Another user may use the same name.
             var bob = try await User(store, email: "bob@example.com")
             _ = try await bob.createDataset("pairs")

@@ -55,8 +55,8 @@ public enum DatasetLayout {
 
     public static func place(_ rawPath: String) -> Outcome {
         let path = rawPath.replacingAll("\\", with: "/")
-        if path.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
-            return .refused("'\(visible(rawPath))' contains a control character; rename the file.")
+        if let hidden = HiddenCharacters.first(in: path) {
+            return .refused("'\(visible(rawPath))' contains an invisible character (\(HiddenCharacters.name(hidden))) that could disguise its name; rename the file.")
         }
         if path.hasPrefix("/") || (path.count > 1 && Array(path)[1] == ":") {
             return .refused("'\(rawPath)' is an absolute path; upload paths relative to the dataset folder.")
@@ -139,7 +139,7 @@ public enum DatasetLayout {
     }
 
     private static func visible(_ text: String) -> String {
-        String(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "?" : Character($0) })
+        String(text.unicodeScalars.map { HiddenCharacters.first(in: String($0)) != nil ? "?" : Character($0) })
     }
 }
 

@@ -118,8 +118,8 @@ struct AccountService: Sendable {
     /// Creates a token and returns its value (shown only here).
     func issueToken(for user: User, name: String, on db: any Database) async throws -> (value: String, token: APIToken) {
         let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, trimmed.count <= 100 else {
-            throw APIError.badRequest("invalid_name", "Give the token a name of 1 to 100 characters, e.g. 'laptop CLI'.")
+        guard !trimmed.isEmpty, trimmed.count <= 100, HiddenCharacters.first(in: trimmed) == nil else {
+            throw APIError.badRequest("invalid_name", "Give the token a name of 1 to 100 visible characters, e.g. 'laptop CLI'.")
         }
         let value = OpaqueToken.generate(prefix: "gm_")
         let token = APIToken(

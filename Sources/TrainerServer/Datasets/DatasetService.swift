@@ -356,8 +356,8 @@ struct DatasetService: Sendable {
 
     static func checkedName(_ raw: String) throws -> String {
         let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty, name.count <= maximumNameLength, !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw APIError.badRequest("invalid_name", "A dataset name has 1 to \(maximumNameLength) characters and no control characters.")
+        guard !name.isEmpty, name.count <= maximumNameLength, HiddenCharacters.first(in: name) == nil else {
+            throw APIError.badRequest("invalid_name", "A dataset name has 1 to \(maximumNameLength) characters and no invisible ones (control, bidirectional or zero-width characters).")
         }
         return name
     }
