@@ -45,13 +45,13 @@ struct Worker: AsyncParsableCommand {
             return url
         }
         // The bucket's settings, or the server's built-in store with each job's own key.
-        let storeEndpoint: S3Endpoint?
-        switch (configuration.objectStore, serverURL) {
-        case (.s3(let store), _):
-            storeEndpoint = S3Endpoint(url: store.endpoint, bucket: store.bucket, region: store.region,
-                                       credentials: S3Credentials(accessKeyID: store.accessKeyID, secretAccessKey: store.secretAccessKey))
-        case (.builtIn, .some):
-            storeEndpoint = nil
+        enum Store { case bucket(S3Endpoint), builtIn(URL) }
+        let store: Store = switch (configuration.objectStore, serverURL) {
+        case (.s3(let bucket), _):
+            .bucket(S3Endpoint(url: bucket.endpoint, bucket: bucket.bucket, region: bucket.region,
+                               credentials: S3Credentials(accessKeyID: bucket.accessKeyID, secretAccessKey: bucket.secretAccessKey)))
+        case (.builtIn, let serverURL?):
+            .builtIn(serverURL.appendingPathComponent("s3"))
         case (.builtIn, nil):
             throw ValidationError("The worker needs the bucket: set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY. (With `--server`, a server running the built-in store gives each job a key of its own.)")
         }
@@ -68,10 +68,9 @@ struct Worker: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         // Patient: a refused final upload costs the whole training (8 tries over about 2 minutes).
         let retry = RetryPolicy(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(30))
-        let bucket: TrainingHandler.JobBucket = if let storeEndpoint {
-            .configured(S3Client(endpoint: storeEndpoint, httpClient: http, retry: retry))
-        } else {
-            .builtInStore(url: serverURL!.appendingPathComponent("s3"), http: http, retry: retry)
+        let bucket: TrainingHandler.JobBucket = switch store {
+        case .bucket(let endpoint): .configured(S3Client(endpoint: endpoint, httpClient: http, retry: retry))
+        case .builtIn(let url): .builtInStore(url: url, http: http, retry: retry)
         }
         var environment: [String: String] = [:]
         if let token = configuration.worker.huggingFaceToken { environment["HF_TOKEN"] = token.value }
