@@ -14,6 +14,10 @@ struct Serve: AsyncParsableCommand {
         let configuration = try Startup.configuration(options: options)
         try await Startup.withApplication(configuration, arguments: ["gomodel", "serve", "--hostname", host, "--port", String(port)]) { app in
             try await app.autoMigrate()
+            // Where this server answers, for `gomodel storage credentials` (a wildcard address is
+            // reached through the loopback one).
+            let reachable = ["0.0.0.0", "::", "[::]"].contains(host) ? "127.0.0.1" : host
+            try? "http://\(reachable):\(port)\n".write(toFile: Storage.Credentials.addressFile(dataDirectory: configuration.dataDirectory), atomically: true, encoding: .utf8)
             app.logger.notice("gomodel serving", metadata: [
                 "address": "http://\(host):\(port)",
                 "database": "\(configuration.database.summary(dataDirectory: configuration.dataDirectory))",
