@@ -117,11 +117,7 @@ struct BuiltInQueue: Sendable {
                 event = jobs.transition(job, to: .failed, at: time, message: "Its worker stopped answering, for the \(job.attempt). time; not tried again.")
                 job.error = "Workers stopped answering \(job.attempt) times (out of memory, preemption or a crash); retry it to try once more."
             } else {
-                job.attempt += 1
-                job.status = .queued
-                job.runPodJobID = nil
-                job.runnerStatus = nil
-                job.updatedAt = time
+                JobService.prepareNextAttempt(job, at: time)
                 event = JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
                                  message: "\(worker.replacingOccurrences(of: "worker:", with: "Worker ")) stopped answering; back in the queue as attempt \(job.attempt), resuming from the last checkpoint.")
             }

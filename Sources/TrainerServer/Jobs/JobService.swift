@@ -260,16 +260,8 @@ struct JobService: Sendable {
             event = transition(job, to: .failed, at: time, message: "Its worker was shut down for the \(job.preemptions + 1). time; not queued again.")
             job.error = "Workers were shut down mid-run \(job.preemptions + 1) times; retry it to go on from the last checkpoint."
         } else {
-            job.attempt += 1
+            Self.prepareNextAttempt(job, at: time)
             job.preemptions += 1
-            job.status = .queued
-            job.runnerStatus = nil
-            job.runPodJobID = nil
-            job.submitStartedAt = nil
-            job.webhookDigest = nil
-            job.progressDigest = nil
-            job.nextPollAt = nil
-            job.updatedAt = time
             let from = resumeStep.map { "from step \($0)" } ?? "from the start (no checkpoint was saved yet)"
             event = JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
                              message: "Its worker was shut down (preempted); back in the queue as attempt \(job.attempt), resuming \(from).")
@@ -277,6 +269,25 @@ struct JobService: Sendable {
         job.leaseOwner = nil
         job.leaseUntil = nil
         return try await commit(job, from: previous, events: [event], on: db)
+    }
+
+    /// Makes `job` its own next attempt, queued, with nothing of the last attempt's runner: a new
+    /// runner id, no submission, webhook, progress channel, lease or poll (the output prefix stays,
+    /// so it resumes from the last checkpoint). One place for a retry, a lost worker and a
+    /// preemption, so a new per-attempt column is reset by all three.
+    static func prepareNextAttempt(_ job: Job, at time: Date) {
+        job.attempt += 1
+        job.status = .queued
+        job.runnerStatus = nil
+        job.runPodJobID = nil
+        job.submitStartedAt = nil
+        // The old attempt's webhook and progress channel must not be taken for the new one's.
+        job.webhookDigest = nil
+        job.progressDigest = nil
+        job.leaseOwner = nil
+        job.leaseUntil = nil
+        job.nextPollAt = nil
+        job.updatedAt = time
     }
 
     /// Saves a job whose status was read as `previous`, and its events, only if the stored status
@@ -401,24 +412,13 @@ struct JobService: Sendable {
             throw APIError.conflict("dataset_gone", "The job's dataset was deleted; it cannot be retried.")
         }
         let time = now()
-        job.attempt += 1
-        job.status = .queued
-        job.runnerStatus = nil
-        job.runPodJobID = nil
+        Self.prepareNextAttempt(job, at: time)
         job.error = nil
         job.errorDetail = nil
         job.submittedAt = nil
         job.startedAt = nil
         job.finishedAt = nil
-        job.submitStartedAt = nil
-        // The old attempt's webhook and progress channel must not be taken for the new one's.
-        job.webhookDigest = nil
-        job.progressDigest = nil
-        job.leaseOwner = nil
-        job.leaseUntil = nil
-        job.nextPollAt = nil
         job.cancelRequested = false
-        job.updatedAt = time
         try await db.transaction { db in
             try await job.save(on: db)
             try await JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue, message: "Queued again (attempt \(job.attempt)); it resumes from the last checkpoint.").create(on: db)
