@@ -30,7 +30,7 @@ import urllib.request
 
 from PIL import Image
 
-from support import check, download_artifact, free_port, gomodel_cli, wait_ready
+from support import check, download_artifact, free_port, gomodel_cli, sign_in, wait_ready
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -84,9 +84,7 @@ def main():
 
             cli = gomodel_cli(GOMODEL, env)
 
-            cli("users", "create", "--email", "real@example.com", "--password", "correct horse battery")
-            token = cli("tokens", "create", "--email", "real@example.com").strip()
-            cli("login", "--server", base, "--token", token)
+            token = sign_in(cli, base, "real@example.com")
 
             # Real pictures: a coloured square moved and recoloured by the "edit".
             folder = os.path.join(work, "pairs")

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.request
 
-from support import check, free_port, gomodel_cli, png, wait_ready
+from support import check, free_port, gomodel_cli, push_pairs, sign_in, wait_ready
 
 GOMODEL = os.path.abspath(sys.argv[1])
 
@@ -62,17 +62,8 @@ def main():
         try:
             wait_ready(base)
             cli = gomodel_cli(GOMODEL, env)
-            cli("users", "create", "--email", "sdk@example.com", "--password", "correct horse battery")
-            token = cli("tokens", "create", "--email", "sdk@example.com").strip()
-            cli("login", "--server", base, "--token", token)
-            folder = os.path.join(work, "pairs")
-            for sub in ("control", "target"):
-                os.makedirs(os.path.join(folder, sub))
-            for stem in ("cat", "dog"):
-                open(os.path.join(folder, "control", stem + ".png"), "wb").write(png(640, 640))
-                open(os.path.join(folder, "target", stem + ".png"), "wb").write(png(640, 640))
-                open(os.path.join(folder, "target", stem + ".txt"), "w").write(f"make the {stem} a watercolour")
-            cli("datasets", "push", folder, "--name", "pairs")
+            token = sign_in(cli, base, "sdk@example.com")
+            push_pairs(cli, work)
             key = cli("workers", "create-key", "--name", "sdk").strip()
 
             handler = os.path.join(work, "handler.py")

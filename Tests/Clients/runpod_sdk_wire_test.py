@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from support import check, free_port, png, wait_ready
+from support import check, free_port, gomodel_cli, push_pairs, sign_in, wait_ready
 
 # Differences between runpod-python's worker and ours that are deliberate or harmless, by facet
 # (fnmatch patterns over the facet names printed in the table). Anything else that differs fails.
@@ -569,23 +569,9 @@ def job_contracts(work, processes, steps_per_job):
     server = processes.start([GOMODEL, "serve", "--port", str(port)], dict(env, LOG_LEVEL="info"), "serve.log")
     wait_ready(base)
 
-    def cli(*args):
-        result = subprocess.run([GOMODEL, *args], env=env, capture_output=True, text=True, timeout=60)
-        if result.returncode != 0:
-            raise AssertionError(f"gomodel {' '.join(args)} failed: {result.stdout}{result.stderr}")
-        return result.stdout
-
-    cli("users", "create", "--email", "wire@example.com", "--password", "correct horse battery")
-    token = cli("tokens", "create", "--email", "wire@example.com").strip()
-    cli("login", "--server", base, "--token", token)
-    folder = os.path.join(work, "pairs")
-    for sub in ("control", "target"):
-        os.makedirs(os.path.join(folder, sub))
-    for stem in ("cat", "dog"):
-        open(os.path.join(folder, "control", stem + ".png"), "wb").write(png(640, 640))
-        open(os.path.join(folder, "target", stem + ".png"), "wb").write(png(640, 640))
-        open(os.path.join(folder, "target", stem + ".txt"), "w").write(f"make the {stem} a watercolour")
-    cli("datasets", "push", folder, "--name", "pairs")
+    cli = gomodel_cli(GOMODEL, env, timeout=60)
+    sign_in(cli, base, "wire@example.com")
+    push_pairs(cli, work)
     key = cli("workers", "create-key", "--name", "wire").strip()
     store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)))
     inputs = []

@@ -50,6 +50,26 @@ def gomodel_cli(gomodel, env, timeout=300):
     return cli
 
 
+def sign_in(cli, base, email):
+    """A user made with the CLI (`cli` from gomodel_cli), logged in there; returns its API token."""
+    cli("users", "create", "--email", email, "--password", "correct horse battery")
+    token = cli("tokens", "create", "--email", email).strip()
+    cli("login", "--server", base, "--token", token)
+    return token
+
+
+def push_pairs(cli, work):
+    """Two placeholder pairs (PNG headers, captions) pushed with the CLI as the dataset `pairs`."""
+    folder = os.path.join(work, "pairs")
+    for sub in ("control", "target"):
+        os.makedirs(os.path.join(folder, sub))
+    for stem in ("cat", "dog"):
+        open(os.path.join(folder, "control", stem + ".png"), "wb").write(png(640, 640))
+        open(os.path.join(folder, "target", stem + ".png"), "wb").write(png(640, 640))
+        open(os.path.join(folder, "target", stem + ".txt"), "w").write(f"make the {stem} a watercolour")
+    cli("datasets", "push", folder, "--name", "pairs")
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args):
         return None

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.request
 
-from support import check, download_artifact, free_port, png, wait_ready
+from support import check, download_artifact, free_port, gomodel_cli, push_pairs, sign_in, wait_ready
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,25 +37,11 @@ def main():
         try:
             wait_ready(base)
 
-            def cli(*args, check_ok=True):
-                result = subprocess.run([GOMODEL, *args], env=env, capture_output=True, text=True, timeout=300)
-                if check_ok and result.returncode != 0:
-                    raise AssertionError(f"gomodel {' '.join(args)} failed: {result.stdout}{result.stderr}")
-                return result
-
-            cli("users", "create", "--email", "e2e@example.com", "--password", "correct horse battery")
-            token = cli("tokens", "create", "--email", "e2e@example.com").stdout.strip()
-            cli("login", "--server", base, "--token", token)
-            folder = os.path.join(work, "pairs")
-            for sub in ("control", "target"):
-                os.makedirs(os.path.join(folder, sub))
-            for stem in ("cat", "dog"):
-                open(os.path.join(folder, "control", stem + ".png"), "wb").write(png(640, 640))
-                open(os.path.join(folder, "target", stem + ".png"), "wb").write(png(640, 640))
-                open(os.path.join(folder, "target", stem + ".txt"), "w").write(f"make the {stem} a watercolour")
-            cli("datasets", "push", folder, "--name", "pairs")
-            key = cli("workers", "create-key", "--name", "e2e").stdout.strip()
-            store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)).stdout)
+            cli = gomodel_cli(GOMODEL, env)
+            token = sign_in(cli, base, "e2e@example.com")
+            push_pairs(cli, work)
+            key = cli("workers", "create-key", "--name", "e2e").strip()
+            store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)))
 
             def worker_environment(name, step_seconds, store_settings=True):
                 worker_env = dict(env, GOMODEL_TRAINER_COMMAND=f"python3 {STAND_IN}",
@@ -91,7 +77,7 @@ def main():
             print("train --watch with one worker, given nothing but --server and --key (each job brings its own store key)")
             first = start_worker("box-1", 0.02, store_settings=False)
             watched = cli("train", "--dataset", "pairs", "--steps", "60", "--watch")
-            check("Completed." in watched.stdout and "step 60/60" in watched.stdout, "train --watch follows the job to completion")
+            check("Completed." in watched and "step 60/60" in watched, "train --watch follows the job to completion")
             job = api("/api/jobs")["jobs"][0]
             lora = next(a for a in job["artifacts"] if a["kind"] == "lora")
             data = download(job["id"], lora)
@@ -105,7 +91,7 @@ def main():
             # Its job-take long poll (20 s) may still be open on the server: let it lapse.
             time.sleep(21)
             slow = start_worker("box-2", 0.1)
-            job_id = cli("train", "--dataset", "pairs", "--steps", "200", "--sample-pairs", "cat").stdout.split("Queued job ")[1].split(" ")[0]
+            job_id = cli("train", "--dataset", "pairs", "--steps", "200", "--sample-pairs", "cat").split("Queued job ")[1].split(" ")[0]
             wait("a checkpoint", lambda: any(a["kind"] == "checkpoint" and (a.get("step") or 0) >= 50 for a in api(f"/api/jobs/{job_id}")["artifacts"]))
             slow.send_signal(signal.SIGKILL)
             slow.wait()
@@ -116,7 +102,7 @@ def main():
             check(b"Found step" in download(job_id, trainer_log), "it resumed from a checkpoint, not from step 0")
 
             print("cancel mid-run")
-            job_id = cli("train", "--dataset", "pairs", "--steps", "2000").stdout.split("Queued job ")[1].split(" ")[0]
+            job_id = cli("train", "--dataset", "pairs", "--steps", "2000").split("Queued job ")[1].split(" ")[0]
             wait("a checkpoint", lambda: any(a["kind"] == "checkpoint" for a in api(f"/api/jobs/{job_id}")["artifacts"]))
             cli("jobs", "cancel", job_id)
             ended = wait("the cancel", lambda: (lambda j: j if j["status"] == "cancelled" else None)(api(f"/api/jobs/{job_id}")), timeout=60)
@@ -124,7 +110,7 @@ def main():
             check(download(job_id, checkpoint)[:8] != b"", "the job ended cancelled and its last checkpoint stays downloadable")
 
             print("SIGTERM: the worker stops its trainer, uploads its newest checkpoint and hands the job back")
-            job_id = cli("train", "--dataset", "pairs", "--steps", "2000").stdout.split("Queued job ")[1].split(" ")[0]
+            job_id = cli("train", "--dataset", "pairs", "--steps", "2000").split("Queued job ")[1].split(" ")[0]
             wait("a checkpoint", lambda: any(a["kind"] == "checkpoint" for a in api(f"/api/jobs/{job_id}")["artifacts"]))
             last.send_signal(signal.SIGTERM)
             check(last.wait(timeout=60) == 0, "the worker exits 0 on SIGTERM")
