@@ -80,7 +80,7 @@ struct Worker: AsyncParsableCommand {
             trainerCommand: command, trainerDirectory: configuration.worker.aiToolkitDirectory, trainerEnvironment: environment
         )
         do {
-            try await work(handler: handler, http: http)
+            try await work(handler: handler, http: http, server: serverURL)
             try await http.shutdown()
         } catch {
             try? await http.shutdown()
@@ -88,7 +88,8 @@ struct Worker: AsyncParsableCommand {
         }
     }
 
-    private func work(handler: TrainingHandler, http: HTTPClient) async throws {
+    /// `server`: the checked --server address.
+    private func work(handler: TrainingHandler, http: HTTPClient, server: URL?) async throws {
         if let testInput {
             guard let data = FileManager.default.contents(atPath: testInput), let input = try? JSONDecoder().decode(JSONValue.self, from: data) else {
                 throw ValidationError("\(testInput) is not a JSON file.")
@@ -109,11 +110,10 @@ struct Worker: AsyncParsableCommand {
         }
         let endpoints: WorkerEndpoints
         if let server {
-            guard let url = URL(string: server) else { throw ValidationError("--server must be an http(s) address.") }
             guard let key = try key.map({ $0 == "-" ? try readLineFromInput(prompt: "Worker key: ") : $0 }) else {
                 throw ValidationError("--key is required with --server (create one with `gomodel workers create-key`).")
             }
-            endpoints = .builtInQueue(server: url, key: key, workerID: name ?? ProcessInfo.processInfo.hostName)
+            endpoints = .builtInQueue(server: server, key: key, workerID: name ?? ProcessInfo.processInfo.hostName)
         } else {
             do {
                 endpoints = try WorkerEndpoints.fromRunPod(environment: ProcessInfo.processInfo.environment)
