@@ -43,8 +43,22 @@ public struct WorkerProtocolClient: Sendable {
     /// The platform refused this worker's key (401/403): asking again cannot help.
     public struct KeyRefused: Error, Sendable, Equatable, CustomStringConvertible {
         public let status: UInt
+        /// The server's own words, when it gave any (e.g. that the key was revoked).
+        public var reason: String? = nil
+
+        init(status: UInt, body: Data) {
+            self.status = status
+            reason = (try? JSONDecoder().decode(JSONValue.self, from: body))?["error"]?["message"]?.stringValue
+        }
+
+        public init(status: UInt, reason: String? = nil) {
+            self.status = status
+            self.reason = reason
+        }
+
         public var description: String {
-            "The queue refused this worker's key (HTTP \(status)). Check --key (or RUNPOD_AI_API_KEY): create a key with `gomodel workers create-key` on the server."
+            "The queue refused this worker's key (HTTP \(status)\(reason.map { ": " + $0 } ?? ""))."
+                + " Check --key (or RUNPOD_AI_API_KEY): create a key with `gomodel workers create-key` on the server."
         }
     }
 
@@ -58,7 +72,7 @@ public struct WorkerProtocolClient: Sendable {
         switch response.status {
         case 204, 400: return .none
         case 429: return .slowDown
-        case 401, 403: throw KeyRefused(status: response.status)
+        case 401, 403: throw KeyRefused(status: response.status, body: response.body)
         case 200..<300:
             guard let json = try? JSONDecoder().decode(JSONValue.self, from: response.body), let id = json["id"]?.stringValue, let input = json["input"] else {
                 return .none
@@ -122,9 +136,11 @@ public struct WorkerProtocolClient: Sendable {
         }
     }
 
-    /// Ids of jobs to stop; empty when there are none.
+    /// Ids of jobs to stop; empty when there are none. Throws `KeyRefused` when the key is (no
+    /// longer) accepted: a revoked key's worker learns it here within seconds, mid-job.
     public func jobsToStop() async throws -> [String] {
         let response = try await send(.GET, endpoints.jobStop, timeout: .seconds(95))
+        if response.status == 401 || response.status == 403 { throw KeyRefused(status: response.status, body: response.body) }
         guard response.status == 200, let json = try? JSONDecoder().decode(JSONValue.self, from: response.body),
               case .array(let ids)? = json["jobsToStop"]
         else { return [] }

@@ -170,7 +170,8 @@ public struct WorkerRuntime: Sendable {
         case preempted(JSONValue)
     }
 
-    /// Runs one job to its report. Throws `CancellationError` after reporting a preemption.
+    /// Runs one job to its report. Throws `CancellationError` after reporting a preemption, and
+    /// `KeyRefused` when the key was refused mid-job (the job is stopped, nothing reported).
     public func handle(_ job: WorkerProtocolClient.TakenJob) async throws {
         let client = client
         let logger = logger.with(job: job.id)
@@ -183,6 +184,7 @@ public struct WorkerRuntime: Sendable {
             try await client.progress(jobID: job.id, progress)
         }
         let stopRequested = NIOLockedValueBox(false)
+        let refusal = NIOLockedValueBox<WorkerProtocolClient.KeyRefused?>(nil)
         let work = Task { () -> Ending in
             do {
                 return .finished(try await handler.run(job, progress: reporter))
@@ -198,11 +200,20 @@ public struct WorkerRuntime: Sendable {
         }
         let stopWatch = Task { [stopPollInterval] in
             while !Task.isCancelled {
-                if let ids = try? await client.jobsToStop(), ids.contains(job.id) {
+                do {
+                    if try await client.jobsToStop().contains(job.id) {
+                        stopRequested.withLockedValue { $0 = true }
+                        work.cancel()
+                        return
+                    }
+                } catch let refused as WorkerProtocolClient.KeyRefused {
+                    // The key was revoked: nothing this worker sends counts any more, and the job
+                    // is already back in the queue. Stop the trainer rather than train for nobody.
+                    refusal.withLockedValue { $0 = refused }
                     stopRequested.withLockedValue { $0 = true }
                     work.cancel()
                     return
-                }
+                } catch {}
                 try? await Task.sleep(for: stopPollInterval)
             }
         }
@@ -212,6 +223,10 @@ public struct WorkerRuntime: Sendable {
         let body: (output: JSONValue?, error: String?)
         switch ending {
         case _ where stopRequested.withLockedValue({ $0 }):
+            if let refused = refusal.withLockedValue({ $0 }) {
+                logger.critical("job stopped: \(refused.description)")
+                throw refused
+            }
             // The platform ended the job (cancelled, timed out) and expects nothing more: an error
             // posted now could turn CANCELLED into FAILED (runpod-python posts nothing either).
             logger.info("job stopped on request")

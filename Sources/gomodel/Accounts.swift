@@ -7,7 +7,7 @@ import TrainerServer
 import Vapor
 
 struct Users: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage accounts.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(abstract: "Manage accounts.", subcommands: [Create.self, Unlock.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an account (for headless setups and GOMODEL_SIGNUP=closed).")
@@ -30,6 +30,22 @@ struct Users: AsyncParsableCommand {
     }
 }
 
+extension Users {
+    struct Unlock: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Lift the sign-in locks that failed passwords put on an account, from every address.")
+
+        @ArgumentParser.Option(help: "E-mail address of the account.") var email: String
+        @OptionGroup var options: ServerOptions
+
+        func run() async throws {
+            try await Startup.administering(options) { app in
+                try await Administration(app: app).unlock(email: email)
+                print("Sign-in locks on \(email) lifted.")
+            }
+        }
+    }
+}
+
 struct Tokens: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Manage API tokens.", subcommands: [Create.self])
 
@@ -41,9 +57,7 @@ struct Tokens: AsyncParsableCommand {
         @OptionGroup var options: ServerOptions
 
         func run() async throws {
-            let configuration = try Startup.configuration(options: options)
-            try await Startup.withApplication(configuration) { app in
-                try await app.autoMigrate()
+            try await Startup.administering(options) { app in
                 print(try await Administration(app: app).createToken(email: email, name: name))
             }
         }
@@ -51,7 +65,7 @@ struct Tokens: AsyncParsableCommand {
 }
 
 struct Workers: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage GPU workers of the built-in queue.", subcommands: [CreateKey.self])
+    static let configuration = CommandConfiguration(abstract: "Manage GPU workers of the built-in queue.", subcommands: [CreateKey.self, List.self, Revoke.self])
 
     struct CreateKey: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -59,14 +73,56 @@ struct Workers: AsyncParsableCommand {
             abstract: "Create a key for `gomodel worker --server URL --key KEY` and print it (shown only once)."
         )
 
-        @ArgumentParser.Option(help: "A name that tells the worker apart (shown in job events).") var name = "worker"
+        @ArgumentParser.Option(help: "A name that tells the worker apart (shown in job events; unique among keys not revoked).") var name = "worker"
         @OptionGroup var options: ServerOptions
 
         func run() async throws {
-            let configuration = try Startup.configuration(options: options)
-            try await Startup.withApplication(configuration) { app in
-                try await app.autoMigrate()
+            try await Startup.administering(options) { app in
                 print(try await Administration(app: app).createWorkerKey(name: name))
+            }
+        }
+    }
+}
+
+extension Workers {
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the worker keys: when each was last used, how many jobs its workers hold, and whether it is revoked.")
+
+        @OptionGroup var options: ServerOptions
+
+        func run() async throws {
+            try await Startup.administering(options) { app in
+                let rows = try await Administration(app: app).workerKeyRows()
+                guard !rows.isEmpty else { return print("No worker keys yet: create one with `gomodel workers create-key --name NAME`.") }
+                let date = { (date: Date?) in date.map { $0.formatted(.iso8601) } ?? "never" }
+                let table = [["NAME", "ID", "CREATED", "LAST USED", "JOBS", "STATE"]] + rows.map {
+                    [$0.name, $0.id.uuidString.lowercased(), date($0.createdAt), date($0.lastUsedAt), String($0.runningJobs), $0.revokedAt.map { "revoked \(date($0))" } ?? "active"]
+            }
+            let widths = (0..<6).map { column in table.map { $0[column].count }.max()! }
+            for row in table {
+                print(zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+            }
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a worker key: its workers are refused from their next call, and the jobs they run go back to the queue."
+        )
+
+        @ArgumentParser.Argument(help: "The key's name or id (`gomodel workers list`).") var key: String
+        @OptionGroup var options: ServerOptions
+
+        func run() async throws {
+            try await Startup.administering(options) { app in
+                let revoked = try await Administration(app: app).revokeWorkerKey(key)
+                let jobs = switch revoked.runningJobs {
+                case 0: ""
+                case 1: " The job its workers were running goes back to the queue."
+                case let count: " The \(count) jobs its workers were running go back to the queue."
+            }
+            print("Revoked the worker key '\(revoked.name)'.\(jobs)")
             }
         }
     }

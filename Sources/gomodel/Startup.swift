@@ -54,6 +54,15 @@ enum Startup {
         }
     }
 
+    /// For the administration commands: the configuration from `options`, the database brought
+    /// up to date, then `body`.
+    static func administering(_ options: ServerOptions, _ body: (Application) async throws -> Void) async throws {
+        try await withApplication(configuration(options: options)) { app in
+            try await app.autoMigrate()
+            try await body(app)
+        }
+    }
+
     private static func fail<T>(_ message: String) throws -> T {
         FileHandle.standardError.write(Data((message + "\n").utf8))
         throw ExitCode(2)

@@ -6,7 +6,8 @@ Checks: train --watch to completion with a worker given only --server and --key,
 download (a safetensors header); a worker killed
 with SIGKILL mid-run, another one finishing the job resumed from a checkpoint; a cancel mid-run
 ending the job cancelled with its last checkpoint still downloadable; SIGTERM stopping a worker
-and its trainer and handing the job back (preempted, queued again at once); `gomodel worker --test-input` with a bad and a good input.
+and its trainer and handing the job back (preempted, queued again at once); `gomodel workers list|revoke` stopping a
+revoked key's worker and requeueing its job; `gomodel worker --test-input` with a bad and a good input.
 """
 import json
 import os
@@ -52,8 +53,8 @@ def main():
                 worker_env.pop("GOMODEL_DATA_DIR")
                 return worker_env
 
-            def start_worker(name, step_seconds, store_settings=True):
-                process = subprocess.Popen([GOMODEL, "worker", "--server", base, "--key", key, "--name", name], env=worker_environment(name, step_seconds, store_settings),
+            def start_worker(name, step_seconds, store_settings=True, worker_key=None):
+                process = subprocess.Popen([GOMODEL, "worker", "--server", base, "--key", worker_key or key, "--name", name], env=worker_environment(name, step_seconds, store_settings),
                                            stdout=open(os.path.join(work, name + ".log"), "w"), stderr=subprocess.STDOUT)
                 workers.append(process)
                 return process
@@ -121,6 +122,30 @@ def main():
             handed_back = api(f"/api/jobs/{job_id}")
             check(handed_back["status"] == "queued" and handed_back["events"][-1]["message"].startswith("Its worker was shut down (preempted); back in the queue as attempt 2, resuming from step "),
                   f"the job is queued again at once, to resume from its checkpoint ({handed_back['status']}: {handed_back['events'][-1]['message']})")
+
+            print("gomodel workers: a revoked key's worker stops its trainer, and its job goes back to the queue")
+            spare = cli("workers", "create-key", "--name", "spare").strip()
+            refused = subprocess.run([GOMODEL, "workers", "create-key", "--name", "spare"], env=env, capture_output=True, text=True, timeout=60)
+            check(refused.returncode != 0 and "A worker key named 'spare' exists" in refused.stderr, f"a second key named spare is refused ({refused.stderr.strip()})")
+            doomed = start_worker("box-r", 0.05, worker_key=spare)
+            wait("the handed-back job taken by box-r", lambda: api(f"/api/jobs/{job_id}")["status"] == "running")
+            listed = [line.split() for line in cli("workers", "list").splitlines()]
+            check(listed[0][:2] == ["NAME", "ID"] and any(row[0] == "spare" and row[-2:] == ["1", "active"] for row in listed[1:]),
+                  f"workers list shows spare running one job: {listed}")
+            said = cli("workers", "revoke", "spare").strip()
+            check(said == "Revoked the worker key 'spare'. The job its workers were running goes back to the queue.", said)
+            check(doomed.wait(timeout=60) == 77, "the revoked key's worker exits 77")
+            doomed_log = open(os.path.join(work, "box-r.log")).read()
+            check("was revoked" in doomed_log and "job stopped" in doomed_log, "saying its key was revoked")
+            trainers = [p for p in os.listdir("/proc") if p.isdigit() and "work-box-r" in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")]
+            check(not trainers, f"its trainer is gone (left: {trainers})")
+            requeued = wait("the job back in the queue", lambda: (lambda j: j if j["status"] == "queued" else None)(api(f"/api/jobs/{job_id}")), timeout=30)
+            check("key was revoked; back in the queue as attempt 3" in requeued["events"][-1]["message"], requeued["events"][-1]["message"])
+            listed = [line.split() for line in cli("workers", "list").splitlines()]
+            check(any(row[0] == "spare" and row[4:6] == ["0", "revoked"] for row in listed[1:]), f"and the list shows it revoked: {listed}")
+            again = subprocess.run([GOMODEL, "workers", "revoke", "spare"], env=env, capture_output=True, text=True, timeout=60)
+            check(again.returncode != 0 and "No worker key has the id or name 'spare'" in again.stderr, f"revoking it again says so ({again.stderr.strip()})")
+            cli("jobs", "cancel", job_id)
 
             print("gomodel worker --test-input")
             tester = worker_environment("box-t", 0.01)

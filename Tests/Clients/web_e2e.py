@@ -342,6 +342,18 @@ def main():
             journey.find("#token-form button[type=submit]").click()
             journey.wait("the new token", lambda: journey.find("#new-token-value").get_attribute("value").startswith("gm_"))
             check(len(journey.finds("#token-rows tr")) == 1, "the token is listed")
+            # The first account administers the worker keys: the worker's own key, used and active.
+            journey.wait("the worker keys", lambda: len(journey.finds("#worker-key-rows tr")) == 1)
+            cells = [cell.text for cell in journey.finds("#worker-key-rows tr td")]
+            check(cells[0] == "web-e2e" and cells[2] != "never" and cells[4] == "active", f"the worker's key is listed as used and active: {cells}")
+            journey.find("#worker-key-name").send_keys("spare")
+            journey.find("#worker-key-form button[type=submit]").click()
+            journey.wait("the new worker key", lambda: journey.find("#new-worker-key-value").get_attribute("value").startswith("gmw_"))
+            journey.wait("two worker keys", lambda: len(journey.finds("#worker-key-rows tr")) == 2)
+            journey.find("#worker-key-rows button[aria-label='Revoke spare']").click()
+            driver.switch_to.alert.accept()
+            journey.wait("the spare key revoked", lambda: any("spare" in row.text and "revoked" in row.text for row in journey.finds("#worker-key-rows tr")))
+            check(not journey.finds("#worker-key-rows button[aria-label='Revoke spare']"), "a revoked key has no revoke button")
             journey.page_checks("account")
 
             print("many samples: 60 flat-named pairs through the plain file picker; the grid pages")

@@ -1,6 +1,8 @@
 import Fluent
+import FluentSQL
 import Foundation
 import NIOCore
+import ObjectStorage
 import Testing
 import TrainerCore
 @testable import TrainerServer
@@ -129,6 +131,110 @@ import VaporTesting
             shown = try await setup.job(id)
             #expect(shown["status"] as? String == "failed" && shown["attempt"] as? Int == 3)
             #expect((shown["error"] as? String)?.contains("stopped answering 3 times") == true)
+        }
+    }
+
+    @Test func workerKeyNamesAreUniqueAndAWorkerActsOnlyForItsOwnKeysJobs() async throws {
+        try await Self.withQueue { setup, worker, _ in
+            let administration = Administration(app: setup.store.app)
+            // Two keys with one name made their workers one worker for the queue (issue 15).
+            await #expect(throws: Administration.Failure.self) { try await administration.createWorkerKey(name: "gpu-box") }
+            await #expect(throws: Administration.Failure.self) { try await administration.createWorkerKey(name: " gpu-box ") }
+            let other = Worker(app: worker.app, key: try await administration.createWorkerKey(name: "gpu-box-2"), name: worker.name)
+
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let (runnerID, _) = try #require(try await worker.take())
+            try await worker.done(runnerID, #"{"status": "IN_PROGRESS", "output": {"phase": "training", "step": 30, "total_steps": 100}}"#)
+            // The same worker id under another key reaches nothing of the job.
+            try await other.done(runnerID, #"{"status": "IN_PROGRESS", "output": {"phase": "training", "step": 99, "total_steps": 100}}"#)
+            try await other.done(runnerID, #"{"output": {"steps": 100}}"#)
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "running" && (shown["progress"] as? [String: Any])?["step"] as? Int == 30)
+        }
+    }
+
+    @Test func aRevokedKeysWorkerIsRefusedAndItsJobGoesBackToTheQueue() async throws {
+        try await Self.withQueue { setup, worker, queue in
+            let id = try #require(try await setup.createJob(#"{"steps": 100, "saveEvery": 50, "sampleEvery": 50}"#)["id"] as? String)
+            let (runnerID, input) = try #require(try await worker.take())
+            let storeKey = try #require(input["store_key"] as? [String: String])
+
+            let keys = try await setup.user.client.send(.GET, "/api/worker-keys")
+            let listed = try #require((try keys.json["workerKeys"] as? [[String: Any]])?.first)
+            #expect(listed["name"] as? String == "gpu-box" && listed["runningJobs"] as? Int == 1 && listed["revokedAt"] == nil && listed["key"] == nil)
+            let keyID = try #require(listed["id"] as? String)
+            let revoked = try await setup.user.client.send(.POST, "/api/worker-keys/\(keyID)/revoke")
+            #expect(try revoked.status == .ok && (try revoked.json["revokedAt"] as? String) != nil, "\(revoked.body.string)")
+
+            // Refused at its next call, saying why.
+            let ping = try await worker.send(.GET, "/v2/local/ping/pod-1?job_id=\(runnerID)")
+            #expect(ping.status == .unauthorized && ping.body.string.contains("revoked"), "\(ping.body.string)")
+            #expect(try await worker.send(.GET, "/v2/local/job-take/pod-1").status == .unauthorized)
+            // The store key handed out with its job is refused too, before it expires.
+            var endpoint = setup.store.endpoint
+            endpoint.credentials = S3Credentials(accessKeyID: try #require(storeKey["access_key_id"]), secretAccessKey: Secret(try #require(storeKey["secret_access_key"])))
+            do {
+                _ = try await S3Client(endpoint: endpoint, httpClient: setup.store.http).putObject(key: "outputs/\(id.lowercased())/checkpoints/x.safetensors", bytes: ByteBuffer(string: "x"))
+                Issue.record("a revoked worker's store key could still write")
+            } catch let error as S3Error {
+                #expect(error.code == .accessDenied, "\(error)")
+            }
+
+            // Its job goes back at the queue's next round, without waiting out the lease and
+            // without counting as a failed attempt; a worker of another key takes it.
+            setup.store.clock.advance(by: 1)
+            try await queue.reclaimLost(on: setup.db)
+            let requeued = try await setup.job(id)
+            let said = (requeued["events"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
+            #expect(requeued["status"] as? String == "queued" && requeued["attempt"] as? Int == 2)
+            #expect(said.contains { $0.contains("Worker gpu-box/pod-1's key was revoked") }, "\(said)")
+            let other = Worker(app: worker.app, key: try await Administration(app: setup.store.app).createWorkerKey(name: "gpu-box"), name: "pod-1")
+            #expect(try await other.take()?.id == id.lowercased() + "-a2", "the revoked key's name is free again")
+
+            // A second revoke changes nothing; the list shows the revocation.
+            #expect(try await setup.user.client.send(.POST, "/api/worker-keys/\(keyID)/revoke").status == .ok)
+            let after = try await setup.user.client.send(.GET, "/api/worker-keys").json["workerKeys"] as? [[String: Any]] ?? []
+            #expect(after.count == 2 && after.filter { $0["revokedAt"] != nil }.count == 1)
+        }
+    }
+
+    @Test func onlyAdministratorsManageWorkerKeys() async throws {
+        try await Self.withQueue { setup, _, _ in
+            var member = try await DatasetTests.User(setup.store, email: "bob@example.com")
+            for (method, path, body) in [(HTTPMethod.GET, "/api/worker-keys", nil), (.POST, "/api/worker-keys", #"{"name": "mine"}"#),
+                                         (.POST, "/api/worker-keys/\(UUID())/revoke", nil)] as [(HTTPMethod, String, String?)] {
+                let response = try await member.client.send(method, path, body: body)
+                #expect(response.status == .forbidden, "\(method) \(path): \(response.status)")
+            }
+            var admin = setup.user
+            let made = try await admin.client.send(.POST, "/api/worker-keys", body: #"{"name": "box-9"}"#)
+            #expect(try made.status == .created && (try made.json["key"] as? String)?.hasPrefix("gmw_") == true)
+            #expect(try await admin.client.send(.POST, "/api/worker-keys", body: #"{"name": "box-9"}"#).status == .conflict)
+            #expect(try await admin.client.send(.POST, "/api/worker-keys", body: #"{"name": "box\u202e9"}"#).status == .badRequest)
+            #expect(try await admin.client.send(.POST, "/api/worker-keys/\(UUID())/revoke").status == .notFound)
+        }
+    }
+
+    @Test func theMigrationRenamesSharedKeyNamesAndKeepsTheLeasesItCanTellApart() async throws {
+        try await Self.withQueue { setup, worker, _ in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let (runnerID, _) = try #require(try await worker.take())
+            // Back to the schema before 0012: leases named the key, and two keys shared a name.
+            let migration = M0012WorkerKeyNamesAndRevocation()
+            try await migration.revert(on: setup.db)
+            let sql = try #require(setup.db as? any SQLDatabase)
+            try await sql.update("jobs").set("lease_owner", to: "worker:gpu-box/pod-1").where("id", .equal, UUID(uuidString: id)!).run()
+            for (name, age) in [("twin", 20.0), ("twin", 10.0)] {
+                try await sql.insert(into: "worker_keys").columns("id", "name", "key_hash", "created_at")
+                    .values(SQLBind(UUID()), SQLBind(name), SQLBind(UUID().uuidString), SQLBind(Date().addingTimeInterval(-age))).run()
+            }
+            try await migration.prepare(on: setup.db)
+
+            let names = try await WorkerKey.query(on: setup.db).sort(\.$createdAt).all().map(\.name)
+            #expect(names == ["twin", "twin (2)", "gpu-box"])
+            // The worker of the key whose name was its own keeps its job.
+            try await worker.done(runnerID, #"{"status": "IN_PROGRESS", "output": {"phase": "training", "step": 40, "total_steps": 100}}"#)
+            #expect((try await setup.job(id)["progress"] as? [String: Any])?["step"] as? Int == 40)
         }
     }
 }

@@ -1,6 +1,7 @@
 import Fluent
 import Foundation
 import Testing
+import TrainerCore
 @testable import TrainerServer
 import VaporTesting
 
@@ -40,24 +41,65 @@ import VaporTesting
 }
 
 @Suite struct LoginThrottlingTests {
-    @Test func fiveWrongPasswordsLockTheAccountEvenForTheRightOne() async throws {
+    @Test func fiveWrongPasswordsLockTheGuesserNotTheOwner() async throws {
         let clock = TestClock()
-        try await withTestApp(clock: clock) { app in
+        try await withTestApp(environment: ["GOMODEL_TRUST_PROXY": "true"], clock: clock) { app in
             var ada = APIClient(app)
+            ada.forwardedFor = "203.0.113.5"
             try await ada.signUp("ada@example.com")
+            #expect(ada.deviceCookie != nil, "signing up makes the browser a known device")
             var attacker = APIClient(app)
+            attacker.forwardedFor = "198.51.100.7"
             for _ in 0..<5 {
                 #expect(try await attacker.logIn("ada@example.com", password: "guess guess guess").status == .unauthorized)
             }
             let locked = try await attacker.logIn("ada@example.com")
             #expect(locked.status == .tooManyRequests)
             #expect(locked.errorCode == "too_many_attempts")
+            #expect(locked.body.string.contains("gomodel users unlock"), "the message says how to lift it")
             let retryAfter = try #require(locked.headers.first(name: "Retry-After").flatMap(Int.init))
             #expect((1...900).contains(retryAfter))
             #expect(attacker.sessionCookie == nil)
 
+            // The owner is not locked out: not on a new browser elsewhere, nor on a known one at
+            // the guesser's very address (five wrong passwords used to lock the account for all).
+            var laptop = APIClient(app)
+            laptop.forwardedFor = "192.0.2.44"
+            #expect(try await laptop.logIn("ada@example.com").status == .ok)
+            ada.forwardedFor = attacker.forwardedFor
+            #expect(try await ada.logIn("ada@example.com").status == .ok)
+            // A stranger's browser at the guesser's address stays locked until the lock ends.
+            var sameAddress = APIClient(app)
+            sameAddress.forwardedFor = attacker.forwardedFor
+            #expect(try await sameAddress.logIn("ada@example.com").status == .tooManyRequests)
             clock.advance(by: 15 * 60 + 1)
             #expect(try await attacker.logIn("ada@example.com").status == .ok)
+        }
+    }
+
+    @Test func guessesFromManyAddressesLockOnlyUnknownBrowsersAndAnAdministratorLiftsIt() async throws {
+        try await withTestApp(environment: ["GOMODEL_TRUST_PROXY": "true"]) { app in
+            var ada = APIClient(app)
+            try await ada.signUp("ada@example.com")
+            for index in 0..<LoginThrottle.perAccount.maximumFailures {
+                var attacker = APIClient(app)
+                attacker.forwardedFor = "198.51.100.\(index)"
+                #expect(try await attacker.logIn("ada@example.com", password: "guess guess guess").status == .unauthorized)
+            }
+            var stranger = APIClient(app)
+            stranger.forwardedFor = "192.0.2.44"
+            #expect(try await stranger.logIn("ada@example.com").status == .tooManyRequests, "the whole account is locked for unknown browsers")
+            #expect(try await ada.logIn("ada@example.com").status == .ok, "but not for the owner's known browser")
+
+            // A known device's own wrong passwords still count, on their own.
+            for _ in 0..<LoginThrottle.perKnownDevice.maximumFailures {
+                #expect(try await ada.logIn("ada@example.com", password: "typo typo typo").status == .unauthorized)
+            }
+            #expect(try await ada.logIn("ada@example.com").status == .tooManyRequests)
+
+            try await Administration(app: app).unlock(email: "Ada@example.com")
+            #expect(try await stranger.logIn("ada@example.com").status == .ok)
+            await #expect(throws: Administration.Failure.self) { try await Administration(app: app).unlock(email: "nobody@example.com") }
         }
     }
 
@@ -88,8 +130,10 @@ import VaporTesting
         try await withTestApp { app in
             var ada = APIClient(app)
             try await ada.signUp("ada@example.com")
+            ada.deviceCookie = nil  // as a new browser, counted per account and address
             for _ in 0..<4 { try await ada.logIn("ada@example.com", password: "typo typo typo") }
             #expect(try await ada.logIn("ada@example.com").status == .ok)
+            ada.deviceCookie = nil
             for _ in 0..<4 { try await ada.logIn("ada@example.com", password: "typo typo typo") }
             #expect(try await ada.logIn("ada@example.com").status == .ok)
         }
@@ -158,6 +202,17 @@ import VaporTesting
             #expect(missing.status == .notFound)
             #expect(missing.errorCode == "not_found")
             #expect(missing.headers.contentType == .json)
+        }
+    }
+
+    @Test func oversizedHeadersAreAnswered431() async throws {
+        try await withTestApp { app in
+            let running = try await app.testing(method: .running(port: 0))
+            let cookie = "gomodel_session=" + String(repeating: "c", count: 40_000)
+            let response = try await running.sendRequest(.GET, "/api/me", headers: ["Cookie": cookie])
+            #expect(response.status == .requestHeaderFieldsTooLarge && response.errorCode == "headers_too_large", "\(response.status)")
+            #expect(response.body.string.contains("clear this site's cookies"))
+            #expect(try await running.sendRequest(.GET, "/healthz", headers: ["Cookie": String(cookie.prefix(8_000))]).status == .ok)
         }
     }
 

@@ -118,10 +118,41 @@ import TrainerCore
         try await WorkerRuntimeTests.withWorker { setup, _ in
             let wrong = WorkerProtocolClient(endpoints: .builtInQueue(server: setup.store.baseURL, key: "gmw_revoked", workerID: "box"), http: setup.store.http)
             let log = CapturedLog()
-            await #expect(throws: WorkerProtocolClient.KeyRefused(status: 401)) {
+            let refused = await #expect(throws: WorkerProtocolClient.KeyRefused.self) {
                 try await WorkerRuntime(client: wrong, handler: Scripted { _, _ in [:] }, logger: log.logger).run()
             }
-            #expect(log.contains("critical The queue refused this worker's key (HTTP 401)"), "\(log.lines.withLockedValue { $0 })")
+            #expect(refused?.status == 401 && refused?.reason?.hasPrefix("A worker key is required") == true)
+            #expect(log.contains("critical The queue refused this worker's key (HTTP 401: A worker key is required"), "\(log.lines.withLockedValue { $0 })")
+        }
+    }
+
+    /// A worker whose key is revoked mid-job stops its trainer within seconds (its job is already
+    /// back in the queue) and ends saying why, instead of training on for nobody.
+    @Test(.timeLimit(.minutes(1))) func aWorkerWhoseKeyIsRevokedMidJobStopsItsTrainer() async throws {
+        try await WorkerRuntimeTests.withWorker { setup, client in
+            var setup = setup
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let trainerStopped = NIOLockedValueBox(false)
+            let trainer = Scripted { _, _ in
+                do {
+                    try await Task.sleep(for: .seconds(50))
+                } catch {
+                    trainerStopped.withLockedValue { $0 = true }
+                    throw error
+                }
+                return [:]
+            }
+            let log = CapturedLog()
+            let running = Task { try await WorkerRuntime(client: client, handler: trainer, logger: log.logger, stopPollInterval: .milliseconds(100)).run() }
+            try await JobRestartTests.waitFor("the take") { try await setup.job(id)["status"] as? String == "running" }
+            let keys = try await setup.user.client.send(.GET, "/api/worker-keys").json["workerKeys"] as? [[String: Any]]
+            let keyID = try #require(keys?.first?["id"] as? String)
+            #expect(try await setup.user.client.send(.POST, "/api/worker-keys/\(keyID)/revoke").status == .ok)
+
+            let refused = await #expect(throws: WorkerProtocolClient.KeyRefused.self) { try await running.value }
+            #expect(refused?.reason?.contains("was revoked") == true, "\(String(describing: refused))")
+            #expect(trainerStopped.withLockedValue { $0 }, "the trainer was stopped")
+            #expect(log.contains("critical job stopped: The queue refused this worker's key (HTTP 401: This worker key ('box') was revoked"), "\(log.lines.withLockedValue { $0 })")
         }
     }
 

@@ -9,11 +9,15 @@ public struct StoreScope: Sendable, Equatable {
     /// Keys under these may be read and written (uploaded, deleted).
     public var writePrefixes: [String]
     public var expires: Date
+    /// Who the key was handed to (the server's id for a worker key), so that the server can refuse
+    /// it as soon as that holder is revoked, before it expires.
+    public var holder: String?
 
-    public init(readPrefixes: [String], writePrefixes: [String], expires: Date) {
+    public init(readPrefixes: [String], writePrefixes: [String], expires: Date, holder: String? = nil) {
         self.readPrefixes = readPrefixes
         self.writePrefixes = writePrefixes
         self.expires = expires
+        self.holder = holder
     }
 
     public func mayRead(_ key: String) -> Bool { (readPrefixes + writePrefixes).contains { key.hasPrefix($0) } }
@@ -31,9 +35,10 @@ public enum ScopedStoreKey {
     static let marker = "GMS"
 
     /// Credentials for `scope`, derived from the store's admin pair. Prefixes may not contain
-    /// `|`, `;` or newlines (they separate the fields).
+    /// `|`, `;` or newlines (they separate the fields), nor may the holder contain `;`.
     public static func make(_ scope: StoreScope, admin: S3Credentials) -> S3Credentials {
-        let fields = [scope.readPrefixes.joined(separator: "|"), scope.writePrefixes.joined(separator: "|"), String(Int(scope.expires.timeIntervalSince1970))]
+        var fields = [scope.readPrefixes.joined(separator: "|"), scope.writePrefixes.joined(separator: "|"), String(Int(scope.expires.timeIntervalSince1970))]
+        if let holder = scope.holder { fields.append(holder) }
         let id = marker + base64URL(Data(fields.joined(separator: ";").utf8))
         return S3Credentials(accessKeyID: id, secretAccessKey: secret(forAccessKeyID: id, admin: admin))
     }
@@ -44,9 +49,10 @@ public enum ScopedStoreKey {
               let text = String(data: data, encoding: .utf8)
         else { return nil }
         let fields = text.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
-        guard fields.count == 3, let expires = TimeInterval(fields[2]) else { return nil }
+        guard fields.count == 3 || fields.count == 4, let expires = TimeInterval(fields[2]) else { return nil }
         func prefixes(_ field: String) -> [String] { field.split(separator: "|").map(String.init).filter { !$0.isEmpty } }
-        return StoreScope(readPrefixes: prefixes(fields[0]), writePrefixes: prefixes(fields[1]), expires: Date(timeIntervalSince1970: expires))
+        return StoreScope(readPrefixes: prefixes(fields[0]), writePrefixes: prefixes(fields[1]), expires: Date(timeIntervalSince1970: expires),
+                          holder: fields.count == 4 ? fields[3] : nil)
     }
 
     static func secret(forAccessKeyID id: String, admin: S3Credentials) -> Secret {

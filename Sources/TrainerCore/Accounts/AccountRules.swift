@@ -25,4 +25,15 @@ public enum AccountRules {
         }
         return nil
     }
+
+    /// The most characters a token's or a worker key's name may have.
+    public static let maximumNameLength = 100
+
+    /// A token's or worker key's name, trimmed, or nil when it is empty, too long or holds a
+    /// character that could disguise it (`HiddenCharacters`).
+    public static func visibleName(_ raw: String) -> String? {
+        let name = raw.trimmingWhitespace()
+        guard !name.isEmpty, name.count <= maximumNameLength, HiddenCharacters.first(in: name) == nil else { return nil }
+        return name
+    }
 }

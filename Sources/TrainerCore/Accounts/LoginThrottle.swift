@@ -1,7 +1,7 @@
 import Foundation
 
-/// Slows password guessing: every login attempt is counted per subject (an account or a client
-/// address) before the password is checked; once more than `maximumFailures` attempts fall in one
+/// Slows password guessing: every login attempt is counted per subject (an account from an
+/// address, an account, an address, or a known device) before the password is checked; once more than `maximumFailures` attempts fall in one
 /// `window`, the subject is locked for `lockout`, even for the right password. A successful login
 /// takes its attempt back.
 ///
@@ -19,10 +19,29 @@ public struct LoginThrottle: Sendable, Equatable {
         self.lockout = lockout
     }
 
-    /// Five wrong passwords per account in 15 minutes lock it for 15 minutes.
-    public static let perAccount = LoginThrottle(maximumFailures: 5, window: 15 * 60, lockout: 15 * 60)
+    /// Five wrong passwords for one account from one address in 15 minutes lock that pair for 15
+    /// minutes: the guesser, not the owner elsewhere.
+    public static let perAccountFromAddress = LoginThrottle(maximumFailures: 5, window: 15 * 60, lockout: 15 * 60)
+    /// Guessing one account from many addresses: a higher bar, across all of them (devices that
+    /// signed in to the account before are not held back by it).
+    public static let perAccount = LoginThrottle(maximumFailures: 50, window: 15 * 60, lockout: 15 * 60)
     /// Per client address the bar is higher: several people may share one address.
     public static let perAddress = LoginThrottle(maximumFailures: 20, window: 15 * 60, lockout: 15 * 60)
+    /// A known device counts only its own failures (a stolen device cookie still guesses slowly).
+    public static let perKnownDevice = LoginThrottle(maximumFailures: 10, window: 15 * 60, lockout: 15 * 60)
+
+    /// The counters one sign-in touches, by name.
+    public struct Subjects: Sendable, Equatable {
+        public let account: String
+        public let accountFromAddress: String
+        public let address: String
+
+        public init(email: String, address: String) {
+            account = "account:" + email
+            accountFromAddress = "account:" + email + "|from:" + address
+            self.address = "address:" + address
+        }
+    }
 
     public enum Decision: Sendable, Equatable {
         /// Check the password.

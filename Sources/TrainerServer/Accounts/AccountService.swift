@@ -63,29 +63,65 @@ struct AccountService: Sendable {
         }
     }
 
-    /// Checks the password, with per-account and per-address throttling. Unknown addresses and wrong
-    /// passwords get the same answer and take the same time.
-    func logIn(email rawEmail: String, password: String, clientAddress: String, on db: any Database) async throws -> User {
+    /// Checks the password, throttled so that guessing is slow but cannot lock the owner out:
+    ///
+    /// - from a device that has signed in to this account before (`knownDevice`, its cookie), only
+    ///   that device's own failures count;
+    /// - otherwise per account and address (others' guesses from elsewhere do not lock this
+    ///   address out), per account from everywhere (a wide guessing campaign), and per address.
+    ///
+    /// Unknown addresses and wrong passwords get the same answer and take the same time.
+    func logIn(email rawEmail: String, password: String, clientAddress: String, knownDevice: String?, on db: any Database) async throws -> User {
         // Anything that is not an address still counts against the account key, capped in length.
         let email = AccountRules.normalizedEmail(rawEmail) ?? String(rawEmail.lowercased().prefix(254))
-        let account = "account:" + email, address = "address:" + clientAddress
+        let subjects = LoginThrottle.Subjects(email: email, address: clientAddress)
         let time = now()
+        let device = try await self.knownDevice(knownDevice, email: email, on: db)
+        let counted = device.map { [("device:" + $0.tokenHash, LoginThrottle.perKnownDevice)] }
+            ?? [(subjects.accountFromAddress, .perAccountFromAddress), (subjects.account, .perAccount), (subjects.address, .perAddress)]
         var lockedUntil: [Date] = []
-        for (subject, throttle) in [(account, LoginThrottle.perAccount), (address, LoginThrottle.perAddress)] {
+        for (subject, throttle) in counted {
             if let until = try await throttles.countAttempt(subject, throttle: throttle, now: time, on: db) { lockedUntil.append(until) }
         }
         if let until = lockedUntil.max() {
             let wait = until.timeIntervalSince(time)
-            throw APIError.tooManyRequests(retryAfter: wait, "Too many failed logins; try again in \(Int(wait.rounded(.up) / 60) + 1) minutes.")
+            throw APIError.tooManyRequests(retryAfter: wait, "Too many failed sign-ins; try again in \(Int(wait.rounded(.up) / 60) + 1) minutes. "
+                + "A browser that has signed in to this account before is not held back, and an administrator can lift the lock (`gomodel users unlock --email …`).")
         }
 
         let user = try await User.query(on: db).filter(\.$email == email).first()
         if let user, try await verify(password, hash: user.passwordHash) {
-            try await throttles.succeeded(account: account, address: address, on: db)
+            try await throttles.succeeded(subjects, knownDevice: device.map { "device:" + $0.tokenHash }, on: db)
             return user
         }
         if user == nil { _ = try? await verify(password, hash: dummyHash) }
         throw APIError.unauthorized("The e-mail address or password is wrong.")
+    }
+
+    /// The known device whose cookie this is, if it belongs to the account with this address.
+    private func knownDevice(_ cookieValue: String?, email: String, on db: any Database) async throws -> KnownDevice? {
+        guard let cookieValue, !cookieValue.isEmpty,
+              let device = try await KnownDevice.query(on: db).filter(\.$tokenHash == OpaqueToken.digest(cookieValue)).with(\.$user).first(),
+              device.user.email == email
+        else { return nil }
+        return device
+    }
+
+    /// Remembers the browser that just signed in to `user` (unless it already is that account's
+    /// known device); returns the cookie value to give it.
+    func rememberDevice(_ presented: String?, for user: User, on db: any Database) async throws -> String? {
+        if try await knownDevice(presented, email: user.email, on: db) != nil { return nil }
+        let value = OpaqueToken.generate()
+        try await KnownDevice(userID: try user.requireID(), tokenHash: OpaqueToken.digest(value), createdAt: now()).create(on: db)
+        return value
+    }
+
+    /// Lifts every sign-in lock on the account with this address (an administrator's reset).
+    func unlock(email rawEmail: String, on db: any Database) async throws {
+        guard let email = AccountRules.normalizedEmail(rawEmail), try await User.query(on: db).filter(\.$email == email).first() != nil else {
+            throw APIError.notFound("No account has the e-mail address \(rawEmail).")
+        }
+        try await throttles.clearAccount(LoginThrottle.Subjects(email: email, address: ""), on: db)
     }
 
     // MARK: Sessions
@@ -117,8 +153,7 @@ struct AccountService: Sendable {
 
     /// Creates a token and returns its value (shown only here).
     func issueToken(for user: User, name: String, on db: any Database) async throws -> (value: String, token: APIToken) {
-        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, trimmed.count <= 100, HiddenCharacters.first(in: trimmed) == nil else {
+        guard let trimmed = AccountRules.visibleName(name) else {
             throw APIError.badRequest("invalid_name", "Give the token a name of 1 to 100 visible characters, e.g. 'laptop CLI'.")
         }
         let value = OpaqueToken.generate(prefix: "gm_")

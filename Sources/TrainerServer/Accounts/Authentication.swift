@@ -17,6 +17,18 @@ struct SessionCookie: Sendable {
     }
 }
 
+/// Marks a browser that has signed in before (`KnownDevice`): sent only to the sign-in routes,
+/// kept for 400 days (the most browsers allow).
+struct DeviceCookie: Sendable {
+    static let name = "gomodel_device"
+
+    let secure: Bool
+
+    func set(_ value: String) -> HTTPCookies.Value {
+        HTTPCookies.Value(string: value, maxAge: 400 * 24 * 3600, path: "/api/auth", isSecure: secure, isHTTPOnly: true, sameSite: .strict)
+    }
+}
+
 /// Finds who is calling: an `Authorization: Bearer` token first, else the session cookie.
 ///
 /// A bearer token that is wrong is refused outright (the caller asked to be that token); a stale

@@ -45,13 +45,28 @@ struct LoginThrottleStore: Sendable {
         }
     }
 
-    /// Takes back the attempt of a successful login: the account's count is cleared; an address's
-    /// count only loses this one attempt (an attacker must not reset it with an account of their own).
-    func succeeded(account: String, address: String, on db: any Database) async throws {
+    /// Takes back the attempts of a successful login: the account's own count is cleared, and this
+    /// known device's, or else this account-and-address pair's; an address's count only loses this
+    /// one attempt (an attacker must not reset it with an account of their own). The locks of other
+    /// browsers on the account stay: they are someone else guessing, even at the same address.
+    func succeeded(_ subjects: LoginThrottle.Subjects, knownDevice: String?, on db: any Database) async throws {
         let sql = db as! any SQLDatabase
-        try await sql.delete(from: Self.table).where("subject", .equal, account).run()
-        try await sql.update(Self.table)
-            .set(SQLIdentifier("failures"), to: SQLBinaryExpression(SQLIdentifier("failures"), .subtract, SQLLiteral.numeric("1")))
-            .where("subject", .equal, address).where("failures", .greaterThan, 0).run()
+        try await sql.delete(from: Self.table).where("subject", .in, [subjects.account, knownDevice ?? subjects.accountFromAddress]).run()
+        if knownDevice == nil {
+            try await sql.update(Self.table)
+                .set(SQLIdentifier("failures"), to: SQLBinaryExpression(SQLIdentifier("failures"), .subtract, SQLLiteral.numeric("1")))
+                .where("subject", .equal, subjects.address).where("failures", .greaterThan, 0).run()
+        }
+    }
+
+    /// Clears every count of an account: its own and those of each address it was tried from.
+    func clearAccount(_ subjects: LoginThrottle.Subjects, on db: any Database) async throws {
+        let sql = db as! any SQLDatabase
+        let pairs = subjects.account + "|from:"
+        // A prefix compared as a substring: LIKE would read `_` and `%` in addresses as wildcards.
+        try await sql.delete(from: Self.table)
+            .where("subject", .equal, subjects.account)
+            .orWhere(SQLFunction("substr", args: SQLColumn("subject"), SQLLiteral.numeric("1"), SQLLiteral.numeric(String(pairs.unicodeScalars.count))), .equal, SQLBind(pairs))
+            .run()
     }
 }

@@ -10,10 +10,12 @@ public struct Administration: Sendable {
 
     private let app: Application
     private let accounts: AccountService
+    private let workerKeys: WorkerKeyService
 
     public init(app: Application, dependencies: ServerDependencies = .live) {
         self.app = app
         self.accounts = AccountService(now: dependencies.now, bcryptCost: dependencies.bcryptCost)
+        self.workerKeys = WorkerKeyService(now: dependencies.now)
     }
 
     /// Creates an account; `admin: nil` makes it an admin only if it is the first.
@@ -22,6 +24,11 @@ public struct Administration: Sendable {
         try await reportingFailures {
             try await accounts.createUser(email: email, password: password, admin: admin, on: app.db).isAdmin
         }
+    }
+
+    /// Lifts the sign-in locks that failed passwords put on an account.
+    public func unlock(email: String) async throws {
+        try await reportingFailures { try await accounts.unlock(email: email, on: app.db) }
     }
 
     /// Creates an API token for an existing account and returns its value.
@@ -36,9 +43,36 @@ public struct Administration: Sendable {
 
     /// Creates a key for a GPU worker of the built-in queue and returns its value (shown once).
     public func createWorkerKey(name: String) async throws -> String {
-        let value = OpaqueToken.generate(prefix: "gmw_")
-        try await WorkerKey(name: name, keyHash: OpaqueToken.digest(value), createdAt: Date()).create(on: app.db)
-        return value
+        try await reportingFailures { try await workerKeys.create(name: name, on: app.db).value }
+    }
+
+    /// A worker key as `gomodel workers list` shows it.
+    public struct WorkerKeyRow: Sendable {
+        public let id: UUID
+        public let name: String
+        public let createdAt: Date
+        public let lastUsedAt: Date?
+        public let revokedAt: Date?
+        public let runningJobs: Int
+    }
+
+    public func workerKeyRows() async throws -> [WorkerKeyRow] {
+        let running = try await workerKeys.runningJobs(on: app.db)
+        return try await workerKeys.list(on: app.db).map {
+            WorkerKeyRow(id: $0.id!, name: $0.name, createdAt: $0.createdAt, lastUsedAt: $0.lastUsedAt, revokedAt: $0.revokedAt, runningJobs: running[$0.id!] ?? 0)
+        }
+    }
+
+    /// Revokes the worker key with this id or name; returns its name and how many jobs its workers
+    /// held (they go back to the queue).
+    public func revokeWorkerKey(_ reference: String) async throws -> (name: String, runningJobs: Int) {
+        try await reportingFailures {
+            let key = try await workerKeys.find(reference, on: app.db)
+            guard key.revokedAt == nil else { throw Failure(description: "The worker key '\(key.name)' was already revoked.") }
+            let running = try await workerKeys.runningJobs(on: app.db)[key.id!] ?? 0
+            try await workerKeys.revoke(key, on: app.db)
+            return (key.name, running)
+        }
     }
 
     private func reportingFailures<T>(_ body: () async throws -> T) async throws -> T {

@@ -19,6 +19,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     app.middleware = Middlewares()
     app.middleware.use(RequestObservationMiddleware(registry: registry))
     app.middleware.use(APIErrorMiddleware())
+    app.middleware.use(HeaderLimitMiddleware())
     // JSON bodies of the API are small; uploads go straight to the object store.
     app.routes.defaultMaxBodySize = "1mb"
 
@@ -31,12 +32,17 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         .register(public: api, signedIn: signedIn)
     TokenController(accounts: accounts).register(signedIn: signedIn)
     InviteController(accounts: accounts).register(signedIn: signedIn)
+    let workerKeys = WorkerKeyService(now: dependencies.now)
+    WorkerKeyController(workerKeys: workerKeys).register(signedIn: signedIn)
 
     var builtInStore: (BuiltInStore, S3Credentials)?
     if case .builtIn(let bucket) = configuration.objectStore {
         let store = try BuiltInStore(root: configuration.dataDirectory + "/store", bucket: bucket, now: dependencies.now)
         let credentials = try StoreCredentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
-        BuiltInStoreController(store: store, authenticator: S3RequestAuthenticator(credentials: credentials), now: dependencies.now).register(app)
+        BuiltInStoreController(store: store, authenticator: S3RequestAuthenticator(credentials: credentials), now: dependencies.now) { holder in
+            guard let keyID = UUID(uuidString: holder) else { return true }
+            return try await workerKeys.isRevoked(keyID, on: app.db)
+        }.register(app)
         builtInStore = (store, credentials)
     }
     let bucket = Bucket.make(configuration.objectStore, builtIn: builtInStore, publicURL: configuration.publicURL, http: app.http.client.shared, now: dependencies.now)
@@ -57,7 +63,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     } else {
         let queue = BuiltInQueue(jobs: jobs, bucket: bucket.name, storeCredentials: builtInStore?.1, now: dependencies.now)
         app.storage[BuiltInQueueKey.self] = queue
-        WorkerQueueController(queue: queue, longPoll: dependencies.jobTakeWait).register(app)
+        WorkerQueueController(queue: queue, workerKeys: workerKeys, longPoll: dependencies.jobTakeWait).register(app)
         if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "built-in queue", wakeup: Wakeup()) { try await queue.reclaimLost(on: $0); return false }) }
     }
 
@@ -78,9 +84,10 @@ public func configure(_ app: Application, configuration: Configuration, dependen
 
 /// Every documented operation and schema, gathered from the controllers that own them.
 enum APIDescription {
-    static let operations = AuthController.operations + TokenController.operations + InviteController.operations
+    static let operations = AuthController.operations + TokenController.operations + InviteController.operations + WorkerKeyController.operations
         + DatasetController.operations + JobController.operations + RunPodWebhookController.operations + SystemController.operations
     static let schemas = AuthController.schemas.merging(TokenController.schemas) { current, _ in current }
+        .merging(WorkerKeyController.schemas) { current, _ in current }
         .merging(DatasetController.schemas) { current, _ in current }
         .merging(JobController.schemas) { current, _ in current }
 }

@@ -41,7 +41,8 @@ struct AuthController: Sendable {
 
     @Sendable func logIn(request: Request) async throws -> Response {
         let body = try request.decodeJSON(LoginRequest.self)
-        let user = try await accounts.logIn(email: body.email, password: body.password, clientAddress: clientAddress(of: request), on: request.db)
+        let user = try await accounts.logIn(email: body.email, password: body.password, clientAddress: clientAddress(of: request),
+                                            knownDevice: request.cookies[DeviceCookie.name]?.string, on: request.db)
         return try await startSession(for: user, request: request, status: .ok)
     }
 
@@ -71,6 +72,9 @@ struct AuthController: Sendable {
         let (cookieValue, session) = try await accounts.startSession(for: user, on: request.db)
         let response = try JSON.response(SessionResponse(user: UserResponse(user), csrfToken: session.csrfToken), status: status)
         response.cookies[SessionCookie.name] = cookie.set(cookieValue)
+        if let device = try await accounts.rememberDevice(request.cookies[DeviceCookie.name]?.string, for: user, on: request.db) {
+            response.cookies[DeviceCookie.name] = DeviceCookie(secure: cookie.secure).set(device)
+        }
         return response
     }
 

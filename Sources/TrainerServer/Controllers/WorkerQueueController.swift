@@ -10,6 +10,7 @@ import Vapor
 /// RunPod's SDK sends it, or as `Bearer`.
 struct WorkerQueueController: Sendable {
     let queue: BuiltInQueue
+    let workerKeys: WorkerKeyService
     /// How long job-take waits for a job before answering 204 (RunPod's SDK gives up at 90 s).
     let longPoll: Duration
 
@@ -60,18 +61,13 @@ struct WorkerQueueController: Sendable {
         return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(string: #"{"status": "pong"}"#))
     }
 
-    /// The worker's name for leases: its id from the path, qualified by its key.
-    private func authenticate(_ request: Request) async throws -> String {
+    /// The worker behind the call: its key, raw as RunPod's SDK sends it or as `Bearer`, and its
+    /// id from the path.
+    private func authenticate(_ request: Request) async throws -> WorkerKeyService.Worker {
         var presented = request.headers.first(name: .authorization) ?? ""
         if presented.lowercased().hasPrefix("bearer ") { presented = String(presented.dropFirst(7)) }
-        guard !presented.isEmpty, let key = try await WorkerKey.query(on: request.db).filter(\.$keyHash == OpaqueToken.digest(presented)).first() else {
-            throw APIError.unauthorized("A worker key is required: create one with `gomodel workers create-key` and give it to the worker (--key, or RUNPOD_AI_API_KEY).")
-        }
-        guard let worker = request.parameters.get("worker"), !worker.isEmpty, worker.count <= 200 else { throw Abort(.notFound) }
-        if key.lastUsedAt.map({ Date().timeIntervalSince($0) > 60 }) ?? true {
-            key.lastUsedAt = Date()
-            try await key.save(on: request.db)
-        }
-        return "\(key.name)/\(worker)"
+        let worker = try await workerKeys.authenticate(secret: presented, workerID: request.parameters.get("worker") ?? "", on: request.db)
+        guard !worker.id.isEmpty, worker.id.count <= 200 else { throw Abort(.notFound) }
+        return worker
     }
 }

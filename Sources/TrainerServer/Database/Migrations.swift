@@ -15,5 +15,7 @@ public enum Migrations {
         M0009AddJobWorkerReports(),
         M0010CreateFirstAdministrator(),
         M0011SQLiteWriteAheadLog(),
+        M0012WorkerKeyNamesAndRevocation(),
+        M0013CreateKnownDevices(),
     ]
 }

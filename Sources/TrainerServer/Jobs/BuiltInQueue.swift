@@ -33,14 +33,14 @@ struct BuiltInQueue: Sendable {
     static func runnerID(_ job: Job) -> String { "\(job.id!.uuidString.lowercased())-a\(job.attempt)" }
 
     /// Hands the oldest queued job to `worker`, or nil when there is none.
-    func take(worker: String, on db: any Database) async throws -> (id: String, input: JSONValue)? {
+    func take(worker: WorkerKeyService.Worker, on db: any Database) async throws -> (id: String, input: JSONValue)? {
         let time = now()
         let candidates = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$cancelRequested == false)
             .group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }.sort(\.$createdAt).limit(5).all()
         for candidate in candidates {
             let sql = db as! any SQLDatabase
             let claimed = try await sql.raw("""
-                UPDATE jobs SET lease_owner = \(bind: "worker:" + worker), lease_until = \(bind: time.addingTimeInterval(Self.firstPingWithin))
+                UPDATE jobs SET lease_owner = \(bind: worker.leaseOwner), lease_until = \(bind: time.addingTimeInterval(Self.firstPingWithin))
                 WHERE id = \(bind: candidate.id!) AND status = 'queued' AND cancel_requested = \(bind: false)
                 AND (lease_until IS NULL OR lease_until < \(bind: time))
                 RETURNING id
@@ -49,12 +49,12 @@ struct BuiltInQueue: Sendable {
             let runnerID = Self.runnerID(job)
             job.runPodJobID = runnerID
             job.runnerStatus = "IN_PROGRESS"
-            let taken = jobs.transition(job, to: .running, at: time, message: "Worker \(worker) took it (attempt \(job.attempt)).")
-            guard try await jobs.commit(job, from: .queued, events: [taken], condition: "lease_owner = \(bind: "worker:" + worker)", on: db) else { continue }
+            let taken = jobs.transition(job, to: .running, at: time, message: "Worker \(worker.label) took it (attempt \(job.attempt)).")
+            guard try await jobs.commit(job, from: .queued, events: [taken], condition: "lease_owner = \(bind: worker.leaseOwner)", on: db) else { continue }
             var input = try jobs.input(for: job, bucket: bucket)
             if let storeCredentials, case .object(var fields) = input {
                 let scope = StoreScope(readPrefixes: [WorkerJob.datasetPrefix(job.datasetID.uuidString.lowercased())], writePrefixes: [job.outputPrefix],
-                                       expires: time.addingTimeInterval(Self.storeKeyLifetime))
+                                       expires: time.addingTimeInterval(Self.storeKeyLifetime), holder: worker.keyID.uuidString.lowercased())
                 let key = ScopedStoreKey.make(scope, admin: storeCredentials)
                 fields.append((WorkerJob.storeKeyKey, ["access_key_id": .string(key.accessKeyID), "secret_access_key": .string(key.secretAccessKey.value)]))
                 input = .object(fields)
@@ -66,7 +66,7 @@ struct BuiltInQueue: Sendable {
 
     /// A worker's job-done post: progress (`status: IN_PROGRESS`), a result (`output`) or an
     /// error. Anything about another attempt, another worker's job or a finished job is ignored.
-    func done(worker: String, runnerID: String, body: JSONValue, on db: any Database) async throws {
+    func done(worker: WorkerKeyService.Worker, runnerID: String, body: JSONValue, on db: any Database) async throws {
         guard let job = try await held(runnerID, by: worker, on: db) else { return }
         try await jobs.apply(JobService.workerReport(body, runnerID: runnerID, cancelRequested: job.cancelRequested), to: job, on: db)
         if job.status.isFinal || job.status == .queued {
@@ -79,7 +79,7 @@ struct BuiltInQueue: Sendable {
     }
 
     /// Renews the leases of the jobs a worker says it runs.
-    func ping(worker: String, runnerIDs: [String], on db: any Database) async throws {
+    func ping(worker: WorkerKeyService.Worker, runnerIDs: [String], on db: any Database) async throws {
         for runnerID in runnerIDs {
             guard let job = try await held(runnerID, by: worker, on: db), !job.status.isFinal else { continue }
             job.leaseUntil = now().addingTimeInterval(leaseSeconds)
@@ -90,9 +90,9 @@ struct BuiltInQueue: Sendable {
     /// Runner ids of this worker's jobs whose cancellation was asked for. Telling the worker ends
     /// them, as at RunPod (a job is CANCELLED when asked, and runpod-python posts nothing after a
     /// stop). The stop is told again until the lease runs out, in case an answer was lost.
-    func jobsToStop(worker: String, on db: any Database) async throws -> [String] {
+    func jobsToStop(worker: WorkerKeyService.Worker, on db: any Database) async throws -> [String] {
         let time = now()
-        let stopping = try await Job.query(on: db).filter(\.$leaseOwner == "worker:" + worker).filter(\.$cancelRequested == true)
+        let stopping = try await Job.query(on: db).filter(\.$leaseOwner == worker.leaseOwner).filter(\.$cancelRequested == true)
             .filter(\.$leaseUntil >= time).filter(\.$status ~~ [.running, .cancelled]).all()
         for job in stopping where job.status == .running {
             let event = jobs.transition(job, to: .cancelled, at: time, message: "Cancelled; its worker was told to stop.")
@@ -102,24 +102,31 @@ struct BuiltInQueue: Sendable {
         return stopping.compactMap(\.runPodJobID)
     }
 
-    /// Jobs whose worker went quiet: back to the queue as a new attempt, or failed after the
-    /// last one; a cancelled one simply ends.
+    /// Jobs whose worker went quiet, or whose worker key was revoked: back to the queue as a new
+    /// attempt, or failed after the last one; a cancelled one simply ends. A revoked key's job is
+    /// not at fault and goes back whatever its attempts, like a preempted one.
     func reclaimLost(on db: any Database) async throws {
         let time = now()
         let lost = try await Job.query(on: db).filter(\.$status == .running).filter(\.$leaseUntil < time).all()
         for job in lost {
-            let worker = job.leaseOwner ?? "worker"
+            let owner = job.leaseOwner ?? ""
+            var key: WorkerKey?
+            if let keyID = WorkerKeyService.Worker.keyID(inLeaseOwner: owner) { key = try await WorkerKey.find(keyID, on: db) }
+            let worker = key.map { "Worker \($0.name)/" + owner.dropFirst(WorkerKeyService.Worker.leaseOwnerPrefix(keyID: $0.id!).count) } ?? "Its worker"
+            let revoked = key?.revokedAt != nil
             let attempt = job.attempt
             let event: JobEvent
             if job.cancelRequested {
                 event = jobs.transition(job, to: .cancelled, at: time, message: "Cancelled; its worker stopped answering.")
-            } else if job.attempt - job.preemptions >= Self.maximumAttempts {
+            } else if !revoked && job.attempt - job.preemptions >= Self.maximumAttempts {
                 event = jobs.transition(job, to: .failed, at: time, message: "Its worker stopped answering, for the \(job.attempt). time; not tried again.")
                 job.error = "Workers stopped answering \(job.attempt) times (out of memory, preemption or a crash); retry it to try once more."
             } else {
                 JobService.prepareNextAttempt(job, at: time)
+                if revoked { job.preemptions += 1 }
+                let why = revoked ? "'s key was revoked" : " stopped answering"
                 event = JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
-                                 message: "\(worker.replacingOccurrences(of: "worker:", with: "Worker ")) stopped answering; back in the queue as attempt \(job.attempt), resuming from the last checkpoint.")
+                                 message: "\(worker)\(why); back in the queue as attempt \(job.attempt), resuming from the last checkpoint.")
             }
             job.leaseOwner = nil
             job.leaseUntil = nil
@@ -128,8 +135,8 @@ struct BuiltInQueue: Sendable {
         }
     }
 
-    private func held(_ runnerID: String, by worker: String, on db: any Database) async throws -> Job? {
-        guard let job = try await Job.query(on: db).filter(\.$runPodJobID == runnerID).first(), job.leaseOwner == "worker:" + worker else { return nil }
+    private func held(_ runnerID: String, by worker: WorkerKeyService.Worker, on db: any Database) async throws -> Job? {
+        guard let job = try await Job.query(on: db).filter(\.$runPodJobID == runnerID).first(), job.leaseOwner == worker.leaseOwner else { return nil }
         return job
     }
 }

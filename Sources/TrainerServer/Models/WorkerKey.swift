@@ -2,7 +2,8 @@ import Fluent
 import Foundation
 
 /// A key that lets a GPU worker take jobs from the built-in queue (`gomodel workers create-key`).
-/// Shown once; only its SHA-256 is stored.
+/// Shown once; only its SHA-256 is stored. Names are unique among keys not revoked; a revoked key
+/// stays listed, refused.
 final class WorkerKey: Model, @unchecked Sendable {
     static let schema = "worker_keys"
 
@@ -11,6 +12,7 @@ final class WorkerKey: Model, @unchecked Sendable {
     @Field(key: "key_hash") var keyHash: String
     @Field(key: "created_at") var createdAt: Date
     @OptionalField(key: "last_used_at") var lastUsedAt: Date?
+    @OptionalField(key: "revoked_at") var revokedAt: Date?
 
     init() {}
 

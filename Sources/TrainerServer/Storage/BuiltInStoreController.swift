@@ -10,6 +10,8 @@ struct BuiltInStoreController: Sendable {
     let store: BuiltInStore
     let authenticator: S3RequestAuthenticator
     let now: @Sendable () -> Date
+    /// Whether a scoped key's holder has been revoked since the key was handed out.
+    let holderRevoked: @Sendable (String) async throws -> Bool
 
     func register(_ app: Application) {
         for method in [HTTPMethod.GET, .HEAD, .PUT, .POST, .DELETE] {
@@ -52,6 +54,9 @@ struct BuiltInStoreController: Sendable {
         let rawQuery = request.url.query ?? ""
         let headers = request.headers.map { (name: $0.name, value: $0.value) }
         let verified = try authenticator.verify(method: request.method.rawValue, path: rawPath, query: rawQuery, headers: headers, now: now())
+        if let holder = verified.scope?.holder, try await holderRevoked(holder) {
+            throw S3StoreError(status: 403, code: "AccessDenied", message: "The worker key this job's store key was handed to has been revoked.")
+        }
         let query = Self.parameters(rawQuery)
         // A sub-resource we do not implement (?tagging, ?acl, ?policy…) must not fall through to
         // the plain object or bucket operation, which would overwrite, delete or list instead.

@@ -8,6 +8,8 @@ import VaporTesting
 struct APIClient {
     let app: Application
     var sessionCookie: String?
+    /// The known-device cookie a sign-in gave this client, sent back like a browser does.
+    var deviceCookie: String?
     var csrfToken: String?
     var bearerToken: String?
     /// Sent as `X-Forwarded-For` (the tests turn on GOMODEL_TRUST_PROXY where it matters).
@@ -23,7 +25,8 @@ struct APIClient {
         sendCSRF: Bool = true, headers extra: HTTPHeaders = [:]
     ) async throws -> TestingHTTPResponse {
         var headers = extra
-        if let sessionCookie { headers.add(name: .cookie, value: "\(SessionCookie.name)=\(sessionCookie)") }
+        let cookies = [sessionCookie.map { "\(SessionCookie.name)=\($0)" }, deviceCookie.map { "\(DeviceCookie.name)=\($0)" }].compactMap { $0 }
+        if !cookies.isEmpty { headers.add(name: .cookie, value: cookies.joined(separator: "; ")) }
         if let csrfToken, sendCSRF { headers.add(name: "X-CSRF-Token", value: csrfToken) }
         if let bearerToken { headers.bearerAuthorization = .init(token: bearerToken) }
         if let forwardedFor { headers.add(name: .xForwardedFor, value: forwardedFor) }
@@ -33,6 +36,7 @@ struct APIClient {
         if let cookie = response.headers.setCookie?[SessionCookie.name] {
             sessionCookie = cookie.string.isEmpty ? nil : cookie.string
         }
+        if let cookie = response.headers.setCookie?[DeviceCookie.name] { deviceCookie = cookie.string }
         if let token = (try? response.json)?["csrfToken"] as? String { csrfToken = token }
         return response
     }

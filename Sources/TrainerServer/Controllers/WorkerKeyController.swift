@@ -1,0 +1,91 @@
+import Fluent
+import Vapor
+
+/// Worker keys, for administrators: `POST /api/worker-keys` (the value is shown once),
+/// `GET /api/worker-keys`, `POST /api/worker-keys/{id}/revoke`.
+struct WorkerKeyController: Sendable {
+    let workerKeys: WorkerKeyService
+
+    struct CreateRequest: Decodable {
+        let name: String
+    }
+
+    struct WorkerKeyResponse: Encodable {
+        let id: UUID
+        let name: String
+        let createdAt: Date
+        let lastUsedAt: Date?
+        let revokedAt: Date?
+        /// Jobs its workers hold now.
+        let runningJobs: Int
+        /// Present only in the response that created it.
+        let key: String?
+    }
+
+    struct WorkerKeyList: Encodable {
+        let workerKeys: [WorkerKeyResponse]
+    }
+
+    func register(signedIn routes: any RoutesBuilder) {
+        let admin = routes.grouped("worker-keys")
+        admin.post(use: create)
+        admin.get(use: list)
+        admin.post(":id", "revoke", use: revoke)
+    }
+
+    @Sendable func create(request: Request) async throws -> Response {
+        try requireAdmin(request)
+        let body = try request.decodeJSON(CreateRequest.self)
+        let (value, key) = try await workerKeys.create(name: body.name, on: request.db)
+        return try JSON.response(Self.response(key, runningJobs: 0, value: value), status: .created)
+    }
+
+    @Sendable func list(request: Request) async throws -> Response {
+        try requireAdmin(request)
+        let keys = try await workerKeys.list(on: request.db)
+        let running = try await workerKeys.runningJobs(on: request.db)
+        return try JSON.response(WorkerKeyList(workerKeys: keys.map { Self.response($0, runningJobs: running[$0.id!] ?? 0) }))
+    }
+
+    @Sendable func revoke(request: Request) async throws -> Response {
+        try requireAdmin(request)
+        guard let id = request.parameters.get("id", as: UUID.self), let key = try await WorkerKey.find(id, on: request.db) else {
+            throw APIError.notFound("No worker key with this id; GET /api/worker-keys lists them.")
+        }
+        try await workerKeys.revoke(key, on: request.db)
+        return try JSON.response(Self.response(key, runningJobs: 0))
+    }
+
+    private func requireAdmin(_ request: Request) throws {
+        guard try request.principal.user.isAdmin else { throw APIError.forbidden("admin_only", "Only administrators can manage worker keys.") }
+    }
+
+    static func response(_ key: WorkerKey, runningJobs: Int, value: String? = nil) -> WorkerKeyResponse {
+        WorkerKeyResponse(id: key.id!, name: key.name, createdAt: key.createdAt, lastUsedAt: key.lastUsedAt, revokedAt: key.revokedAt, runningJobs: runningJobs, key: value)
+    }
+
+    static let operations: [APIOperation] = [
+        APIOperation(
+            method: .POST, path: "/api/worker-keys", summary: "Create a key for a GPU worker of the built-in queue; its value is shown only in this response (admins only).",
+            access: .admin,
+            requestSchema: ["type": "object", "required": ["name"], "properties": ["name": ["type": "string", "minLength": 1, "maxLength": 100]]],
+            responses: [201: ("The new key, with its value.", .ref("WorkerKey")), 403: ("Not an administrator.", .ref("Error")),
+                        409: ("A key not revoked has this name.", .ref("Error"))]
+        ),
+        APIOperation(method: .GET, path: "/api/worker-keys", summary: "List the worker keys, revoked ones included (admins only).", access: .admin,
+                     responses: [200: ("The keys.", ["type": "object", "required": ["workerKeys"], "properties": ["workerKeys": ["type": "array", "items": .ref("WorkerKey")]]]),
+                                 403: ("Not an administrator.", .ref("Error"))]),
+        APIOperation(method: .POST, path: "/api/worker-keys/{id}/revoke",
+                     summary: "Revoke a worker key: its workers are refused from their next call and their jobs go back to the queue (admins only).", access: .admin,
+                     responses: [200: ("The revoked key.", .ref("WorkerKey")), 403: ("Not an administrator.", .ref("Error")), 404: ("No such key.", .ref("Error"))]),
+    ]
+
+    static let schemas: [String: SchemaValue] = [
+        "WorkerKey": ["type": "object", "required": ["id", "name", "createdAt", "runningJobs"], "properties": [
+            "id": ["type": "string", "format": "uuid"], "name": ["type": "string"],
+            "createdAt": ["type": "string", "format": "date-time"], "lastUsedAt": ["type": "string", "format": "date-time"],
+            "revokedAt": ["type": "string", "format": "date-time"], "runningJobs": ["type": "integer", "minimum": 0],
+            "key": ["type": "string", "description": "The key's value, only when it is created."],
+        ]],
+    ]
+}
