@@ -4,13 +4,18 @@
 /// another ("invoice‮gnp.exe" shows as "invoiceexe.png"), so names people read refuse them.
 public enum HiddenCharacters {
     public static func first(in text: String) -> Unicode.Scalar? {
-        text.unicodeScalars.first { scalar in
-            switch scalar.properties.generalCategory {
-            case .control, .format, .lineSeparator, .paragraphSeparator: true
-            default: false
-            }
+        text.unicodeScalars.first(where: isHidden)
+    }
+
+    public static func isHidden(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: true
+        default: false
         }
     }
+
+    /// Every hidden character, as the body of a regex character class (for the OpenAPI document).
+    public static let regexClassBody = VisibleName.ranges(where: isHidden)
 
     /// How to name one in a message: `U+202E`.
     public static func name(_ scalar: Unicode.Scalar) -> String {

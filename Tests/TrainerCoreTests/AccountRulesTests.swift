@@ -10,10 +10,13 @@ import TrainerCore
         }
     }
 
-    @Test func passwordsNeedTenCharactersAndAtMost72Bytes() {
+    @Test func passwordsNeedTenToAThousandAndTwentyFourCharacters() {
         #expect(AccountRules.passwordProblem("short") != nil)
         #expect(AccountRules.passwordProblem("long enough") == nil)
-        #expect(AccountRules.passwordProblem(String(repeating: "é", count: 37))?.contains("72 bytes") == true)
-        #expect(AccountRules.passwordProblem(String(repeating: "x", count: 72)) == nil)
+        // Scalars, not bytes or user-perceived characters: JSON Schema's minLength/maxLength count them.
+        #expect(AccountRules.passwordProblem(String(repeating: "😀", count: 37)) == nil, "148 bytes are fine: bcrypt gets the SHA-256")
+        #expect(AccountRules.passwordProblem(String(repeating: "e\u{301}", count: 5)) == nil, "five é of two scalars each make ten")
+        #expect(AccountRules.passwordProblem(String(repeating: "x", count: 1024)) == nil)
+        #expect(AccountRules.passwordProblem(String(repeating: "x", count: 1025))?.contains("at most 1024") == true)
     }
 }

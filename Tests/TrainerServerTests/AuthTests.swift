@@ -6,6 +6,25 @@ import Testing
 import VaporTesting
 
 @Suite struct AuthTests {
+    @Test func everyCharacterOfALongPassphraseCountsAndOlderHashesStillWork() async throws {
+        try await withTestApp { app in
+            // bcrypt alone reads 72 bytes: these two differ only after that.
+            let passphrase = String(repeating: "correct horse battery staple ", count: 3)
+            let lookalike = String(passphrase.prefix(72)) + "something else entirely"
+            var ada = APIClient(app)
+            #expect(try await ada.signUp("ada@example.com", password: passphrase).status == .created)
+            var guesser = APIClient(app)
+            #expect(try await guesser.logIn("ada@example.com", password: lookalike).status == .unauthorized)
+            #expect(try await guesser.logIn("ada@example.com", password: passphrase).status == .ok)
+
+            // An account hashed before (bcrypt of the password itself) signs in as before.
+            try await User(email: "old@example.com", passwordHash: try Bcrypt.hash("correct horse battery", cost: 4), isAdmin: false).create(on: app.db)
+            var old = APIClient(app)
+            #expect(try await old.logIn("old@example.com").status == .ok)
+            #expect(try await old.logIn("old@example.com", password: "correct horse batter").status == .unauthorized)
+        }
+    }
+
     @Test func signUpStartsASessionAndTheFirstAccountIsAdmin() async throws {
         try await withTestApp { app in
             var ada = APIClient(app)
@@ -90,7 +109,7 @@ import VaporTesting
             var ada = APIClient(app)
             try await ada.signUp("ada@example.com", password: "correct horse battery")
             let user = try #require(try await User.query(on: app.db).first())
-            #expect(user.passwordHash.hasPrefix("$2b$"))
+            #expect(user.passwordHash.hasPrefix(AccountService.prehashedPrefix + "$2b$"), "bcrypt of the password's SHA-256")
             #expect(!user.passwordHash.contains("correct horse"))
         }
     }

@@ -154,7 +154,7 @@ import VaporTesting
             let id = try await user.createDataset()
             let bad = ["../target/x.png", "/etc/target/x.png", "target/be\u{7}ll.png", "target/notes.md", "target/x.png", "output/x.png"]
             let response = try await user.sign(id, [("control/ok.png", [1])] + bad.map { ($0, [1]) })
-            #expect(response.status == .badRequest && response.errorCode == "invalid_paths")
+            #expect(response.status == .unprocessableEntity && response.errorCode == "invalid_paths")
             let details = try #require((try response.json["error"] as? [String: Any])?["details"] as? [[String: String]])
             #expect(details.map { $0["path"] } == ["../target/x.png", "/etc/target/x.png", "target/be\u{7}ll.png", "target/notes.md", "output/x.png"])
             #expect(details[2]["reason"]?.contains("invisible character (U+0007)") == true)
@@ -381,13 +381,13 @@ import VaporTesting
             var user = try await User(store, email: "ann@example.com")
             let id = try await user.createDataset()
             let response = try await user.sign(id, [("target/a.png", [UInt8](repeating: 1, count: 6000)), ("target/b.png", [UInt8](repeating: 1, count: 6000))])
-            #expect(response.status == .badRequest && response.errorCode == "dataset_too_large")
+            #expect(response.status == .unprocessableEntity && response.errorCode == "dataset_too_large")
             #expect(response.errorMessage?.contains("at most 10240") == true)
             // Signed but never completed uploads count for their 15 minutes: no filling the
             // bucket batch by batch.
             #expect(try await user.sign(id, [("target/a.png", [UInt8](repeating: 1, count: 6000))]).status == .ok)
             let second = try await user.sign(id, [("target/b.png", [UInt8](repeating: 1, count: 6000))])
-            #expect(second.status == .badRequest && second.errorCode == "dataset_too_large")
+            #expect(second.status == .unprocessableEntity && second.errorCode == "dataset_too_large")
             // Signing the same file again replaces its pending size rather than adding to it.
             #expect(try await user.sign(id, [("target/a.png", [UInt8](repeating: 1, count: 6000))]).status == .ok)
             store.clock.advance(by: 16 * 60)

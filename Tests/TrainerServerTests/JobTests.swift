@@ -118,6 +118,18 @@ import VaporTesting
         }
     }
 
+    @Test func aPlainClientGetsTheJobOnceFromTheEventStream() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            // Without Accept: text/event-stream the answer is the job now, as one event, and ends
+            // (a stream would stay open while the job is queued).
+            let once = try await setup.user.client.send(.GET, "/api/jobs/\(id)/events", headers: ["Accept": "*/*"])
+            #expect(once.status == .ok && once.headers.contentType?.description.hasPrefix("text/event-stream") == true)
+            let events = once.body.string.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            #expect(events.count == 1 && events[0].hasPrefix("event: job\ndata: {"), "\(once.body.string)")
+        }
+    }
+
     @Test func badRequestsSayWhatIsWrong() async throws {
         try await Self.withSetup { setup in
             func post(_ body: String) async throws -> TestingHTTPResponse { try await setup.user.client.send(.POST, "/api/jobs", body: body) }
@@ -136,7 +148,13 @@ import VaporTesting
             #expect(try short.status == .created && (short.json["params"] as? [String: Any])?["saveEvery"] as? Int == 50)
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(try #require(short.json["id"] as? String))/cancel")
             let pairs = try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"samplePairs": ["zebra"]}}"#)
-            #expect(pairs.status == .badRequest && pairs.errorMessage?.contains("no sample 'zebra'") == true)
+            #expect(pairs.status == .unprocessableEntity && pairs.errorMessage?.contains("no sample 'zebra'") == true, "the dataset's state, not the request's shape")
+            // An interval longer than the run means at its end; a trigger word is ASCII; a profile is spelled exactly.
+            let long = try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"steps": 100, "saveEvery": 500, "sampleEvery": 500}}"#)
+            #expect(try long.status == .created && (long.json["params"] as? [String: Any])?["saveEvery"] as? Int == 100 && (long.json["params"] as? [String: Any])?["sampleEvery"] as? Int == 100)
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(try #require(long.json["id"] as? String))/cancel")
+            #expect(try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"triggerWord": "wätercolour"}}"#).status == .badRequest)
+            #expect(try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"profile": "80GB"}}"#).status == .badRequest)
 
             // Someone else's dataset is not found; an unsound one is 422 with the report.
             var bob = try await DatasetTests.User(setup.store, email: "bob@example.com")

@@ -202,6 +202,16 @@ import VaporTesting
             #expect(missing.status == .notFound)
             #expect(missing.errorCode == "not_found")
             #expect(missing.headers.contentType == .json)
+
+            // A documented path asked with a method it lacks: 405 with Allow, not 404.
+            for (method, path, allow) in [(HTTPMethod.TRACE, "/api/me", "GET, HEAD"), (.GET, "/api/auth/login", "POST"),
+                                          (.PUT, "/api/tokens", "GET, POST, HEAD"), (.POST, "/api/datasets/\(UUID())", "DELETE, GET, PATCH, HEAD")] {
+                let wrong = try await client.send(method, path)
+                #expect(wrong.status == .methodNotAllowed && wrong.errorCode == "method_not_allowed", "\(method) \(path): \(wrong.status)")
+                #expect(wrong.headers.first(name: "Allow") == allow, "\(method) \(path)")
+            }
+            let options = try await client.send(.OPTIONS, "/api/tokens")
+            #expect(options.status == .noContent && options.headers.first(name: "Allow") == "GET, POST, HEAD")
         }
     }
 

@@ -1,14 +1,16 @@
 /// What makes an acceptable e-mail address and password; shared by the API and the CLI.
 public enum AccountRules {
+    /// Lengths count Unicode scalars, as JSON Schema's minLength and maxLength do.
     public static let minimumPasswordLength = 10
-    /// bcrypt reads only the first 72 bytes; longer passwords would be silently truncated.
-    public static let maximumPasswordBytes = 72
+    /// Long passphrases are welcome (the server hashes a password's SHA-256, so bcrypt's 72-byte
+    /// input limit does not cut them); the bound only keeps requests sane.
+    public static let maximumPasswordLength = 1024
 
     /// The canonical (trimmed, lower-cased) address, or nil when it is not an address.
     public static func normalizedEmail(_ raw: String) -> String? {
         let email = raw.trimmingWhitespace().lowercased()
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-        guard email.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
+        guard email.count <= maximumEmailLength, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
               !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),
               !email.contains(where: { $0.isWhitespace || $0.unicodeScalars.contains { $0.properties.generalCategory == .control } })
         else { return nil }
@@ -17,23 +19,16 @@ public enum AccountRules {
 
     /// Why the password is refused, or nil when it is acceptable.
     public static func passwordProblem(_ password: String) -> String? {
-        if password.count < minimumPasswordLength {
+        let length = password.unicodeScalars.count
+        if length < minimumPasswordLength {
             return "The password must be at least \(minimumPasswordLength) characters long."
         }
-        if password.utf8.count > maximumPasswordBytes {
-            return "The password must be at most \(maximumPasswordBytes) bytes long (bcrypt ignores anything after that)."
+        if length > maximumPasswordLength {
+            return "The password must be at most \(maximumPasswordLength) characters long."
         }
         return nil
     }
 
-    /// The most characters a token's or a worker key's name may have.
-    public static let maximumNameLength = 100
-
-    /// A token's or worker key's name, trimmed, or nil when it is empty, too long or holds a
-    /// character that could disguise it (`HiddenCharacters`).
-    public static func visibleName(_ raw: String) -> String? {
-        let name = raw.trimmingWhitespace()
-        guard !name.isEmpty, name.count <= maximumNameLength, HiddenCharacters.first(in: name) == nil else { return nil }
-        return name
-    }
+    /// The longest e-mail address (RFC 5321's path limit).
+    public static let maximumEmailLength = 254
 }

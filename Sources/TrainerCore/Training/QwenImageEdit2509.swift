@@ -60,6 +60,25 @@ public enum QwenImageEdit2509 {
         public init() {}
     }
 
+    /// The parameters' ranges: what `validate` checks and the OpenAPI document states.
+    public enum Limits {
+        public static let steps = 10...30_000
+        public static let learningRate = 1e-6...1e-2
+        public static let rank = 1...128
+        public static let resolution = 256...1536
+        public static let resolutionMultiple = 32
+        public static let resolutionCount = 1...4
+        /// The shortest interval between saves or samples (sampling may also be 0: off).
+        public static let minimumInterval = 10
+        public static let keepCheckpoints = 1...50
+        public static let seed = 0...Int(Int32.max)
+        public static let triggerWordLength = 1...50
+        /// ASCII letters, digits, `_` and `-`: one token the text encoder reads the same way every
+        /// time, and nothing a config or caption could read as syntax.
+        public static let triggerWordPattern = "^[A-Za-z0-9_-]{1,50}$"
+        public static let samplePairs = 4
+    }
+
     /// A parameter out of range, naming the field as the API spells it.
     public struct ParameterError: Error, Sendable, Equatable, CustomStringConvertible {
         public let field: String
@@ -78,28 +97,29 @@ public enum QwenImageEdit2509 {
         func check(_ ok: Bool, _ field: String, _ message: String) {
             if !ok { problems.append(ParameterError(field: field, message: message)) }
         }
-        check((10...30_000).contains(parameters.steps), "steps", "must be from 10 to 30000 (500–4000 suits most edit LoRAs); got \(parameters.steps)")
-        check(parameters.learningRate >= 1e-6 && parameters.learningRate <= 1e-2, "learningRate", "must be from 0.000001 to 0.01 (0.0001 is the usual choice); got \(parameters.learningRate)")
-        check((1...128).contains(parameters.rank), "rank", "must be from 1 to 128 (16 or 32 are usual); got \(parameters.rank)")
-        check(!parameters.resolutions.isEmpty && parameters.resolutions.count <= 4, "resolutions", "must list 1 to 4 sizes, e.g. [512, 768, 1024]")
-        for resolution in parameters.resolutions where !(256...1536).contains(resolution) || resolution % 32 != 0 {
+        check(Limits.steps.contains(parameters.steps), "steps", "must be from 10 to 30000 (500–4000 suits most edit LoRAs); got \(parameters.steps)")
+        check(Limits.learningRate.contains(parameters.learningRate), "learningRate", "must be from 0.000001 to 0.01 (0.0001 is the usual choice); got \(parameters.learningRate)")
+        check(Limits.rank.contains(parameters.rank), "rank", "must be from 1 to 128 (16 or 32 are usual); got \(parameters.rank)")
+        check(Limits.resolutionCount.contains(parameters.resolutions.count), "resolutions", "must list 1 to 4 sizes, e.g. [512, 768, 1024]")
+        for resolution in parameters.resolutions where !Limits.resolution.contains(resolution) || resolution % Limits.resolutionMultiple != 0 {
             check(false, "resolutions", "each size must be a multiple of 32 from 256 to 1536; got \(resolution)")
         }
         check(Set(parameters.resolutions).count == parameters.resolutions.count, "resolutions", "must not repeat a size")
         let largest = parameters.profile.maximumResolution
-        if let tooLarge = parameters.resolutions.first(where: { $0 > largest }), (256...1536).contains(tooLarge) {
+        if let tooLarge = parameters.resolutions.first(where: { $0 > largest }), Limits.resolution.contains(tooLarge) {
             check(false, "resolutions", "the \(parameters.profile.rawValue) profile trains sizes up to \(largest) px; got \(tooLarge) (choose a larger profile for larger sizes)")
         }
-        check((10...parameters.steps.clamped(min: 10)).contains(parameters.saveEvery), "saveEvery", "must be from 10 to the number of steps (\(parameters.steps)); got \(parameters.saveEvery)")
-        check(parameters.sampleEvery == 0 || (10...parameters.steps.clamped(min: 10)).contains(parameters.sampleEvery), "sampleEvery", "must be 0 (no samples) or from 10 to the number of steps (\(parameters.steps)); got \(parameters.sampleEvery)")
-        check((1...50).contains(parameters.keepCheckpoints), "keepCheckpoints", "must be from 1 to 50; got \(parameters.keepCheckpoints)")
-        check((0...Int(Int32.max)).contains(parameters.seed), "seed", "must be from 0 to 2147483647; got \(parameters.seed)")
+        let intervals = Limits.minimumInterval...max(Limits.minimumInterval, parameters.steps)
+        check(intervals.contains(parameters.saveEvery), "saveEvery", "must be from 10 to the number of steps (\(parameters.steps)); got \(parameters.saveEvery)")
+        check(parameters.sampleEvery == 0 || intervals.contains(parameters.sampleEvery), "sampleEvery", "must be 0 (no samples) or from 10 to the number of steps (\(parameters.steps)); got \(parameters.sampleEvery)")
+        check(Limits.keepCheckpoints.contains(parameters.keepCheckpoints), "keepCheckpoints", "must be from 1 to 50; got \(parameters.keepCheckpoints)")
+        check(Limits.seed.contains(parameters.seed), "seed", "must be from 0 to 2147483647; got \(parameters.seed)")
         if let word = parameters.triggerWord {
-            check(!word.isEmpty && word.count <= 50 && word.unicodeScalars.allSatisfy(Self.isTriggerScalar), "triggerWord",
-                  "must be 1 to 50 letters, digits, '_' or '-' (no spaces, '$', '[' or '{'); got '\(word)'")
+            check(Limits.triggerWordLength.contains(word.unicodeScalars.count) && word.unicodeScalars.allSatisfy(Self.isTriggerScalar), "triggerWord",
+                  "must be 1 to 50 ASCII letters, digits, '_' or '-' (no spaces, '$', '[' or '{'); got '\(word)'")
         }
         if let pairs = parameters.samplePairs {
-            check(pairs.count <= 4, "samplePairs", "may pick at most 4 samples; got \(pairs.count)")
+            check(pairs.count <= Limits.samplePairs, "samplePairs", "may pick at most 4 samples; got \(pairs.count)")
         }
         return problems
     }
@@ -274,7 +294,7 @@ public enum QwenImageEdit2509 {
     }
 
     private static func isTriggerScalar(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-"
+        ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-"
     }
 }
 

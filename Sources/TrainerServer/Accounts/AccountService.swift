@@ -1,3 +1,4 @@
+import Crypto
 import Fluent
 import FluentSQL
 import Foundation
@@ -153,7 +154,7 @@ struct AccountService: Sendable {
 
     /// Creates a token and returns its value (shown only here).
     func issueToken(for user: User, name: String, on db: any Database) async throws -> (value: String, token: APIToken) {
-        guard let trimmed = AccountRules.visibleName(name) else {
+        guard let trimmed = VisibleName.checked(name) else {
             throw APIError.badRequest("invalid_name", "Give the token a name of 1 to 100 visible characters, e.g. 'laptop CLI'.")
         }
         let value = OpaqueToken.generate(prefix: "gm_")
@@ -209,14 +210,26 @@ struct AccountService: Sendable {
 
     // MARK: Passwords
 
+    /// bcrypt reads at most 72 bytes of its input, so it is given the password's SHA-256 (base64,
+    /// 44 bytes) instead: every character of a long passphrase counts. Such hashes carry this
+    /// prefix; older ones (passwords of at most 72 bytes, hashed as they were) are checked as made.
+    static let prehashedPrefix = "sha256:"
+
+    static func prehashed(_ password: String) -> String {
+        Data(SHA256.hash(data: Data(password.utf8))).base64EncodedString()
+    }
+
     /// bcrypt is deliberately slow: run it off the event loop.
     private func hash(_ password: String) async throws -> String {
         let cost = bcryptCost
-        return try await NIOThreadPool.singleton.runIfActive { try Bcrypt.hash(password, cost: cost) }
+        return try await NIOThreadPool.singleton.runIfActive { try Self.prehashedPrefix + Bcrypt.hash(Self.prehashed(password), cost: cost) }
     }
 
     private func verify(_ password: String, hash: String) async throws -> Bool {
-        try await NIOThreadPool.singleton.runIfActive { try Bcrypt.verify(password, created: hash) }
+        try await NIOThreadPool.singleton.runIfActive {
+            guard hash.hasPrefix(Self.prehashedPrefix) else { return try Bcrypt.verify(password, created: hash) }
+            return try Bcrypt.verify(Self.prehashed(password), created: String(hash.dropFirst(Self.prehashedPrefix.count)))
+        }
     }
 
     /// Checked for unknown accounts, so they take as long as wrong passwords.
@@ -225,6 +238,6 @@ struct AccountService: Sendable {
     init(now: @escaping @Sendable () -> Date, bcryptCost: Int) {
         self.now = now
         self.bcryptCost = bcryptCost
-        self.dummyHash = (try? Bcrypt.hash(OpaqueToken.generate(), cost: bcryptCost)) ?? ""
+        self.dummyHash = Self.prehashedPrefix + ((try? Bcrypt.hash(Self.prehashed(OpaqueToken.generate()), cost: bcryptCost)) ?? "")
     }
 }

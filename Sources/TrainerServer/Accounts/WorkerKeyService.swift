@@ -32,7 +32,7 @@ struct WorkerKeyService: Sendable {
     }
 
     func create(name: String, on db: any Database) async throws -> (value: String, key: WorkerKey) {
-        guard let trimmed = AccountRules.visibleName(name) else {
+        guard let trimmed = VisibleName.checked(name) else {
             throw APIError.badRequest("invalid_name", "Give the worker key a name of 1 to 100 visible characters, e.g. 'gpu-box-1'.")
         }
         let taken = APIError.conflict("name_taken", "A worker key named '\(trimmed)' exists; pick another name, or revoke that key first (`gomodel workers revoke \(trimmed)`).")

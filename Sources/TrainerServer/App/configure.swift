@@ -20,6 +20,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     app.middleware.use(RequestObservationMiddleware(registry: registry))
     app.middleware.use(APIErrorMiddleware())
     app.middleware.use(HeaderLimitMiddleware())
+    app.middleware.use(MethodNotAllowedMiddleware(operations: APIDescription.operations))
     // JSON bodies of the API are small; uploads go straight to the object store.
     app.routes.defaultMaxBodySize = "1mb"
 

@@ -82,8 +82,8 @@ struct AuthController: Sendable {
         APIOperation(
             method: .POST, path: "/api/auth/signup", summary: "Create an account and sign in (sets the session cookie).", access: .anyone,
             requestSchema: ["type": "object", "required": ["email", "password"], "properties": [
-                "email": ["type": "string", "format": "email"],
-                "password": ["type": "string", "minLength": .int(AccountRules.minimumPasswordLength)],
+                "email": ["type": "string", "format": "email", "maxLength": .int(AccountRules.maximumEmailLength)],
+                "password": ["type": "string", "minLength": .int(AccountRules.minimumPasswordLength), "maxLength": .int(AccountRules.maximumPasswordLength)],
                 "inviteCode": ["type": "string", "description": "Required when the server's sign-up policy is 'invite'."],
             ]],
             responses: [201: ("Signed up and signed in.", .ref("Session")), 403: ("Sign-up is closed or needs a valid invite.", .ref("Error")), 409: ("The e-mail address has an account.", .ref("Error"))]

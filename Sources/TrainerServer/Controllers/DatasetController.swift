@@ -271,11 +271,13 @@ struct DatasetController: Sendable {
 
     // MARK: OpenAPI
 
+    private static let caption = SchemaValue.int(DatasetService.maximumCaptionLength)
+
     static let operations: [APIOperation] = [
         APIOperation(
             method: .POST, path: "/api/datasets", summary: "Create a dataset.",
             requestSchema: ["type": "object", "required": ["name"], "properties": [
-                "name": ["type": "string", "maxLength": 100], "defaultCaption": ["type": "string", "description": "Used for samples without a caption file."],
+                "name": .visibleName, "defaultCaption": ["type": ["string", "null"], "maxLength": caption, "description": "Used for samples without a caption file."],
             ]],
             responses: [201: ("The new dataset.", .ref("Dataset")), 409: ("You already have a dataset of that name.", .ref("Error"))]
         ),
@@ -285,7 +287,10 @@ struct DatasetController: Sendable {
                      responses: [200: ("The dataset.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error"))]),
         APIOperation(
             method: .PATCH, path: "/api/datasets/{id}", summary: "Rename a dataset or change its default caption.",
-            requestSchema: ["type": "object", "properties": ["name": ["type": "string"], "defaultCaption": ["type": ["string", "null"]]]],
+            requestSchema: ["type": "object", "properties": [
+                "name": SchemaValue.visibleName.merging(["type": ["string", "null"], "description": "Absent or null: unchanged."]),
+                "defaultCaption": ["type": ["string", "null"], "maxLength": caption, "description": "Absent: unchanged; null or empty: removed."],
+            ]],
             responses: [200: ("The dataset.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error")), 409: ("Name taken, or a job uses the dataset.", .ref("Error"))]
         ),
         APIOperation(method: .DELETE, path: "/api/datasets/{id}", summary: "Delete a dataset and every file of it in the bucket.",
@@ -293,11 +298,11 @@ struct DatasetController: Sendable {
         APIOperation(
             method: .POST, path: "/api/datasets/{id}/uploads",
             summary: "Sign up to 500 uploads: one presigned PUT per file, bound to key, size, type and (with sha256) content, valid 15 minutes.",
-            requestSchema: ["type": "object", "required": ["files"], "properties": ["files": ["type": "array", "maxItems": 500, "items": [
+            requestSchema: ["type": "object", "required": ["files"], "properties": ["files": ["type": "array", "minItems": 1, "maxItems": .int(UploadPlan.maximumFilesPerBatch), "items": [
                 "type": "object", "required": ["path", "size"], "properties": [
-                    "path": ["type": "string", "description": "Relative path in the user's folder, e.g. control/cat.png or cat_start.png."],
-                    "size": ["type": "integer"], "contentType": ["type": "string"],
-                    "sha256": ["type": "string", "description": "Hex SHA-256; the store refuses other content."],
+                    "path": ["type": "string", "minLength": 1, "description": "Relative path in the user's folder, e.g. control/cat.png or cat_start.png; the layout rules (422 when broken) are in the README."],
+                    "size": ["type": "integer", "minimum": 0, "maximum": .int(Int(UploadPlan.maximumFileBytes))], "contentType": ["type": "string"],
+                    "sha256": ["type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "Hex SHA-256; the store refuses other content."],
                 ],
             ]]]],
             responses: [
@@ -308,15 +313,16 @@ struct DatasetController: Sendable {
                     ]]],
                     "skipped": ["type": "array", "items": ["type": "string"]], "expiresAt": ["type": "string", "format": "date-time"],
                 ]]),
-                400: ("Refused paths (each in error.details), more than 500 files, or the dataset would be too large.", .ref("Error")),
+                422: ("Refused paths (each in error.details), or the dataset would be too large.", .ref("Error")),
                 404: ("No such dataset of yours.", .ref("Error")), 409: ("A job uses the dataset.", .ref("Error")),
             ]
         ),
         APIOperation(
             method: .POST, path: "/api/datasets/{id}/uploads/complete",
             summary: "Record uploaded files after checking each in the bucket (exists, size, checksum); repeating it is harmless.",
-            requestSchema: ["type": "object", "required": ["paths"], "properties": ["paths": ["type": "array", "maxItems": 500, "items": ["type": "string"]]]],
-            responses: [200: ("The dataset with its validation; `failures` lists paths not recorded.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error"))]
+            requestSchema: ["type": "object", "required": ["paths"], "properties": ["paths": ["type": "array", "minItems": 1, "maxItems": .int(UploadPlan.maximumFilesPerBatch), "items": ["type": "string"]]]],
+            responses: [200: ("The dataset with its validation; `failures` lists paths not recorded.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error")),
+                        409: ("A job uses the dataset.", .ref("Error"))]
         ),
         APIOperation(method: .GET, path: "/api/datasets/{id}/validation", summary: "Check the dataset: every finding names the file and the fix.",
                      responses: [200: ("The report.", .ref("Validation")), 404: ("No such dataset of yours.", .ref("Error"))]),
@@ -327,8 +333,9 @@ struct DatasetController: Sendable {
                      responses: [303: ("To the image.", nil), 404: ("No such dataset, sample or image of yours.", .ref("Error"))]),
         APIOperation(
             method: .PATCH, path: "/api/datasets/{id}/samples/{stem}", summary: "Set a sample's caption (empty: use the default caption).",
-            requestSchema: ["type": "object", "required": ["caption"], "properties": ["caption": ["type": "string", "maxLength": 4000]]],
-            responses: [200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset or sample of yours.", .ref("Error"))]
+            requestSchema: ["type": "object", "required": ["caption"], "properties": ["caption": ["type": "string", "maxLength": caption]]],
+            responses: [200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset or sample of yours.", .ref("Error")),
+                        409: ("A job uses the dataset.", .ref("Error"))]
         ),
     ]
 

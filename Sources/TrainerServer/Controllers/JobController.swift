@@ -158,9 +158,12 @@ struct JobController: Sendable {
     }
 
     /// Server-sent events: the job now, then each time it changes, until it ends. Reads the
-    /// database, so it works whichever instance tracks the job.
+    /// database, so it works whichever instance tracks the job. A client that does not ask for
+    /// the stream (`Accept: text/event-stream`, as EventSource and the CLI send) gets the job
+    /// now as one event, and the answer ends: a plain HTTP client does not hang on it.
     @Sendable func events(request: Request) async throws -> Response {
         let job = try await find(request)
+        let follows = request.headers[.accept].contains { $0.lowercased().contains("text/event-stream") }
         let id = job.id!
         let db = request.db
         let now = jobs.now
@@ -177,7 +180,7 @@ struct JobController: Sendable {
                         let data = try JSON.encoder.encode(JobResponse(current, now: now(), pricePerSecond: price))
                         try await writer.write(.buffer(ByteBuffer(string: "event: job\ndata: " + String(decoding: data, as: UTF8.self) + "\n\n")))
                         quietSince = Date()
-                        if current.status.isFinal { break }
+                        if current.status.isFinal || !follows { break }
                     } else if Date().timeIntervalSince(quietSince) > 15 {
                         // Keeps proxies from closing an idle stream.
                         try await writer.write(.buffer(ByteBuffer(string: ": still here\n\n")))
@@ -210,34 +213,61 @@ struct JobController: Sendable {
 
     // MARK: OpenAPI
 
+    /// The training parameters, from the limits `QwenImageEdit2509.validate` checks.
+    static let parametersSchema: SchemaValue = {
+        typealias Limits = QwenImageEdit2509.Limits
+        let defaults = QwenImageEdit2509.Parameters()
+        let interval: SchemaValue = ["type": "integer", "minimum": .int(Limits.minimumInterval), "maximum": .int(Limits.steps.upperBound)]
+        // Each profile's largest size (the default profile's when none is named).
+        let sizeRules: [SchemaValue] = QwenImageEdit2509.Profile.allCases.filter { $0.maximumResolution < Limits.resolution.upperBound }.map { profile in
+            let named: SchemaValue = ["properties": ["profile": ["const": .string(profile.rawValue)]], "required": ["profile"]]
+            let condition: SchemaValue = profile == defaults.profile ? ["anyOf": [named, ["not": ["required": ["profile"]]], ["properties": ["profile": ["type": "null"]]]]] : named
+            return ["if": condition, "then": ["properties": ["resolutions": ["items": ["maximum": .int(profile.maximumResolution)]]]]]
+        }
+        return [
+            "type": "object", "additionalProperties": false, "allOf": .array(sizeRules),
+            "properties": [
+                "steps": ["type": "integer", "minimum": .int(Limits.steps.lowerBound), "maximum": .int(Limits.steps.upperBound), "default": .int(defaults.steps)],
+                "learningRate": ["type": "number", "minimum": .double(Limits.learningRate.lowerBound), "maximum": .double(Limits.learningRate.upperBound), "default": .double(defaults.learningRate)],
+                "rank": ["type": "integer", "minimum": .int(Limits.rank.lowerBound), "maximum": .int(Limits.rank.upperBound), "default": .int(defaults.rank)],
+                "profile": [
+                    "type": "string", "enum": .array(QwenImageEdit2509.Profile.allCases.map { .string($0.rawValue) }), "default": .string(defaults.profile.rawValue),
+                    "description": .string("GPU memory of the worker: " + QwenImageEdit2509.Profile.allCases.map { "\($0.rawValue): \($0.label)" }.joined(separator: "; ")),
+                ],
+                "resolutions": [
+                    "type": "array", "minItems": .int(Limits.resolutionCount.lowerBound), "maxItems": .int(Limits.resolutionCount.upperBound), "uniqueItems": true,
+                    "items": ["type": "integer", "minimum": .int(Limits.resolution.lowerBound), "maximum": .int(Limits.resolution.upperBound), "multipleOf": .int(Limits.resolutionMultiple)],
+                    "description": "Training sizes in px; each profile has its own largest size (see profile).",
+                ],
+                "saveEvery": interval.merging(["description": "Steps between checkpoints; more than steps means at the end. Default: every 250 steps, or a quarter of a short run."]),
+                "sampleEvery": ["anyOf": [["type": "integer", "const": 0], interval], "description": "Steps between sample images, 0 for none; more than steps means at the end."],
+                "keepCheckpoints": ["type": "integer", "minimum": .int(Limits.keepCheckpoints.lowerBound), "maximum": .int(Limits.keepCheckpoints.upperBound), "default": .int(defaults.keepCheckpoints)],
+                "seed": ["type": "integer", "minimum": .int(Limits.seed.lowerBound), "maximum": .int(Limits.seed.upperBound), "default": .int(defaults.seed)],
+                "triggerWord": ["type": "string", "pattern": .string("^$|" + Limits.triggerWordPattern), "description": "Replaces [trigger] in captions; empty: none."],
+                "samplePairs": ["type": "array", "maxItems": .int(Limits.samplePairs), "items": ["type": "string"], "description": "Stems of the samples used for sample images."],
+            ],
+        ]
+    }()
+
     static let operations: [APIOperation] = [
         APIOperation(
             method: .POST, path: "/api/jobs", summary: "Train a LoRA on a sound dataset (Qwen-Image-Edit-2509).",
-            requestSchema: ["type": "object", "required": ["datasetId"], "properties": [
-                "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string", "enum": ["qwen-image-edit-2509"]],
-                "params": ["type": "object", "additionalProperties": false, "properties": [
-                    "steps": ["type": "integer", "minimum": 10, "maximum": 30000, "default": 3000],
-                    "learningRate": ["type": "number", "default": "0.0001"], "rank": ["type": "integer", "minimum": 1, "maximum": 128, "default": 16],
-                    "profile": [
-                        "type": "string", "enum": .array(QwenImageEdit2509.Profile.allCases.map { .string($0.rawValue) }), "default": "32gb",
-                        "description": .string("GPU memory of the worker: " + QwenImageEdit2509.Profile.allCases.map { "\($0.rawValue): \($0.label)" }.joined(separator: "; ")),
-                    ],
-                    "resolutions": [
-                        "type": "array", "items": ["type": "integer", "minimum": 256, "maximum": 1536, "multipleOf": 32], "minItems": 1, "maxItems": 4,
-                        "description": "Training sizes in px; each profile has its own largest size (see profile).",
-                    ], "saveEvery": ["type": "integer"], "sampleEvery": ["type": "integer"],
-                    "keepCheckpoints": ["type": "integer"], "seed": ["type": "integer"], "triggerWord": ["type": "string"],
-                    "samplePairs": ["type": "array", "items": ["type": "string"], "description": "Stems of the samples used for sample images."],
-                ]],
+            requestSchema: ["type": "object", "required": ["datasetId"], "additionalProperties": false, "properties": [
+                "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string", "enum": [.string(QwenImageEdit2509.presetID)]],
+                "params": parametersSchema,
             ]],
-            responses: [201: ("The queued job.", .ref("Job")), 404: ("No such dataset of yours.", .ref("Error")), 422: ("The dataset is not sound; error.details lists its problems.", .ref("Error"))]
+            responses: [201: ("The queued job.", .ref("Job")), 404: ("No such dataset of yours.", .ref("Error")),
+                        409: ("Uploads to the dataset are under way.", .ref("Error")),
+                        422: ("The dataset is not sound (error.details lists its problems), or a sample pair is not in it.", .ref("Error"))]
         ),
         APIOperation(method: .GET, path: "/api/jobs", summary: "Your jobs, newest first.",
                      responses: [200: ("Your jobs.", ["type": "object", "properties": ["jobs": ["type": "array", "items": .ref("Job")]]])]),
         APIOperation(method: .GET, path: "/api/jobs/{id}", summary: "A job with its progress, artifacts and event log.",
                      responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error"))]),
-        APIOperation(method: .GET, path: "/api/jobs/{id}/events", summary: "Server-sent events: `event: job` with the job each time it changes, until it ends.",
-                     responses: [200: ("text/event-stream", nil), 404: ("No such job of yours.", .ref("Error"))]),
+        APIOperation(method: .GET, path: "/api/jobs/{id}/events", summary: "Server-sent events: `event: job` with the job each time it changes, until it ends (with Accept: text/event-stream; otherwise the job now, as one event).",
+                     responses: [200: ("Each event: `event: job`, and the job as JSON in `data`.", ["type": "object", "required": ["event", "data"], "properties": [
+                         "event": ["const": "job"], "data": ["type": "string", "contentMediaType": "application/json", "contentSchema": .ref("Job")],
+                     ]]), 404: ("No such job of yours.", .ref("Error"))], produces: "text/event-stream"),
         APIOperation(method: .POST, path: "/api/jobs/{id}/cancel", summary: "Cancel a job (at RunPod when it is there).",
                      responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")), 409: ("The job already ended.", .ref("Error"))]),
         APIOperation(method: .POST, path: "/api/jobs/{id}/retry", summary: "A new attempt of a failed, cancelled or timed-out job; it resumes from its last checkpoint.",

@@ -64,7 +64,7 @@ struct TokenController: Sendable {
     static let operations: [APIOperation] = [
         APIOperation(
             method: .POST, path: "/api/tokens", summary: "Create an API token; its value is shown only in this response.",
-            requestSchema: ["type": "object", "required": ["name"], "properties": ["name": ["type": "string", "maxLength": 100]]],
+            requestSchema: ["type": "object", "required": ["name"], "properties": ["name": .visibleName]],
             responses: [201: ("The new token, with its value.", .ref("Token"))]
         ),
         APIOperation(method: .GET, path: "/api/tokens", summary: "List your API tokens (without their values).",

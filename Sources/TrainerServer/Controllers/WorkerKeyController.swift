@@ -68,7 +68,7 @@ struct WorkerKeyController: Sendable {
         APIOperation(
             method: .POST, path: "/api/worker-keys", summary: "Create a key for a GPU worker of the built-in queue; its value is shown only in this response (admins only).",
             access: .admin,
-            requestSchema: ["type": "object", "required": ["name"], "properties": ["name": ["type": "string", "minLength": 1, "maxLength": 100]]],
+            requestSchema: ["type": "object", "required": ["name"], "properties": ["name": .visibleName]],
             responses: [201: ("The new key, with its value.", .ref("WorkerKey")), 403: ("Not an administrator.", .ref("Error")),
                         409: ("A key not revoked has this name.", .ref("Error"))]
         ),

@@ -13,7 +13,6 @@ struct DatasetService: Sendable {
     let limits: DatasetValidation.Limits
     let now: @Sendable () -> Date
 
-    static let maximumNameLength = 100
     /// How long presigned upload URLs stay valid.
     static let uploadWindow: TimeInterval = 900
     static let maximumCaptionLength = 4000
@@ -83,7 +82,7 @@ struct DatasetService: Sendable {
         let skipped: [String]
         switch UploadPlan.plan(files) {
         case .rejected(let rejections):
-            var error = APIError.badRequest("invalid_paths", "\(rejections.count) of the files cannot be uploaded, nothing was signed: " + Self.list(rejections.map { "'\($0.path)' \($0.reason)" }))
+            var error = APIError(status: .unprocessableEntity, code: "invalid_paths", message: "\(rejections.count) of the files cannot be uploaded, nothing was signed: " + Self.list(rejections.map { "'\($0.path)' \($0.reason)" }))
             error.details = rejections.map { ErrorBody.Item(path: $0.path, reason: $0.reason) }
             throw error
         case .planned(let planned, let ignored):
@@ -109,7 +108,7 @@ struct DatasetService: Sendable {
             """).first(decoding: Pending.self)?.pending ?? 0
         let total = uploads.reduce(dataset.totalBytes - replacedBytes + pending) { $0 + $1.size }
         if total > limits.maximumBytes {
-            throw APIError.badRequest("dataset_too_large", "With these files the dataset would hold \(total) bytes (counting uploads still under way); at most \(limits.maximumBytes) are allowed. Compress the images or leave some samples out.")
+            throw APIError(status: .unprocessableEntity, code: "dataset_too_large", message: "With these files the dataset would hold \(total) bytes (counting uploads still under way); at most \(limits.maximumBytes) are allowed. Compress the images or leave some samples out.")
         }
 
         // One statement for the whole batch: a pending row per file, new or existing.
@@ -355,19 +354,19 @@ struct DatasetService: Sendable {
     }
 
     static func checkedName(_ raw: String) throws -> String {
-        let name = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty, name.count <= maximumNameLength, HiddenCharacters.first(in: name) == nil else {
-            throw APIError.badRequest("invalid_name", "A dataset name has 1 to \(maximumNameLength) characters and no invisible ones (control, bidirectional or zero-width characters).")
+        guard let name = VisibleName.checked(raw) else {
+            throw APIError.badRequest("invalid_name", "A dataset name has 1 to \(VisibleName.maximumLength) characters and no invisible ones (control, bidirectional or zero-width characters).")
         }
         return name
     }
 
+    /// Counted as sent, in Unicode scalars (as the OpenAPI document's maxLength counts), kept trimmed.
     static func checkedCaption(_ raw: String?) throws -> String? {
-        guard let caption = raw?.trimmingCharacters(in: .whitespacesAndNewlines) else { return nil }
-        guard caption.count <= maximumCaptionLength else {
-            throw APIError.badRequest("invalid_caption", "A caption has at most \(maximumCaptionLength) characters; this one has \(caption.count).")
+        guard let raw else { return nil }
+        guard raw.unicodeScalars.count <= maximumCaptionLength else {
+            throw APIError.badRequest("invalid_caption", "A caption has at most \(maximumCaptionLength) characters; this one has \(raw.unicodeScalars.count).")
         }
-        return caption
+        return raw.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The first items of a list of problems, with a count of the rest.

@@ -38,16 +38,18 @@ struct JobService: Sendable {
         if let value = input.learningRate { parameters.learningRate = value }
         if let value = input.rank { parameters.rank = value }
         if let value = input.profile {
-            guard let profile = QwenImageEdit2509.Profile(rawValue: value.lowercased()) else {
+            guard let profile = QwenImageEdit2509.Profile(rawValue: value) else {
                 throw APIError.badRequest("invalid_parameter", "params.profile must be one of \(QwenImageEdit2509.Profile.allCases.map(\.rawValue).joined(separator: ", ")) (GPU memory); got '\(value)'.")
             }
             parameters.profile = profile
         }
         if let value = input.resolutions { parameters.resolutions = value }
-        // Unset intervals follow the step count: every 250 steps, or a quarter of a short run.
+        // Unset intervals follow the step count: every 250 steps, or a quarter of a short run. An
+        // interval longer than the run means "at the end", which is when the last save and sample
+        // happen anyway.
         let interval = min(250, max(10, parameters.steps / 4))
-        parameters.saveEvery = input.saveEvery ?? interval
-        parameters.sampleEvery = input.sampleEvery ?? interval
+        parameters.saveEvery = min(input.saveEvery ?? interval, max(parameters.steps, QwenImageEdit2509.Limits.minimumInterval))
+        parameters.sampleEvery = min(input.sampleEvery ?? interval, max(parameters.steps, QwenImageEdit2509.Limits.minimumInterval))
         if let value = input.keepCheckpoints { parameters.keepCheckpoints = value }
         if let value = input.seed { parameters.seed = value }
         if let value = input.triggerWord, !value.isEmpty { parameters.triggerWord = value }
@@ -97,7 +99,8 @@ struct JobService: Sendable {
         do {
             config = try QwenImageEdit2509.buildJobConfig(buildInput)
         } catch {
-            throw APIError.badRequest("invalid_parameter", "params.\(error.field) \(error.message)")
+            // Only what the dataset holds can make a valid parameter fail here (a sample pair's stem).
+            throw APIError(status: .unprocessableEntity, code: "invalid_parameter", message: "params.\(error.field) \(error.message)")
         }
         let job = Job()
         job.id = id

@@ -1,14 +1,16 @@
+import TrainerCore
 import Vapor
 
 /// A JSON value, for writing OpenAPI schemas as literals.
 indirect enum SchemaValue: Encodable, Sendable, ExpressibleByStringLiteral, ExpressibleByBooleanLiteral,
-    ExpressibleByIntegerLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral
+    ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral
 {
-    case string(String), bool(Bool), int(Int), array([SchemaValue]), object([String: SchemaValue])
+    case string(String), bool(Bool), int(Int), double(Double), array([SchemaValue]), object([String: SchemaValue]), null
 
     init(stringLiteral value: String) { self = .string(value) }
     init(booleanLiteral value: Bool) { self = .bool(value) }
     init(integerLiteral value: Int) { self = .int(value) }
+    init(floatLiteral value: Double) { self = .double(value) }
     init(arrayLiteral elements: SchemaValue...) { self = .array(elements) }
     init(dictionaryLiteral elements: (String, SchemaValue)...) { self = .object(Dictionary(uniqueKeysWithValues: elements)) }
 
@@ -18,12 +20,23 @@ indirect enum SchemaValue: Encodable, Sendable, ExpressibleByStringLiteral, Expr
         case .string(let value): try container.encode(value)
         case .bool(let value): try container.encode(value)
         case .int(let value): try container.encode(value)
+        case .double(let value): try container.encode(value)
         case .array(let value): try container.encode(value)
         case .object(let value): try container.encode(value)
+        case .null: try container.encodeNil()
         }
     }
 
     static func ref(_ schema: String) -> SchemaValue { ["$ref": .string("#/components/schemas/\(schema)")] }
+
+    /// A name people read (datasets, tokens, worker keys), as `VisibleName` checks it.
+    static let visibleName: SchemaValue = ["type": "string", "minLength": 1, "maxLength": .int(VisibleName.maximumLength), "pattern": .string(VisibleName.pattern)]
+
+    /// This object with `other`'s keys added or replaced.
+    func merging(_ other: SchemaValue) -> SchemaValue {
+        guard case .object(let fields) = self, case .object(let more) = other else { return other }
+        return .object(fields.merging(more) { _, new in new })
+    }
 }
 
 /// One documented API operation. Each controller lists its own beside its routes.
@@ -70,7 +83,7 @@ enum OpenAPIDocument {
         var responses: [String: SchemaValue] = [:]
         for (status, (description, schema)) in operation.responses {
             var response: [String: SchemaValue] = ["description": .string(description)]
-            if let schema { response["content"] = [.init(operation.produces): ["schema": schema]] }
+            if let schema { response["content"] = [.init((200..<300).contains(status) ? operation.produces : "application/json"): ["schema": schema]] }
             responses[String(status)] = .object(response)
         }
         for (status, description) in standardErrors(operation) where responses[String(status)] == nil {
@@ -87,14 +100,54 @@ enum OpenAPIDocument {
         }
         if !parameters.isEmpty { result["parameters"] = .array(parameters) }
         if let schema = operation.requestSchema {
-            result["requestBody"] = ["required": true, "content": ["application/json": ["schema": schema]]]
+            result["requestBody"] = ["required": true, "content": ["application/json": ["schema": nullableOptionals(schema)]]]
         }
         return .object(result)
     }
 
+    /// Swift's decoders read a JSON null as an absent optional field, so every optional property
+    /// of a request (of a schema with `"type": "object"`) takes null too, and the document says so.
+    static func nullableOptionals(_ schema: SchemaValue) -> SchemaValue {
+        switch schema {
+        case .array(let items):
+            return .array(items.map(nullableOptionals))
+        case .object(var fields):
+            for (key, value) in fields where key != "properties" { fields[key] = nullableOptionals(value) }
+            guard case .string("object")? = fields["type"], case .object(var properties)? = fields["properties"] else { return .object(fields) }
+            var required: Set<String> = []
+            if case .array(let names)? = fields["required"] { required = Set(names.compactMap { if case .string(let name) = $0 { name } else { nil } }) }
+            for (name, property) in properties {
+                properties[name] = required.contains(name) ? nullableOptionals(property) : allowingNull(nullableOptionals(property))
+            }
+            fields["properties"] = .object(properties)
+            return .object(fields)
+        default:
+            return schema
+        }
+    }
+
+    private static func allowingNull(_ schema: SchemaValue) -> SchemaValue {
+        guard case .object(var fields) = schema else { return schema }
+        switch fields["type"] {
+        case .string(let type)?:
+            fields["type"] = [.string(type), "null"]
+        case .array(let types)? where !types.contains(where: { if case .string("null") = $0 { true } else { false } }):
+            fields["type"] = .array(types + ["null"])
+        case nil:
+            if case .array(let choices)? = fields["anyOf"] { fields["anyOf"] = .array(choices + [["type": "null"]]) }
+        default:
+            break
+        }
+        if case .array(let values)? = fields["enum"] { fields["enum"] = .array(values + [.null]) }
+        return .object(fields)
+    }
+
     private static func standardErrors(_ operation: APIOperation) -> [(Int, String)] {
         var errors: [(Int, String)] = []
-        if operation.requestSchema != nil { errors.append((400, "The body is not valid JSON or a field is invalid.")) }
+        if operation.requestSchema != nil {
+            errors.append((400, "The body is not valid JSON or a field is invalid."))
+            errors.append((415, "The body is not sent as Content-Type: application/json."))
+        }
         if operation.access != .anyone { errors.append((401, "Not signed in, or the token is unknown or revoked.")) }
         if operation.access != .anyone, operation.method != .GET { errors.append((403, "Missing CSRF token for a cookie-authenticated request.")) }
         return errors
@@ -121,4 +174,35 @@ enum OpenAPIDocument {
             ],
         ],
     ]
+}
+
+/// Answers a documented path asked with a method it does not have with 405 and `Allow` (and
+/// OPTIONS with 204 and `Allow`), from the same operations the OpenAPI document lists, instead of
+/// the router's 404: the path exists, the method is what is wrong.
+struct MethodNotAllowedMiddleware: AsyncMiddleware {
+    /// Each documented path as its segments (`nil` for a `{parameter}`), with its methods.
+    private let paths: [(segments: [String?], methods: [String])]
+
+    init(operations: [APIOperation]) {
+        let grouped = Dictionary(grouping: operations, by: \.path)
+        paths = grouped.map { path, operations in
+            let segments = path.split(separator: "/").map { $0.hasPrefix("{") ? nil : String($0) }
+            return (segments, operations.map(\.method.rawValue).sorted())
+        }
+    }
+
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        let segments = request.url.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        guard let documented = paths.first(where: { Self.matches($0.segments, segments) }),
+              !documented.methods.contains(request.method.rawValue), !(request.method == .HEAD && documented.methods.contains("GET"))
+        else { return try await next.respond(to: request) }
+        let allow = (documented.methods.contains("GET") ? documented.methods + ["HEAD"] : documented.methods).joined(separator: ", ")
+        if request.method == .OPTIONS { return Response(status: .noContent, headers: ["Allow": allow]) }
+        throw APIError(status: .methodNotAllowed, code: "method_not_allowed",
+                       message: "\(request.url.path) does not take \(request.method.rawValue); it takes \(allow) (see /api/openapi.json).", headers: ["Allow": allow])
+    }
+
+    private static func matches(_ template: [String?], _ segments: [String]) -> Bool {
+        template.count == segments.count && zip(template, segments).allSatisfy { expected, segment in expected.map { $0 == segment } ?? !segment.isEmpty }
+    }
 }
