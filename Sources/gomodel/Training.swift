@@ -17,7 +17,7 @@ struct Train: AsyncParsableCommand {
     @ArgumentParser.Option(help: "Learning rate.") var lr: Double?
     @ArgumentParser.Option(help: "LoRA rank.") var rank: Int?
     @ArgumentParser.Option(help: "GPU memory: 32gb (3-bit), 48gb (8-bit) or 80gb (no quantisation).") var profile: String?
-    @ArgumentParser.Option(help: "Trigger word added to every caption.") var triggerWord: String?
+    @ArgumentParser.Option(help: "Trigger word added to every caption: 1 to 50 ASCII letters, digits, _ or -.") var triggerWord: String?
     @ArgumentParser.Option(parsing: .upToNextOption, help: "Stems of the samples used for sample images.") var samplePairs: [String] = []
     @ArgumentParser.Flag(help: "Follow the job until it ends.") var watch = false
 
