@@ -19,15 +19,20 @@ public struct RunPodClient: Sendable {
     let apiKey: Secret
     let http: HTTPClient
     let retry: RetryPolicy
+    /// Each attempt's limit: short, so a hung call is given up and retried (or left to the next
+    /// round) instead of holding its job. `/run` gets a little more: a lost answer to it is costly.
     let timeout: TimeAmount
+    let runTimeout: TimeAmount
 
-    public init(baseURL: URL, endpointID: String, apiKey: Secret, http: HTTPClient, retry: RetryPolicy = .default, timeout: TimeAmount = .seconds(30)) {
+    public init(baseURL: URL, endpointID: String, apiKey: Secret, http: HTTPClient, retry: RetryPolicy = .default,
+                timeout: TimeAmount = .seconds(10), runTimeout: TimeAmount = .seconds(20)) {
         self.baseURL = baseURL
         self.endpointID = endpointID
         self.apiKey = apiKey
         self.http = http
         self.retry = retry
         self.timeout = timeout
+        self.runTimeout = runTimeout
     }
 
     struct RunRequest<Input: Encodable & Sendable>: Encodable, Sendable {
@@ -38,7 +43,7 @@ public struct RunPodClient: Sendable {
 
     public func run(input: some Encodable & Sendable, webhook: URL?, policy: RunPodPolicy) async throws -> RunPodJob {
         let body = try JSONEncoder().encode(RunRequest(input: input, webhook: webhook?.absoluteString, policy: policy))
-        return try await call(.POST, "run", body: body, repeatable: false)
+        return try await call(.POST, "run", body: body, repeatable: false, timeout: runTimeout)
     }
 
     public func status(_ jobID: String) async throws -> RunPodJob {
@@ -66,11 +71,11 @@ public struct RunPodClient: Sendable {
 
     // MARK: Transport
 
-    func call<Response: Decodable>(_ method: HTTPMethod, _ path: String, body: Data? = nil, repeatable: Bool) async throws -> Response {
+    func call<Response: Decodable>(_ method: HTTPMethod, _ path: String, body: Data? = nil, repeatable: Bool, timeout: TimeAmount? = nil) async throws -> Response {
         var attempt = 0
         while true {
             do {
-                return try await send(method, path, body: body)
+                return try await send(method, path, body: body, timeout: timeout ?? self.timeout)
             } catch let error as RunPodError {
                 attempt += 1
                 let retryable = error.status == 429 || (repeatable && (error.status >= 500 || error.status == 0)) || (error.status == 0 && !error.mayHaveArrived)
@@ -80,7 +85,7 @@ public struct RunPodClient: Sendable {
         }
     }
 
-    func send<Response: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?) async throws -> Response {
+    func send<Response: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?, timeout: TimeAmount) async throws -> Response {
         var request = HTTPClientRequest(url: baseURL.appendingPathComponent(endpointID).appendingPathComponent(path).absoluteString)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(apiKey.value)")

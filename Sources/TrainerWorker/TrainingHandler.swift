@@ -97,6 +97,11 @@ public struct TrainingHandler: JobHandler {
             // Where the time went: the worker's own share is everything but the trainer.
             ("timings", ["prepare_seconds": seconds(started, trainerStarted), "trainer_seconds": seconds(trainerStarted, trainerEnded), "upload_seconds": seconds(trainerEnded, ended)]),
         ]
+        // How soon each checkpoint was safe in the bucket after its save.
+        let lags = await run.uploads.checkpointLags.sorted()
+        if let slowest = lags.last {
+            result.append(("checkpoint_upload_lag_seconds", ["count": .int(lags.count), "median": .double(lags[lags.count / 2]), "max": .double(slowest)]))
+        }
         if let loss = final.curve.points.last?.loss { result.append(("final_loss", .double(loss))) }
         if let restored { result.append(("resumed_from_step", .int(restored.step))) }
         // Stopped (SIGTERM, or a stop the runtime does not report): what was saved is in the bucket.
@@ -201,6 +206,10 @@ final class TrainingRun: Sendable {
     let uploads: Uploads
     let trainer: TrainerProcess
     let state: NIOLockedValueBox<State>
+    /// Set when the trainer reports a save: the uploader goes at once instead of at its next round,
+    /// so a checkpoint is in the bucket within seconds of its save (a worker lost right after a save
+    /// resumes from that save).
+    private let saved = NIOLockedValueBox(false)
 
     struct State {
         var lastOutput = ContinuousClock.now
@@ -262,6 +271,7 @@ final class TrainingRun: Sendable {
             return
         }
         var snapshotStep: Int?
+        var checkpointSaved = false
         let update: JSONValue? = state.withLockedValue { state in
             state.lastOutput = .now
             switch event {
@@ -284,6 +294,7 @@ final class TrainingRun: Sendable {
                 if let step = state.lastSavedStep {
                     state.curve.settle(before: step)
                     uploads.markComplete(file)
+                    checkpointSaved = true
                 }
                 return nil
             case .optimizerSaved:
@@ -297,6 +308,7 @@ final class TrainingRun: Sendable {
         // ai-toolkit rewrites optimizer.pt in place at the next save: copied now, it is the state
         // of the checkpoint just saved (the final LoRA's is not needed to resume).
         if let step = snapshotStep { uploads.snapshotOptimizerState(step: step) }
+        if checkpointSaved || snapshotStep != nil { saved.withLockedValue { $0 = true } }
         guard case .object(var fields) = update else { return }
         let artifacts = uploads.published.withLockedValue { $0 }
         if !artifacts.isEmpty { fields.append(("artifacts", .array(artifacts.map(\.contractJSON)))) }
@@ -311,8 +323,13 @@ final class TrainingRun: Sendable {
         var lossSentAt = ContinuousClock.now
         var checkpointsSent = 0
         while !Task.isCancelled {
-            try? await Task.sleep(for: interval)
+            var waited = Duration.zero
+            while waited < interval, !saved.withLockedValue({ $0 }), !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(50))
+                waited += .milliseconds(50)
+            }
             if Task.isCancelled { return }
+            saved.withLockedValue { $0 = false }
             try? await uploads.scan(onlyStable: true)
             let curve = state.withLockedValue { $0.curve }
             let checkpoints = uploads.published.withLockedValue { $0.filter { $0.kind == .checkpoint }.count }
@@ -363,7 +380,9 @@ actor Uploads {
     /// The uploaded list, readable without waiting (the trainer's output handler needs it).
     nonisolated let published = NIOLockedValueBox<[JobArtifact]>([])
     /// Files the trainer reported complete, and optimizer-state copies waiting for upload.
-    private nonisolated let announced = NIOLockedValueBox<(complete: Set<String>, optimizerStates: [Int: String])>(([], [:]))
+    private nonisolated let announced = NIOLockedValueBox<(complete: [String: ContinuousClock.Instant], optimizerStates: [Int: String])>(([:], [:]))
+    /// Seconds from each checkpoint's save (as the trainer reported it) to its upload's end.
+    private(set) var checkpointLags: [Double] = []
     private var seen: [String: Int64] = [:]
     private var done: [String: Int64] = [:]
     private(set) var uploaded: [JobArtifact] = [] {
@@ -380,7 +399,7 @@ actor Uploads {
 
     /// The trainer reported this output file complete: the next scan uploads it without waiting.
     nonisolated func markComplete(_ relativePath: String) {
-        announced.withLockedValue { _ = $0.complete.insert(relativePath) }
+        announced.withLockedValue { $0.complete[relativePath] = $0.complete[relativePath] ?? .now }
     }
 
     /// Copies `optimizer.pt` as the state of the checkpoint of `step`, for the next scan.
@@ -404,11 +423,14 @@ actor Uploads {
             guard let size = FileManager.default.sizeOfFile(atPath: path) else { continue }
             defer { seen[relative] = size }
             if done[relative] == size { continue }
-            if onlyStable, seen[relative] != size, !complete.contains(relative) { continue }
+            if onlyStable, seen[relative] != size, complete[relative] == nil { continue }
             artifact.bytes = size
             try await send(path, to: artifact.key)
             done[relative] = size
             record(artifact)
+            if let savedAt = complete[relative], artifact.kind == .checkpoint {
+                checkpointLags.append(Double((ContinuousClock.now - savedAt) / .milliseconds(1)) / 1000)
+            }
         }
         // After the checkpoints: a resume pairs a checkpoint with the state saved with it.
         for (step, copy) in announced.withLockedValue({ $0.optimizerStates }).sorted(by: { $0.key < $1.key }) {

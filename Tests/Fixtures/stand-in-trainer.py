@@ -32,7 +32,8 @@ Environment (tests only): STAND_IN_STEP_SECONDS (default 0.02: each training ste
 image, takes this long), STAND_IN_CRASH_AT_STEP (at that step the run fails as a Python exception in
 ai-toolkit's loop does: `Error running job: stand-in crash requested`, a traceback, exit 1),
 STAND_IN_HANG_AFTER_FINISH=1 (after the final LoRA and samples, go silent, ignore SIGINT and never
-exit).
+exit), STAND_IN_CHECKPOINT_BYTES (each checkpoint's tensor data is about this large, for benchmarks
+of real-sized uploads; default 16 bytes).
 """
 import hashlib
 import json
@@ -239,11 +240,12 @@ def jpeg(width, height, comment):
 def write_safetensors(path, step, epoch, meta):
     """A valid safetensors file: little-endian header length, JSON header, tensor bytes; written in
     place with mode 0600 like ai-toolkit's."""
-    data = struct.pack("<4f", 0.1, 0.2, 0.3, float(step))
+    values = max(4, int(os.environ.get("STAND_IN_CHECKPOINT_BYTES", "16")) // 4)
+    data = struct.pack("<4f", 0.1, 0.2, 0.3, float(step)) + bytes(4 * (values - 4))
     metadata = {"training_info": json.dumps({"step": step, "epoch": epoch}), "ss_output_name": meta.get("name", ""),
                 "software": json.dumps({"name": "stand-in-trainer"})}
     metadata.update({k: str(v) for k, v in meta.items()})
-    header = {"diffusion_model.transformer_blocks.0.attn.to_q.lora_A.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+    header = {"diffusion_model.transformer_blocks.0.attn.to_q.lora_A.weight": {"dtype": "F32", "shape": [values // 2, 2] if values % 2 == 0 else [values], "data_offsets": [0, len(data)]},
               "__metadata__": metadata}
     encoded = json.dumps(header).encode()
     encoded += b" " * (-len(encoded) % 8)

@@ -324,6 +324,31 @@ import VaporTesting
         }
     }
 
+    /// One RunPod call that hangs delays only its own job: the server's rounds go on meanwhile,
+    /// submitting and polling the others (issue 14: a hung `/status` held up everything for 30 s).
+    @Test func aHungCallHoldsUpOnlyItsOwnJob() async throws {
+        try await Self.withSetup { setup in
+            let first = try #require(try await setup.createJob()["id"] as? String)
+            try await setup.tick()
+            #expect(try await setup.job(first)["status"] as? String == "submitted")
+            setup.fake.inject(.delay(4), into: "status")
+            setup.store.clock.advance(by: 25)
+            try await setup.runner.tick(on: setup.db, waitForCalls: false)
+            #expect(setup.runner.calls.inFlight == 1, "the first job's poll hangs")
+
+            let second = try #require(try await setup.createJob()["id"] as? String)
+            let started = ContinuousClock.now
+            while setup.fake.jobs.count < 2, ContinuousClock.now - started < .seconds(3) {
+                try await setup.runner.tick(on: setup.db, waitForCalls: false)
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(setup.fake.jobs.count == 2 && ContinuousClock.now - started < .seconds(3), "the second job was submitted while the first one's call hung")
+            await setup.runner.calls.drain()
+            #expect(try await setup.job(second)["status"] as? String == "submitted")
+            #expect(setup.runner.calls.inFlight == 0)
+        }
+    }
+
     @Test func twoInstancesNeverSubmitOrPollTwice() async throws {
         try await Self.withSetup { setup in
             var ids: [String] = []

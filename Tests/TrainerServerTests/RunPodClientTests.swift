@@ -20,7 +20,7 @@ import TrainerCore
         let fake = FakeRunPod(now: { clock.now })
         try await fake.start()
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        let client = RunPodClient(baseURL: fake.baseURL, endpointID: FakeRunPod.endpointID, apiKey: Secret(FakeRunPod.apiKey), http: http, retry: fast, timeout: .milliseconds(1500))
+        let client = RunPodClient(baseURL: fake.baseURL, endpointID: FakeRunPod.endpointID, apiKey: Secret(FakeRunPod.apiKey), http: http, retry: fast, timeout: .milliseconds(1500), runTimeout: .milliseconds(1500))
         var failure: (any Error)?
         do { try await test(fake, client, http) } catch { failure = error }
         try await http.shutdown()

@@ -72,6 +72,34 @@ import VaporTesting
             #expect(csv.hasPrefix("step,loss\n") && steps == Array(0..<40), "\(steps)")
         }
     }
+
+    /// A checkpoint and its optimizer state are in the bucket within moments of their save, not
+    /// at the uploader's next round (a minute here): a worker lost right after a save resumes
+    /// from that save.
+    @Test func aCheckpointIsInTheBucketMomentsAfterItsSave() async throws {
+        try await WorkerRuntimeTests.withWorker { setup, client in
+            var setup = setup
+            let work = WorkerFailureTests.work()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let id = try #require(try await setup.createJob(#"{"steps": 400, "saveEvery": 20, "sampleEvery": 0}"#)["id"] as? String).lowercased()
+            var handler = Self.handler(setup.store, work: work, extra: ["STAND_IN_STEP_SECONDS": "0.05"])
+            handler.uploadScanInterval = .seconds(60)
+            let running = Task { try await WorkerRuntime(client: client, handler: handler, progressInterval: .milliseconds(50)).run(maximumJobs: 1) }
+            defer { running.cancel() }
+            let checkpoint = "outputs/\(id)/checkpoints/gm_\(String(id.filter(\.isHexDigit).prefix(12)))_000000020.safetensors"
+            let optimizer = checkpoint.replacingOccurrences(of: ".safetensors", with: ".optimizer.pt")
+            let deadline = ContinuousClock.now + .seconds(20)
+            var keys: [String] = []
+            while ContinuousClock.now < deadline {
+                keys = try await setup.store.client().listAllObjects(prefix: "outputs/\(id)/checkpoints/").map(\.key)
+                if keys.contains(checkpoint) && keys.contains(optimizer) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(keys.contains(checkpoint) && keys.contains(optimizer), "checkpoint 20 and its optimizer state within seconds of the save: \(keys)")
+            running.cancel()
+            _ = try? await running.value
+        }
+    }
 }
 
 /// The server in RunPod mode and a real worker: the suite's fake RunPod hands the job to the

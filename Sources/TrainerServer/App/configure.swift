@@ -60,7 +60,9 @@ public func configure(_ app: Application, configuration: Configuration, dependen
             instanceID: UUID().uuidString.lowercased(), now: dependencies.now
         )
         app.storage[JobRunnerKey.self] = runner
-        if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "job runner", wakeup: wakeup) { try await runner.tick(on: $0) }) }
+        if dependencies.runsBackgroundServices {
+            app.lifecycle.use(BackgroundLoop(name: "job runner", wakeup: wakeup, drain: { await runner.calls.drain() }) { try await runner.tick(on: $0, waitForCalls: false) })
+        }
     } else {
         let queue = BuiltInQueue(jobs: jobs, bucket: bucket.name, storeCredentials: builtInStore?.1, now: dependencies.now)
         app.storage[BuiltInQueueKey.self] = queue

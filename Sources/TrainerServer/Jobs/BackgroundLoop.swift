@@ -29,11 +29,14 @@ final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
     let name: String
     let wakeup: Wakeup
     let round: @Sendable (any Database) async throws -> Bool
+    /// Waits for work a round started and did not wait for, at shutdown.
+    let drain: @Sendable () async -> Void
     private var task: Task<Void, Never>?
 
-    init(name: String, wakeup: Wakeup, round: @escaping @Sendable (any Database) async throws -> Bool) {
+    init(name: String, wakeup: Wakeup, drain: @escaping @Sendable () async -> Void = {}, round: @escaping @Sendable (any Database) async throws -> Bool) {
         self.name = name
         self.wakeup = wakeup
+        self.drain = drain
         self.round = round
     }
 
@@ -63,5 +66,6 @@ final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
     func shutdownAsync(_ application: Application) async {
         task?.cancel()
         await task?.value
+        await drain()
     }
 }

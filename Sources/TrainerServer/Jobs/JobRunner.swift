@@ -1,4 +1,5 @@
 import Fluent
+import NIOConcurrencyHelpers
 import Foundation
 import RunPod
 import SQLKit
@@ -43,14 +44,23 @@ struct JobRunner: Sendable {
     static let pollAfterChannelReport: TimeInterval = 300
     static let submitBatch = 20
     static let pollBatch = 100
+    /// This instance's RunPod calls, each a task of its own: a hung call holds up its own job only.
+    var calls = RunPodCalls()
 
-    /// One round; returns whether work was left over (the loop then goes again at once).
+    /// One round: claims the work that is due and starts a RunPod call for each piece. With
+    /// `waitForCalls` (tests) it returns when they have ended; the server's loop does not wait, so
+    /// the next round starts a second later whatever the calls still in flight. Returns whether
+    /// work was left over (the loop then goes again at once).
     @discardableResult
-    func tick(on db: any Database) async throws -> Bool {
-        let submitted = try await submitQueued(on: db)
-        try await cancelRequested(on: db)
-        let polled = try await pollDue(on: db)
-        return submitted == Self.submitBatch || polled == Self.pollBatch
+    func tick(on db: any Database, waitForCalls: Bool = true) async throws -> Bool {
+        var started: [Task<Void, Never>] = []
+        let (submitted, submitCalls) = try await submitQueued(on: db)
+        started += submitCalls
+        started += try await cancelRequested(on: db)
+        let (polled, pollCalls) = try await pollDue(on: db)
+        started += pollCalls
+        if waitForCalls { for call in started { await call.value } }
+        return (submitted == Self.submitBatch && !submitCalls.isEmpty) || (polled == Self.pollBatch && !pollCalls.isEmpty)
     }
 
     // MARK: Claims
@@ -76,24 +86,26 @@ struct JobRunner: Sendable {
 
     // MARK: Submitting
 
-    @discardableResult
-    func submitQueued(on db: any Database) async throws -> Int {
+    /// Queued jobs to submit: how many were due, and the calls started.
+    func submitQueued(on db: any Database) async throws -> (due: Int, calls: [Task<Void, Never>]) {
         let time = now()
         try await failForgottenSubmissions(on: db)
         let candidates = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$cancelRequested == false)
             .filter(\.$submitStartedAt == nil).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
             .sort(\.$createdAt).limit(Self.submitBatch).all()
         let condition: SQLQueryString = "status = 'queued' AND submit_started_at IS NULL AND cancel_requested = \(bind: false)"
-        try await candidates.concurrentMap(limit: 8) { candidate in
-            // One job's trouble must not cancel the others' submissions.
-            do {
-                guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
-                try await submit(job, on: db)
-            } catch {
-                db.logger.warning("submitting a job failed; it is tried again", metadata: ["job": "\(candidate.id!)", "error": "\(error)"])
+        let started = candidates.compactMap { candidate in
+            calls.start(candidate.id!) {
+                // One job's trouble must not hold up or cancel the others' submissions.
+                do {
+                    guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
+                    try await submit(job, on: db)
+                } catch {
+                    db.logger.warning("submitting a job failed; it is tried again", metadata: ["job": "\(candidate.id!)", "error": "\(error)"])
+                }
             }
         }
-        return candidates.count
+        return (candidates.count, started)
     }
 
     private func submit(_ job: Job, on db: any Database) async throws {
@@ -176,53 +188,66 @@ struct JobRunner: Sendable {
 
     // MARK: Cancelling
 
-    func cancelRequested(on db: any Database) async throws {
+    /// Cancels asked for: the calls started.
+    func cancelRequested(on db: any Database) async throws -> [Task<Void, Never>] {
         let time = now()
         let candidates = try await Job.query(on: db).filter(\.$cancelRequested == true).filter(\.$status ~~ [.queued, .submitted, .running])
             .group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }.limit(Self.submitBatch).all()
-        for candidate in candidates {
-            let condition: SQLQueryString = "cancel_requested = \(bind: true) AND status IN ('queued', 'submitted', 'running')"
-            guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { continue }
-            guard let runPodID = job.runPodJobID else {
-                // Never reached RunPod as far as we know (or its id was lost): end it here.
-                let previous = job.status
-                let event = jobs.transition(job, to: .cancelled, at: now(), message: "Cancelled; RunPod's id for it is unknown, so RunPod was not told.")
-                job.leaseOwner = nil
-                job.leaseUntil = nil
-                try await jobs.commit(job, from: previous, events: [event], condition: "runpod_job_id IS NULL", on: db)
-                continue
+        return candidates.compactMap { candidate in
+            calls.start(candidate.id!) {
+                do {
+                    try await cancel(candidate.id!, on: db)
+                } catch {
+                    db.logger.warning("cancelling a job failed; it is tried again", metadata: ["job": "\(candidate.id!)", "error": "\(error)"])
+                }
             }
-            do {
-                let answer = try await runPod.cancel(runPodID)
-                try await jobs.apply(answer, to: job, on: db)
-                try await release(job, nextPollAt: now(), on: db)
-            } catch {
-                // Keep the claim a while: RunPod allows 100 cancels per 10 s.
-                job.leaseUntil = now().addingTimeInterval(leaseSeconds)
-                job.nextPollAt = now().addingTimeInterval(Self.pollWhileRunning)
-                try await job.save(on: db)
-            }
+        }
+    }
+
+    private func cancel(_ id: UUID, on db: any Database) async throws {
+        let condition: SQLQueryString = "cancel_requested = \(bind: true) AND status IN ('queued', 'submitted', 'running')"
+        guard try await claim(id, where: condition, on: db), let job = try await Job.find(id, on: db) else { return }
+        guard let runPodID = job.runPodJobID else {
+            // Never reached RunPod as far as we know (or its id was lost): end it here.
+            let previous = job.status
+            let event = jobs.transition(job, to: .cancelled, at: now(), message: "Cancelled; RunPod's id for it is unknown, so RunPod was not told.")
+            job.leaseOwner = nil
+            job.leaseUntil = nil
+            try await jobs.commit(job, from: previous, events: [event], condition: "runpod_job_id IS NULL", on: db)
+            return
+        }
+        do {
+            let answer = try await runPod.cancel(runPodID)
+            try await jobs.apply(answer, to: job, on: db)
+            try await release(job, nextPollAt: now(), on: db)
+        } catch {
+            // Keep the claim a while: RunPod allows 100 cancels per 10 s.
+            job.leaseUntil = now().addingTimeInterval(leaseSeconds)
+            job.nextPollAt = now().addingTimeInterval(Self.pollWhileRunning)
+            try await job.save(on: db)
         }
     }
 
     // MARK: Polling
 
-    @discardableResult
-    func pollDue(on db: any Database) async throws -> Int {
+    /// Jobs due a poll: how many were due, and the calls started.
+    func pollDue(on db: any Database) async throws -> (due: Int, calls: [Task<Void, Never>]) {
         let time = now()
         let due = try await Job.query(on: db).filter(\.$status ~~ [.submitted, .running]).filter(\.$runPodJobID != nil)
             .filter(\.$nextPollAt <= time).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
             .sort(\.$nextPollAt).limit(Self.pollBatch).all()
-        try await due.concurrentMap(limit: 8) { candidate in
-            do {
-                let condition: SQLQueryString = "status IN ('submitted', 'running') AND next_poll_at <= \(bind: time)"
-                guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
-                try await poll(job, on: db)
-            } catch {
-                db.logger.warning("polling a job failed; it is tried again", metadata: ["job": "\(candidate.id!)", "error": "\(error)"])
+        let started = due.compactMap { candidate in
+            calls.start(candidate.id!) {
+                do {
+                    let condition: SQLQueryString = "status IN ('submitted', 'running') AND next_poll_at <= \(bind: time)"
+                    guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
+                    try await poll(job, on: db)
+                } catch {
+                    db.logger.warning("polling a job failed; it is tried again", metadata: ["job": "\(candidate.id!)", "error": "\(error)"])
+                }
             }
         }
-        return due.count
+        return (due.count, started)
     }
 
     /// Marks a first 404 in `runnerStatus`; only a second one, a minute later, ends the job.
@@ -252,5 +277,40 @@ struct JobRunner: Sendable {
             // Throttled or unreachable even after retries: try again a little later.
             try await release(job, nextPollAt: now().addingTimeInterval(Self.pollWhileRunning * 2), on: db)
         }
+    }
+}
+
+/// The RunPod calls an instance has in flight, one task each, at most `limit` at once and one per
+/// job: a call that hangs (RunPod's answer lost, a slow network) delays only its own job, never the
+/// submissions and polls of the others. Shared by every copy of the runner.
+final class RunPodCalls: Sendable {
+    /// Well inside RunPod's limits (`/run` 1000 and `/status` 2000 per 10 s): each call takes a
+    /// round trip, so 64 in flight make at most a few hundred a second.
+    let limit: Int
+    private let running = NIOLockedValueBox<[UUID: Task<Void, Never>]>([:])
+
+    init(limit: Int = 64) {
+        self.limit = limit
+    }
+
+    /// Starts `work` for `job`, unless a call for it is in flight or `limit` are; returns its task.
+    func start(_ job: UUID, _ work: @escaping @Sendable () async -> Void) -> Task<Void, Never>? {
+        running.withLockedValue { running in
+            guard running[job] == nil, running.count < limit else { return nil }
+            // The task removes itself under the same lock, so only after it was added.
+            let task = Task {
+                await work()
+                _ = self.running.withLockedValue { $0.removeValue(forKey: job) }
+            }
+            running[job] = task
+            return task
+        }
+    }
+
+    var inFlight: Int { running.withLockedValue { $0.count } }
+
+    /// Waits for the calls in flight (a server shutting down).
+    func drain() async {
+        for task in running.withLockedValue({ Array($0.values) }) { await task.value }
     }
 }
