@@ -1,4 +1,5 @@
 import Foundation
+import TrainerCore
 
 /// One line of a job's state for a terminal: status, step bar, loss, speed and time left.
 public enum JobLine {
@@ -12,7 +13,7 @@ public enum JobLine {
         if let speed = job.progress?.itPerSec, speed > 0 { parts.append(speed >= 1 ? String(format: "%.2f it/s", speed) : String(format: "%.1f s/it", 1 / speed)) }
         if let eta = job.progress?.etaSeconds, eta > 0, !job.isFinal { parts.append("ETA " + ProgressLine.duration(eta)) }
         if job.status == "submitted", let waited = job.queueSeconds { parts.append("waiting for a GPU " + ProgressLine.duration(waited)) }
-        if let runner = job.runnerStatus, !["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"].contains(runner) {
+        if let runner = job.runnerStatus, !RunPodStatus(runner).isKnown {
             parts.append("RunPod: \(runner)")
         }
         if let cost = job.cost { parts.append(String(format: "cost %.2f", cost)) }

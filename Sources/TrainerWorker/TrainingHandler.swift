@@ -44,7 +44,7 @@ public struct TrainingHandler: JobHandler {
         let started = Date()
         let job: WorkerJob
         do { job = try WorkerJob(input: taken.input) } catch { throw JobFailure("The job's input is not valid: \(error.description)") }
-        let bucket = try self.bucket(for: job, input: taken.input)
+        let bucket = try self.bucket(for: job)
         guard job.datasetBucket == bucket.endpoint.bucket, job.outputBucket == bucket.endpoint.bucket else {
             throw JobFailure("This worker writes to bucket '\(bucket.endpoint.bucket)' but the job uses '\(job.datasetBucket)'; give the worker the server's R2_* settings.")
         }
@@ -116,12 +116,12 @@ public struct TrainingHandler: JobHandler {
         return .object(result)
     }
 
-    func bucket(for job: WorkerJob, input: JSONValue) throws -> S3Client {
+    func bucket(for job: WorkerJob) throws -> S3Client {
         switch jobBucket {
         case .configured(let bucket):
             return bucket
         case .builtInStore(let url, let http, let retry):
-            guard let key = WorkerJob.storeKey(in: input) else {
+            guard let key = job.input.storeKey else {
                 throw JobFailure("The job brings no store key (its server does not run the built-in store); give the worker the bucket's R2_* settings.")
             }
             let credentials = S3Credentials(accessKeyID: key.accessKeyID, secretAccessKey: Secret(key.secretAccessKey))

@@ -178,7 +178,7 @@ public struct WorkerRuntime: Sendable {
         logger.info("job taken")
         // With a progress channel the server hears it all first-hand (it then polls RunPod rarely);
         // RunPod's job-done still gets everything.
-        let channel = WorkerJob.progressChannelURL(in: job.input)
+        let channel = JobInput.progressChannelURL(in: job.input)
         let reporter = ProgressReporter(interval: progressInterval) { progress in
             if let channel { try? await client.post(channel: channel, ["status": "IN_PROGRESS", "output": progress]) }
             try await client.progress(jobID: job.id, progress)

@@ -39,10 +39,28 @@ import TrainerCore
         }
         #expect(problem { $0.removeAll { $0.0 == "contract_version" } }?.contains("contract_version is missing") == true)
         #expect(problem { $0[0].1 = 2 }?.contains("is 2 but this worker speaks 1") == true)
-        #expect(problem { $0.removeAll { $0.0 == "output" } } == "input.output.bucket is missing or not a string")
+        #expect(problem { $0.removeAll { $0.0 == "output" } } == "input.output is missing")
+        #expect(problem { $0[$0.firstIndex { $0.0 == "output" }!].1 = ["bucket": 7, "prefix": "outputs/x/"] } == "input.output.bucket is not a string")
+        #expect(problem { $0[$0.firstIndex { $0.0 == "output" }!].1 = ["bucket": "", "prefix": "outputs/x/"] } == "input.output.bucket is empty")
         #expect(problem { $0[$0.firstIndex { $0.0 == "output" }!].1 = ["bucket": "b", "prefix": "../x/"] }?.contains("without '..'") == true)
         #expect(problem { $0[$0.firstIndex { $0.0 == "job_config" }!].1 = ["job": "extension"] }?.contains("config.name") == true)
         #expect((try? WorkerJob(input: "text")) == nil)
+    }
+
+    /// The server encodes the contract with the same type the worker decodes: what one writes,
+    /// the other reads back unchanged, under the documented keys.
+    @Test func theContractRoundTripsUnderItsDocumentedKeys() throws {
+        let input = JobInput(trainerJobID: "3f2a", attempt: 2, jobConfig: ["config": ["name": "gm_3f2a"]],
+                             dataset: .init(datasetId: "d1", bucket: "b", prefix: StorageKeys.datasetPrefix("D1")),
+                             output: .init(bucket: "b", prefix: StorageKeys.outputPrefix("3F2A")),
+                             progressChannel: .init(url: "https://x/api/runpod/progress/pc_1"), storeKey: .init(accessKeyID: "GMSx", secretAccessKey: "s"))
+        let json = input.json
+        #expect(json["contract_version"] == 1 && json["trainer_job_id"] == "3f2a" && json["r2_dataset"]?["prefix"] == "datasets/d1/")
+        #expect(json["output"]?["prefix"] == "outputs/3f2a/" && json["store_key"]?["access_key_id"] == "GMSx")
+        #expect(JobInput.progressChannelURL(in: json) == "https://x/api/runpod/progress/pc_1")
+        #expect(try JobInput(json: json) == input)
+        let job = try WorkerJob(input: json)
+        #expect(job.input == input && job.outputPrefix == "outputs/3f2a/")
     }
 
     @Test func outputFilesMapToArtifacts() throws {

@@ -86,7 +86,7 @@ import TrainerCore
             }
             let id = try #require(try await setup.createJob()["id"] as? String)
             try await setup.tick()  // submits it
-            let channel = try #require(setup.fake.jobs.first.flatMap { WorkerJob.progressChannelURL(in: $0.input) })
+            let channel = try #require(setup.fake.jobs.first.flatMap { JobInput.progressChannelURL(in: $0.input) })
             #expect(channel.hasPrefix(setup.store.baseURL.absoluteString + "/api/runpod/progress/pc_"))
             let worker = Task { try await WorkerRuntime(client: client, handler: handler, progressInterval: .milliseconds(20)).run(maximumJobs: 1) }
 

@@ -75,7 +75,7 @@ import VaporTesting
         try await WorkerRuntimeTests.withWorker { setup, client in
             var setup = setup
             let id = try #require(try await setup.createJob()["id"] as? String).lowercased()
-            guard case .job(let taken) = try await client.take(timeout: .seconds(5)), let key = WorkerJob.storeKey(in: taken.input) else {
+            guard case .job(let taken) = try await client.take(timeout: .seconds(5)), let key = try JobInput(json: taken.input).storeKey else {
                 Issue.record("no job, or no store key in its input"); return
             }
             #expect(key.accessKeyID != setup.store.endpoint.credentials.accessKeyID, "not the admin pair")

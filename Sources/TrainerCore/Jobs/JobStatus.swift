@@ -32,17 +32,17 @@ public enum JobStatus: String, Sendable, CaseIterable, Codable {
         }
     }
 
-    /// Our state for a RunPod status string; nil for one we do not know (kept and shown, the
-    /// state stays as it was).
-    public init?(runPodStatus raw: String) {
-        switch raw.uppercased() {
-        case "IN_QUEUE": self = .submitted
-        case "IN_PROGRESS": self = .running
-        case "COMPLETED": self = .completed
-        case "FAILED": self = .failed
-        case "CANCELLED": self = .cancelled
-        case "TIMED_OUT": self = .timedOut
-        default: return nil
+    /// Our state for a RunPod status; nil for one we do not know (kept and shown, the state stays
+    /// as it was).
+    public init?(_ runPod: RunPodStatus) {
+        switch runPod {
+        case .inQueue: self = .submitted
+        case .inProgress: self = .running
+        case .completed: self = .completed
+        case .failed: self = .failed
+        case .cancelled: self = .cancelled
+        case .timedOut: self = .timedOut
+        case .other: return nil
         }
     }
 }

@@ -1,28 +1,8 @@
 /// The job a worker receives (DESIGN §5), checked before any work starts, and the rules that
 /// map it onto the worker's disk and its outputs back into the bucket.
 public struct WorkerJob: Sendable, Equatable {
-    public static let contractVersion = 1
-    /// Optional in the input: `{"url": …}`, where the worker also posts what it posts to job-done
-    /// (progress, then the result), straight to the server; valid for this attempt only.
-    public static let progressChannelKey = "progress_channel"
-
-    public static func progressChannelURL(in input: JSONValue) -> String? {
-        input[progressChannelKey]?["url"]?.stringValue
-    }
-
-    /// Optional in the input from the built-in queue of a server with the built-in store:
-    /// `{"access_key_id", "secret_access_key"}`, a key of that store scoped to this job (read its
-    /// dataset, read and write its outputs), for a worker that has no store settings of its own.
-    public static let storeKeyKey = "store_key"
-
-    public static func storeKey(in input: JSONValue) -> (accessKeyID: String, secretAccessKey: String)? {
-        guard let id = input[storeKeyKey]?["access_key_id"]?.stringValue, let secret = input[storeKeyKey]?["secret_access_key"]?.stringValue else { return nil }
-        return (id, secret)
-    }
-
-    /// Where a dataset's files are in the bucket (DESIGN §4).
-    public static func datasetPrefix(_ datasetID: String) -> String { "datasets/\(datasetID)/" }
-
+    /// The input as received (its store key and progress channel, when it has them).
+    public let input: JobInput
     public let trainerJobID: String
     public let attempt: Int
     public let jobConfig: JSONValue
@@ -32,39 +12,27 @@ public struct WorkerJob: Sendable, Equatable {
     public let outputBucket: String
     public let outputPrefix: String
 
-    /// A problem with the input, said so a person can fix the sender.
-    public struct InputError: Error, Sendable, Equatable, CustomStringConvertible {
-        public let description: String
-    }
+    public typealias InputError = JobInput.InputError
 
-    public init(input: JSONValue) throws(InputError) {
-        func string(_ value: JSONValue?, _ path: String) throws(InputError) -> String {
-            guard let text = value?.stringValue, !text.isEmpty else { throw InputError(description: "input.\(path) is missing or not a string") }
-            return text
-        }
-        guard case .object = input else { throw InputError(description: "input must be a JSON object") }
-        guard let version = input["contract_version"]?.numberValue else {
-            throw InputError(description: "input.contract_version is missing; this worker speaks contract version \(Self.contractVersion)")
-        }
-        guard Int(version) == Self.contractVersion else {
-            throw InputError(description: "input.contract_version is \(Int(version)) but this worker speaks \(Self.contractVersion); update the worker image or the server")
-        }
-        trainerJobID = try string(input["trainer_job_id"], "trainer_job_id")
-        attempt = input["attempt"]?.numberValue.map { Int($0) } ?? 1
-        guard let config = input["job_config"], case .object = config, config["config"]?["name"]?.stringValue != nil else {
+    public init(input json: JSONValue) throws(InputError) {
+        let input = try JobInput(json: json)
+        guard case .object = input.jobConfig, input.jobConfig["config"]?["name"]?.stringValue != nil else {
             throw InputError(description: "input.job_config must be an ai-toolkit job config with config.name")
         }
-        jobConfig = config
-        datasetID = try string(input["r2_dataset"]?["datasetId"], "r2_dataset.datasetId")
-        datasetBucket = try string(input["r2_dataset"]?["bucket"], "r2_dataset.bucket")
-        datasetPrefix = try string(input["r2_dataset"]?["prefix"], "r2_dataset.prefix")
-        outputBucket = try string(input["output"]?["bucket"], "output.bucket")
-        outputPrefix = try string(input["output"]?["prefix"], "output.prefix")
-        for (path, prefix) in [("r2_dataset.prefix", datasetPrefix), ("output.prefix", outputPrefix)] {
+        for (path, prefix) in [("r2_dataset.prefix", input.dataset.prefix), ("output.prefix", input.output.prefix)] {
             guard prefix.hasSuffix("/"), !prefix.hasPrefix("/"), !prefix.split(separator: "/").contains("..") else {
                 throw InputError(description: "input.\(path) must be a relative key prefix ending in '/', without '..'; got '\(prefix)'")
             }
         }
+        self.input = input
+        trainerJobID = input.trainerJobID
+        attempt = input.attempt
+        jobConfig = input.jobConfig
+        datasetID = input.dataset.datasetId
+        datasetBucket = input.dataset.bucket
+        datasetPrefix = input.dataset.prefix
+        outputBucket = input.output.bucket
+        outputPrefix = input.output.prefix
     }
 
     /// `config.name`, which names the output folder and files.

@@ -48,18 +48,17 @@ struct BuiltInQueue: Sendable {
             guard claimed.count == 1, let job = try await Job.find(candidate.id, on: db) else { continue }
             let runnerID = Self.runnerID(job)
             job.runPodJobID = runnerID
-            job.runnerStatus = "IN_PROGRESS"
+            job.runnerStatus = RunPodStatus.inProgress.rawValue
             let taken = jobs.transition(job, to: .running, at: time, message: "Worker \(worker.label) took it (attempt \(job.attempt)).")
             guard try await jobs.commit(job, from: .queued, events: [taken], condition: "lease_owner = \(bind: worker.leaseOwner)", on: db) else { continue }
             var input = try jobs.input(for: job, bucket: bucket)
-            if let storeCredentials, case .object(var fields) = input {
-                let scope = StoreScope(readPrefixes: [WorkerJob.datasetPrefix(job.datasetID.uuidString.lowercased())], writePrefixes: [job.outputPrefix],
+            if let storeCredentials {
+                let scope = StoreScope(readPrefixes: [input.dataset.prefix], writePrefixes: [input.output.prefix],
                                        expires: time.addingTimeInterval(Self.storeKeyLifetime), holder: worker.keyID.uuidString.lowercased())
                 let key = ScopedStoreKey.make(scope, admin: storeCredentials)
-                fields.append((WorkerJob.storeKeyKey, ["access_key_id": .string(key.accessKeyID), "secret_access_key": .string(key.secretAccessKey.value)]))
-                input = .object(fields)
+                input.storeKey = .init(accessKeyID: key.accessKeyID, secretAccessKey: key.secretAccessKey.value)
             }
-            return (runnerID, input)
+            return (runnerID, input.json)
         }
         return nil
     }

@@ -140,26 +140,22 @@ struct JobService: Sendable {
 
     /// The job's input for a runner (DESIGN §5), with the attempt's progress channel when the
     /// server can be reached (`POST /api/runpod/progress/{secret}`).
-    func input(for job: Job, bucket: String, progressChannel: URL? = nil) throws -> JSONValue {
-        let config = try JSONDecoder().decode(JSONValue.self, from: Data(job.jobConfig.utf8))
+    func input(for job: Job, bucket: String, progressChannel: URL? = nil) throws -> JobInput {
         let datasetID = job.datasetID.uuidString.lowercased()
-        var input: [(String, JSONValue)] = [
-            ("contract_version", 1),
-            ("trainer_job_id", .string(job.id!.uuidString.lowercased())),
-            ("attempt", .int(job.attempt)),
-            ("job_config", config),
-            ("r2_dataset", ["datasetId": .string(datasetID), "bucket": .string(bucket), "prefix": .string(WorkerJob.datasetPrefix(datasetID))]),
-            ("output", ["bucket": .string(bucket), "prefix": .string(job.outputPrefix)]),
-        ]
-        if let progressChannel { input.append((WorkerJob.progressChannelKey, ["url": .string(progressChannel.absoluteString)])) }
-        return .object(input)
+        return JobInput(
+            trainerJobID: job.id!.uuidString.lowercased(), attempt: job.attempt,
+            jobConfig: try JSONDecoder().decode(JSONValue.self, from: Data(job.jobConfig.utf8)),
+            dataset: .init(datasetId: datasetID, bucket: bucket, prefix: StorageKeys.datasetPrefix(datasetID)),
+            output: .init(bucket: bucket, prefix: job.outputPrefix),
+            progressChannel: progressChannel.map { .init(url: $0.absoluteString) }
+        )
     }
 
     /// What a worker posts (to job-done, or to its progress channel) as a report on `runnerID`:
     /// progress (`status: IN_PROGRESS`), a result (`output`) or an error.
     static func workerReport(_ body: JSONValue, runnerID: String, cancelRequested: Bool) -> RunPodJob {
         let status: RunPodStatus
-        if body["status"]?.stringValue == "IN_PROGRESS" {
+        if body["status"]?.stringValue.map(RunPodStatus.init) == .inProgress {
             status = .inProgress
         } else if cancelRequested {
             status = .cancelled
@@ -190,7 +186,7 @@ struct JobService: Sendable {
             return try await requeuePreempted(job, report: report, on: db)
         }
         var events: [JobEvent] = []
-        if let next = JobStatus(runPodStatus: report.status.rawValue) {
+        if let next = JobStatus(report.status) {
             if job.status.accepts(next) {
                 events.append(transition(job, to: next, at: time, message: Self.message(for: next, report: report)))
                 changed = true

@@ -38,7 +38,7 @@ final class Dataset: Model, @unchecked Sendable {
     }
 
     /// The bucket prefix of its files (DESIGN §4).
-    var prefix: String { "datasets/\(id!.uuidString.lowercased())/" }
+    var prefix: String { StorageKeys.datasetPrefix(id!.uuidString) }
 }
 
 /// One file of a dataset. A row is made when its upload is signed (`pending…`), and becomes part

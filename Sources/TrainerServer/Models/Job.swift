@@ -51,7 +51,7 @@ final class Job: Model, @unchecked Sendable {
     init() {}
 
     /// The bucket prefix of its outputs (DESIGN §4).
-    var outputPrefix: String { "outputs/\(id!.uuidString.lowercased())/" }
+    var outputPrefix: String { StorageKeys.outputPrefix(id!.uuidString) }
 }
 
 /// One transition of a job, with its time (DESIGN §6).
