@@ -315,17 +315,7 @@ public struct S3Client: Sendable {
     }
 
     func withRetries<T>(_ attempt: () async throws -> T) async throws -> T {
-        var attemptNumber = 0
-        while true {
-            do {
-                return try await attempt()
-            } catch {
-                attemptNumber += 1
-                guard attemptNumber < retry.maxAttempts, Self.isRetryable(error) else { throw error }
-                let retryAfter = (error as? S3Error)?.retryAfter
-                try await Task.sleep(for: retry.delay(afterAttempt: attemptNumber, retryAfter: retryAfter))
-            }
-        }
+        try await retry.run(retryable: Self.isRetryable, retryAfter: { ($0 as? S3Error)?.retryAfter }, attempt)
     }
 
     /// Whether a failed request may succeed if sent again (throttling, server errors, dropped connections).

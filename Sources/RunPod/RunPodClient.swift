@@ -72,16 +72,11 @@ public struct RunPodClient: Sendable {
     // MARK: Transport
 
     func call<Response: Decodable>(_ method: HTTPMethod, _ path: String, body: Data? = nil, repeatable: Bool, timeout: TimeAmount? = nil) async throws -> Response {
-        var attempt = 0
-        while true {
-            do {
-                return try await send(method, path, body: body, timeout: timeout ?? self.timeout)
-            } catch let error as RunPodError {
-                attempt += 1
-                let retryable = error.status == 429 || (repeatable && (error.status >= 500 || error.status == 0)) || (error.status == 0 && !error.mayHaveArrived)
-                guard retryable, attempt < retry.maxAttempts else { throw error }
-                try await Task.sleep(for: retry.delay(afterAttempt: attempt, retryAfter: nil))
-            }
+        try await retry.run(retryable: { failure in
+            guard let error = failure as? RunPodError else { return false }
+            return error.status == 429 || (repeatable && (error.status >= 500 || error.status == 0)) || (error.status == 0 && !error.mayHaveArrived)
+        }, retryAfter: { ($0 as? RunPodError)?.retryAfter }) {
+            try await send(method, path, body: body, timeout: timeout ?? self.timeout)
         }
     }
 
@@ -96,9 +91,11 @@ public struct RunPodClient: Sendable {
         }
         let data: Data
         let status: UInt
+        var retryAfter: Duration?
         do {
             let response = try await http.execute(request, timeout: timeout)
             status = response.status.code
+            retryAfter = response.headers.first(name: "retry-after").flatMap(Int64.init).map { .seconds($0) }
             data = Data(buffer: try await response.body.collect(upTo: 16 << 20))
         } catch is CancellationError {
             throw CancellationError()
@@ -107,7 +104,7 @@ public struct RunPodClient: Sendable {
         }
         guard (200..<300).contains(status) else {
             let text = String(decoding: data.prefix(500), as: UTF8.self)
-            throw RunPodError(status: Int(status), message: text.isEmpty ? "HTTP \(status)" : text, mayHaveArrived: status >= 500)
+            throw RunPodError(status: Int(status), message: text.isEmpty ? "HTTP \(status)" : text, mayHaveArrived: status >= 500, retryAfter: retryAfter)
         }
         do {
             return try JSONDecoder().decode(Response.self, from: data)

@@ -96,6 +96,8 @@ public struct RunPodError: Error, Sendable, Equatable, CustomStringConvertible {
     public let message: String
     /// The request may have reached RunPod even though no answer came back.
     public let mayHaveArrived: Bool
+    /// How long RunPod asked to wait (`Retry-After`), when it did.
+    public var retryAfter: Duration? = nil
 
     public var description: String {
         status == 0 ? "RunPod could not be reached: \(message)" : "RunPod answered \(status): \(message)"

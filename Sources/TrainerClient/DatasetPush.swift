@@ -11,6 +11,9 @@ import TrainerCore
 /// presigned URLs, several files at a time. A second run uploads only what is missing or changed
 /// (compared by size and SHA-256 with what the server recorded), so an interrupted push resumes.
 public struct DatasetPush: Sendable {
+    /// Each file's PUT: four tries on throttling, server errors and dropped connections.
+    static let uploadRetries = RetryPolicy(maxAttempts: 4)
+
     public struct Options: Sendable {
         public var directory: String
         public var name: String
@@ -171,12 +174,14 @@ public struct DatasetPush: Sendable {
     /// anew once if its URL expired. Returns whether it arrived; throws only when cancelled.
     private func upload(_ file: LocalFile, _ signed: ServerAPI.SignedUploads.Upload, queue: UploadQueue, sent: @escaping @Sendable (Int64) -> Void) async throws -> Bool {
         var signed = signed
-        var attempt = 0
         var resigned = false
         while true {
             do {
                 let request = PresignedRequest(method: signed.method, url: signed.url, headers: signed.headers)
-                try await PresignedTransfer.put(file: file.absolutePath, to: request, http: http, progress: sent)
+                try await Self.uploadRetries.run(retryable: S3Client.isRetryable, retryAfter: { ($0 as? S3Error)?.retryAfter }) {
+                    sent(0)  // a retry counts this file's bytes from 0 again
+                    try await PresignedTransfer.put(file: file.absolutePath, to: request, http: http, progress: sent)
+                }
                 return true
             } catch let error as S3Error where error.status == 403 && !resigned {
                 // A URL signed before a long stall may have expired: sign this one file again.
@@ -187,13 +192,8 @@ public struct DatasetPush: Sendable {
                 }
             } catch {
                 try Task.checkCancellation()
-                attempt += 1
-                guard attempt < 4, S3Client.isRetryable(error) else {
-                    await queue.record(failure: file, reason: "upload failed: \(error)")
-                    return false
-                }
-                sent(0)
-                try? await Task.sleep(for: RetryPolicy.default.delay(afterAttempt: attempt, retryAfter: (error as? S3Error)?.retryAfter))
+                await queue.record(failure: file, reason: "upload failed: \(error)")
+                return false
             }
         }
     }

@@ -96,20 +96,12 @@ public struct WorkerProtocolClient: Sendable {
         var body: [(String, JSONValue)] = []
         if let output { body.append(("output", output)) }
         if let error { body.append(("error", .string(error))) }
-        for attempt in 1... {
-            do {
-                return try await done(jobID: jobID, body: .object(body))
-            } catch let refused as ProtocolError where refused.status.map({ $0 < 500 }) ?? false {
-                throw refused
-            } catch {
-                guard attempt < Self.finishAttempts else { throw error }
-                try await Task.sleep(for: Self.finishRetryDelays[min(attempt, Self.finishRetryDelays.count) - 1])
-            }
+        try await Self.finishRetries.run(retryable: { !(($0 as? ProtocolError)?.status.map { $0 < 500 } ?? false) }) {
+            try await done(jobID: jobID, body: .object(body))
         }
     }
 
-    static let finishAttempts = 3
-    static let finishRetryDelays: [Duration] = [.seconds(2), .seconds(3)]
+    static let finishRetries = RetryPolicy.fixed([.seconds(2), .seconds(3)])
 
     /// One job-done post. Like the SDK: JSON text labelled as a form (servers that follow it expect
     /// the same), `isStream=false`, and the job's id in `X-Request-ID`.
