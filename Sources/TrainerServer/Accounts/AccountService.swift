@@ -35,7 +35,7 @@ struct AccountService: Sendable {
         let user = User(email: email, passwordHash: try await hash(password), isAdmin: admin ?? false)
         try await user.create(on: db)
         if mayBeFirst {
-            let claimed = try await (db as! any SQLDatabase).raw("""
+            let claimed = try await db.sql().raw("""
                 INSERT INTO first_administrator (id, user_id) VALUES (1, \(bind: try user.requireID())) ON CONFLICT DO NOTHING RETURNING id
                 """).all()
             if claimed.count == 1 {
@@ -194,7 +194,7 @@ struct AccountService: Sendable {
     /// while another wrote would fail with "database is locked" instead of waiting its turn.
     private func redeemInvite(_ code: String, on db: any Database) async throws {
         let time = now()
-        let claimed = try await (db as! any SQLDatabase).update(Invite.schema)
+        let claimed = try await db.sql().update(Invite.schema)
             .set("used_at", to: time)
             .where("code_hash", .equal, OpaqueToken.digest(code))
             .where("used_at", .is, SQLLiteral.null)

@@ -10,7 +10,7 @@ struct LoginThrottleStore: Sendable {
 
     /// Counts one attempt for `subject` at `now`; returns when the subject is locked until, or nil.
     func countAttempt(_ subject: String, throttle: LoginThrottle, now: Date, on db: any Database) async throws -> Date? {
-        let sql = db as! any SQLDatabase
+        let sql = try db.sql()
         try await sql.insert(into: Self.table)
             .columns("id", "subject", "failures", "window_start", "locked_until")
             .values(SQLBind(UUID()), SQLBind(subject), SQLBind(0), SQLBind(now), SQLLiteral.null)
@@ -50,7 +50,7 @@ struct LoginThrottleStore: Sendable {
     /// one attempt (an attacker must not reset it with an account of their own). The locks of other
     /// browsers on the account stay: they are someone else guessing, even at the same address.
     func succeeded(_ subjects: LoginThrottle.Subjects, knownDevice: String?, on db: any Database) async throws {
-        let sql = db as! any SQLDatabase
+        let sql = try db.sql()
         try await sql.delete(from: Self.table).where("subject", .in, [subjects.account, knownDevice ?? subjects.accountFromAddress]).run()
         if knownDevice == nil {
             try await sql.update(Self.table)
@@ -61,7 +61,7 @@ struct LoginThrottleStore: Sendable {
 
     /// Clears every count of an account: its own and those of each address it was tried from.
     func clearAccount(_ subjects: LoginThrottle.Subjects, on db: any Database) async throws {
-        let sql = db as! any SQLDatabase
+        let sql = try db.sql()
         let pairs = subjects.account + "|from:"
         // A prefix compared as a substring: LIKE would read `_` and `%` in addresses as wildcards.
         try await sql.delete(from: Self.table)

@@ -179,7 +179,7 @@ struct DatasetController: Sendable {
     }
 
     @Sendable func list(request: Request) async throws -> Response {
-        let all = try await Dataset.query(on: request.db).filter(\.$user.$id == request.principal.userID).sort(\.$createdAt, .descending).all()
+        let all = try await Dataset.newestFirst(of: request.principal.userID, on: request.db).all()
         return try JSON.response(DatasetList(datasets: all.map(DatasetResponse.init)))
     }
 

@@ -121,7 +121,7 @@ struct JobController: Sendable {
     }
 
     @Sendable func list(request: Request) async throws -> Response {
-        let all = try await Job.query(on: request.db).filter(\.$user.$id == request.principal.userID).sort(\.$createdAt, .descending).limit(500).all()
+        let all = try await Job.newestFirst(of: request.principal.userID, on: request.db).limit(500).all()
         return try JSON.response(JobList(jobs: all.map { JobResponse($0, now: jobs.now(), pricePerSecond: gpuPricePerSecond) }))
     }
 

@@ -34,9 +34,9 @@ struct RunPodWebhookController: Sendable {
         try await jobs.applyDeliveredOnce(report, to: job, on: request.db)
         if !job.status.isFinal, job.progressDigest != nil {
             // Only the poll time: the rest of the row may have changed since it was read.
-            try await (request.db as! any SQLDatabase).raw("""
+            try await request.db.sql().raw("""
                 UPDATE jobs SET next_poll_at = \(bind: now().addingTimeInterval(JobRunner.pollAfterChannelReport))
-                WHERE id = \(bind: job.id!) AND status IN ('submitted', 'running')
+                WHERE id = \(bind: job.id!) AND status IN (\(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue))
                 """).run()
         }
         return Response(status: .noContent)

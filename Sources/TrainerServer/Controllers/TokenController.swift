@@ -45,9 +45,7 @@ struct TokenController: Sendable {
     }
 
     @Sendable func list(request: Request) async throws -> Response {
-        let tokens = try await APIToken.query(on: request.db)
-            .filter(\.$user.$id == request.principal.userID)
-            .sort(\.$createdAt, .descending).all()
+        let tokens = try await APIToken.newestFirst(of: request.principal.userID, on: request.db).all()
         return try JSON.response(TokenList(tokens: tokens.map { TokenResponse($0) }))
     }
 

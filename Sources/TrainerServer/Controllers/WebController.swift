@@ -156,7 +156,7 @@ struct WebController: Sendable {
 
     @Sendable func account(request: Request) async throws -> Response {
         try await signedIn(request) { user, csrf in
-            let tokens = try await APIToken.query(on: request.db).filter(\.$user.$id == user.id!).sort(\.$createdAt, .descending).all()
+            let tokens = try await APIToken.newestFirst(of: user.id!, on: request.db).all()
             let content = AccountContent(isAdmin: user.isAdmin, tokens: tokens.map {
                 AccountContent.Token(id: $0.id!, name: $0.name, hint: $0.hint, createdAt: Self.timestamp($0.createdAt), lastUsedAt: $0.lastUsedAt.map(Self.timestamp))
             }, hasTokens: !tokens.isEmpty)
@@ -166,7 +166,7 @@ struct WebController: Sendable {
 
     @Sendable func datasetList(request: Request) async throws -> Response {
         try await signedIn(request) { user, csrf in
-            let rows = try await Dataset.query(on: request.db).filter(\.$user.$id == user.id!).sort(\.$createdAt, .descending).all().map(DatasetRow.init)
+            let rows = try await Dataset.newestFirst(of: user.id!, on: request.db).all().map(DatasetRow.init)
             return try await render(request, "datasets", page: Page(title: "Datasets", section: "datasets", script: "datasets", email: user.email, csrfToken: csrf, content: DatasetsContent(datasets: rows, isEmpty: rows.isEmpty)))
         }
     }
@@ -181,7 +181,7 @@ struct WebController: Sendable {
 
     @Sendable func jobList(request: Request) async throws -> Response {
         try await signedIn(request) { user, csrf in
-            let jobs = try await Job.query(on: request.db).filter(\.$user.$id == user.id!).sort(\.$createdAt, .descending).limit(500).all()
+            let jobs = try await Job.newestFirst(of: user.id!, on: request.db).limit(500).all()
             let names = try await datasetNames(userID: user.id!, on: request.db)
             let content = JobsContent(jobs: jobs.map { Self.row($0, datasetName: names[$0.datasetID]) }, isEmpty: jobs.isEmpty)
             return try await render(request, "jobs", page: Page(title: "Jobs", section: "jobs", script: "jobs", email: user.email, csrfToken: csrf, content: content))
@@ -190,7 +190,7 @@ struct WebController: Sendable {
 
     @Sendable func newJob(request: Request) async throws -> Response {
         try await signedIn(request) { user, csrf in
-            let rows = try await Dataset.query(on: request.db).filter(\.$user.$id == user.id!).sort(\.$createdAt, .descending).all().map(DatasetRow.init)
+            let rows = try await Dataset.newestFirst(of: user.id!, on: request.db).all().map(DatasetRow.init)
             let wanted = (try? request.query.get(UUID.self, at: "dataset")).flatMap { id in rows.first { $0.id == id }?.id }
             let defaults = QwenImageEdit2509.Parameters()
             let content = NewJobContent(
@@ -247,7 +247,7 @@ struct WebController: Sendable {
     }
 
     private func datasetNames(userID: UUID, on db: any Database) async throws -> [UUID: String] {
-        let all = try await Dataset.query(on: db).filter(\.$user.$id == userID).all()
+        let all = try await Dataset.newestFirst(of: userID, on: db).all()
         return Dictionary(uniqueKeysWithValues: all.map { ($0.id!, $0.name) })
     }
 

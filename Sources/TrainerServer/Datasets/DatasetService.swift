@@ -95,7 +95,7 @@ struct DatasetService: Sendable {
         // Uploads signed in the last 15 minutes and not completed count too: otherwise batch after
         // batch could be signed and never completed, filling the bucket without limit.
         let keys = uploads.map(\.placement.relativeKey)
-        let sql = db as! any SQLDatabase
+        let sql = try db.sql()
         let time = now()
         // (No plain SQL SUM: PostgreSQL answers NUMERIC for a sum of bigints.)
         let replacedBytes = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key ~~ keys)

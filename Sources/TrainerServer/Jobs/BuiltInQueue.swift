@@ -38,10 +38,10 @@ struct BuiltInQueue: Sendable {
         let candidates = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$cancelRequested == false)
             .group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }.sort(\.$createdAt).limit(5).all()
         for candidate in candidates {
-            let sql = db as! any SQLDatabase
+            let sql = try db.sql()
             let claimed = try await sql.raw("""
                 UPDATE jobs SET lease_owner = \(bind: worker.leaseOwner), lease_until = \(bind: time.addingTimeInterval(Self.firstPingWithin))
-                WHERE id = \(bind: candidate.id!) AND status = 'queued' AND cancel_requested = \(bind: false)
+                WHERE id = \(bind: candidate.id!) AND status = \(bind: JobStatus.queued.rawValue) AND cancel_requested = \(bind: false)
                 AND (lease_until IS NULL OR lease_until < \(bind: time))
                 RETURNING id
                 """).all()

@@ -68,7 +68,7 @@ struct JobRunner: Sendable {
     /// Takes the job for `leaseSeconds` if no live lease holds it and it still matches `condition`.
     func claim(_ id: UUID, where condition: SQLQueryString, on db: any Database) async throws -> Bool {
         let time = now()
-        let sql = db as! any SQLDatabase
+        let sql = try db.sql()
         let claim: SQLQueryString = """
             UPDATE jobs SET lease_owner = \(bind: instanceID), lease_until = \(bind: time.addingTimeInterval(leaseSeconds))
             WHERE id = \(bind: id) AND (lease_until IS NULL OR lease_until < \(bind: time)) AND\u{20}
@@ -93,7 +93,7 @@ struct JobRunner: Sendable {
         let candidates = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$cancelRequested == false)
             .filter(\.$submitStartedAt == nil).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
             .sort(\.$createdAt).limit(Self.submitBatch).all()
-        let condition: SQLQueryString = "status = 'queued' AND submit_started_at IS NULL AND cancel_requested = \(bind: false)"
+        let condition: SQLQueryString = "status = \(bind: JobStatus.queued.rawValue) AND submit_started_at IS NULL AND cancel_requested = \(bind: false)"
         let started = candidates.compactMap { candidate in
             calls.start(candidate.id!) {
                 // One job's trouble must not hold up or cancel the others' submissions.
@@ -125,7 +125,7 @@ struct JobRunner: Sendable {
             // leave a paid job behind with its answer lost.
             let submitted = try await Task { try await runPod.run(input: input, webhook: webhook, policy: policy) }.value
             // The id first, on its own: whatever happens next, the run can be found and stopped.
-            try await (db as! any SQLDatabase).raw("UPDATE jobs SET runpod_job_id = \(bind: submitted.id) WHERE id = \(bind: job.id!)").run()
+            try await db.sql().raw("UPDATE jobs SET runpod_job_id = \(bind: submitted.id) WHERE id = \(bind: job.id!)").run()
             job.runPodJobID = submitted.id
             if try await !jobs.apply(submitted, to: job, on: db), job.status == .cancelled || job.cancelRequested {
                 // Cancelled while it was being submitted: stop it at RunPod too.
@@ -205,7 +205,7 @@ struct JobRunner: Sendable {
     }
 
     private func cancel(_ id: UUID, on db: any Database) async throws {
-        let condition: SQLQueryString = "cancel_requested = \(bind: true) AND status IN ('queued', 'submitted', 'running')"
+        let condition: SQLQueryString = "cancel_requested = \(bind: true) AND status IN (\(bind: JobStatus.queued.rawValue), \(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue))"
         guard try await claim(id, where: condition, on: db), let job = try await Job.find(id, on: db) else { return }
         guard let runPodID = job.runPodJobID else {
             // Never reached RunPod as far as we know (or its id was lost): end it here.
@@ -239,7 +239,7 @@ struct JobRunner: Sendable {
         let started = due.compactMap { candidate in
             calls.start(candidate.id!) {
                 do {
-                    let condition: SQLQueryString = "status IN ('submitted', 'running') AND next_poll_at <= \(bind: time)"
+                    let condition: SQLQueryString = "status IN (\(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue)) AND next_poll_at <= \(bind: time)"
                     guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
                     try await poll(job, on: db)
                 } catch {

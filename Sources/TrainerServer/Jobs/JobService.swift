@@ -296,7 +296,7 @@ struct JobService: Sendable {
     @discardableResult
     func commit(_ job: Job, from previous: JobStatus, events: [JobEvent] = [], condition: SQLQueryString? = nil, on db: any Database) async throws -> Bool {
         let applied = try await db.transaction { db in
-            let sql = db as! any SQLDatabase
+            let sql = try db.sql()
             var query: SQLQueryString = "UPDATE jobs SET status = \(bind: job.status.rawValue), updated_at = \(bind: job.updatedAt) WHERE id = \(bind: job.id!) AND status = \(bind: previous.rawValue)"
             if let condition { query = query + " AND " + condition }
             guard try await sql.raw(query + " RETURNING id").all().count == 1 else { return false }
@@ -394,7 +394,7 @@ struct JobService: Sendable {
             job.updatedAt = time
         }
         guard !job.status.isFinal else { return }
-        let sql = db as! any SQLDatabase
+        let sql = try db.sql()
         try await sql.raw("UPDATE jobs SET cancel_requested = \(bind: true), updated_at = \(bind: time) WHERE id = \(bind: job.id!)").run()
         try await JobEvent(jobID: job.id!, at: time, status: job.status.rawValue, message: "Cancel requested.").create(on: db)
     }
