@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 @testable import TrainerServer
 import VaporTesting
@@ -33,6 +34,7 @@ struct APIClient {
         if let host { headers.replaceOrAdd(name: .host, value: host) }
         if body != nil, let contentType { headers.add(name: .contentType, value: contentType) }
         let response = try await app.testing().sendRequest(method, path, headers: headers, body: body.map { ByteBuffer(string: $0) })
+        ResponseLog.shared?.record(method: method, path: path, response: response)
         if let cookie = response.headers.setCookie?[SessionCookie.name] {
             sessionCookie = cookie.string.isEmpty ? nil : cookie.string
         }
@@ -76,5 +78,29 @@ extension TestingHTTPResponse {
 
     var errorMessage: String? {
         ((try? json)?["error"] as? [String: Any])?["message"] as? String
+    }
+}
+
+/// With API_RESPONSE_LOG set, every answer the API gives the test suite is appended there as one
+/// JSON line (method, path, status, content type, body), for `Tests/Clients/api_responses_check.py`
+/// to hold against the OpenAPI document: an undocumented status or field fails the suite.
+final class ResponseLog: Sendable {
+    static let shared = ProcessInfo.processInfo.environment["API_RESPONSE_LOG"].flatMap(ResponseLog.init)
+    private let file: NIOLockedValueBox<FileHandle>
+
+    init?(path: String) {
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: path) else { return nil }
+        handle.seekToEndOfFile()
+        file = NIOLockedValueBox(handle)
+    }
+
+    func record(method: HTTPMethod, path: String, response: TestingHTTPResponse) {
+        let line: [String: Any] = [
+            "method": method.rawValue, "path": String(path.split(separator: "?", maxSplits: 1).first ?? ""), "status": Int(response.status.code),
+            "contentType": response.headers.first(name: .contentType) ?? "", "body": response.body.string,
+        ]
+        guard let data = try? JSONSerialization.data(withJSONObject: line) else { return }
+        file.withLockedValue { $0.write(data + Data("\n".utf8)) }
     }
 }
