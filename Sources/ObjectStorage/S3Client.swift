@@ -43,9 +43,13 @@ public struct S3Client: Sendable {
         return Self.etag(response.headers)
     }
 
+    /// With `onlyIfAbsent`, S3's conditional write (`If-None-Match: *`, which R2, S3 and the
+    /// built-in store honour): the object is created only if the key is free, else
+    /// `S3Error.preconditionFailed`. A retry after a lost answer may meet its own first write.
     @discardableResult
-    public func putObject(key: String, bytes: ByteBuffer, contentType: String? = nil) async throws -> String {
-        let response = try await send(.PUT, key: key, headers: contentType.map { [("content-type", $0)] } ?? [], body: .bytes(bytes))
+    public func putObject(key: String, bytes: ByteBuffer, contentType: String? = nil, onlyIfAbsent: Bool = false) async throws -> String {
+        let headers = (contentType.map { [("content-type", $0)] } ?? []) + (onlyIfAbsent ? [("if-none-match", "*")] : [])
+        let response = try await send(.PUT, key: key, headers: headers, body: .bytes(bytes))
         return Self.etag(response.headers)
     }
 

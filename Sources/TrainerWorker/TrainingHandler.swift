@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import NIOCore
 import NIOConcurrencyHelpers
 import ObjectStorage
 import TrainerCore
@@ -47,6 +48,13 @@ public struct TrainingHandler: JobHandler {
         let bucket = try self.bucket(for: job)
         guard job.datasetBucket == bucket.endpoint.bucket, job.outputBucket == bucket.endpoint.bucket else {
             throw JobFailure("This worker writes to bucket '\(bucket.endpoint.bucket)' but the job uses '\(job.datasetBucket)'; give the worker the server's R2_* settings.")
+        }
+        // Exactly one run trains an attempt: a run that did not win the attempt's claim, or whose
+        // job was cancelled before it started, ends here without training.
+        switch try await claim(job, runID: taken.id, bucket: bucket) {
+        case .won: break
+        case .heldBy(let other): return WorkerResult.duplicate(of: other)
+        case .cancelled: return WorkerResult.cancelledBeforeStart
         }
         let jobFolder = workRoot + "/jobs/" + job.trainerJobID
         let outputFolder = workRoot + "/output/" + job.runName
@@ -114,6 +122,37 @@ public struct TrainingHandler: JobHandler {
             throw JobFailure("The trainer ended without writing \(job.runName).safetensors.", detail: nil)
         }
         return .object(result)
+    }
+
+    enum Claim: Equatable {
+        case won, heldBy(String), cancelled
+    }
+
+    /// Claims the job's attempt for this run (`AttemptClaim`): created only if absent; a claim
+    /// that names this run is this run's own (RunPod handing the same job out again, or a retried
+    /// write that had arrived). Then the cancel mark, which the server leaves for a run it cannot
+    /// name: read after the claim, so either this run sees it or the server sees the claim.
+    func claim(_ job: WorkerJob, runID: String, bucket: S3Client) async throws -> Claim {
+        let key = AttemptClaim.key(outputPrefix: job.outputPrefix, attempt: job.attempt)
+        do {
+            try await bucket.putObject(key: key, bytes: ByteBuffer(data: AttemptClaim(runID: runID, claimedAt: Date()).encoded()),
+                                       contentType: "application/json", onlyIfAbsent: true)
+        } catch let error as S3Error where error.code == .preconditionFailed {
+            let holder = AttemptClaim.decode(Data(buffer: try await bucket.getObjectBytes(key: key, limit: 1 << 16)))
+            guard let holder else { throw JobFailure("The claim \(key) in the bucket cannot be read; delete it and retry the job.") }
+            if holder.runID != runID { return .heldBy(holder.runID) }
+        } catch {
+            throw JobFailure.bucketRefused(key, error, bucket: bucket)
+        }
+        let mark = AttemptClaim.cancelledKey(outputPrefix: job.outputPrefix, attempt: job.attempt)
+        do {
+            _ = try await bucket.getObjectBytes(key: mark, limit: 1 << 10)
+            return .cancelled
+        } catch let error as S3Error where error.code == .noSuchKey {
+            return .won
+        } catch {
+            throw JobFailure.bucketRefused(mark, error, bucket: bucket)
+        }
     }
 
     func bucket(for job: WorkerJob) throws -> S3Client {
@@ -461,8 +500,15 @@ actor Uploads {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            let tries = S3Client.isRetryable(error) ? "after \(bucket.retry.maxAttempts) tries" : "not retried"
-            throw JobFailure("The bucket refused \(key) \(tries) (\(error)); check the worker's R2_* settings and the bucket, then retry the job: it resumes from the newest checkpoint in the bucket.")
+            throw JobFailure.bucketRefused(key, error, bucket: bucket)
         }
+    }
+}
+
+extension JobFailure {
+    /// The bucket refused a request of the job's even after the client's retries: what to check.
+    static func bucketRefused(_ key: String, _ error: any Error, bucket: S3Client) -> JobFailure {
+        let tries = S3Client.isRetryable(error) ? "after \(bucket.retry.maxAttempts) tries" : "not retried"
+        return JobFailure("The bucket refused \(key) \(tries) (\(error)); check the worker's R2_* settings and the bucket, then retry the job: it resumes from the newest checkpoint in the bucket.")
     }
 }

@@ -61,6 +61,34 @@ import VaporTesting
         }
     }
 
+    /// S3's and R2's conditional write (`If-None-Match: *`): of writers racing for one key exactly
+    /// one creates it; the others get 412 and the object is the winner's, whole.
+    @Test func aConditionalPutCreatesAKeyOnceAmongRacingWriters() async throws {
+        try await withRunningStore { store in
+            let client = store.client(retry: .none)
+            let outcomes = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                for writer in 0..<8 {
+                    group.addTask {
+                        do {
+                            try await client.putObject(key: "claims/attempt-1.json", bytes: ByteBuffer(string: "writer \(writer)"), onlyIfAbsent: true)
+                            return (writer, true)
+                        } catch let error as S3Error where error.code == .preconditionFailed {
+                            return (writer, false)
+                        }
+                    }
+                }
+                return try await group.reduce(into: [(Int, Bool)]()) { $0.append($1) }
+            }
+            let winners = outcomes.filter(\.1).map(\.0)
+            #expect(winners.count == 1, "\(outcomes)")
+            let stored = String(buffer: try await client.getObjectBytes(key: "claims/attempt-1.json"))
+            #expect(stored == "writer \(winners.first ?? -1)")
+            // A plain PUT still replaces it.
+            try await client.putObject(key: "claims/attempt-1.json", bytes: ByteBuffer(string: "replaced"))
+            #expect(String(buffer: try await client.getObjectBytes(key: "claims/attempt-1.json")) == "replaced")
+        }
+    }
+
     @Test func aWrongSecretIsRefusedWithSignatureDoesNotMatch() async throws {
         try await withRunningStore { store in
             do {

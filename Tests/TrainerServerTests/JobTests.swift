@@ -1,6 +1,7 @@
 import Fluent
 import Foundation
 import NIOCore
+import ObjectStorage
 import RunPod
 import Testing
 import TrainerCore
@@ -170,7 +171,7 @@ import VaporTesting
         }
     }
 
-    @Test func throttlingIsRetriedAndALostAnswerIsNeverSubmittedTwice() async throws {
+    @Test func throttlingIsRetriedAndALostAnswerIsResolvedByTheRunsClaim() async throws {
         try await Self.withSetup { setup in
             let id = try #require(try await setup.createJob()["id"] as? String)
             // 429s: RunPod refused, so the client sends it again.
@@ -188,22 +189,106 @@ import VaporTesting
             #expect(setup.fake.jobs.count == 2)
             var shown = try await setup.job(second)
             #expect(shown["status"] as? String == "queued" && shown["runpodJobId"] == nil)
-            // Later rounds, even after the lease ran out, do not submit it again.
-            setup.store.clock.advance(by: 600)
-            try await setup.tick()
-            try await setup.tick()
-            #expect(setup.fake.jobs.count == 2 && setup.fake.calls("run") == 4)
-            shown = try await setup.job(second)
-            let messages = (shown["events"] as? [[String: Any]])?.compactMap { $0["message"] as? String } ?? []
-            #expect(messages.contains { $0.contains("It is not sent again") })
-
-            // RunPod's webhook brings the id and the result.
+            // Its run starts and claims the attempt, as a worker does: the server finds it by the
+            // claim and follows it, without submitting again.
             let lost = try #require(setup.fake.jobs.last)
+            try await Self.claim(setup, job: second, run: lost.id)
+            setup.store.clock.advance(by: JobRunner.resolveLostSubmissionAfter + 1)
+            try await setup.tick()
+            try await setup.tick()
+            #expect(setup.fake.jobs.count == 2 && setup.fake.calls("run") == 4, "not submitted again: its run was found")
+            shown = try await setup.job(second)
+            #expect(shown["runpodJobId"] as? String == lost.id && shown["status"] as? String == "submitted")
+            let messages = (shown["events"] as? [[String: Any]])?.compactMap { $0["message"] as? String } ?? []
+            #expect(messages.contains { $0.contains("Found its run at RunPod (\(lost.id)) by the claim") }, "\(messages)")
+
+            // RunPod's webhook brings the result.
             let path = try #require(lost.webhook.flatMap { URL(string: $0)?.path })
             let body = #"{"id": "\#(lost.id)", "status": "FAILED", "error": "CUDA out of memory\ntraceback…", "delayTime": 10}"#
             #expect(try await setup.user.client.send(.POST, path, body: body).status == .ok)
             shown = try await setup.job(second)
             #expect(shown["status"] as? String == "failed" && shown["runpodJobId"] as? String == lost.id && shown["error"] as? String == "CUDA out of memory")
+        }
+    }
+
+    /// Writes the claim a worker's run writes when it starts an attempt.
+    static func claim(_ setup: Setup, job: String, run: String, attempt: Int = 1) async throws {
+        let key = AttemptClaim.key(outputPrefix: StorageKeys.outputPrefix(job), attempt: attempt)
+        try await setup.store.client().putObject(key: key, bytes: ByteBuffer(data: AttemptClaim(runID: run, claimedAt: Date()).encoded()), onlyIfAbsent: true)
+    }
+
+    /// A lost answer from a RunPod that never had the job: no run starts, so the job is submitted
+    /// again; if both runs start, the one without the claim ends untrained and the job follows
+    /// the holder. Never failed, never trained twice (issue 14: 7 jobs failed that RunPod never had).
+    @Test func aLostSubmissionIsSubmittedAgainAndOnlyTheClaimingRunTrains() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            setup.fake.inject(.status(502), into: "run")
+            try await setup.tick()
+            let waiting = try await setup.job(id)
+            #expect(setup.fake.jobs.isEmpty && waiting["status"] as? String == "queued")
+            // Within the grace period nothing happens; after it, with no claim, it goes again.
+            try await setup.tick()
+            #expect(setup.fake.calls("run") == 1)
+            setup.store.clock.advance(by: JobRunner.resolveLostSubmissionAfter + 1)
+            try await setup.tick()
+            #expect(setup.fake.calls("run") == 2 && setup.fake.jobs.count == 1)
+            let second = try #require(setup.fake.jobs.last)
+            #expect(try await setup.job(id)["runpodJobId"] as? String == second.id)
+
+            // A lost answer after RunPod had it, and no GPU for a while: the job goes again, so two
+            // runs exist. The first to start claims the attempt and trains; the other ends without
+            // training, naming it, and the job follows the one that trains.
+            let other = try #require(try await setup.createJob()["id"] as? String)
+            setup.fake.inject(.dropAfterHandling, into: "run")
+            try await setup.tick()
+            let first = try #require(setup.fake.jobs.last)
+            setup.store.clock.advance(by: JobRunner.resolveLostSubmissionAfter + 1)
+            try await setup.tick()
+            let again = try #require(setup.fake.jobs.last)
+            let followed = try await setup.job(other)
+            #expect(again.id != first.id && followed["runpodJobId"] as? String == again.id)
+            try await Self.claim(setup, job: other, run: first.id)
+            setup.fake.start(first.id)
+            setup.fake.start(again.id)
+            setup.fake.complete(again.id, output: WorkerResult.duplicate(of: first.id))
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            var shown = try await setup.job(other)
+            #expect(shown["runpodJobId"] as? String == first.id && shown["status"] as? String != "completed", "\(shown)")
+            let messages = (shown["events"] as? [[String: Any]])?.compactMap { $0["message"] as? String } ?? []
+            #expect(messages.contains { $0.contains("ended without training; following \(first.id)") }, "\(messages)")
+            setup.fake.complete(first.id, output: ["steps": 100, "final_loss": 0.02, "artifacts": []])
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            shown = try await setup.job(other)
+            #expect(shown["status"] as? String == "completed" && shown["runpodJobId"] as? String == first.id, "\(shown)")
+        }
+    }
+
+    /// Cancelling a job whose run's id was lost: the cancel mark stops a run that starts later,
+    /// and a run that already claimed is found and cancelled at RunPod.
+    @Test func aCancelReachesARunWhoseIdWasLost() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            setup.fake.inject(.dropAfterHandling, into: "run")
+            try await setup.tick()
+            let lost = try #require(setup.fake.jobs.last)
+            try await Self.claim(setup, job: id, run: lost.id)
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
+            try await setup.tick()
+            #expect(setup.fake.jobs.last?.status == "CANCELLED", "the claimed run was cancelled at RunPod")
+            #expect(try await setup.job(id)["status"] as? String == "cancelled")
+
+            // No run had started: the job ends cancelled and leaves the mark a later run reads.
+            let other = try #require(try await setup.createJob()["id"] as? String)
+            setup.fake.inject(.dropAfterHandling, into: "run")
+            try await setup.tick()
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(other)/cancel")
+            try await setup.tick()
+            #expect(try await setup.job(other)["status"] as? String == "cancelled")
+            let mark = AttemptClaim.cancelledKey(outputPrefix: StorageKeys.outputPrefix(other), attempt: 1)
+            #expect(try await setup.store.client().listAllObjects(prefix: mark).count == 1)
         }
     }
 
@@ -354,7 +439,7 @@ import VaporTesting
             var ids: [String] = []
             for _ in 0..<6 { ids.append(try #require(try await setup.createJob()["id"] as? String)) }
             let other = JobRunner(
-                jobs: setup.runner.jobs, runPod: setup.runner.runPod, webhookBase: setup.runner.webhookBase, bucket: setup.runner.bucket,
+                jobs: setup.runner.jobs, runPod: setup.runner.runPod, webhookBase: setup.runner.webhookBase, bucket: setup.runner.bucket, store: setup.runner.store,
                 instanceID: "other-instance", now: setup.runner.now
             )
             let db = setup.db

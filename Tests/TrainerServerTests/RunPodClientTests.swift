@@ -20,7 +20,7 @@ import TrainerCore
         let fake = FakeRunPod(now: { clock.now })
         try await fake.start()
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        let client = RunPodClient(baseURL: fake.baseURL, endpointID: FakeRunPod.endpointID, apiKey: Secret(FakeRunPod.apiKey), http: http, retry: fast, timeout: .milliseconds(1500), runTimeout: .milliseconds(1500))
+        let client = RunPodClient(baseURL: fake.baseURL, endpointID: FakeRunPod.endpointID, apiKey: Secret(FakeRunPod.apiKey), http: http, retry: fast, timeout: .seconds(3), runTimeout: .seconds(3))
         var failure: (any Error)?
         do { try await test(fake, client, http) } catch { failure = error }
         try await http.shutdown()
@@ -79,7 +79,7 @@ import TrainerCore
     @Test func safeCallsAreRetriedThrough429And500AndTimeouts() async throws {
         try await Self.withFake { fake, client, _ in
             let job = try await client.run(input: Self.input, webhook: nil, policy: .training(expectedSeconds: 60))
-            fake.inject(.status(429), .status(500), .delay(2.5), into: "status")
+            fake.inject(.status(429), .status(500), .delay(4.5), into: "status")
             #expect(try await client.status(job.id).status == .inQueue)
             #expect(fake.calls("status") == 4)
             fake.inject(.status(503), .dropAfterHandling, into: "cancel")
@@ -98,7 +98,7 @@ import TrainerCore
             #expect(fake.calls("run") == 3 && fake.jobs.count == 1)
 
             // A 500, a dropped answer or a timeout may hide a created job: no second submit.
-            for fault in [FakeRunPod.Fault.status(500), .dropAfterHandling, .delay(2.5)] {
+            for fault in [FakeRunPod.Fault.status(500), .dropAfterHandling, .delay(4.5)] {
                 let before = fake.calls("run")
                 fake.inject(fault, into: "run")
                 do {

@@ -73,6 +73,41 @@ import VaporTesting
         }
     }
 
+    /// Two runs of one attempt (a submission whose answer was lost, then submitted again): the
+    /// one that finds the attempt claimed ends at once without training, naming the holder; the
+    /// holder itself, handed the job again under its own id, goes on; and a run that starts after
+    /// the job was cancelled without its run being known stops before training.
+    @Test func onlyTheRunHoldingTheAttemptsClaimTrains() async throws {
+        try await WorkerRuntimeTests.withWorker { setup, client in
+            var setup = setup
+            let work = WorkerFailureTests.work()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let id = try #require(try await setup.createJob(#"{"steps": 20, "saveEvery": 10, "sampleEvery": 0}"#)["id"] as? String).lowercased()
+            guard case .job(let taken) = try await client.take(timeout: .seconds(5)) else { Issue.record("no job"); return }
+            let handler = Self.handler(setup.store, work: work)
+            let reporter = ProgressReporter(interval: .milliseconds(10)) { _ in }
+
+            try await JobTests.claim(setup, job: id, run: "the-other-run")
+            let twin = try await handler.run(taken, progress: reporter)
+            #expect(twin == WorkerResult.duplicate(of: "the-other-run"))
+            let written = try await setup.store.client().listAllObjects(prefix: "outputs/\(id)/").map(\.key)
+            #expect(written == ["outputs/\(id)/claims/attempt-1.json"], "nothing trained or uploaded: \(written)")
+            #expect(!FileManager.default.fileExists(atPath: work + "/jobs/" + id), "not even a work folder")
+
+            // The holder, handed the same job again (RunPod retrying it on another machine), trains.
+            let holder = try await handler.run(WorkerProtocolClient.TakenJob(id: "the-other-run", input: taken.input), progress: reporter)
+            #expect(holder["steps"] == 20 && WorkerResult.duplicateOf(holder) == nil, "\(holder)")
+
+            // A cancel mark for the next attempt: a run that starts after it stops before training.
+            var next = try JobInput(json: taken.input)
+            next.attempt = 2
+            let mark = AttemptClaim.cancelledKey(outputPrefix: StorageKeys.outputPrefix(id), attempt: 2)
+            try await setup.store.client().putObject(key: mark, bytes: ByteBuffer(string: "cancelled\n"))
+            let late = try await handler.run(WorkerProtocolClient.TakenJob(id: "late-run", input: next.json), progress: reporter)
+            #expect(late == WorkerResult.cancelledBeforeStart)
+        }
+    }
+
     /// A checkpoint and its optimizer state are in the bucket within moments of their save, not
     /// at the uploader's next round (a minute here): a worker lost right after a save resumes
     /// from that save.

@@ -38,14 +38,14 @@ public struct BuiltInStore: Sendable {
 
     public func putObject<Body: AsyncSequence>(
         bucket: String, key: String, contentType: String?, metadata: [String: String]? = nil,
-        contentLength: Int64?, sha256: String?, checksumSHA256: String? = nil, body: Body
+        contentLength: Int64?, sha256: String?, checksumSHA256: String? = nil, onlyIfAbsent: Bool = false, body: Body
     ) async throws -> StoredObject where Body.Element == ByteBuffer {
         try checkBucket(bucket)
         let path = try objectPath(key)
         return try await withParentFolders(of: path) {
             try await ObjectFile.write(
                 to: path, body: body, expectedLength: contentLength, expectedSHA256: sha256, checksumSHA256: checksumSHA256,
-                contentType: contentType, metadata: metadata, now: now()
+                contentType: contentType, metadata: metadata, now: now(), onlyIfAbsent: onlyIfAbsent
             )
         }
     }

@@ -25,14 +25,28 @@ enum ObjectFile {
     static let trailerLength: Int64 = 16
     static let writeSize = 1 << 20
 
-    /// Streams `body` into a new file at `path` (replacing any), checking length and checksum,
-    /// and returns the stored metadata. Nothing is visible at `path` unless this returns.
+    /// Streams `body` into a new file at `path` (replacing any, unless `onlyIfAbsent`), checking
+    /// length and checksum, and returns the stored metadata. Nothing is visible at `path` unless
+    /// this returns; with `onlyIfAbsent` the file is linked into place only if none is there, in one
+    /// step, so of two writers exactly one wins (`S3StoreError.preconditionFailed` for the other).
     static func write<Body: AsyncSequence>(
         to path: String, body: Body, expectedLength: Int64?, expectedSHA256: String?, checksumSHA256: String? = nil,
-        contentType: String?, metadata: [String: String]? = nil, now: Date, durable: Bool = true
+        contentType: String?, metadata: [String: String]? = nil, now: Date, durable: Bool = true, onlyIfAbsent: Bool = false
+    ) async throws -> StoredObject where Body.Element == ByteBuffer {
+        do {
+            return try await write(to: path, body: body, expectedLength: expectedLength, expectedSHA256: expectedSHA256, checksumSHA256: checksumSHA256,
+                                   contentType: contentType, metadata: metadata, now: now, durable: durable, replaceExisting: !onlyIfAbsent)
+        } catch let error as FileSystemError where error.code == .fileAlreadyExists && onlyIfAbsent {
+            throw S3StoreError.preconditionFailed
+        }
+    }
+
+    private static func write<Body: AsyncSequence>(
+        to path: String, body: Body, expectedLength: Int64?, expectedSHA256: String?, checksumSHA256: String?,
+        contentType: String?, metadata: [String: String]?, now: Date, durable: Bool, replaceExisting: Bool
     ) async throws -> StoredObject where Body.Element == ByteBuffer {
         try await FileSystem.shared.withFileHandle(
-            forWritingAt: FilePath(path), options: .newFile(replaceExisting: true, permissions: .ownerReadWrite)
+            forWritingAt: FilePath(path), options: .newFile(replaceExisting: replaceExisting, permissions: .ownerReadWrite)
         ) { file in
             var md5 = Insecure.MD5()
             var sha256 = expectedSHA256 == nil && checksumSHA256 == nil ? nil : SHA256()

@@ -32,6 +32,8 @@ public struct S3StoreError: Error, Sendable, Equatable {
     public static let invalidPart = Self(status: 400, code: "InvalidPart", message: "One or more of the specified parts could not be found, or its ETag did not match.")
     public static let invalidPartOrder = Self(status: 400, code: "InvalidPartOrder", message: "The list of parts was not in ascending order.")
     public static let malformedXML = Self(status: 400, code: "MalformedXML", message: "The XML you provided was not well-formed or did not validate against our published schema.")
+    /// `If-None-Match: *` on a key that exists: the write did not happen.
+    public static let preconditionFailed = Self(status: 412, code: "PreconditionFailed", message: "At least one of the pre-conditions you specified did not hold.")
     public static let invalidRange = Self(status: 416, code: "InvalidRange", message: "The requested range is not satisfiable.")
     public static func invalidArgument(_ message: String) -> Self { .init(status: 400, code: "InvalidArgument", message: message) }
     public static func notImplemented(_ what: String) -> Self { .init(status: 501, code: "NotImplemented", message: "\(what) is not implemented by the built-in store.") }

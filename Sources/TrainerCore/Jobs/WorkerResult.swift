@@ -13,4 +13,20 @@ public enum WorkerResult {
     public static func isPreempted(_ output: JSONValue?) -> Bool {
         output?[preemptedKey] == .bool(true)
     }
+
+    /// Another run holds this attempt (its claim was there first): this one did not train. The
+    /// server follows the run named here instead.
+    public static let duplicateKey = "duplicate_of"
+
+    public static func duplicate(of runID: String) -> JSONValue {
+        .object([(duplicateKey, .string(runID))])
+    }
+
+    public static func duplicateOf(_ output: JSONValue?) -> String? {
+        output?[duplicateKey]?.stringValue
+    }
+
+    /// The job was cancelled before this run started: it did not train.
+    public static let cancelledBeforeStartKey = "cancelled_before_start"
+    public static let cancelledBeforeStart: JSONValue = .object([(cancelledBeforeStartKey, .bool(true))])
 }

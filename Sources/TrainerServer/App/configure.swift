@@ -56,7 +56,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     if let runPod = configuration.runPod {
         let client = RunPodClient(baseURL: runPod.baseURL, endpointID: runPod.endpointID, apiKey: runPod.apiKey, http: app.http.client.shared)
         let runner = JobRunner(
-            jobs: jobs, runPod: client, webhookBase: configuration.publicURL, bucket: bucket.name,
+            jobs: jobs, runPod: client, webhookBase: configuration.publicURL, bucket: bucket.name, store: bucket,
             instanceID: UUID().uuidString.lowercased(), now: dependencies.now
         )
         app.storage[JobRunnerKey.self] = runner

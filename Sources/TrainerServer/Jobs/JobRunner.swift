@@ -1,4 +1,5 @@
 import Fluent
+import NIOCore
 import NIOConcurrencyHelpers
 import Foundation
 import RunPod
@@ -25,6 +26,8 @@ struct JobRunner: Sendable {
     /// Where RunPod can reach `POST /api/runpod/webhook/{secret}`; nil: no webhooks, polling only.
     let webhookBase: URL?
     let bucket: String
+    /// Where runs write their attempt claims (`AttemptClaim`), read to find a run whose id is lost.
+    let store: Bucket
     /// Tells this instance's leases apart from other instances'.
     let instanceID: String
     let now: @Sendable () -> Date
@@ -53,7 +56,7 @@ struct JobRunner: Sendable {
     /// work was left over (the loop then goes again at once).
     @discardableResult
     func tick(on db: any Database, waitForCalls: Bool = true) async throws -> Bool {
-        var started: [Task<Void, Never>] = []
+        var started: [Task<Void, Never>] = try await resolveLostSubmissions(on: db)
         let (submitted, submitCalls) = try await submitQueued(on: db)
         started += submitCalls
         started += try await cancelRequested(on: db)
@@ -89,7 +92,6 @@ struct JobRunner: Sendable {
     /// Queued jobs to submit: how many were due, and the calls started.
     func submitQueued(on db: any Database) async throws -> (due: Int, calls: [Task<Void, Never>]) {
         let time = now()
-        try await failForgottenSubmissions(on: db)
         let candidates = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$cancelRequested == false)
             .filter(\.$submitStartedAt == nil).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
             .sort(\.$createdAt).limit(Self.submitBatch).all()
@@ -148,17 +150,11 @@ struct JobRunner: Sendable {
             job.leaseUntil = now().addingTimeInterval(10)
             try await job.save(on: db)
         } catch let error as RunPodError {
-            guard webhookBase != nil else {
-                // Without a webhook nothing will ever tell us: end it, saying what may be true.
-                let event = jobs.transition(job, to: .failed, at: now(), message: Self.uncertainMessage(error) + " No webhook is configured (GOMODEL_PUBLIC_URL), so it cannot be recovered.")
-                job.error = "The submission's answer was lost; the job may still run at RunPod (see its console). Retry it to run it again."
-                job.leaseOwner = nil
-                job.leaseUntil = nil
-                try await jobs.commit(job, from: .queued, events: [event], on: db)
-                return
-            }
+            // It may have arrived: never guessed. The run is found by its claim when it starts, or,
+            // when none has started by then, the job is submitted again (the claim lets only one
+            // run train the attempt, so a second submission is safe).
             try await JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: Self.uncertainMessage(error)).create(on: db)
-            try await release(job, nextPollAt: nil, on: db)
+            try await release(job, nextPollAt: now().addingTimeInterval(Self.resolveLostSubmissionAfter), on: db)
         }
     }
 
@@ -168,22 +164,55 @@ struct JobRunner: Sendable {
     }
 
     static func uncertainMessage(_ error: RunPodError) -> String {
-        "The answer to the submission was lost (\(error)); RunPod may have the job. It is not sent again (that could start a second paid run): its result arrives through RunPod's webhook. Cancel or retry it if nothing happens."
+        "The answer to the submission was lost (\(error)); RunPod may have the job. If it has, its run is found by the claim it writes when it starts; if no run has started in \(Int(resolveLostSubmissionAfter)) s, the job is submitted again (only one run can train an attempt)."
     }
 
-    /// A submission whose answer was lost and whose webhook never came within the job's time to
-    /// live (plus RunPod's 30 minutes of retention) did not run, or ran unseen: it fails.
-    func failForgottenSubmissions(on db: any Database) async throws {
-        let uncertain = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$runPodJobID == nil)
-            .filter(\.$submitStartedAt != nil).filter(\.$leaseUntil == nil).limit(50).all()
-        for job in uncertain {
-            guard let started = job.submitStartedAt,
-                  now().timeIntervalSince(started) > TimeInterval(try Self.policy(job).ttl) / 1000 + 1800
-            else { continue }
-            let event = jobs.transition(job, to: .failed, at: now(), message: "No word from RunPod about the lost submission within its time to live.")
-            job.error = "RunPod never reported on this job after its submission's answer was lost; retry it to run it again."
-            try await jobs.commit(job, from: .queued, events: [event], condition: "runpod_job_id IS NULL", on: db)
+    /// How long a submission whose answer was lost gets to start before the job is submitted again.
+    static let resolveLostSubmissionAfter: TimeInterval = 30
+
+    /// Jobs whose submission's answer was lost (an error that may have come after RunPod had it,
+    /// or a server killed during `/run`): the run is looked for by its claim in the bucket and
+    /// followed when found; otherwise the job is submitted again.
+    func resolveLostSubmissions(on db: any Database) async throws -> [Task<Void, Never>] {
+        let time = now()
+        let lost = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$runPodJobID == nil).filter(\.$submitStartedAt != nil)
+            .filter(\.$cancelRequested == false).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
+            .group(.or) { $0.filter(\.$nextPollAt == nil).filter(\.$nextPollAt <= time) }.limit(Self.submitBatch).all()
+        let condition: SQLQueryString = "status = \(bind: JobStatus.queued.rawValue) AND runpod_job_id IS NULL AND submit_started_at IS NOT NULL AND cancel_requested = \(bind: false)"
+        return lost.compactMap { candidate in
+            calls.start(candidate.id!) {
+                do {
+                    guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
+                    if let found = try await attemptClaim(of: job) {
+                        try await adopt(found.runID, for: job, on: db, message: "Found its run at RunPod (\(found.runID)) by the claim the run wrote when it started; following it.")
+                    } else {
+                        try await JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: "No run of the lost submission has started; submitting the job again.").create(on: db)
+                        try await submit(job, on: db)
+                    }
+                } catch {
+                    db.logger.warning("resolving a lost submission failed; it is tried again", metadata: ["job": "\(candidate.id!)", "error": "\(error)"])
+                }
+            }
         }
+    }
+
+    /// The claim a run wrote for the job's current attempt, if one has started.
+    func attemptClaim(of job: Job) async throws -> AttemptClaim? {
+        try await store.fetchPrefix(key: AttemptClaim.key(outputPrefix: job.outputPrefix, attempt: job.attempt), count: 1 << 16)
+            .flatMap { AttemptClaim.decode(Data($0.1)) }
+    }
+
+    /// Follows `runID` as the job's run from now on.
+    func adopt(_ runID: String, for job: Job, on db: any Database, message: String) async throws {
+        try await db.sql().raw("UPDATE jobs SET runpod_job_id = \(bind: runID) WHERE id = \(bind: job.id!)").run()
+        job.runPodJobID = runID
+        let previous = job.status
+        var events = [JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: message)]
+        if previous == .queued { events.append(jobs.transition(job, to: .submitted, at: now(), message: "Submitted to RunPod (\(runID)).")) }
+        job.leaseOwner = nil
+        job.leaseUntil = nil
+        job.nextPollAt = now()
+        try await jobs.commit(job, from: previous, events: events, on: db)
     }
 
     // MARK: Cancelling
@@ -208,9 +237,21 @@ struct JobRunner: Sendable {
         let condition: SQLQueryString = "cancel_requested = \(bind: true) AND status IN (\(bind: JobStatus.queued.rawValue), \(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue))"
         guard try await claim(id, where: condition, on: db), let job = try await Job.find(id, on: db) else { return }
         guard let runPodID = job.runPodJobID else {
-            // Never reached RunPod as far as we know (or its id was lost): end it here.
+            // A submission may be at RunPod without its id: leave the cancel mark first, then look
+            // for the run's claim. A run that claims later reads the mark and stops; one that
+            // claimed already is found here and cancelled at RunPod (strong consistency: one of
+            // the two sees the other's write).
+            var message = "Cancelled before it reached RunPod."
+            if job.submitStartedAt != nil {
+                try await store.put(key: AttemptClaim.cancelledKey(outputPrefix: job.outputPrefix, attempt: job.attempt), bytes: ByteBuffer(string: "cancelled\n"), contentType: "text/plain")
+                if let found = try await attemptClaim(of: job) {
+                    try await adopt(found.runID, for: job, on: db, message: "Found its run at RunPod (\(found.runID)) by its claim; cancelling it there.")
+                    return try await cancel(id, on: db)
+                }
+                message = "Cancelled; no run of its submission had started, and one that starts later stops at once."
+            }
             let previous = job.status
-            let event = jobs.transition(job, to: .cancelled, at: now(), message: "Cancelled; RunPod's id for it is unknown, so RunPod was not told.")
+            let event = jobs.transition(job, to: .cancelled, at: now(), message: message)
             job.leaseOwner = nil
             job.leaseUntil = nil
             try await jobs.commit(job, from: previous, events: [event], condition: "runpod_job_id IS NULL", on: db)
@@ -255,9 +296,11 @@ struct JobRunner: Sendable {
 
     private func poll(_ job: Job, on db: any Database) async throws {
         do {
-            let report = try await runPod.status(job.runPodJobID!)
+            let polled = job.runPodJobID!
+            let report = try await runPod.status(polled)
             try await jobs.apply(report, to: job, on: db)
-            let interval = job.status == .submitted ? Self.pollWhileQueued : Self.pollWhileRunning
+            // A run that ended naming the one that holds the attempt: that one is polled at once.
+            let interval = job.runPodJobID != polled ? 0 : job.status == .submitted ? Self.pollWhileQueued : Self.pollWhileRunning
             try await release(job, nextPollAt: job.status.isFinal ? nil : now().addingTimeInterval(interval), on: db)
         } catch let error as RunPodError where error.status == 404 {
             guard job.runnerStatus == Self.notFound else {

@@ -185,6 +185,13 @@ struct JobService: Sendable {
         if report.status == .completed, WorkerResult.isPreempted(report.output) {
             return try await requeuePreempted(job, report: report, on: db)
         }
+        if report.status == .completed, let holder = WorkerResult.duplicateOf(report.output) {
+            return try await followHolder(holder, of: job, report: report, on: db)
+        }
+        if report.status == .completed, report.output?[WorkerResult.cancelledBeforeStartKey] == .bool(true), !job.cancelRequested {
+            // A run that read a cancel mark of an earlier cancel of this attempt; nothing trained.
+            return false
+        }
         var events: [JobEvent] = []
         if let next = JobStatus(report.status) {
             if job.status.accepts(next) {
@@ -224,6 +231,21 @@ struct JobService: Sendable {
         guard changed else { return false }
         job.updatedAt = time
         return try await commit(job, from: previous, events: events, on: db)
+    }
+
+    /// A run ended without training because another run of the same attempt holds its claim
+    /// (a submission whose answer was lost, then submitted again): the job follows the holder.
+    private func followHolder(_ holder: String, of job: Job, report: RunPodJob, on db: any Database) async throws -> Bool {
+        guard holder != job.runPodJobID else { return false }
+        let previous = job.status
+        job.runPodJobID = holder
+        job.runnerStatus = RunPodStatus.inProgress.rawValue
+        job.nextPollAt = now()
+        job.updatedAt = now()
+        let event = JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue,
+                             message: "Run \(report.id) found the attempt already claimed by run \(holder) and ended without training; following \(holder).")
+        // Once, whether the poll or the webhook brings it first.
+        return try await commit(job, from: previous, events: [event], condition: "runpod_job_id = \(bind: report.id)", on: db)
     }
 
     /// `apply` for a report that arrives once (a worker's channel post, RunPod's webhook): when

@@ -108,7 +108,9 @@ struct BuiltInStoreController: Sendable {
             let body = try body(request, verified: verified)
             let stored = try await store.putObject(
                 bucket: bucket, key: key, contentType: request.headers.first(name: .contentType), metadata: Self.userMetadata(request.headers),
-                contentLength: body.length, sha256: body.sha256, checksumSHA256: try Self.checksumSHA256(request.headers), body: body.bytes
+                contentLength: body.length, sha256: body.sha256, checksumSHA256: try Self.checksumSHA256(request.headers),
+                // S3's and R2's conditional write: create the object only if the key is free.
+                onlyIfAbsent: request.headers.first(name: "if-none-match") == "*", body: body.bytes
             )
             return Response(status: .ok, headers: ["ETag": "\"\(stored.etag)\"", "content-length": "0"])
         case .POST where query["uploads"] != nil:

@@ -54,6 +54,8 @@ final class FakeRunPod: @unchecked Sendable {
         /// Job id → the worker that took it.
         var takenBy: [String: String] = [:]
         var pings: [String] = []
+        /// Webhook deliveries in flight: ended before the fake stops (its HTTP client goes with it).
+        var deliveries: [Task<Void, Never>] = []
     }
 
     init(now: @escaping @Sendable () -> Date = { Date() }, webhookRetryInterval: TimeInterval = 0.05) {
@@ -82,6 +84,10 @@ final class FakeRunPod: @unchecked Sendable {
     }
 
     func stop() async throws {
+        for delivery in state.withLockedValue({ $0.deliveries }) {
+            delivery.cancel()
+            await delivery.value
+        }
         await app.server.shutdown()
         try await app.asyncShutdown()
     }
@@ -153,8 +159,8 @@ final class FakeRunPod: @unchecked Sendable {
     private func deliverWebhook(to url: String, job: Job) {
         let body = Self.statusBody(job, now: now())
         let interval = webhookRetryInterval
-        Task {
-            for attempt in 1...3 {
+        let delivery = Task {
+            for attempt in 1...3 where !Task.isCancelled {
                 var request = ClientRequest(method: .POST, url: URI(string: url), headers: ["Content-Type": "application/json"])
                 request.body = ByteBuffer(data: body)
                 let delivered = (try? await app.client.send(request).status == .ok) ?? false
@@ -163,6 +169,7 @@ final class FakeRunPod: @unchecked Sendable {
                 try? await Task.sleep(for: .seconds(interval))
             }
         }
+        state.withLockedValue { $0.deliveries.append(delivery) }
     }
 
     // MARK: Operations
