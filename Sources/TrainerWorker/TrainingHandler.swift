@@ -51,6 +51,7 @@ public struct TrainingHandler: JobHandler {
         }
         // Exactly one run trains an attempt: a run that did not win the attempt's claim, or whose
         // job was cancelled before it started, ends here without training.
+        await progress.report(["phase": "syncing", "message": "Claiming the attempt"])
         switch try await claim(job, runID: taken.id, bucket: bucket) {
         case .won: break
         case .heldBy(let other): return WorkerResult.duplicate(of: other)
