@@ -285,14 +285,28 @@ def main():
 
             chaos_thread = threading.Thread(target=chaos, daemon=True)
             chaos_thread.start()
-            # Jobs arrive over the first part of the chaos; a few are cancelled while it goes on.
+            # Jobs arrive over the first half of the chaos; one in ten is cancelled a moment later,
+            # wherever it is by then (queued, its answer lost, waiting for a GPU, training).
+            cancelled, cancels = [], []
+
+            def cancel_later(job, after):
+                time.sleep(after)
+                try:
+                    api("POST", f"/api/jobs/{job}/cancel")
+                except urllib.error.HTTPError as error:
+                    if error.code != 409:  # 409: it had ended already
+                        raise
+
             for index in range(JOBS):
-                jobs.append(api("POST", "/api/jobs", {"datasetId": dataset, "params": {"steps": 40, "saveEvery": 20, "sampleEvery": 0}})["id"].lower())
+                job = api("POST", "/api/jobs", {"datasetId": dataset, "params": {"steps": 40, "saveEvery": 20, "sampleEvery": 0}})["id"].lower()
+                jobs.append(job)
+                if index % 10 == 5:
+                    cancelled.append(job)
+                    cancels.append(threading.Thread(target=cancel_later, args=(job, rng.uniform(0.2, 6)), daemon=True))
+                    cancels[-1].start()
                 time.sleep(CHAOS_SECONDS * 0.5 / JOBS)
-            cancelled = rng.sample(jobs, max(1, JOBS // 10))
-            for job in cancelled:
-                time.sleep(rng.uniform(0.2, 1.0))
-                api("POST", f"/api/jobs/{job}/cancel")
+            for thread in cancels:
+                thread.join()
             chaos_thread.join()
             for i in range(2):
                 wait_ready(bases[i], 60)
@@ -307,8 +321,16 @@ def main():
                     break
                 time.sleep(1)
             if not final:
-                pending = {job: shown[job]["status"] for job in jobs if shown[job]["status"] not in ("completed", "failed", "cancelled", "timed_out")}
-                raise AssertionError(f"{len(pending)} jobs never ended: {list(pending.items())[:5]}")
+                pending = [job for job in jobs if shown[job]["status"] not in ("completed", "failed", "cancelled", "timed_out")]
+                for job in pending[:3]:
+                    detail = api("GET", f"/api/jobs/{job}", base=bases[0])
+                    print(f"--- job {job} {detail['status']} run {detail.get('runpodJobId')} runner {detail.get('runnerStatus')}", file=sys.stderr)
+                    for event in detail.get("events", []):
+                        print(f"    {event.get('at')} {event.get('status')}: {event.get('message')}", file=sys.stderr)
+                    with fake.lock:
+                        runs = [(run, j["status"], j["output"]) for run, j in fake.jobs.items() if j["input"]["trainer_job_id"] == job]
+                    print(f"    runs at the fake: {runs}", file=sys.stderr)
+                raise AssertionError(f"{len(pending)} jobs never ended: {pending[:5]}")
 
             lost = [job for job in jobs if job not in cancelled and final[job]["status"] != "completed"]
             check(not lost, f"0 jobs lost: all {JOBS - len(cancelled)} uncancelled jobs completed ({[(j, final[j]['status'], final[j].get('error')) for j in lost][:3]})")
@@ -331,6 +353,12 @@ def main():
                     break
                 time.sleep(0.2)
             check(not running, f"no run is still training at RunPod ({len(fake.jobs)} runs in all; {running[:3]})")
+            with fake.lock:
+                outputs = [job["output"] or {} for job in fake.jobs.values()]
+            duplicates = sum(1 for output in outputs if "duplicate_of" in output)
+            stopped = sum(1 for output in outputs if output.get("cancelled_before_start"))
+            print(f"  {len(outputs)} runs at RunPod for {JOBS} jobs: {len(fake.trained)} trained, {duplicates} found their attempt claimed "
+                  f"and ended untrained, {stopped} read a cancel mark and stopped")
             print(f"chaos test passed in {time.time() - started:.0f} s (seed {SEED})")
         except Exception:
             for i in range(2):

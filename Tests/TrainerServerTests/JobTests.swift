@@ -266,6 +266,26 @@ import VaporTesting
         }
     }
 
+    /// A server killed right after `/run` answered and it recorded the id, before the status: the
+    /// job is queued with a RunPod id. It is polled like the rest, not left queued forever (the
+    /// chaos test found one such job).
+    @Test func aJobWhoseServerDiedAfterRecordingTheRunIDIsPolled() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            try await setup.tick()
+            let run = try #require(setup.fake.jobs.first)
+            // Back to the state the killed server left: queued, with the id, its lease run out.
+            let sql = try setup.db.sql()
+            try await sql.raw("UPDATE jobs SET status = 'queued' WHERE id = \(bind: UUID(uuidString: id)!)").run()
+            setup.fake.start(run.id)
+            setup.store.clock.advance(by: 31)
+            try await setup.tick()
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "running" && shown["runpodJobId"] as? String == run.id, "\(shown)")
+            #expect(setup.fake.calls("run") == 1)
+        }
+    }
+
     /// Cancelling a job whose run's id was lost: the cancel mark stops a run that starts later,
     /// and a run that already claimed is found and cancelled at RunPod.
     @Test func aCancelReachesARunWhoseIdWasLost() async throws {

@@ -126,8 +126,9 @@ struct JobRunner: Sendable {
             // Not cancelled with this round (a server shutting down): an abandoned /run would
             // leave a paid job behind with its answer lost.
             let submitted = try await Task { try await runPod.run(input: input, webhook: webhook, policy: policy) }.value
-            // The id first, on its own: whatever happens next, the run can be found and stopped.
-            try await db.sql().raw("UPDATE jobs SET runpod_job_id = \(bind: submitted.id) WHERE id = \(bind: job.id!)").run()
+            // The id first, on its own: whatever happens next (this server killed the next moment),
+            // the run can be found, polled and stopped.
+            try await db.sql().raw("UPDATE jobs SET runpod_job_id = \(bind: submitted.id), next_poll_at = \(bind: now()) WHERE id = \(bind: job.id!)").run()
             job.runPodJobID = submitted.id
             if try await !jobs.apply(submitted, to: job, on: db), job.status == .cancelled || job.cancelRequested {
                 // Cancelled while it was being submitted: stop it at RunPod too.
@@ -204,7 +205,7 @@ struct JobRunner: Sendable {
 
     /// Follows `runID` as the job's run from now on.
     func adopt(_ runID: String, for job: Job, on db: any Database, message: String) async throws {
-        try await db.sql().raw("UPDATE jobs SET runpod_job_id = \(bind: runID) WHERE id = \(bind: job.id!)").run()
+        try await db.sql().raw("UPDATE jobs SET runpod_job_id = \(bind: runID), next_poll_at = \(bind: now()) WHERE id = \(bind: job.id!)").run()
         job.runPodJobID = runID
         let previous = job.status
         var events = [JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: message)]
@@ -271,16 +272,17 @@ struct JobRunner: Sendable {
 
     // MARK: Polling
 
-    /// Jobs due a poll: how many were due, and the calls started.
+    /// Jobs due a poll: how many were due, and the calls started. A queued job with a RunPod id
+    /// is one whose server was killed between recording the id and the status: polled like the rest.
     func pollDue(on db: any Database) async throws -> (due: Int, calls: [Task<Void, Never>]) {
         let time = now()
-        let due = try await Job.query(on: db).filter(\.$status ~~ [.submitted, .running]).filter(\.$runPodJobID != nil)
+        let due = try await Job.query(on: db).filter(\.$status ~~ [.queued, .submitted, .running]).filter(\.$runPodJobID != nil)
             .filter(\.$nextPollAt <= time).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
             .sort(\.$nextPollAt).limit(Self.pollBatch).all()
         let started = due.compactMap { candidate in
             calls.start(candidate.id!) {
                 do {
-                    let condition: SQLQueryString = "status IN (\(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue)) AND next_poll_at <= \(bind: time)"
+                    let condition: SQLQueryString = "status IN (\(bind: JobStatus.queued.rawValue), \(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue)) AND runpod_job_id IS NOT NULL AND next_poll_at <= \(bind: time)"
                     guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
                     try await poll(job, on: db)
                 } catch {
