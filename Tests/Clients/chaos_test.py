@@ -132,7 +132,9 @@ class FakeRunPod:
         raise RuntimeError("no store answered for 60 s")
 
     def worker(self, run_id):
-        time.sleep(self.rng.uniform(1, 3))  # waiting for a GPU
+        # Waiting for a GPU: mostly seconds, sometimes longer than the server waits for a run whose
+        # answer was lost before it submits again; that run and the new one then race for the claim.
+        time.sleep(self.rng.uniform(1, 3) if self.rng.random() < 0.85 else self.rng.uniform(32, 40))
         with self.lock:
             job = self.jobs[run_id]
             if job["status"] != "IN_QUEUE":
