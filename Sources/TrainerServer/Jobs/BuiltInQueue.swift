@@ -111,7 +111,10 @@ struct BuiltInQueue: Sendable {
             let owner = job.leaseOwner ?? ""
             var key: WorkerKey?
             if let keyID = WorkerKeyService.Worker.keyID(inLeaseOwner: owner) { key = try await WorkerKey.find(keyID, on: db) }
-            let worker = key.map { "Worker \($0.name)/" + owner.dropFirst(WorkerKeyService.Worker.leaseOwnerPrefix(keyID: $0.id!).count) } ?? "Its worker"
+            let worker = key.map { key in
+                let id = String(owner.dropFirst(WorkerKeyService.Worker.leaseOwnerPrefix(keyID: key.id!).count))
+                return "Worker " + WorkerKeyService.Worker(keyID: key.id!, keyName: key.name, id: id).label
+            } ?? "Its worker"
             let revoked = key?.revokedAt != nil
             let attempt = job.attempt
             let event: JobEvent

@@ -126,10 +126,7 @@ struct JobRunner: Sendable {
             // Not cancelled with this round (a server shutting down): an abandoned /run would
             // leave a paid job behind with its answer lost.
             let submitted = try await Task { try await runPod.run(input: input, webhook: webhook, policy: policy) }.value
-            // The id first, on its own: whatever happens next (this server killed the next moment),
-            // the run can be found, polled and stopped.
-            try await db.sql().raw("UPDATE jobs SET runpod_job_id = \(bind: submitted.id), next_poll_at = \(bind: now()) WHERE id = \(bind: job.id!)").run()
-            job.runPodJobID = submitted.id
+            try await recordRun(submitted.id, of: job, on: db)
             if try await !jobs.apply(submitted, to: job, on: db), job.status == .cancelled || job.cancelRequested {
                 // Cancelled while it was being submitted: stop it at RunPod too.
                 _ = try? await runPod.cancel(submitted.id)
@@ -203,10 +200,16 @@ struct JobRunner: Sendable {
             .flatMap { AttemptClaim.decode(Data($0.1)) }
     }
 
-    /// Follows `runID` as the job's run from now on.
-    func adopt(_ runID: String, for job: Job, on db: any Database, message: String) async throws {
+    /// The run's id first, on its own, due a poll at once: whatever happens next (this server
+    /// killed the next moment), the run can be found, polled and stopped.
+    private func recordRun(_ runID: String, of job: Job, on db: any Database) async throws {
         try await db.sql().raw("UPDATE jobs SET runpod_job_id = \(bind: runID), next_poll_at = \(bind: now()) WHERE id = \(bind: job.id!)").run()
         job.runPodJobID = runID
+    }
+
+    /// Follows `runID` as the job's run from now on.
+    func adopt(_ runID: String, for job: Job, on db: any Database, message: String) async throws {
+        try await recordRun(runID, of: job, on: db)
         let previous = job.status
         var events = [JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: message)]
         if previous == .queued { events.append(jobs.transition(job, to: .submitted, at: now(), message: "Submitted to RunPod (\(runID)).")) }
