@@ -137,7 +137,7 @@ public struct WorkerRuntime: Sendable {
             try Task.checkCancellation()
             let outcome: WorkerProtocolClient.TakeOutcome
             do {
-                outcome = try await client.take()
+                outcome = try await take()
                 takeFailures = 0
             } catch let refused as WorkerProtocolClient.KeyRefused {
                 logger.critical("\(refused.description)")
@@ -160,6 +160,24 @@ public struct WorkerRuntime: Sendable {
                 defer { running.withLockedValue { $0.removeAll { $0 == job.id } } }
                 try await handle(job)
                 done += 1
+            }
+        }
+    }
+
+    /// How long a shutdown lets a job-take in flight finish: the queue may have handed a job
+    /// over already, and that job is then handed back at once instead of waiting out its lease.
+    static let takeGrace: Duration = .seconds(2)
+
+    /// A job-take that a shutdown cancels only after `takeGrace` (the long poll would otherwise
+    /// hold the shutdown for up to 90 s). A job it brings is then reported as preempted by `handle`.
+    func take() async throws -> WorkerProtocolClient.TakeOutcome {
+        let take = Task { [client] in try await client.take() }
+        return try await withTaskCancellationHandler {
+            try await take.value
+        } onCancel: {
+            Task {
+                try? await Task.sleep(for: Self.takeGrace)
+                take.cancel()
             }
         }
     }

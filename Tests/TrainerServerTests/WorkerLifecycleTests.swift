@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -5,6 +6,7 @@ import Testing
 import TrainerCore
 @testable import TrainerServer
 @testable import TrainerWorker
+import Vapor
 
 /// The worker's life beyond one job, where runpod-python is the reference (fidelity-audit.md
 /// items 4–7): it pings from start to exit, survives a result that cannot be posted, ends on a
@@ -156,6 +158,44 @@ import TrainerCore
         }
     }
 
+    /// A shutdown that lands while a job-take is in flight: the queue may already have handed the
+    /// job over, so the take is let finish and the job goes straight back as preempted, instead of
+    /// waiting out its lease for a worker that is gone.
+    @Test func aJobHandedOverAsTheWorkerShutsDownIsHandedBack() async throws {
+        let takeArrived = AsyncStream<Void>.makeStream()
+        let answerTake = AsyncStream<Void>.makeStream()
+        let reports = NIOLockedValueBox<[JSONValue]>([])
+        try await withLoopbackServer({ app in
+            app.get("v2", "local", "job-take", ":worker") { _ async -> Response in
+                takeArrived.continuation.yield()
+                for await _ in answerTake.stream { break }
+                return Response(status: .ok, body: .init(string: #"{"id": "job-1", "input": {}}"#))
+            }
+            app.post("v2", "local", "job-done", ":worker", ":job") { request -> HTTPStatus in
+                let body = try JSONDecoder().decode(JSONValue.self, from: Data(request.body.string?.utf8 ?? "".utf8))
+                reports.withLockedValue { $0.append(body) }
+                return .ok
+            }
+            app.get("v2", "local", "ping", ":worker") { _ in HTTPStatus.ok }
+            app.get("v2", "local", "job-stop", ":worker") { _ in HTTPStatus.ok }
+        }) { server in
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            let client = WorkerProtocolClient(endpoints: .builtInQueue(server: server, key: "key", workerID: "pod-1"), http: http)
+            let trainer = Scripted { _, _ in
+                try await Task.sleep(for: .seconds(60))
+                return [:]
+            }
+            let worker = Task { try await WorkerRuntime(client: client, handler: trainer).run() }
+            for await _ in takeArrived.stream { break }
+            worker.cancel()  // SIGTERM while the queue is handing the job over
+            answerTake.continuation.yield()
+            await #expect(throws: CancellationError.self) { try await worker.value }
+            let sent = reports.withLockedValue { $0 }
+            #expect(sent.count == 1 && WorkerResult.isPreempted(sent.first?["output"]), "\(sent)")
+            try await http.shutdown()
+        }
+    }
+
     /// Built-in queue: a worker shut down mid-job reports what it saved; the job is queued again
     /// at once (not after its lease runs out) and does not count as a failed attempt.
     @Test func aWorkerShutDownMidJobHandsItBackForAnImmediateResume() async throws {
@@ -164,7 +204,9 @@ import TrainerCore
             let id = try #require(try await setup.createJob()["id"] as? String)
             let prefix = "outputs/\(id.lowercased())/"
             let checkpoint: JSONValue = ["kind": "checkpoint", "key": .string(prefix + "checkpoints/run_000000030.safetensors"), "step": 30]
+            let started = NIOLockedValueBox(0)
             let shutDown = Scripted { _, progress in
+                started.withLockedValue { $0 += 1 }
                 await progress.report(["phase": "training", "step": 35, "total_steps": 100])
                 do {
                     try await Task.sleep(for: .seconds(60))
@@ -175,10 +217,9 @@ import TrainerCore
             }
             for round in 1...BuiltInQueue.maximumAttempts {
                 let worker = Task { try await WorkerRuntime(client: client, handler: shutDown, progressInterval: .milliseconds(10)).run() }
-                try await JobRestartTests.waitFor("attempt \(round) running") {
-                    let shown = try await setup.job(id)
-                    return shown["status"] as? String == "running" && shown["attempt"] as? Int == round
-                }
+                defer { worker.cancel() }
+                try await JobRestartTests.waitFor("attempt \(round) training") { started.withLockedValue { $0 } == round }
+                #expect(try await setup.job(id)["attempt"] as? Int == round)
                 worker.cancel()  // what SIGTERM does in `gomodel worker`
                 await #expect(throws: CancellationError.self) { try await worker.value }
                 let shown = try await setup.job(id)
