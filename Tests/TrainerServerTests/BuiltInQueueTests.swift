@@ -138,8 +138,8 @@ import VaporTesting
         try await Self.withQueue { setup, worker, _ in
             let administration = Administration(app: setup.store.app)
             // Two keys with one name made their workers one worker for the queue (issue 15).
-            await #expect(throws: Administration.Failure.self) { try await administration.createWorkerKey(name: "gpu-box") }
-            await #expect(throws: Administration.Failure.self) { try await administration.createWorkerKey(name: " gpu-box ") }
+            await #expect(throws: WorkerKeyService.Failure.nameTaken("gpu-box")) { try await administration.createWorkerKey(name: "gpu-box") }
+            await #expect(throws: WorkerKeyService.Failure.nameTaken("gpu-box")) { try await administration.createWorkerKey(name: " gpu-box ") }
             let other = Worker(app: worker.app, key: try await administration.createWorkerKey(name: "gpu-box-2"), name: worker.name)
 
             let id = try #require(try await setup.createJob()["id"] as? String)
@@ -219,16 +219,20 @@ import VaporTesting
         try await Self.withQueue { setup, worker, _ in
             let id = try #require(try await setup.createJob()["id"] as? String)
             let (runnerID, _) = try #require(try await worker.take())
-            // Back to the schema before 0012: leases named the key, and two keys shared a name.
-            let migration = M0012WorkerKeyNamesAndRevocation()
-            try await migration.revert(on: setup.db)
-            let sql = try #require(setup.db as? any SQLDatabase)
-            try await sql.update("jobs").set("lease_owner", to: "worker:gpu-box/pod-1").where("id", .equal, UUID(uuidString: id)!).run()
-            for (name, age) in [("twin", 20.0), ("twin", 10.0)] {
-                try await sql.insert(into: "worker_keys").columns("id", "name", "key_hash", "created_at")
-                    .values(SQLBind(UUID()), SQLBind(name), SQLBind(UUID().uuidString), SQLBind(Date().addingTimeInterval(-age))).run()
+            // Back to the schema before 0012: leases named the key, and two keys shared a name. On one
+            // connection, as migrations run: SQLite checks an ALTER against the schema its connection
+            // read last, so another pooled connection would still see the dropped column.
+            try await setup.db.withConnection { db in
+                let migration = M0012WorkerKeyNamesAndRevocation()
+                try await migration.revert(on: db)
+                let sql = try #require(db as? any SQLDatabase)
+                try await sql.update("jobs").set("lease_owner", to: "worker:gpu-box/pod-1").where("id", .equal, UUID(uuidString: id)!).run()
+                for (name, age) in [("twin", 20.0), ("twin", 10.0)] {
+                    try await sql.insert(into: "worker_keys").columns("id", "name", "key_hash", "created_at")
+                        .values(SQLBind(UUID()), SQLBind(name), SQLBind(UUID().uuidString), SQLBind(Date().addingTimeInterval(-age))).run()
+                }
+                try await migration.prepare(on: db)
             }
-            try await migration.prepare(on: setup.db)
 
             let names = try await WorkerKey.query(on: setup.db).sort(\.$createdAt).all().map(\.name)
             #expect(names == ["twin", "twin (2)", "gpu-box"])

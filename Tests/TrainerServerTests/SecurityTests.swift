@@ -99,7 +99,7 @@ import VaporTesting
 
             try await Administration(app: app).unlock(email: "Ada@example.com")
             #expect(try await stranger.logIn("ada@example.com").status == .ok)
-            await #expect(throws: Administration.Failure.self) { try await Administration(app: app).unlock(email: "nobody@example.com") }
+            await #expect(throws: AccountService.Failure.noAccount("nobody@example.com")) { try await Administration(app: app).unlock(email: "nobody@example.com") }
         }
     }
 

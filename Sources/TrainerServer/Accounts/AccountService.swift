@@ -15,6 +15,38 @@ struct AccountService: Sendable {
     let inviteLifetime: TimeInterval = 7 * 24 * 3600
     let throttles = LoginThrottleStore()
 
+    /// What the account rules refuse; `description` says what to do (HTTPMapping gives each its status).
+    enum Failure: Error, Equatable, CustomStringConvertible {
+        case invalidEmail(String)
+        case weakPassword(String)
+        case emailTaken
+        case signupClosed
+        case inviteRequired
+        case invalidInvite(used: Bool)
+        case tooManySignIns(retryAfter: TimeInterval)
+        case wrongCredentials
+        case noAccount(String)
+        case invalidTokenName
+
+        var description: String {
+            switch self {
+            case .invalidEmail(let text): "'\(text)' is not an e-mail address."
+            case .weakPassword(let problem): problem
+            case .emailTaken: "An account with this e-mail address exists already; log in instead."
+            case .signupClosed: "Sign-up is closed on this server; ask an administrator to create your account (gomodel users create)."
+            case .inviteRequired: "Sign-up on this server needs an invite code; ask an administrator for one."
+            case .invalidInvite(let used):
+                used ? "This invite code has been used; ask an administrator for a new one." : "This invite code is unknown or expired; ask an administrator for a new one."
+            case .tooManySignIns(let wait):
+                "Too many failed sign-ins; try again in \(Int(wait.rounded(.up) / 60) + 1) minutes. "
+                    + "A browser that has signed in to this account before is not held back, and an administrator can lift the lock (`gomodel users unlock --email …`)."
+            case .wrongCredentials: "The e-mail address or password is wrong."
+            case .noAccount(let email): "No account has the e-mail address \(email)."
+            case .invalidTokenName: "Give the token a name of 1 to 100 visible characters, e.g. 'laptop CLI'."
+            }
+        }
+    }
+
     // MARK: Users
 
     /// Creates an account. `admin: nil` makes the very first account an admin: among accounts made
@@ -22,13 +54,13 @@ struct AccountService: Sendable {
     /// key, so concurrent sign-ups on a fresh server make exactly one).
     func createUser(email rawEmail: String, password: String, admin: Bool?, on db: any Database) async throws -> User {
         guard let email = AccountRules.normalizedEmail(rawEmail) else {
-            throw APIError.badRequest("invalid_email", "'\(rawEmail)' is not an e-mail address.")
+            throw Failure.invalidEmail(rawEmail)
         }
         if let problem = AccountRules.passwordProblem(password) {
-            throw APIError.badRequest("weak_password", problem)
+            throw Failure.weakPassword(problem)
         }
         if try await User.query(on: db).filter(\.$email == email).first() != nil {
-            throw APIError.conflict("email_taken", "An account with this e-mail address exists already; log in instead.")
+            throw Failure.emailTaken
         }
         var mayBeFirst = false
         if admin == nil { mayBeFirst = try await User.query(on: db).count() == 0 }
@@ -52,10 +84,10 @@ struct AccountService: Sendable {
         case .open:
             return try await createUser(email: email, password: password, admin: nil, on: db)
         case .closed:
-            throw APIError.forbidden("signup_closed", "Sign-up is closed on this server; ask an administrator to create your account (gomodel users create).")
+            throw Failure.signupClosed
         case .invite:
             guard let inviteCode, !inviteCode.isEmpty else {
-                throw APIError.forbidden("invite_required", "Sign-up on this server needs an invite code; ask an administrator for one.")
+                throw Failure.inviteRequired
             }
             return try await db.transaction { db in
                 try await redeemInvite(inviteCode, on: db)
@@ -86,8 +118,7 @@ struct AccountService: Sendable {
         }
         if let until = lockedUntil.max() {
             let wait = until.timeIntervalSince(time)
-            throw APIError.tooManyRequests(retryAfter: wait, "Too many failed sign-ins; try again in \(Int(wait.rounded(.up) / 60) + 1) minutes. "
-                + "A browser that has signed in to this account before is not held back, and an administrator can lift the lock (`gomodel users unlock --email …`).")
+            throw Failure.tooManySignIns(retryAfter: wait)
         }
 
         let user = try await User.query(on: db).filter(\.$email == email).first()
@@ -96,7 +127,7 @@ struct AccountService: Sendable {
             return user
         }
         if user == nil { _ = try? await verify(password, hash: dummyHash) }
-        throw APIError.unauthorized("The e-mail address or password is wrong.")
+        throw Failure.wrongCredentials
     }
 
     /// The known device whose cookie this is, if it belongs to the account with this address.
@@ -120,7 +151,7 @@ struct AccountService: Sendable {
     /// Lifts every sign-in lock on the account with this address (an administrator's reset).
     func unlock(email rawEmail: String, on db: any Database) async throws {
         guard let email = AccountRules.normalizedEmail(rawEmail), try await User.query(on: db).filter(\.$email == email).first() != nil else {
-            throw APIError.notFound("No account has the e-mail address \(rawEmail).")
+            throw Failure.noAccount(rawEmail)
         }
         try await throttles.clearAccount(LoginThrottle.Subjects(email: email, address: ""), on: db)
     }
@@ -155,7 +186,7 @@ struct AccountService: Sendable {
     /// Creates a token and returns its value (shown only here).
     func issueToken(for user: User, name: String, on db: any Database) async throws -> (value: String, token: APIToken) {
         guard let trimmed = VisibleName.checked(name) else {
-            throw APIError.badRequest("invalid_name", "Give the token a name of 1 to 100 visible characters, e.g. 'laptop CLI'.")
+            throw Failure.invalidTokenName
         }
         let value = OpaqueToken.generate(prefix: "gm_")
         let token = APIToken(
@@ -203,9 +234,7 @@ struct AccountService: Sendable {
             .all()
         guard claimed.isEmpty else { return }
         let invite = try await Invite.query(on: db).filter(\.$codeHash == OpaqueToken.digest(code)).first()
-        throw APIError.forbidden("invalid_invite", invite?.usedAt != nil
-            ? "This invite code has been used; ask an administrator for a new one."
-            : "This invite code is unknown or expired; ask an administrator for a new one.")
+        throw Failure.invalidInvite(used: invite?.usedAt != nil)
     }
 
     // MARK: Passwords

@@ -11,6 +11,25 @@ import TrainerCore
 struct WorkerKeyService: Sendable {
     let now: @Sendable () -> Date
 
+    /// What the worker-key rules refuse; `description` says what to do (HTTPMapping gives each its status).
+    enum Failure: Error, Equatable, CustomStringConvertible {
+        case invalidName
+        case nameTaken(String)
+        case notFound(String)
+        case keyRequired
+        case revoked(name: String, at: Date)
+
+        var description: String {
+            switch self {
+            case .invalidName: "Give the worker key a name of 1 to 100 visible characters, e.g. 'gpu-box-1'."
+            case .nameTaken(let name): "A worker key named '\(name)' exists; pick another name, or revoke that key first (`gomodel workers revoke \(name)`)."
+            case .notFound(let reference): "No worker key has the id or name '\(reference)'; `gomodel workers list` shows them."
+            case .keyRequired: "A worker key is required: create one with `gomodel workers create-key` and give it to the worker (--key, or RUNPOD_AI_API_KEY)."
+            case .revoked(let name, let date): "This worker key ('\(name)') was revoked on \(date.formatted(.iso8601)); create a new one with `gomodel workers create-key`."
+            }
+        }
+    }
+
     /// The worker behind a call: its key and the worker id from the path.
     struct Worker: Sendable, Equatable {
         let keyID: UUID
@@ -33,9 +52,9 @@ struct WorkerKeyService: Sendable {
 
     func create(name: String, on db: any Database) async throws -> (value: String, key: WorkerKey) {
         guard let trimmed = VisibleName.checked(name) else {
-            throw APIError.badRequest("invalid_name", "Give the worker key a name of 1 to 100 visible characters, e.g. 'gpu-box-1'.")
+            throw Failure.invalidName
         }
-        let taken = APIError.conflict("name_taken", "A worker key named '\(trimmed)' exists; pick another name, or revoke that key first (`gomodel workers revoke \(trimmed)`).")
+        let taken = Failure.nameTaken(trimmed)
         guard try await active(named: trimmed, on: db) == nil else { throw taken }
         let value = OpaqueToken.generate(prefix: "gmw_")
         let key = WorkerKey(name: trimmed, keyHash: OpaqueToken.digest(value), createdAt: now())
@@ -62,7 +81,7 @@ struct WorkerKeyService: Sendable {
     func find(_ reference: String, on db: any Database) async throws -> WorkerKey {
         if let id = UUID(uuidString: reference), let key = try await WorkerKey.find(id, on: db) { return key }
         if let key = try await active(named: reference.trimmingCharacters(in: .whitespacesAndNewlines), on: db) { return key }
-        throw APIError.notFound("No worker key has the id or name '\(reference)'; `gomodel workers list` shows them.")
+        throw Failure.notFound(reference)
     }
 
     /// Revokes `key`: its workers are refused from their next call, and the jobs they run go back
@@ -86,10 +105,10 @@ struct WorkerKeyService: Sendable {
     /// The worker presenting `secret` in `Authorization`, for its id `workerID`.
     func authenticate(secret: String, workerID: String, on db: any Database) async throws -> Worker {
         guard !secret.isEmpty, let key = try await WorkerKey.query(on: db).filter(\.$keyHash == OpaqueToken.digest(secret)).first() else {
-            throw APIError.unauthorized("A worker key is required: create one with `gomodel workers create-key` and give it to the worker (--key, or RUNPOD_AI_API_KEY).")
+            throw Failure.keyRequired
         }
         if let revokedAt = key.revokedAt {
-            throw APIError.unauthorized("This worker key ('\(key.name)') was revoked on \(revokedAt.formatted(.iso8601)); create a new one with `gomodel workers create-key`.")
+            throw Failure.revoked(name: key.name, at: revokedAt)
         }
         let time = now()
         if key.lastUsedAt.map({ time.timeIntervalSince($0) > 60 }) ?? true {

@@ -21,29 +21,25 @@ public struct Administration: Sendable {
     /// Creates an account; `admin: nil` makes it an admin only if it is the first.
     /// Returns whether the new account is an admin.
     public func createUser(email: String, password: String, admin: Bool?) async throws -> Bool {
-        try await reportingFailures {
-            try await accounts.createUser(email: email, password: password, admin: admin, on: app.db).isAdmin
-        }
+        try await accounts.createUser(email: email, password: password, admin: admin, on: app.db).isAdmin
     }
 
     /// Lifts the sign-in locks that failed passwords put on an account.
     public func unlock(email: String) async throws {
-        try await reportingFailures { try await accounts.unlock(email: email, on: app.db) }
+        try await accounts.unlock(email: email, on: app.db)
     }
 
     /// Creates an API token for an existing account and returns its value.
     public func createToken(email: String, name: String) async throws -> String {
-        try await reportingFailures {
-            guard let user = try await User.query(on: app.db).filter(\.$email == email.lowercased()).first() else {
-                throw Failure(description: "No account has the e-mail address \(email); create it with `gomodel users create`.")
-            }
-            return try await accounts.issueToken(for: user, name: name, on: app.db).value
+        guard let user = try await User.query(on: app.db).filter(\.$email == email.lowercased()).first() else {
+            throw Failure(description: "No account has the e-mail address \(email); create it with `gomodel users create`.")
         }
+        return try await accounts.issueToken(for: user, name: name, on: app.db).value
     }
 
     /// Creates a key for a GPU worker of the built-in queue and returns its value (shown once).
     public func createWorkerKey(name: String) async throws -> String {
-        try await reportingFailures { try await workerKeys.create(name: name, on: app.db).value }
+        try await workerKeys.create(name: name, on: app.db).value
     }
 
     /// A worker key as `gomodel workers list` shows it.
@@ -66,20 +62,10 @@ public struct Administration: Sendable {
     /// Revokes the worker key with this id or name; returns its name and how many jobs its workers
     /// held (they go back to the queue).
     public func revokeWorkerKey(_ reference: String) async throws -> (name: String, runningJobs: Int) {
-        try await reportingFailures {
-            let key = try await workerKeys.find(reference, on: app.db)
-            guard key.revokedAt == nil else { throw Failure(description: "The worker key '\(key.name)' was already revoked.") }
-            let running = try await workerKeys.runningJobs(on: app.db)[key.id!] ?? 0
-            try await workerKeys.revoke(key, on: app.db)
-            return (key.name, running)
-        }
-    }
-
-    private func reportingFailures<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as APIError {
-            throw Failure(description: error.message)
-        }
+        let key = try await workerKeys.find(reference, on: app.db)
+        guard key.revokedAt == nil else { throw Failure(description: "The worker key '\(key.name)' was already revoked.") }
+        let running = try await workerKeys.runningJobs(on: app.db)[key.id!] ?? 0
+        try await workerKeys.revoke(key, on: app.db)
+        return (key.name, running)
     }
 }

@@ -234,7 +234,7 @@ struct WebController: Sendable {
         }
         do {
             return try await page(user, csrf)
-        } catch let error as APIError where error.status == .notFound {
+        } catch let error as any APIErrorConvertible where error.status == .notFound {
             return try await render(request, "not-found", page: Page(title: "Not found", section: "", script: nil, email: user.email, csrfToken: csrf, content: Empty()), status: .notFound)
         }
     }

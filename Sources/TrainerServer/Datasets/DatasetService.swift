@@ -17,13 +17,42 @@ struct DatasetService: Sendable {
     static let uploadWindow: TimeInterval = 900
     static let maximumCaptionLength = 4000
 
+    /// What the dataset rules refuse; `description` says what to do (HTTPMapping gives each its status).
+    enum Failure: Error, Equatable, CustomStringConvertible {
+        case notFound
+        case nameTaken(String)
+        case invalidName
+        case captionTooLong(Int)
+        case noSuchSample(String)
+        case inUse(byJob: UUID)
+        case tooManyFiles(Int, String)
+        case noFiles(String)
+        case invalidPaths([UploadPlan.Rejection])
+        case tooLarge(bytes: Int64, limit: Int64)
+
+        var description: String {
+            switch self {
+            case .notFound: "No dataset with this id; GET /api/datasets lists yours."
+            case .nameTaken(let name): "You already have a dataset named '\(name)'; pick another name or use that one."
+            case .invalidName: "A dataset name has 1 to \(VisibleName.maximumLength) characters and no invisible ones (control, bidirectional or zero-width characters)."
+            case .captionTooLong(let length): "A caption has at most \(DatasetService.maximumCaptionLength) characters; this one has \(length)."
+            case .noSuchSample(let stem): "The dataset has no sample '\(stem)'; GET /api/datasets/{id} lists its files."
+            case .inUse(let job): "Job \(job.uuidString.lowercased()) is queued or training on this dataset; it cannot change until that job ends. Cancel the job, or make a new dataset."
+            case .tooManyFiles(let count, let what): "\(count) \(what) in one request; at most \(UploadPlan.maximumFilesPerBatch) are allowed. Send the rest in further requests."
+            case .noFiles(let what): "The request lists no \(what)."
+            case .invalidPaths(let rejections): "\(rejections.count) of the files cannot be uploaded, nothing was signed: " + DatasetService.list(rejections.map { "'\($0.path)' \($0.reason)" })
+            case .tooLarge(let bytes, let limit): "With these files the dataset would hold \(bytes) bytes (counting uploads still under way); at most \(limit) are allowed. Compress the images or leave some samples out."
+            }
+        }
+    }
+
     // MARK: Datasets
 
     func create(userID: UUID, name: String, defaultCaption: String?, on db: any Database) async throws -> Dataset {
         let name = try Self.checkedName(name)
         let caption = try Self.checkedCaption(defaultCaption)
         if try await Dataset.query(on: db).filter(\.$user.$id == userID).filter(\.$name == name).first() != nil {
-            throw APIError.conflict("name_taken", "You already have a dataset named '\(name)'; pick another name or use that one.")
+            throw Failure.nameTaken(name)
         }
         let dataset = Dataset(userID: userID, name: name, defaultCaption: caption.flatMap { $0.isEmpty ? nil : $0 }, now: now())
         try await dataset.create(on: db)
@@ -33,7 +62,7 @@ struct DatasetService: Sendable {
     /// The user's dataset; someone else's answers exactly like a missing one.
     func find(_ id: UUID?, userID: UUID, on db: any Database) async throws -> Dataset {
         guard let id, let dataset = try await Dataset.query(on: db).filter(\.$id == id).filter(\.$user.$id == userID).first() else {
-            throw APIError.notFound("No dataset with this id; GET /api/datasets lists yours.")
+            throw Failure.notFound
         }
         return dataset
     }
@@ -42,7 +71,7 @@ struct DatasetService: Sendable {
         if let name {
             let name = try Self.checkedName(name)
             if name != dataset.name, try await Dataset.query(on: db).filter(\.$user.$id == dataset.$user.id).filter(\.$name == name).first() != nil {
-                throw APIError.conflict("name_taken", "You already have a dataset named '\(name)'; pick another name.")
+                throw Failure.nameTaken(name)
             }
             dataset.name = name
         }
@@ -82,9 +111,7 @@ struct DatasetService: Sendable {
         let skipped: [String]
         switch UploadPlan.plan(files) {
         case .rejected(let rejections):
-            var error = APIError(status: .unprocessableEntity, code: "invalid_paths", message: "\(rejections.count) of the files cannot be uploaded, nothing was signed: " + Self.list(rejections.map { "'\($0.path)' \($0.reason)" }))
-            error.details = rejections.map { ErrorBody.Item(path: $0.path, reason: $0.reason) }
-            throw error
+            throw Failure.invalidPaths(rejections)
         case .planned(let planned, let ignored):
             uploads = planned
             skipped = ignored
@@ -108,7 +135,7 @@ struct DatasetService: Sendable {
             """).first(decoding: Pending.self)?.pending ?? 0
         let total = uploads.reduce(dataset.totalBytes - replacedBytes + pending) { $0 + $1.size }
         if total > limits.maximumBytes {
-            throw APIError(status: .unprocessableEntity, code: "dataset_too_large", message: "With these files the dataset would hold \(total) bytes (counting uploads still under way); at most \(limits.maximumBytes) are allowed. Compress the images or leave some samples out.")
+            throw Failure.tooLarge(bytes: total, limit: limits.maximumBytes)
         }
 
         // One statement for the whole batch: a pending row per file, new or existing.
@@ -132,7 +159,8 @@ struct DatasetService: Sendable {
         return (signed, skipped)
     }
 
-    struct Failure: Sendable {
+    /// A completed path that was not recorded, and why.
+    struct PathFailure: Sendable {
         let path: String
         let reason: String
     }
@@ -146,16 +174,16 @@ struct DatasetService: Sendable {
     /// Checks each path's object in the bucket (it exists, has the signed size and content) and
     /// records it. Completing a path again is harmless. Paths that fail are reported, the others
     /// are recorded regardless.
-    func complete(_ dataset: Dataset, paths: [String], on db: any Database) async throws -> (failures: [Failure], report: DatasetValidation.Report) {
+    func complete(_ dataset: Dataset, paths: [String], on db: any Database) async throws -> (failures: [PathFailure], report: DatasetValidation.Report) {
         try Self.checkUnlocked(dataset)
         try Self.checkBatchSize(paths.count, what: "paths")
-        var failures: [Failure] = []
+        var failures: [PathFailure] = []
         var keyOfPath: [(path: String, key: String, stem: String)] = []
         for path in paths {
             switch DatasetLayout.place(path) {
             case .placed(let placement): keyOfPath.append((path, placement.relativeKey, placement.stem))
             case .ignored: continue
-            case .refused(let reason): failures.append(Failure(path: path, reason: reason))
+            case .refused(let reason): failures.append(PathFailure(path: path, reason: reason))
             }
         }
         // The rows of these keys, and of other files of the same stems (which an upload may replace).
@@ -173,7 +201,7 @@ struct DatasetService: Sendable {
         var expectations: [Expectation] = []
         for (path, key, _) in keyOfPath {
             guard let row = rowOfKey[key] else {
-                failures.append(Failure(path: path, reason: "was never signed for upload; ask for its URL first (POST /api/datasets/{id}/uploads)."))
+                failures.append(PathFailure(path: path, reason: "was never signed for upload; ask for its URL first (POST /api/datasets/{id}/uploads)."))
                 continue
             }
             expectations.append(Expectation(path: path, key: key, role: row.role, bytes: row.pendingBytes, sha256: row.pendingSHA256))
@@ -190,7 +218,7 @@ struct DatasetService: Sendable {
             guard let row = rowOfKey[expectation.key] else { continue }
             switch result {
             case .failed(let reason):
-                failures.append(Failure(path: expectation.path, reason: reason))
+                failures.append(PathFailure(path: expectation.path, reason: reason))
             case .stored(let bytes, let sha256, let probe, let caption):
                 row.bytes = bytes
                 row.sha256 = sha256
@@ -252,7 +280,7 @@ struct DatasetService: Sendable {
         let text = try Self.checkedCaption(caption) ?? ""
         guard try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!)
             .filter(\.$role == "target").filter(\.$stem == stem).filter(\.$uploadedAt != nil).first() != nil
-        else { throw APIError.notFound("The dataset has no sample '\(stem)'; GET /api/datasets/{id} lists its files.") }
+        else { throw Failure.noSuchSample(stem) }
         let placement = DatasetLayout.Placement(role: .caption, stem: stem, fileExtension: "txt")
         let existing = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key == placement.relativeKey).first()
         if text.isEmpty {
@@ -278,7 +306,7 @@ struct DatasetService: Sendable {
     func deleteSample(_ dataset: Dataset, stem: String, on db: any Database) async throws -> DatasetValidation.Report {
         try Self.checkUnlocked(dataset)
         let files = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).all()
-        guard !files.isEmpty else { throw APIError.notFound("The dataset has no sample '\(stem)'; GET /api/datasets/{id} lists its files.") }
+        guard !files.isEmpty else { throw Failure.noSuchSample(stem) }
         try await files.map { dataset.prefix + $0.key }.concurrentMap(limit: 8) { try await bucket.delete(key: $0) }
         try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).delete()
         return try await refresh(dataset, on: db)
@@ -342,20 +370,20 @@ struct DatasetService: Sendable {
 
     static func checkUnlocked(_ dataset: Dataset) throws {
         if let job = dataset.lockedByJobID {
-            throw APIError.conflict("dataset_in_use", "Job \(job.uuidString.lowercased()) is queued or training on this dataset; it cannot change until that job ends. Cancel the job, or make a new dataset.")
+            throw Failure.inUse(byJob: job)
         }
     }
 
     static func checkBatchSize(_ count: Int, what: String) throws {
         if count > UploadPlan.maximumFilesPerBatch {
-            throw APIError.badRequest("too_many_files", "\(count) \(what) in one request; at most \(UploadPlan.maximumFilesPerBatch) are allowed. Send the rest in further requests.")
+            throw Failure.tooManyFiles(count, what)
         }
-        if count == 0 { throw APIError.badRequest("no_files", "The request lists no \(what).") }
+        if count == 0 { throw Failure.noFiles(what) }
     }
 
     static func checkedName(_ raw: String) throws -> String {
         guard let name = VisibleName.checked(raw) else {
-            throw APIError.badRequest("invalid_name", "A dataset name has 1 to \(VisibleName.maximumLength) characters and no invisible ones (control, bidirectional or zero-width characters).")
+            throw Failure.invalidName
         }
         return name
     }
@@ -364,7 +392,7 @@ struct DatasetService: Sendable {
     static func checkedCaption(_ raw: String?) throws -> String? {
         guard let raw else { return nil }
         guard raw.unicodeScalars.count <= maximumCaptionLength else {
-            throw APIError.badRequest("invalid_caption", "A caption has at most \(maximumCaptionLength) characters; this one has \(raw.unicodeScalars.count).")
+            throw Failure.captionTooLong(raw.unicodeScalars.count)
         }
         return raw.trimmingCharacters(in: .whitespacesAndNewlines)
     }

@@ -30,13 +30,6 @@ struct APIError: Error, Sendable {
     static func conflict(_ code: String, _ message: String) -> APIError {
         APIError(status: .conflict, code: code, message: message)
     }
-
-    static func tooManyRequests(retryAfter seconds: TimeInterval, _ message: String) -> APIError {
-        APIError(
-            status: .tooManyRequests, code: "too_many_attempts", message: message,
-            headers: ["Retry-After": String(Int(seconds.rounded(.up)))]
-        )
-    }
 }
 
 /// The JSON body of every error response.

@@ -28,6 +28,8 @@ struct APIErrorMiddleware: AsyncMiddleware {
         switch error {
         case let error as APIError:
             return error
+        case let error as any APIErrorConvertible:
+            return error.apiError
         case let error as SQLiteError where [.busy, .locked, .busyTimeout, .busyInSnapshot, .busyInRecovery].contains(error.reason):
             // SQLite could not take its lock in time: a moment later it will.
             return APIError(status: .serviceUnavailable, code: "database_busy", message: "The database is busy; retry in a second.",

@@ -12,6 +12,35 @@ struct JobService: Sendable {
     /// Told when a job is queued (wakes this instance's runner at once).
     var created: @Sendable () -> Void = {}
 
+    /// What the job rules refuse; `description` says what to do (HTTPMapping gives each its status).
+    enum Failure: Error, Equatable, CustomStringConvertible {
+        case notFound
+        case invalidParameters([QwenImageEdit2509.ParameterError])
+        /// Valid on its own, but not with this dataset (a sample pair's stem it does not hold).
+        case parameterDoesNotFitDataset(QwenImageEdit2509.ParameterError)
+        case uploadInProgress(key: String, until: Date)
+        case datasetNotReady([DatasetValidation.Finding])
+        case alreadyEnded(JobStatus)
+        case notRetryable(JobStatus)
+        case datasetGone
+
+        var description: String {
+            switch self {
+            case .notFound: "No job with this id; GET /api/jobs lists yours."
+            case .invalidParameters(let problems): problems.map { "params.\($0.field) \($0.message)" }.joined(separator: "; ")
+            case .parameterDoesNotFitDataset(let problem): "params.\(problem.field) \(problem.message)"
+            case .uploadInProgress(let key, let until):
+                "Uploads to this dataset are under way (\(key) and maybe others); finish them (POST …/uploads/complete), or start the job after \(until) when their URLs expire."
+            case .datasetNotReady(let errors):
+                "The dataset is not ready to train on: \(errors.count) problem(s). " + DatasetService.list(errors.map(\.message), limit: 5)
+            case .alreadyEnded(let status): "The job already ended (\(status.rawValue)); there is nothing to cancel."
+            case .notRetryable(let status):
+                status == .completed ? "The job completed; start a new job to train again." : "The job is still \(status.rawValue); cancel it first or wait until it ends."
+            case .datasetGone: "The job's dataset was deleted; it cannot be retried."
+            }
+        }
+    }
+
     /// The parameters of `POST /api/jobs`, all optional (the preset's defaults fill the rest);
     /// an unknown key is an error, never silently ignored.
     struct ParameterInput: Decodable {
@@ -39,7 +68,7 @@ struct JobService: Sendable {
         if let value = input.rank { parameters.rank = value }
         if let value = input.profile {
             guard let profile = QwenImageEdit2509.Profile(rawValue: value) else {
-                throw APIError.badRequest("invalid_parameter", "params.profile must be one of \(QwenImageEdit2509.Profile.allCases.map(\.rawValue).joined(separator: ", ")) (GPU memory); got '\(value)'.")
+                throw Failure.invalidParameters([.init(field: "profile", message: "must be one of \(QwenImageEdit2509.Profile.allCases.map(\.rawValue).joined(separator: ", ")) (GPU memory); got '\(value)'.")])
             }
             parameters.profile = profile
         }
@@ -56,9 +85,7 @@ struct JobService: Sendable {
         if let value = input.samplePairs { parameters.samplePairs = value }
         let problems = QwenImageEdit2509.validate(parameters)
         if !problems.isEmpty {
-            var error = APIError.badRequest("invalid_parameter", problems.map { "params.\($0.field) \($0.message)" }.joined(separator: "; "))
-            error.details = problems.map { ErrorBody.Item(path: "params.\($0.field)", reason: $0.message) }
-            throw error
+            throw Failure.invalidParameters(problems)
         }
         return parameters
     }
@@ -68,7 +95,7 @@ struct JobService: Sendable {
     /// The user's job with this id; someone else's answers exactly like a missing one (404).
     func find(_ id: UUID?, userID: UUID, on db: any Database) async throws -> Job {
         guard let id, let job = try await Job.query(on: db).filter(\.$id == id).filter(\.$user.$id == userID).first() else {
-            throw APIError.notFound("No job with this id; GET /api/jobs lists yours.")
+            throw Failure.notFound
         }
         return job
     }
@@ -78,16 +105,12 @@ struct JobService: Sendable {
         let cutoff = now().addingTimeInterval(-DatasetService.uploadWindow)
         if let pending = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$pendingBytes != nil)
             .filter(\.$signedAt > cutoff).sort(\.$signedAt, .descending).first(), let signed = pending.signedAt {
-            throw APIError.conflict("upload_in_progress", "Uploads to this dataset are under way (\(pending.key) and maybe others); finish them (POST …/uploads/complete), or start the job after \(signed.addingTimeInterval(DatasetService.uploadWindow)) when their URLs expire.")
+            throw Failure.uploadInProgress(key: pending.key, until: signed.addingTimeInterval(DatasetService.uploadWindow))
         }
         let files = try await datasets.files(of: dataset, on: db)
         let report = datasets.report(dataset, files: files)
         guard report.isSound, report.samples > 0, let controls = report.controlsPerSample else {
-            let errors = report.findings.filter { $0.severity == .error }
-            var error = APIError(status: .unprocessableEntity, code: "dataset_not_ready",
-                                 message: "The dataset is not ready to train on: \(errors.count) problem(s). " + DatasetService.list(errors.map(\.message), limit: 5))
-            error.details = errors.map { ErrorBody.Item(path: $0.file, reason: $0.message) }
-            throw error
+            throw Failure.datasetNotReady(report.findings.filter { $0.severity == .error })
         }
         let samples = Self.samples(files, defaultCaption: dataset.defaultCaption)
         let id = UUID()
@@ -100,7 +123,7 @@ struct JobService: Sendable {
             config = try QwenImageEdit2509.buildJobConfig(buildInput)
         } catch {
             // Only what the dataset holds can make a valid parameter fail here (a sample pair's stem).
-            throw APIError(status: .unprocessableEntity, code: "invalid_parameter", message: "params.\(error.field) \(error.message)")
+            throw Failure.parameterDoesNotFitDataset(error)
         }
         let job = Job()
         job.id = id
@@ -400,7 +423,7 @@ struct JobService: Sendable {
     /// and the job ends when it confirms.
     func requestCancel(_ job: Job, on db: any Database) async throws {
         guard !job.status.isFinal else {
-            throw APIError.conflict("job_finished", "The job already ended (\(job.status.rawValue)); there is nothing to cancel.")
+            throw Failure.alreadyEnded(job.status)
         }
         let time = now()
         let previous = job.status
@@ -425,12 +448,10 @@ struct JobService: Sendable {
     /// worker resumes from the last checkpoint.
     func retry(_ job: Job, on db: any Database) async throws {
         guard [.failed, .cancelled, .timedOut].contains(job.status) else {
-            throw APIError.conflict("job_not_retryable", job.status == .completed
-                ? "The job completed; start a new job to train again."
-                : "The job is still \(job.status.rawValue); cancel it first or wait until it ends.")
+            throw Failure.notRetryable(job.status)
         }
         guard let dataset = try await Dataset.find(job.datasetID, on: db) else {
-            throw APIError.conflict("dataset_gone", "The job's dataset was deleted; it cannot be retried.")
+            throw Failure.datasetGone
         }
         let time = now()
         Self.prepareNextAttempt(job, at: time)

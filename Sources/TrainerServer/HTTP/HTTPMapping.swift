@@ -1,0 +1,131 @@
+import Vapor
+
+/// A domain error the API answers with its own status and stable code; its message is the
+/// error's description. This file is the one place where the services' refusals meet HTTP.
+protocol APIErrorConvertible: Error, CustomStringConvertible {
+    var status: HTTPResponseStatus { get }
+    var code: String { get }
+    /// Per-item problems, for programs to show beside the items.
+    var details: [ErrorBody.Item]? { get }
+    var headers: HTTPHeaders { get }
+}
+
+extension APIErrorConvertible {
+    var details: [ErrorBody.Item]? { nil }
+    var headers: HTTPHeaders { [:] }
+    var apiError: APIError { APIError(status: status, code: code, message: description, headers: headers, details: details) }
+}
+
+extension DatasetService.Failure: APIErrorConvertible {
+    var status: HTTPResponseStatus {
+        switch self {
+        case .notFound, .noSuchSample: .notFound
+        case .nameTaken, .inUse: .conflict
+        case .invalidName, .captionTooLong, .tooManyFiles, .noFiles: .badRequest
+        case .invalidPaths, .tooLarge: .unprocessableEntity
+        }
+    }
+
+    var code: String {
+        switch self {
+        case .notFound, .noSuchSample: "not_found"
+        case .nameTaken: "name_taken"
+        case .inUse: "dataset_in_use"
+        case .invalidName: "invalid_name"
+        case .captionTooLong: "invalid_caption"
+        case .tooManyFiles: "too_many_files"
+        case .noFiles: "no_files"
+        case .invalidPaths: "invalid_paths"
+        case .tooLarge: "dataset_too_large"
+        }
+    }
+
+    var details: [ErrorBody.Item]? {
+        guard case .invalidPaths(let rejections) = self else { return nil }
+        return rejections.map { ErrorBody.Item(path: $0.path, reason: $0.reason) }
+    }
+}
+
+extension JobService.Failure: APIErrorConvertible {
+    var status: HTTPResponseStatus {
+        switch self {
+        case .notFound: .notFound
+        case .invalidParameters: .badRequest
+        case .parameterDoesNotFitDataset, .datasetNotReady: .unprocessableEntity
+        case .uploadInProgress, .alreadyEnded, .notRetryable, .datasetGone: .conflict
+        }
+    }
+
+    var code: String {
+        switch self {
+        case .notFound: "not_found"
+        case .invalidParameters, .parameterDoesNotFitDataset: "invalid_parameter"
+        case .uploadInProgress: "upload_in_progress"
+        case .datasetNotReady: "dataset_not_ready"
+        case .alreadyEnded: "job_finished"
+        case .notRetryable: "job_not_retryable"
+        case .datasetGone: "dataset_gone"
+        }
+    }
+
+    var details: [ErrorBody.Item]? {
+        switch self {
+        case .invalidParameters(let problems): problems.map { ErrorBody.Item(path: "params.\($0.field)", reason: $0.message) }
+        case .datasetNotReady(let errors): errors.map { ErrorBody.Item(path: $0.file, reason: $0.message) }
+        default: nil
+        }
+    }
+}
+
+extension AccountService.Failure: APIErrorConvertible {
+    var status: HTTPResponseStatus {
+        switch self {
+        case .invalidEmail, .weakPassword, .invalidTokenName: .badRequest
+        case .emailTaken: .conflict
+        case .signupClosed, .inviteRequired, .invalidInvite: .forbidden
+        case .tooManySignIns: .tooManyRequests
+        case .wrongCredentials: .unauthorized
+        case .noAccount: .notFound
+        }
+    }
+
+    var code: String {
+        switch self {
+        case .invalidEmail: "invalid_email"
+        case .weakPassword: "weak_password"
+        case .invalidTokenName: "invalid_name"
+        case .emailTaken: "email_taken"
+        case .signupClosed: "signup_closed"
+        case .inviteRequired: "invite_required"
+        case .invalidInvite: "invalid_invite"
+        case .tooManySignIns: "too_many_attempts"
+        case .wrongCredentials: "unauthorized"
+        case .noAccount: "not_found"
+        }
+    }
+
+    var headers: HTTPHeaders {
+        guard case .tooManySignIns(let wait) = self else { return [:] }
+        return ["Retry-After": String(Int(wait.rounded(.up)))]
+    }
+}
+
+extension WorkerKeyService.Failure: APIErrorConvertible {
+    var status: HTTPResponseStatus {
+        switch self {
+        case .invalidName: .badRequest
+        case .nameTaken: .conflict
+        case .notFound: .notFound
+        case .keyRequired, .revoked: .unauthorized
+        }
+    }
+
+    var code: String {
+        switch self {
+        case .invalidName: "invalid_name"
+        case .nameTaken: "name_taken"
+        case .notFound: "not_found"
+        case .keyRequired, .revoked: "unauthorized"
+        }
+    }
+}
