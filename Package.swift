@@ -1,6 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// Swift 7's rules now: `any` spelled out for existentials, and members only from modules a file imports.
+let upcoming: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny"), .enableUpcomingFeature("MemberImportVisibility")]
+
 let package = Package(
     name: "gomodel",
     platforms: [.macOS(.v14)],
@@ -25,7 +28,7 @@ let package = Package(
     ],
     targets: [
         // Contracts and domain rules: Foundation only, no I/O.
-        .target(name: "TrainerCore"),
+        .target(name: "TrainerCore", swiftSettings: upcoming),
         // SigV4, the S3 client and the built-in store's disk layout and request rules (no Vapor).
         .target(
             name: "ObjectStorage",
@@ -38,7 +41,8 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: upcoming
         ),
         // RunPod Serverless's queue API (the client side; the worker side comes with the worker).
         .target(
@@ -47,7 +51,8 @@ let package = Package(
                 "TrainerCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: upcoming
         ),
         .target(
             name: "TrainerServer",
@@ -61,11 +66,13 @@ let package = Package(
                 .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Leaf", package: "leaf"),
                 .product(name: "LeafKit", package: "leaf-kit"),
             ],
             // The web app's Leaf templates and static assets, found through Bundle.module at run time.
-            resources: [.copy("Web")]
+            resources: [.copy("Web")],
+            swiftSettings: upcoming
         ),
         // The GPU worker (`gomodel worker`): RunPod's worker protocol, the training handler. No Vapor.
         .target(
@@ -78,7 +85,8 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: upcoming
         ),
         // The API client of the CLI (login, dataset push…): no Vapor, so scripts and the worker could use it.
         .target(
@@ -90,7 +98,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: upcoming
         ),
         .executableTarget(
             name: "gomodel",
@@ -103,7 +112,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: upcoming
         ),
         // Benchmark driver for bench/ (built in release by bench scripts, not by the tests).
         .executableTarget(
@@ -113,13 +123,15 @@ let package = Package(
                 "TrainerWorker",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            swiftSettings: upcoming
         ),
-        .testTarget(name: "TrainerCoreTests", dependencies: ["TrainerCore"], exclude: ["Golden"]),
+        .testTarget(name: "TrainerCoreTests", dependencies: ["TrainerCore"], exclude: ["Golden"], swiftSettings: upcoming),
         .testTarget(
             name: "ObjectStorageTests",
             dependencies: ["ObjectStorage", "TrainerCore", .product(name: "AsyncHTTPClient", package: "async-http-client")],
-            exclude: ["Fixtures"]
+            exclude: ["Fixtures"],
+            swiftSettings: upcoming
         ),
         .testTarget(
             name: "TrainerServerTests",
@@ -131,7 +143,8 @@ let package = Package(
                 "TrainerWorker",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "VaporTesting", package: "vapor"),
-            ]
+            ],
+            swiftSettings: upcoming
         ),
     ],
     swiftLanguageModes: [.v6]

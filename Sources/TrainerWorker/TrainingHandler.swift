@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOConcurrencyHelpers
+import NIOFoundationCompat
 import ObjectStorage
 import TrainerCore
 

@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 #endif
 import NIOConcurrencyHelpers
+import NIOCore
 import TrainerClient
 
 struct Login: AsyncParsableCommand {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Fluent
 import TrainerCore
 import TrainerServer
 import Vapor

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Fluent
 import Foundation
 import TrainerCore
 import TrainerServer

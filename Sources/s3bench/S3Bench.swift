@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import NIOCore
 import ObjectStorage
 import TrainerCore
 import TrainerWorker

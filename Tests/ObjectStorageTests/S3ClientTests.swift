@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import NIOHTTP1
 @testable import ObjectStorage
 import Testing
 import TrainerCore

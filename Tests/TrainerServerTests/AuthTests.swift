@@ -2,6 +2,7 @@ import Fluent
 import Foundation
 import SQLKit
 import Testing
+import TrainerCore
 @testable import TrainerServer
 import VaporTesting
 

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 @testable import ObjectStorage
 import Testing
+import TrainerCore
 @testable import TrainerServer
 import VaporTesting
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import ObjectStorage
 import Testing
 import TrainerClient
 @testable import TrainerServer

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Crypto
+import Fluent
 import Foundation
 import NIOCore
 import ObjectStorage

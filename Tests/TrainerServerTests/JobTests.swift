@@ -1,8 +1,10 @@
 import Fluent
 import Foundation
 import NIOCore
+import NIOFoundationCompat
 import ObjectStorage
 import RunPod
+import SQLKit
 import Testing
 import TrainerCore
 @testable import TrainerServer

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import ObjectStorage
 import Testing
 import TrainerCore
 @testable import TrainerServer

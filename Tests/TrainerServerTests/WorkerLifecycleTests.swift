@@ -2,11 +2,12 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import ObjectStorage
 import Testing
 import TrainerCore
 @testable import TrainerServer
 @testable import TrainerWorker
-import Vapor
+import VaporTesting
 
 /// The worker's life beyond one job, where runpod-python is the reference (fidelity-audit.md
 /// items 4–7): it pings from start to exit, survives a result that cannot be posted, ends on a

@@ -1,3 +1,4 @@
+import Foundation
 /// The job a worker receives (DESIGN §5), checked before any work starts, and the rules that
 /// map it onto the worker's disk and its outputs back into the bucket.
 public struct WorkerJob: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Fluent
+import ObjectStorage
 import TrainerCore
 import Vapor
 

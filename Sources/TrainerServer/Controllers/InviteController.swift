@@ -1,3 +1,4 @@
+import Fluent
 import Vapor
 
 /// `POST /api/invites`: admins make single-use sign-up codes for `GOMODEL_SIGNUP=invite`.

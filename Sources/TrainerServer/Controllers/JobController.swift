@@ -1,5 +1,6 @@
 import Crypto
 import Fluent
+import NIOFoundationCompat
 import ObjectStorage
 import Foundation
 import TrainerCore

@@ -1,5 +1,6 @@
 import Fluent
 import Foundation
+import NIOFoundationCompat
 import RunPod
 import SQLKit
 import TrainerCore

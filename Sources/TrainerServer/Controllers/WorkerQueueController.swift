@@ -1,5 +1,6 @@
 import Fluent
 import Foundation
+import NIOFoundationCompat
 import TrainerCore
 import Vapor
 

@@ -34,7 +34,7 @@ struct APIErrorMiddleware: AsyncMiddleware {
             // SQLite could not take its lock in time: a moment later it will.
             return APIError(status: .serviceUnavailable, code: "database_busy", message: "The database is busy; retry in a second.",
                             headers: ["Retry-After": "1"])
-        case let error as DatabaseError where error.isConstraintFailure:
+        case let error as any DatabaseError where error.isConstraintFailure:
             return .conflict("conflict", "The request conflicts with data that changed meanwhile; fetch it again and retry.")
         case let error as any AbortError where error.status != .internalServerError:
             return APIError(status: error.status, code: code(for: error.status), message: message(for: error))

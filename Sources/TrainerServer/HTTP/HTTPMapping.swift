@@ -1,3 +1,4 @@
+import TrainerCore
 import Vapor
 
 /// A domain error the API answers with its own status and stable code; its message is the

@@ -1,4 +1,5 @@
 import Foundation
+import NIOFoundationCompat
 import Vapor
 
 /// The API's one JSON format: ISO 8601 dates, sorted keys (stable output), camelCase keys.

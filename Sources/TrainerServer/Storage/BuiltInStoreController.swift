@@ -1,5 +1,7 @@
+import _NIOFileSystem
 import Foundation
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 import ObjectStorage
 import Vapor

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOFoundationCompat
 import Testing
 @testable import TrainerServer
 import VaporTesting

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOFoundationCompat
 import TrainerCore
 import Vapor
 

@@ -1,4 +1,5 @@
 import Fluent
+import FluentSQL
 import SQLKit
 
 /// What workers report beyond RunPod: how many of a job's attempts ended because their worker was
