@@ -8,7 +8,7 @@ let package = Package(
     name: "gomodel",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "gomodel", targets: ["gomodel"]),
+        .executable(name: "gomodel", targets: ["gomodel"])
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/vapor.git", exact: "4.122.3"),

@@ -184,10 +184,14 @@ public struct S3Client: Sendable {
 
     @discardableResult
     public func completeMultipartUpload(key: String, uploadID: String, parts: [UploadedPart]) async throws -> String {
-        let document = XMLNode("CompleteMultipartUpload", children: parts.sorted { $0.partNumber < $1.partNumber }.map { part in
-            XMLNode("Part", children: [XMLNode("PartNumber", String(part.partNumber)), XMLNode("ETag", "\"\(part.etag)\"")])
-        }).document()
-        let response = try await send(.POST, key: key, query: Self.query([("uploadId", uploadID)]), headers: [("content-type", "application/xml")], body: .bytes(ByteBuffer(string: document)))
+        let document = XMLNode(
+            "CompleteMultipartUpload",
+            children: parts.sorted { $0.partNumber < $1.partNumber }.map { part in
+                XMLNode("Part", children: [XMLNode("PartNumber", String(part.partNumber)), XMLNode("ETag", "\"\(part.etag)\"")])
+            }
+        ).document()
+        let response = try await send(
+            .POST, key: key, query: Self.query([("uploadId", uploadID)]), headers: [("content-type", "application/xml")], body: .bytes(ByteBuffer(string: document)))
         guard let root = XMLNode.parse(Data(buffer: response.body)) else {
             throw S3Error(status: response.status.code.asInt, code: .other("MalformedResponse"), message: "CompleteMultipartUpload returned no XML")
         }
@@ -342,14 +346,15 @@ public struct S3Client: Sendable {
         if let root = XMLNode.parse(Data(buffer: body)), root.name == "Error" {
             return S3Error(status: status, code: .init(root.value("Code") ?? ""), message: root.value("Message") ?? "", requestID: root.value("RequestId"), retryAfter: retryAfter)
         }
-        let code: S3Error.Code = switch status {
-        case 404: .noSuchKey
-        case 403: .accessDenied
-        case 416: .invalidRange
-        case 412: .preconditionFailed
-        case 503: .slowDown
-        default: .other("HTTP\(status)")
-        }
+        let code: S3Error.Code =
+            switch status {
+            case 404: .noSuchKey
+            case 403: .accessDenied
+            case 416: .invalidRange
+            case 412: .preconditionFailed
+            case 503: .slowDown
+            default: .other("HTTP\(status)")
+            }
         return S3Error(status: status, code: code, message: "HTTP \(status) \(response.status.reasonPhrase)", retryAfter: retryAfter)
     }
 
@@ -420,10 +425,11 @@ enum HTTPDates {
     static func parseISO8601(_ text: String) -> Date? {
         let characters = Array(text.utf8)
         guard characters.count >= 20, characters.last == UInt8(ascii: "Z"), characters[4] == UInt8(ascii: "-"),
-              characters[10] == UInt8(ascii: "T") else { return nil }
+            characters[10] == UInt8(ascii: "T")
+        else { return nil }
         func number(_ range: Range<Int>) -> Int? { Int(String(decoding: characters[range], as: UTF8.self)) }
         guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-              let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19)
+            let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19)
         else { return nil }
         var fraction = 0.0
         if characters.count > 20, characters[19] == UInt8(ascii: "."), let value = Double("0" + String(decoding: characters[19..<(characters.count - 1)], as: UTF8.self)) {
@@ -436,7 +442,7 @@ enum HTTPDates {
     static func parseRFC1123(_ text: String) -> Date? {
         let fields = text.split(separator: " ")
         guard fields.count == 6, fields[5] == "GMT", let day = Int(fields[1]), let monthIndex = months.firstIndex(of: String(fields[2])),
-              let year = Int(fields[3])
+            let year = Int(fields[3])
         else { return nil }
         let time = fields[4].split(separator: ":").compactMap { Int($0) }
         guard time.count == 3 else { return nil }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 
 /// A small XML tree, enough for S3's responses and requests. Namespaces are ignored: S3 puts its

@@ -24,8 +24,10 @@ public struct RunPodClient: Sendable {
     let timeout: TimeAmount
     let runTimeout: TimeAmount
 
-    public init(baseURL: URL, endpointID: String, apiKey: Secret, http: HTTPClient, retry: RetryPolicy = .default,
-                timeout: TimeAmount = .seconds(10), runTimeout: TimeAmount = .seconds(20)) {
+    public init(
+        baseURL: URL, endpointID: String, apiKey: Secret, http: HTTPClient, retry: RetryPolicy = .default,
+        timeout: TimeAmount = .seconds(10), runTimeout: TimeAmount = .seconds(20)
+    ) {
         self.baseURL = baseURL
         self.endpointID = endpointID
         self.apiKey = apiKey
@@ -72,10 +74,12 @@ public struct RunPodClient: Sendable {
     // MARK: Transport
 
     func call<Response: Decodable>(_ method: HTTPMethod, _ path: String, body: Data? = nil, repeatable: Bool, timeout: TimeAmount? = nil) async throws -> Response {
-        try await retry.run(retryable: { failure in
-            guard let error = failure as? RunPodError else { return false }
-            return error.status == 429 || (repeatable && (error.status >= 500 || error.status == 0)) || (error.status == 0 && !error.mayHaveArrived)
-        }, retryAfter: { ($0 as? RunPodError)?.retryAfter }) {
+        try await retry.run(
+            retryable: { failure in
+                guard let error = failure as? RunPodError else { return false }
+                return error.status == 429 || (repeatable && (error.status >= 500 || error.status == 0)) || (error.status == 0 && !error.mayHaveArrived)
+            }, retryAfter: { ($0 as? RunPodError)?.retryAfter }
+        ) {
             try await send(method, path, body: body, timeout: timeout ?? self.timeout)
         }
     }

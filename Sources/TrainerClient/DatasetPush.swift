@@ -91,7 +91,9 @@ public struct DatasetPush: Sendable {
             }
         }
         if files.isEmpty {
-            throw PushError("\(options.directory) has no images or captions to upload" + (leftOut.isEmpty ? "." : ": " + leftOut.prefix(5).map { "'\($0.path)' \($0.reason)" }.joined(separator: "; ")))
+            throw PushError(
+                "\(options.directory) has no images or captions to upload"
+                    + (leftOut.isEmpty ? "." : ": " + leftOut.prefix(5).map { "'\($0.path)' \($0.reason)" }.joined(separator: "; ")))
         }
         // Two files landing on the same key, or a file too large: ambiguous, so nothing is sent.
         if case .rejected(let rejections) = UploadPlan.plan(files.map { UploadPlan.File(path: $0.path, size: $0.size) }) {
@@ -151,8 +153,15 @@ public struct DatasetPush: Sendable {
                         // Bytes of this file counted so far; a retry starts again from 0.
                         let sent = NIOLockedValueBox<Int64>(0)
                         let succeeded = try await self.upload(file, signedUpload, queue: queue) { bytes in
-                            let delta = sent.withLockedValue { previous in defer { previous = bytes }; return bytes - previous }
-                            progress(counter.withLockedValue { $0.bytesDone += delta; return $0 })
+                            let delta = sent.withLockedValue { previous in
+                                defer { previous = bytes }
+                                return bytes - previous
+                            }
+                            progress(
+                                counter.withLockedValue {
+                                    $0.bytesDone += delta
+                                    return $0
+                                })
                         }
                         let done = counter.withLockedValue { value -> Progress in
                             value.filesDone += 1
@@ -268,7 +277,11 @@ actor UploadQueue {
             if let signing {
                 // Every waiting worker awaits the same request; the first back takes its result.
                 // A cancelled push cancels the request too.
-                let batch = try await withTaskCancellationHandler { try await signing.value } onCancel: { signing.cancel() }
+                let batch = try await withTaskCancellationHandler {
+                    try await signing.value
+                } onCancel: {
+                    signing.cancel()
+                }
                 if self.signing == signing {
                     self.signing = nil
                     signed += batch

@@ -3,7 +3,9 @@ import Foundation
 /// The one-line progress of an upload: files, bytes, rate and time left.
 public enum ProgressLine {
     public static func render(_ progress: DatasetPush.Progress, elapsed: TimeInterval, width: Int = 24) -> String {
-        let fraction = progress.bytesTotal > 0 ? Double(progress.bytesDone) / Double(progress.bytesTotal)
+        let fraction =
+            progress.bytesTotal > 0
+            ? Double(progress.bytesDone) / Double(progress.bytesTotal)
             : (progress.filesTotal > 0 ? Double(progress.filesDone) / Double(progress.filesTotal) : 1)
         let filled = Int((fraction * Double(width)).rounded(.down))
         let bar = String(repeating: "█", count: min(filled, width)) + String(repeating: "░", count: max(width - filled, 0))

@@ -142,7 +142,10 @@ public struct ServerAPI: Sendable {
     }
 
     public func createDataset(name: String, defaultCaption: String? = nil) async throws -> Dataset {
-        struct Create: Encodable { let name: String; let defaultCaption: String? }
+        struct Create: Encodable {
+            let name: String
+            let defaultCaption: String?
+        }
         return try await call(.POST, "api/datasets", body: Create(name: name, defaultCaption: defaultCaption))
     }
 
@@ -163,7 +166,11 @@ public struct ServerAPI: Sendable {
     }
 
     public func createJob(datasetID: UUID, params: [String: JSONValue]) async throws -> Job {
-        struct Create: Encodable { let datasetId: UUID; let preset: String; let params: JSONValue }
+        struct Create: Encodable {
+            let datasetId: UUID
+            let preset: String
+            let params: JSONValue
+        }
         return try await call(.POST, "api/jobs", body: Create(datasetId: datasetID, preset: "qwen-image-edit-2509", params: .object(params.sorted { $0.key < $1.key })))
     }
 
@@ -259,7 +266,9 @@ public struct ServerAPI: Sendable {
         do {
             response = try await http.execute(request, timeout: .seconds(120))
         } catch {
-            throw ServerAPIError(status: 0, code: "unreachable", message: "Could not reach the server at \(baseURL.absoluteString): \(error). Check the URL given to `gomodel login` and that the server runs.")
+            throw ServerAPIError(
+                status: 0, code: "unreachable",
+                message: "Could not reach the server at \(baseURL.absoluteString): \(error). Check the URL given to `gomodel login` and that the server runs.")
         }
         let data = Data(buffer: try await response.body.collect(upTo: 64 << 20))
         guard (200..<300).contains(response.status.code) else { throw ServerAPIError(status: Int(response.status.code), body: data) }
@@ -269,7 +278,9 @@ public struct ServerAPI: Sendable {
         do {
             return try decoder.decode(Response.self, from: data)
         } catch {
-            throw ServerAPIError(status: Int(response.status.code), code: "unexpected_response", message: "The server's answer to \(method) /\(path) could not be read (\(error)); is \(baseURL.absoluteString) a gomodel server of the same version?")
+            throw ServerAPIError(
+                status: Int(response.status.code), code: "unexpected_response",
+                message: "The server's answer to \(method) /\(path) could not be read (\(error)); is \(baseURL.absoluteString) a gomodel server of the same version?")
         }
     }
 }
@@ -289,7 +300,11 @@ public struct ServerAPIError: Error, Sendable, CustomStringConvertible {
 
     init(status: Int, body: Data) {
         struct Body: Decodable {
-            struct Detail: Decodable { let code: String; let message: String; let details: [ServerAPI.Item]? }
+            struct Detail: Decodable {
+                let code: String
+                let message: String
+                let details: [ServerAPI.Item]?
+            }
             let error: Detail
         }
         if let decoded = try? JSONDecoder().decode(Body.self, from: body) {

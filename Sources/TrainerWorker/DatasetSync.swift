@@ -49,7 +49,12 @@ public struct DatasetSync: Sendable {
 
         var summary = Summary()
         for file in fetched {
-            if let bytes = file.bytes { summary.downloaded += 1; summary.bytes += bytes } else { summary.skipped += 1 }
+            if let bytes = file.bytes {
+                summary.downloaded += 1
+                summary.bytes += bytes
+            } else {
+                summary.skipped += 1
+            }
         }
         let wanted = Set(fetched.map(\.relative))
         if let walker = FileManager.default.enumerator(atPath: folder) {

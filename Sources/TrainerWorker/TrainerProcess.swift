@@ -1,8 +1,9 @@
 import Foundation
 import NIOConcurrencyHelpers
 import TrainerCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The trainer as a child process: its stdout and stderr go to the log file and, split into
@@ -19,7 +20,9 @@ final class TrainerProcess: Sendable {
     let stopGrace: Duration
 
     private enum State {
-        case notStarted, running(pid_t), stopRequested, exited
+        case notStarted
+        case running(pid_t)
+        case stopRequested, exited
     }
     private let state = NIOLockedValueBox(State.notStarted)
 
@@ -50,7 +53,7 @@ final class TrainerProcess: Sendable {
             var ends: [Int32] = [0, 0]
             // Close-on-exec: the trainer gets only the copies spawn puts on its 1 and 2.
             guard pipe(&ends) == 0 else { throw JobFailure("The trainer's output pipe could not be made (errno \(errno)).") }
-            ends.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
+            for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
             readEnds.append(ends[0])
             writeEnds.append(ends[1])
         }
@@ -59,17 +62,17 @@ final class TrainerProcess: Sendable {
             return true
         }
         guard startAllowed, !Task.isCancelled else {
-            (readEnds + writeEnds).forEach { close($0) }
+            for end in readEnds + writeEnds { close(end) }
             throw CancellationError()
         }
         let pid: pid_t
         do {
             pid = try Self.spawn(arguments, environment: environment, directory: directory, output: writeEnds[0], errors: writeEnds[1])
         } catch {
-            (readEnds + writeEnds).forEach { close($0) }
+            for end in readEnds + writeEnds { close(end) }
             throw JobFailure("The trainer could not be started (\(command.joined(separator: " "))): \(error)")
         }
-        writeEnds.forEach { close($0) }
+        for end in writeEnds { close(end) }
         // A thread per stream, blocking in read(2) until the last writer (the trainer, or a child
         // of it) is gone.
         for (index, descriptor) in readEnds.enumerated() {
@@ -84,7 +87,12 @@ final class TrainerProcess: Sendable {
                     }
                 }
                 close(descriptor)
-                if open.withLockedValue({ $0 -= 1; return $0 }) == 0 { continuation.finish() }
+                if open.withLockedValue({
+                    $0 -= 1
+                    return $0
+                }) == 0 {
+                    continuation.finish()
+                }
             }
         }
         let stoppedEarly = state.withLockedValue { current -> Bool in
@@ -161,7 +169,7 @@ final class TrainerProcess: Sendable {
         }
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
+        defer { for pointer in argv + envp { free(pointer) } }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
         guard result == 0 else { throw JobFailure(String(cString: strerror(result))) }
@@ -171,14 +179,18 @@ final class TrainerProcess: Sendable {
     /// glibc's `posix_spawn_file_actions_addchdir_np` (2.29+), which Swift's Glibc module does
     /// not declare.
     private static let addChdir: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32)? =
-        dlsym(nil, "posix_spawn_file_actions_addchdir_np").map { unsafeBitCast($0, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self) }
+        dlsym(nil, "posix_spawn_file_actions_addchdir_np").map {
+            unsafeBitCast($0, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self)
+        }
 
     /// SIGINT now, SIGKILL after `stopGrace` if it is still running; before it starts, it never will.
     func stop() {
         let pid = state.withLockedValue { current -> pid_t? in
             switch current {
             case .running(let pid): return pid
-            case .notStarted: current = .stopRequested; return nil
+            case .notStarted:
+                current = .stopRequested
+                return nil
             case .stopRequested, .exited: return nil
             }
         }

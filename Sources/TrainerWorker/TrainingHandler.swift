@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
-import NIOCore
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOFoundationCompat
 import ObjectStorage
 import TrainerCore
@@ -78,14 +78,16 @@ public struct TrainingHandler: JobHandler {
         let run = TrainingRun(
             job: job, jobFolder: jobFolder, outputFolder: outputFolder, progress: progress,
             uploads: Uploads(job: job, bucket: bucket, folder: outputFolder, earlier: restored?.artifacts ?? []),
-            trainer: TrainerProcess(command: trainerCommand + [configPath], directory: trainerDirectory, environment: trainerEnvironment, logPath: jobFolder + "/log.txt", stopGrace: stopGrace),
+            trainer: TrainerProcess(
+                command: trainerCommand + [configPath], directory: trainerDirectory, environment: trainerEnvironment, logPath: jobFolder + "/log.txt", stopGrace: stopGrace),
             curve: LossCurve(earlier: restored?.losses ?? [])
         )
         var status = try await run.train(scanEvery: uploadScanInterval, lossUploadEvery: lossUploadInterval, quietAfterFinalLoRA: quietAfterFinalLoRA, startedAt: started)
         let trainerEnded = Date()
         let final = run.state.withLockedValue { $0 }
         if final.stoppedWhenStuck {
-            let note = "\ngomodel worker: the trainer wrote its final LoRA, then printed nothing for \(quietAfterFinalLoRA.components.seconds) s without exiting; it was stopped and the job completes.\n"
+            let note =
+                "\ngomodel worker: the trainer wrote its final LoRA, then printed nothing for \(quietAfterFinalLoRA.components.seconds) s without exiting; it was stopped and the job completes.\n"
             if let log = FileHandle(forWritingAtPath: jobFolder + "/log.txt") {
                 log.seekToEndOfFile()
                 log.write(Data(note.utf8))
@@ -105,7 +107,10 @@ public struct TrainingHandler: JobHandler {
             ("artifacts", .array(artifacts.map(\.contractJSON))), ("steps", .int(final.lastStep)),
             ("duration_seconds", .double(ended.timeIntervalSince(started).rounded())),
             // Where the time went: the worker's own share is everything but the trainer.
-            ("timings", ["prepare_seconds": seconds(started, trainerStarted), "trainer_seconds": seconds(trainerStarted, trainerEnded), "upload_seconds": seconds(trainerEnded, ended)]),
+            (
+                "timings",
+                ["prepare_seconds": seconds(started, trainerStarted), "trainer_seconds": seconds(trainerStarted, trainerEnded), "upload_seconds": seconds(trainerEnded, ended)]
+            ),
         ]
         // How soon each checkpoint was safe in the bucket after its save.
         let lags = await run.uploads.checkpointLags.sorted()
@@ -127,7 +132,9 @@ public struct TrainingHandler: JobHandler {
     }
 
     enum Claim: Equatable {
-        case won, heldBy(String), cancelled
+        case won
+        case heldBy(String)
+        case cancelled
     }
 
     /// Claims the job's attempt for this run (`AttemptClaim`): created only if absent; a claim
@@ -137,8 +144,9 @@ public struct TrainingHandler: JobHandler {
     func claim(_ job: WorkerJob, runID: String, bucket: S3Client) async throws -> Claim {
         let key = AttemptClaim.key(outputPrefix: job.outputPrefix, attempt: job.attempt)
         do {
-            try await bucket.putObject(key: key, bytes: ByteBuffer(data: AttemptClaim(runID: runID, claimedAt: Date()).encoded()),
-                                       contentType: "application/json", onlyIfAbsent: true)
+            try await bucket.putObject(
+                key: key, bytes: ByteBuffer(data: AttemptClaim(runID: runID, claimedAt: Date()).encoded()),
+                contentType: "application/json", onlyIfAbsent: true)
         } catch let error as S3Error where error.code == .preconditionFailed {
             let holder = AttemptClaim.decode(Data(buffer: try await bucket.getObjectBytes(key: key, limit: 1 << 16)))
             guard let holder else { throw JobFailure("The claim \(key) in the bucket cannot be read; delete it and retry the job.") }
@@ -264,7 +272,8 @@ final class TrainingRun: Sendable {
     }
 
     private enum Role {
-        case trainer(status: Int32), uploader, watchdog
+        case trainer(status: Int32)
+        case uploader, watchdog
     }
 
     init(job: WorkerJob, jobFolder: String, outputFolder: String, progress: ProgressReporter, uploads: Uploads, trainer: TrainerProcess, curve: LossCurve) {
@@ -511,6 +520,8 @@ extension JobFailure {
     /// The bucket refused a request of the job's even after the client's retries: what to check.
     static func bucketRefused(_ key: String, _ error: any Error, bucket: S3Client) -> JobFailure {
         let tries = S3Client.isRetryable(error) ? "after \(bucket.retry.maxAttempts) tries" : "not retried"
-        return JobFailure("The bucket refused \(key) \(tries) (\(error)); check the worker's R2_* settings and the bucket, then retry the job: it resumes from the newest checkpoint in the bucket.")
+        return JobFailure(
+            "The bucket refused \(key) \(tries) (\(error)); check the worker's R2_* settings and the bucket, then retry the job: it resumes from the newest checkpoint in the bucket."
+        )
     }
 }

@@ -106,8 +106,9 @@ public struct WorkerProtocolClient: Sendable {
     /// One job-done post. Like the SDK: JSON text labelled as a form (servers that follow it expect
     /// the same), `isStream=false`, and the job's id in `X-Request-ID`.
     func done(jobID: String, body: JSONValue) async throws {
-        let response = try await send(.POST, endpoints.jobDone(jobID) + "&isStream=false", body: Data(body.rendered().utf8), contentType: "application/x-www-form-urlencoded",
-                                      headers: [("X-Request-ID", jobID)], timeout: .seconds(30))
+        let response = try await send(
+            .POST, endpoints.jobDone(jobID) + "&isStream=false", body: Data(body.rendered().utf8), contentType: "application/x-www-form-urlencoded",
+            headers: [("X-Request-ID", jobID)], timeout: .seconds(30))
         guard (200..<300).contains(response.status) else {
             throw ProtocolError(description: "job-done answered HTTP \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))", status: response.status)
         }
@@ -134,7 +135,7 @@ public struct WorkerProtocolClient: Sendable {
         let response = try await send(.GET, endpoints.jobStop, timeout: .seconds(95))
         if response.status == 401 || response.status == 403 { throw KeyRefused(status: response.status, body: response.body) }
         guard response.status == 200, let json = try? JSONDecoder().decode(JSONValue.self, from: response.body),
-              case .array(let ids)? = json["jobsToStop"]
+            case .array(let ids)? = json["jobsToStop"]
         else { return [] }
         return ids.compactMap(\.stringValue)
     }
@@ -154,7 +155,9 @@ public struct WorkerProtocolClient: Sendable {
         let body: Data
     }
 
-    private func send(_ method: HTTPMethod, _ url: String, body: Data? = nil, contentType: String? = nil, headers: [(String, String)] = [], timeout: TimeAmount) async throws -> Answer {
+    private func send(_ method: HTTPMethod, _ url: String, body: Data? = nil, contentType: String? = nil, headers: [(String, String)] = [], timeout: TimeAmount) async throws
+        -> Answer
+    {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Authorization", value: endpoints.authorization)

@@ -102,8 +102,10 @@ public struct WorkerRuntime: Sendable {
     var progressInterval: Duration
     var stopPollInterval: Duration
 
-    public init(client: WorkerProtocolClient, handler: any JobHandler, logger: Logger = Logger(label: "gomodel.worker"),
-                progressInterval: Duration = .seconds(3), stopPollInterval: Duration = .seconds(2)) {
+    public init(
+        client: WorkerProtocolClient, handler: any JobHandler, logger: Logger = Logger(label: "gomodel.worker"),
+        progressInterval: Duration = .seconds(3), stopPollInterval: Duration = .seconds(2)
+    ) {
         self.client = client
         self.handler = handler
         self.logger = logger
@@ -235,7 +237,11 @@ public struct WorkerRuntime: Sendable {
                 try? await Task.sleep(for: stopPollInterval)
             }
         }
-        let ending = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
+        let ending = await withTaskCancellationHandler {
+            await work.value
+        } onCancel: {
+            work.cancel()
+        }
         stopWatch.cancel()
         await reporter.drain()
         let body: (output: JSONValue?, error: String?)

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Fluent
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import TrainerServer
 import Vapor
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 struct Users: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Manage accounts.", subcommands: [Create.self, Unlock.self])
@@ -96,13 +97,18 @@ extension Workers {
                 let rows = try await Administration(app: app).workerKeyRows()
                 guard !rows.isEmpty else { return print("No worker keys yet: create one with `gomodel workers create-key --name NAME`.") }
                 let date = { (date: Date?) in date.map { $0.formatted(.iso8601) } ?? "never" }
-                let table = [["NAME", "ID", "CREATED", "LAST USED", "JOBS", "STATE"]] + rows.map {
-                    [$0.name, $0.id.uuidString.lowercased(), date($0.createdAt), date($0.lastUsedAt), String($0.runningJobs), $0.revokedAt.map { "revoked \(date($0))" } ?? "active"]
-            }
-            let widths = (0..<6).map { column in table.map { $0[column].count }.max()! }
-            for row in table {
-                print(zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
-            }
+                let table =
+                    [["NAME", "ID", "CREATED", "LAST USED", "JOBS", "STATE"]]
+                    + rows.map {
+                        [
+                            $0.name, $0.id.uuidString.lowercased(), date($0.createdAt), date($0.lastUsedAt), String($0.runningJobs),
+                            $0.revokedAt.map { "revoked \(date($0))" } ?? "active",
+                        ]
+                    }
+                let widths = (0..<6).map { column in table.map { $0[column].count }.max()! }
+                for row in table {
+                    print(zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+                }
             }
         }
     }
@@ -118,12 +124,13 @@ extension Workers {
         func run() async throws {
             try await Startup.administering(options) { app in
                 let revoked = try await Administration(app: app).revokeWorkerKey(key)
-                let jobs = switch revoked.runningJobs {
-                case 0: ""
-                case 1: " The job its workers were running goes back to the queue."
-                case let count: " The \(count) jobs its workers were running go back to the queue."
-            }
-            print("Revoked the worker key '\(revoked.name)'.\(jobs)")
+                let jobs =
+                    switch revoked.runningJobs {
+                    case 0: ""
+                    case 1: " The job its workers were running goes back to the queue."
+                    case let count: " The \(count) jobs its workers were running go back to the queue."
+                    }
+                print("Revoked the worker key '\(revoked.name)'.\(jobs)")
             }
         }
     }

@@ -1,12 +1,13 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOConcurrencyHelpers
 import NIOCore
 import TrainerClient
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 struct Login: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,7 +15,8 @@ struct Login: AsyncParsableCommand {
     )
 
     @ArgumentParser.Option(help: "The server's address, e.g. https://trainer.example.com or http://127.0.0.1:8080.") var server: String
-    @ArgumentParser.Option(help: "An API token (account page, or `gomodel tokens create`). Omit it or give '-' to read it from standard input, which keeps it out of the shell history.")
+    @ArgumentParser.Option(
+        help: "An API token (account page, or `gomodel tokens create`). Omit it or give '-' to read it from standard input, which keeps it out of the shell history.")
     var token: String?
 
     func run() async throws {
@@ -40,10 +42,10 @@ struct Datasets: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Upload a folder of pairs; run it again to upload only what is missing or changed.",
             discussion: """
-            Layouts: control/ (input/, start/, control_2/…) and target/ (output/, end/) folders with captions as \
-            target/X.txt, or fal's flat naming X_start.png, X_start2.png, X_end.png, X.txt. Files go straight \
-            to the bucket; the server checks each one and reports what the dataset still needs.
-            """
+                Layouts: control/ (input/, start/, control_2/…) and target/ (output/, end/) folders with captions as \
+                target/X.txt, or fal's flat naming X_start.png, X_start2.png, X_end.png, X.txt. Files go straight \
+                to the bucket; the server checks each one and reports what the dataset still needs.
+                """
         )
 
         @Argument(help: "The folder to upload.") var directory: String
@@ -57,24 +59,31 @@ struct Datasets: AsyncParsableCommand {
                 let lastDrawn = NIOLockedValueBox(Date.distantPast)
                 let push = DatasetPush(api: api, http: http)
                 let options = DatasetPush.Options(directory: directory, name: name, concurrency: concurrency)
-                let pushing = Task { try await push.run(options) { progress in
-                    let now = Date()
-                    let finished = progress.filesDone == progress.filesTotal
-                    // Redrawn at most 10 times a second on a terminal; a line every 5 s in logs.
-                    let due = lastDrawn.withLockedValue { last in
-                        guard finished || now.timeIntervalSince(last) >= (terminal ? 0.1 : 5) else { return false }
-                        last = now
-                        return true
+                let pushing = Task {
+                    try await push.run(options) { progress in
+                        let now = Date()
+                        let finished = progress.filesDone == progress.filesTotal
+                        // Redrawn at most 10 times a second on a terminal; a line every 5 s in logs.
+                        let due = lastDrawn.withLockedValue { last in
+                            guard finished || now.timeIntervalSince(last) >= (terminal ? 0.1 : 5) else { return false }
+                            last = now
+                            return true
+                        }
+                        guard due, progress.filesTotal > 0 else { return }
+                        let line = ProgressLine.render(progress, elapsed: now.timeIntervalSince(started))
+                        FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
                     }
-                    guard due, progress.filesTotal > 0 else { return }
-                    let line = ProgressLine.render(progress, elapsed: now.timeIntervalSince(started))
-                    FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
-                } }
+                }
                 // Ctrl-C stops the uploads, records what arrived, and leaves the rest for the next
                 // run; a second Ctrl-C leaves at once.
                 let interrupts = NIOLockedValueBox(0)
                 let interrupt = onInterrupt {
-                    if interrupts.withLockedValue({ $0 += 1; return $0 }) > 1 { Glibc.exit(130) }
+                    if interrupts.withLockedValue({
+                        $0 += 1
+                        return $0
+                    }) > 1 {
+                        Glibc.exit(130)
+                    }
                     FileHandle.standardError.write(Data("\nStopping; recording what arrived (Ctrl-C again to quit at once)…\n".utf8))
                     pushing.cancel()
                 }
@@ -82,7 +91,7 @@ struct Datasets: AsyncParsableCommand {
                 let result: DatasetPush.Result
                 do {
                     result = try await pushing.value
-                } catch where pushing.isCancelled {
+                } catch  where pushing.isCancelled {
                     FileHandle.standardError.write(Data("\nInterrupted. Files that arrived are recorded; run the same command again to upload the rest.\n".utf8))
                     throw ExitCode(130)
                 }
@@ -97,7 +106,9 @@ struct Datasets: AsyncParsableCommand {
         private func report(_ result: DatasetPush.Result, elapsed: TimeInterval) {
             let dataset = result.dataset
             print("\(result.created ? "Created" : "Updated") dataset '\(dataset.name)' (\(dataset.id.uuidString.lowercased())).")
-            print("Uploaded \(result.uploadedFiles) file\(result.uploadedFiles == 1 ? "" : "s") (\(ProgressLine.bytes(result.uploadedBytes))) in \(ProgressLine.duration(elapsed)); \(result.unchangedFiles) already there and unchanged.")
+            print(
+                "Uploaded \(result.uploadedFiles) file\(result.uploadedFiles == 1 ? "" : "s") (\(ProgressLine.bytes(result.uploadedBytes))) in \(ProgressLine.duration(elapsed)); \(result.unchangedFiles) already there and unchanged."
+            )
             if !result.ignored.isEmpty { print("Skipped \(result.ignored.count) system file(s) such as \(result.ignored[0]).") }
             for item in result.leftOut { print("Left out \(item.path): \(item.reason)") }
             for item in result.failures { print("FAILED \(item.path): \(item.reason)") }
@@ -130,7 +141,9 @@ struct Datasets: AsyncParsableCommand {
             try await withClient(try ClientLogin.load()) { api, _ in
                 let found = try await api.findDataset(dataset)
                 print("\(found.name) (\(found.id.uuidString.lowercased()))")
-                print("\(found.sampleCount) samples, \(found.fileCount) files, \(ProgressLine.bytes(found.totalBytes))" + (found.controlsPerSample.map { ", \($0) control image(s) per sample" } ?? ""))
+                print(
+                    "\(found.sampleCount) samples, \(found.fileCount) files, \(ProgressLine.bytes(found.totalBytes))"
+                        + (found.controlsPerSample.map { ", \($0) control image(s) per sample" } ?? ""))
                 if let caption = found.defaultCaption { print("Default caption: \(caption)") }
                 printValidation(found)
             }
@@ -168,7 +181,9 @@ private func printValidation(_ dataset: ServerAPI.Dataset) {
     let errors = validation.findings.filter { $0.severity == "error" }
     let warnings = validation.findings.filter { $0.severity == "warning" }
     if validation.sound && validation.samples > 0 {
-        print("Ready to train: \(validation.samples) samples" + (validation.controlsPerSample.map { ", \($0) control image(s) each" } ?? "") + (warnings.isEmpty ? "." : ", \(warnings.count) warning(s):"))
+        print(
+            "Ready to train: \(validation.samples) samples" + (validation.controlsPerSample.map { ", \($0) control image(s) each" } ?? "")
+                + (warnings.isEmpty ? "." : ", \(warnings.count) warning(s):"))
     } else {
         print("Not ready to train: \(errors.count) problem(s) to fix" + (warnings.isEmpty ? ":" : " and \(warnings.count) warning(s):"))
     }

@@ -19,11 +19,13 @@ struct Serve: AsyncParsableCommand {
             // reached through the loopback one).
             let reachable = ["0.0.0.0", "::", "[::]"].contains(host) ? "127.0.0.1" : host
             try? "http://\(reachable):\(port)\n".write(toFile: Storage.Credentials.addressFile(dataDirectory: configuration.dataDirectory), atomically: true, encoding: .utf8)
-            app.logger.notice("gomodel serving", metadata: [
-                "address": "http://\(host):\(port)",
-                "database": "\(configuration.database.summary(dataDirectory: configuration.dataDirectory))",
-                "signup": "\(configuration.signupPolicy.rawValue)",
-            ])
+            app.logger.notice(
+                "gomodel serving",
+                metadata: [
+                    "address": "http://\(host):\(port)",
+                    "database": "\(configuration.database.summary(dataDirectory: configuration.dataDirectory))",
+                    "signup": "\(configuration.signupPolicy.rawValue)",
+                ])
             try await app.execute()
         }
     }

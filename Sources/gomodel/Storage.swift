@@ -32,14 +32,15 @@ struct Storage: AsyncParsableCommand {
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: data, as: UTF8.self))
             } else {
-                print("""
-                # The built-in store (S3, path-style). For example:
-                #   aws --endpoint-url "$AWS_ENDPOINT_URL" s3 ls "s3://\(bucket)/"
-                export AWS_ENDPOINT_URL=\(endpoint)
-                export AWS_ACCESS_KEY_ID=\(credentials.accessKeyID)
-                export AWS_SECRET_ACCESS_KEY=\(credentials.secretAccessKey.value)
-                export AWS_DEFAULT_REGION=\(Self.region)
-                """)
+                print(
+                    """
+                    # The built-in store (S3, path-style). For example:
+                    #   aws --endpoint-url "$AWS_ENDPOINT_URL" s3 ls "s3://\(bucket)/"
+                    export AWS_ENDPOINT_URL=\(endpoint)
+                    export AWS_ACCESS_KEY_ID=\(credentials.accessKeyID)
+                    export AWS_SECRET_ACCESS_KEY=\(credentials.secretAccessKey.value)
+                    export AWS_DEFAULT_REGION=\(Self.region)
+                    """)
             }
         }
 

@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import TrainerClient
 import TrainerCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -68,7 +69,9 @@ struct Jobs: AsyncParsableCommand {
                 print("\(shown.id.uuidString.lowercased())  attempt \(shown.attempt)" + (shown.runpodJobId.map { "  RunPod \($0)" } ?? ""))
                 print(JobLine.render(shown))
                 for artifact in shown.artifacts {
-                    print("  \(artifact.kind)  \(artifact.key)" + (artifact.bytes.map { "  \(ProgressLine.bytes($0))" } ?? "") + "  (GET /api/jobs/\(shown.id.uuidString.lowercased())/artifacts/\(artifact.id))")
+                    print(
+                        "  \(artifact.kind)  \(artifact.key)" + (artifact.bytes.map { "  \(ProgressLine.bytes($0))" } ?? "")
+                            + "  (GET /api/jobs/\(shown.id.uuidString.lowercased())/artifacts/\(artifact.id))")
                 }
                 for event in shown.events ?? [] { print("  \(event.status): \(event.message)") }
                 if let detail = shown.errorDetail { print("\n" + detail) }

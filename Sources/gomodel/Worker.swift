@@ -1,28 +1,29 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
-import ObjectStorage
 import Logging
+import ObjectStorage
 import TrainerCore
 import TrainerServer
 import TrainerWorker
 import Vapor
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run training jobs on this GPU machine: from RunPod (inside a RunPod worker), or from `gomodel serve`'s built-in queue.",
         discussion: """
-        The bucket comes from R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY; from a \
-        server running its built-in store, `--server` and `--key` are enough: each job brings a store key \
-        scoped to it (its dataset to read, its outputs to write). The trainer is \
-        `python run.py <config>` in AI_TOOLKIT_DIR, or GOMODEL_TRAINER_COMMAND. SIGTERM (or SIGINT) stops the \
-        trainer, uploads its newest checkpoint and reports the job as preempted: the server queues it again \
-        at once, resuming from that checkpoint. Logs go to standard error (LOG_LEVEL). Exits with status \
-        \(Worker.keyRefusedStatus) when the queue refuses the worker's key.
-        """
+            The bucket comes from R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY; from a \
+            server running its built-in store, `--server` and `--key` are enough: each job brings a store key \
+            scoped to it (its dataset to read, its outputs to write). The trainer is \
+            `python run.py <config>` in AI_TOOLKIT_DIR, or GOMODEL_TRAINER_COMMAND. SIGTERM (or SIGINT) stops the \
+            trainer, uploads its newest checkpoint and reports the job as preempted: the server queues it again \
+            at once, resuming from that checkpoint. Logs go to standard error (LOG_LEVEL). Exits with status \
+            \(Worker.keyRefusedStatus) when the queue refuses the worker's key.
+            """
     )
 
     @ArgumentParser.Option(help: "The gomodel server whose built-in queue to serve, e.g. http://10.0.0.2:8080.") var server: String?
@@ -45,16 +46,24 @@ struct Worker: AsyncParsableCommand {
             return url
         }
         // The bucket's settings, or the server's built-in store with each job's own key.
-        enum Store { case bucket(S3Endpoint), builtIn(URL) }
-        let store: Store = switch (configuration.objectStore, serverURL) {
-        case (.s3(let bucket), _):
-            .bucket(S3Endpoint(url: bucket.endpoint, bucket: bucket.bucket, region: bucket.region,
-                               credentials: S3Credentials(accessKeyID: bucket.accessKeyID, secretAccessKey: bucket.secretAccessKey)))
-        case (.builtIn, let serverURL?):
-            .builtIn(serverURL.appendingPathComponent("s3"))
-        case (.builtIn, nil):
-            throw ValidationError("The worker needs the bucket: set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY. (With `--server`, a server running the built-in store gives each job a key of its own.)")
+        enum Store {
+            case bucket(S3Endpoint)
+            case builtIn(URL)
         }
+        let store: Store =
+            switch (configuration.objectStore, serverURL) {
+            case (.s3(let bucket), _):
+                .bucket(
+                    S3Endpoint(
+                        url: bucket.endpoint, bucket: bucket.bucket, region: bucket.region,
+                        credentials: S3Credentials(accessKeyID: bucket.accessKeyID, secretAccessKey: bucket.secretAccessKey)))
+            case (.builtIn, let serverURL?):
+                .builtIn(serverURL.appendingPathComponent("s3"))
+            case (.builtIn, nil):
+                throw ValidationError(
+                    "The worker needs the bucket: set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY. (With `--server`, a server running the built-in store gives each job a key of its own.)"
+                )
+            }
         let command: [String]
         if let words = configuration.worker.trainerCommand {
             command = words
@@ -68,10 +77,11 @@ struct Worker: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         // Patient: a refused final upload costs the whole training (8 tries over about 2 minutes).
         let retry = RetryPolicy(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(30))
-        let bucket: TrainingHandler.JobBucket = switch store {
-        case .bucket(let endpoint): .configured(S3Client(endpoint: endpoint, httpClient: http, retry: retry))
-        case .builtIn(let url): .builtInStore(url: url, http: http, retry: retry)
-        }
+        let bucket: TrainingHandler.JobBucket =
+            switch store {
+            case .bucket(let endpoint): .configured(S3Client(endpoint: endpoint, httpClient: http, retry: retry))
+            case .builtIn(let url): .builtInStore(url: url, http: http, retry: retry)
+            }
         var environment: [String: String] = [:]
         if let token = configuration.worker.huggingFaceToken { environment["HF_TOKEN"] = token.value }
         let handler = TrainingHandler(
@@ -134,7 +144,7 @@ struct Worker: AsyncParsableCommand {
             source.resume()
             sources.append(source)
         }
-        defer { sources.forEach { $0.cancel() } }
+        defer { for source in sources { source.cancel() } }
         logger.info("taking jobs", metadata: ["queue": "\(endpoints.jobTake.split(separator: "?").first ?? "")"])
         do {
             try await running.value

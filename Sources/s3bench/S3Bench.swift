@@ -23,10 +23,11 @@ struct S3Bench: AsyncParsableCommand {
         @Option var region = "us-east-1"
 
         func client(_ http: HTTPClient) -> S3Client {
-            S3Client(endpoint: S3Endpoint(
-                url: URL(string: endpoint)!, bucket: bucket, region: region,
-                credentials: S3Credentials(accessKeyID: accessKey, secretAccessKey: Secret(secretKey))
-            ), httpClient: http)
+            S3Client(
+                endpoint: S3Endpoint(
+                    url: URL(string: endpoint)!, bucket: bucket, region: region,
+                    credentials: S3Credentials(accessKeyID: accessKey, secretAccessKey: Secret(secretKey))
+                ), httpClient: http)
         }
     }
 
@@ -38,7 +39,8 @@ struct S3Bench: AsyncParsableCommand {
         @Option var concurrency = 16
 
         func run() async throws {
-            let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)))
+            let http = HTTPClient(
+                eventLoopGroupProvider: .singleton, configuration: .init(connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)))
             do {
                 let client = endpoint.client(http)
                 let start = ContinuousClock.now
@@ -73,7 +75,10 @@ struct S3Bench: AsyncParsableCommand {
             do {
                 let start = ContinuousClock.now
                 let summary = try await DatasetSync(bucket: endpoint.client(http)).sync(prefix: prefix, into: destination)
-                print(String(format: "synced %d objects (%lld bytes, %d skipped) in %.3f s", summary.downloaded, summary.bytes, summary.skipped, (ContinuousClock.now - start) / .seconds(1)))
+                print(
+                    String(
+                        format: "synced %d objects (%lld bytes, %d skipped) in %.3f s", summary.downloaded, summary.bytes, summary.skipped,
+                        (ContinuousClock.now - start) / .seconds(1)))
             } catch {
                 try await http.shutdown()
                 throw error

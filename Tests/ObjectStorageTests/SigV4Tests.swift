@@ -1,7 +1,8 @@
 import Foundation
-@testable import ObjectStorage
 import Testing
 import TrainerCore
+
+@testable import ObjectStorage
 
 /// One case of `Fixtures/*.json` (see `Fixtures/README.md` for where they come from).
 struct SigningVector: Decodable, CustomTestStringConvertible, Sendable {
@@ -94,10 +95,11 @@ struct SigningVector: Decodable, CustomTestStringConvertible, Sendable {
         #expect(actual.percentEncodedPath == expected.percentEncodedPath)
         #expect(actual.host == expected.host)
         func parameters(_ components: URLComponents) -> [String: String] {
-            Dictionary(uniqueKeysWithValues: (components.percentEncodedQuery ?? "").split(separator: "&").map { pair in
-                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                return (SigV4Encoding.decode(String(parts[0])), parts.count > 1 ? SigV4Encoding.decode(String(parts[1])) : "")
-            })
+            Dictionary(
+                uniqueKeysWithValues: (components.percentEncodedQuery ?? "").split(separator: "&").map { pair in
+                    let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                    return (SigV4Encoding.decode(String(parts[0])), parts.count > 1 ? SigV4Encoding.decode(String(parts[1])) : "")
+                })
         }
         #expect(parameters(actual) == parameters(expected))
         #expect(parameters(actual)["X-Amz-Signature"] == vector.expected.signature)
@@ -132,13 +134,15 @@ struct SigningVector: Decodable, CustomTestStringConvertible, Sendable {
     }
 
     @Test func virtualHostedPutsTheBucketInTheHost() {
-        let endpoint = S3Endpoint(url: URL(string: "https://s3.us-east-1.amazonaws.com")!, bucket: "loras", region: "us-east-1", credentials: credentials, addressing: .virtualHosted)
+        let endpoint = S3Endpoint(
+            url: URL(string: "https://s3.us-east-1.amazonaws.com")!, bucket: "loras", region: "us-east-1", credentials: credentials, addressing: .virtualHosted)
         #expect(endpoint.objectURL("x/é.png").absoluteString == "https://loras.s3.us-east-1.amazonaws.com/x/%C3%A9.png")
     }
 
     @Test func downloadNamesHaveAnASCIIFallbackAndTheExactName() {
-        #expect(ContentDisposition.attachment(filename: "my \"lora\" é.safetensors")
-            == #"attachment; filename="my _lora_ _.safetensors"; filename*=UTF-8''my%20%22lora%22%20%C3%A9.safetensors"#)
+        #expect(
+            ContentDisposition.attachment(filename: "my \"lora\" é.safetensors")
+                == #"attachment; filename="my _lora_ _.safetensors"; filename*=UTF-8''my%20%22lora%22%20%C3%A9.safetensors"#)
     }
 }
 

@@ -6,7 +6,10 @@ import TrainerCore
     actor Gauge {
         var running = 0
         var most = 0
-        func enter() { running += 1; most = max(most, running) }
+        func enter() {
+            running += 1
+            most = max(most, running)
+        }
         func leave() { running -= 1 }
     }
 

@@ -17,9 +17,15 @@ import TrainerCore
     @Test func emptyEnvironmentGivesTheEmbeddedDefaults() throws {
         let configuration = try Configuration(environment: [:])
         #expect(configuration.runPod == nil)
-        guard case .builtIn(let bucket) = configuration.objectStore else { Issue.record("expected the built-in store"); return }
+        guard case .builtIn(let bucket) = configuration.objectStore else {
+            Issue.record("expected the built-in store")
+            return
+        }
         #expect(bucket == "gomodel")
-        guard case .sqlite = configuration.database else { Issue.record("expected SQLite"); return }
+        guard case .sqlite = configuration.database else {
+            Issue.record("expected SQLite")
+            return
+        }
         #expect(configuration.dataDirectory == "./data")
         #expect(configuration.signupPolicy == .open)
         #expect(configuration.worker.workDirectory == "/workspace")
@@ -30,7 +36,8 @@ import TrainerCore
 
     @Test func theBuiltInStoresBucketCanBeRenamed() throws {
         guard case .builtIn(let bucket) = try Configuration(environment: ["GOMODEL_STORE_BUCKET": "loras"]).objectStore else {
-            Issue.record("expected the built-in store"); return
+            Issue.record("expected the built-in store")
+            return
         }
         #expect(bucket == "loras")
         #expect(problems(["GOMODEL_STORE_BUCKET": "Not_Valid"]).map(\.variable) == ["GOMODEL_STORE_BUCKET"])
@@ -51,7 +58,10 @@ import TrainerCore
         ])
         #expect(configuration.runPod?.endpointID == "abc123")
         #expect(configuration.runPod?.baseURL.absoluteString == "https://api.runpod.ai/v2")
-        guard case .s3(let s3) = configuration.objectStore else { Issue.record("expected S3"); return }
+        guard case .s3(let s3) = configuration.objectStore else {
+            Issue.record("expected S3")
+            return
+        }
         #expect(s3.region == "auto")
         #expect(s3.bucket == "loras")
     }
@@ -89,7 +99,10 @@ import TrainerCore
             "R2_BUCKET": "loras", "R2_ENDPOINT": "http://127.0.0.1:9000",
             "R2_ACCESS_KEY_ID": "minio", "R2_SECRET_ACCESS_KEY": "minio123",
         ])
-        guard case .s3(let s3) = configuration.objectStore else { Issue.record("expected S3"); return }
+        guard case .s3(let s3) = configuration.objectStore else {
+            Issue.record("expected S3")
+            return
+        }
         #expect(s3.region == "us-east-1")
         #expect(s3.accessKeyID == "minio")
     }
@@ -127,7 +140,10 @@ import TrainerCore
         #expect(found.map(\.variable) == ["DATABASE_URL"])
         #expect(!found.contains { $0.message.contains(secret) })
         let configuration = try Configuration(environment: ["DATABASE_URL": "postgres://app:\(secret)@127.0.0.1:5432/app"])
-        guard case .postgres(let url) = configuration.database else { Issue.record("expected PostgreSQL"); return }
+        guard case .postgres(let url) = configuration.database else {
+            Issue.record("expected PostgreSQL")
+            return
+        }
         #expect(url.value.contains(secret))
     }
 
@@ -219,15 +235,16 @@ import TrainerCore
 
 @Suite struct DotEnvTests {
     @Test func parsesTheUsualForms() throws {
-        let values = try DotEnv.parse("""
-        # comment
-        export RUNPOD_ENDPOINT_ID=abc123
-        R2_BUCKET = loras   # inline comment
-        DOUBLE="a \\"quoted\\" value\\nnext"
-        SINGLE='keep \\n as is'
-        EMPTY=
-        URL=postgres://u:p@h/d?sslmode=require#x\r
-        """)
+        let values = try DotEnv.parse(
+            """
+            # comment
+            export RUNPOD_ENDPOINT_ID=abc123
+            R2_BUCKET = loras   # inline comment
+            DOUBLE="a \\"quoted\\" value\\nnext"
+            SINGLE='keep \\n as is'
+            EMPTY=
+            URL=postgres://u:p@h/d?sslmode=require#x\r
+            """)
         #expect(values["RUNPOD_ENDPOINT_ID"] == "abc123")
         #expect(values["R2_BUCKET"] == "loras")
         #expect(values["DOUBLE"] == "a \"quoted\" value\nnext")

@@ -34,7 +34,10 @@ import TrainerCore
 
     @Test(arguments: ["../target/cat.png", "target/../../cat.png", "/etc/target/cat.png", "C:/target/cat.png", "target/ca\u{0}t.png", "target/c\nat.png"])
     func unsafePathsAreRefused(path: String) {
-        guard case .refused(let message) = DatasetLayout.place(path) else { Issue.record("\(path) was accepted"); return }
+        guard case .refused(let message) = DatasetLayout.place(path) else {
+            Issue.record("\(path) was accepted")
+            return
+        }
         #expect(!message.contains("\u{0}"))
     }
 
@@ -42,7 +45,10 @@ import TrainerCore
     /// as "catexe.png". Bidirectional, zero-width and other invisible characters are refused, named.
     @Test(arguments: ["target/cat\u{202E}gnp.png", "target/c\u{200B}at.png", "target/\u{FEFF}cat.png", "control/dog\u{2066}.png", "target/cat\u{2028}.png"])
     func invisibleCharactersInFileNamesAreRefused(path: String) {
-        guard case .refused(let message) = DatasetLayout.place(path) else { Issue.record("\(path) was accepted"); return }
+        guard case .refused(let message) = DatasetLayout.place(path) else {
+            Issue.record("\(path) was accepted")
+            return
+        }
         let hidden = path.unicodeScalars.first { $0.value > 0x7f }!
         #expect(message.contains(HiddenCharacters.name(hidden)) && !message.unicodeScalars.contains(hidden), "\(message)")
     }
@@ -52,13 +58,25 @@ import TrainerCore
     }
 
     @Test func refusalsSayWhatToDo() {
-        guard case .refused(let loose) = DatasetLayout.place("cat.png") else { Issue.record("a loose image was placed"); return }
+        guard case .refused(let loose) = DatasetLayout.place("cat.png") else {
+            Issue.record("a loose image was placed")
+            return
+        }
         #expect(loose.contains("control/"))
-        guard case .refused(let gif) = DatasetLayout.place("target/cat.gif") else { Issue.record("a gif was placed"); return }
+        guard case .refused(let gif) = DatasetLayout.place("target/cat.gif") else {
+            Issue.record("a gif was placed")
+            return
+        }
         #expect(gif.contains(".png"))
-        guard case .refused(let caption) = DatasetLayout.place("control/cat.txt") else { Issue.record("a caption in control/ was placed"); return }
+        guard case .refused(let caption) = DatasetLayout.place("control/cat.txt") else {
+            Issue.record("a caption in control/ was placed")
+            return
+        }
         #expect(caption.contains("target/cat.txt"))
-        guard case .refused(let long) = DatasetLayout.place("target/" + String(repeating: "x", count: 201) + ".png") else { Issue.record("a 201-byte name was placed"); return }
+        guard case .refused(let long) = DatasetLayout.place("target/" + String(repeating: "x", count: 201) + ".png") else {
+            Issue.record("a 201-byte name was placed")
+            return
+        }
         #expect(long.contains("shorten"))
     }
 
@@ -66,7 +84,10 @@ import TrainerCore
     /// images by path, so such names never reach a GPU.
     @Test(arguments: ["target/${HOME}.png", "control/[name].png", "target/a{b}.txt", "x$_start.png", "control_2/]x.jpg"])
     func namesTheTrainersConfigLoaderWouldRewriteAreRefused(path: String) {
-        guard case .refused(let message) = DatasetLayout.place(path) else { Issue.record("\(path) was accepted"); return }
+        guard case .refused(let message) = DatasetLayout.place(path) else {
+            Issue.record("\(path) was accepted")
+            return
+        }
         #expect(message.contains("rename the file without $ { } [ ]"), "\(message)")
     }
 
@@ -79,7 +100,8 @@ import TrainerCore
 
 @Suite struct ImageProbeTests {
     static let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13] + Array("IHDR".utf8) + [0, 0, 4, 0, 0, 0, 3, 0, 8, 2, 0, 0, 0]
-    static let jpeg: [UInt8] = [0xFF, 0xD8, 0xFF, 0xE0, 0, 16] + Array("JFIF".utf8) + [0, 1, 1, 0, 0, 1, 0, 1, 0, 0]
+    static let jpeg: [UInt8] =
+        [0xFF, 0xD8, 0xFF, 0xE0, 0, 16] + Array("JFIF".utf8) + [0, 1, 1, 0, 0, 1, 0, 1, 0, 0]
         + [0xFF, 0xC0, 0, 17, 8, 0x02, 0x00, 0x03, 0x20, 3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]
 
     @Test func pngSizeComesFromIHDR() {

@@ -56,8 +56,11 @@ import TrainerCore
         parameters.samplePairs = ["owl"]
         let config = try QwenImageEdit2509.buildJobConfig(Self.job(parameters, controls: 1))
         guard case .array(let processes)? = config["config"]?["process"], let process = processes.first,
-              case .array(let datasets)? = process["datasets"], case .array(let samples)? = process["sample"]?["samples"]
-        else { Issue.record("unexpected shape"); return }
+            case .array(let datasets)? = process["datasets"], case .array(let samples)? = process["sample"]?["samples"]
+        else {
+            Issue.record("unexpected shape")
+            return
+        }
         #expect(datasets.first?["control_path"] == ["/workspace/datasets/0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9/control_1"])
         #expect(samples.count == 1 && samples.first?["prompt"] == "make the owl blue")
         #expect(samples.first?["ctrl_img_1"] == "/workspace/datasets/0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9/control_1/owl.webp")
@@ -97,10 +100,13 @@ import TrainerCore
             .init(stem: "cat", caption: "b", controls: ["control_1/cat.png"]),
         ]
         var parameters = QwenImageEdit2509.Parameters()
-        let job = { QwenImageEdit2509.Job(id: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012", datasetID: "d", controlsPerSample: 1, defaultCaption: nil, samples: samples, parameters: parameters) }
+        let job = {
+            QwenImageEdit2509.Job(id: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012", datasetID: "d", controlsPerSample: 1, defaultCaption: nil, samples: samples, parameters: parameters)
+        }
         let config = try QwenImageEdit2509.buildJobConfig(job())
         guard case .array(let processes)? = config["config"]?["process"], case .array(let prompts)? = processes.first?["sample"]?["samples"] else {
-            Issue.record("unexpected shape"); return
+            Issue.record("unexpected shape")
+            return
         }
         #expect(prompts.map { $0["ctrl_img_1"] } == ["/workspace/datasets/d/control_1/cat.png"])
         parameters.samplePairs = ["${HOME}"]

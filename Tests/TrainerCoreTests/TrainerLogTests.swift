@@ -18,11 +18,15 @@ import TrainerCore
     }
 
     @Test func otherBarsAndLinesAreNotTheTrainingBar() {
-        #expect(TrainerLog.parse("Loading checkpoint shards: 100%|██████████| 4/4 [00:03<00:00,  1.2it/s]", runName: "gm_x") == .phase("loading", message: "Loading checkpoint shards: 100%|██████████| 4/4 [00:03<00:00,  1.2it/s]"))
+        #expect(
+            TrainerLog.parse("Loading checkpoint shards: 100%|██████████| 4/4 [00:03<00:00,  1.2it/s]", runName: "gm_x")
+                == .phase("loading", message: "Loading checkpoint shards: 100%|██████████| 4/4 [00:03<00:00,  1.2it/s]"))
         #expect(TrainerLog.parse("Generating baseline samples before training", runName: "gm_x") == .phase("sampling", message: "Generating baseline samples before training"))
         #expect(TrainerLog.parse("Saving at step 250", runName: "gm_x") == .phase("saving", message: "Saving at step 250"))
         #expect(TrainerLog.parse("Found step 750 in metadata, starting from there", runName: "gm_x") == .resumed(fromStep: 750))
-        #expect(TrainerLog.parse("Error running job: Missing control images for QwenImageEditPlusModel", runName: "gm_x") == .error("Error running job: Missing control images for QwenImageEditPlusModel"))
+        #expect(
+            TrainerLog.parse("Error running job: Missing control images for QwenImageEditPlusModel", runName: "gm_x")
+                == .error("Error running job: Missing control images for QwenImageEditPlusModel"))
         #expect(TrainerLog.parse("gm_xy:  1%|  | 1/10 [00:01<00:09, 1.0it/s]", runName: "gm_x") == nil)
         #expect(TrainerLog.parse("Bucket sizes for /workspace/datasets/x/target:", runName: "gm_x") == nil)
     }
@@ -42,7 +46,8 @@ import TrainerCore
     /// sometimes skipped by tqdm: one point per step, as loss_log.db numbers them.
     @Test func theLossCurveHasOnePointPerStep() {
         var curve = LossCurve()
-        let redraws: [(Int, Double)] = [(0, 5), (1, 5), (1, 4), (2, 4), (2, 3), /* update skipped */ (3, 2), (4, 2)]
+        // (2, 3) to (3, 2): an update skipped.
+        let redraws: [(Int, Double)] = [(0, 5), (1, 5), (1, 4), (2, 4), (2, 3), (3, 2), (4, 2)]
         for (count, loss) in redraws { curve.observe(count: count, loss: loss) }
         #expect(curve.points == [.init(step: 0, loss: 5), .init(step: 1, loss: 4), .init(step: 2, loss: 3), .init(step: 3, loss: 2)])
         #expect(curve.csv == "step,loss\n0,5.0\n1,4.0\n2,3.0\n3,2.0\n")
@@ -58,7 +63,8 @@ import TrainerCore
     /// worker was killed after saving step 40, and the resumed curve lacked step 39.
     @Test func aSavedCheckpointSettlesTheStepBeforeIt() {
         var curve = LossCurve()
-        for (count, loss) in [(38, 3.0), (39, 3.0), (39, 2.0) /* update to 40 skipped, then the save */] { curve.observe(count: count, loss: loss) }
+        // The update to 40 skipped, then the save.
+        for (count, loss) in [(38, 3.0), (39, 3.0), (39, 2.0)] { curve.observe(count: count, loss: loss) }
         #expect(curve.points.map(\.step) == [38])
         curve.settle(before: 40)
         #expect(curve.points == [.init(step: 38, loss: 3), .init(step: 39, loss: 2)])
@@ -73,8 +79,9 @@ import TrainerCore
     @Test func redrawsAndChunksSplitIntoLines() {
         var pending = ""
         #expect(TrainerLog.lines(appending: "gm_x:   1%| | 1/100 [00:01<", to: &pending).isEmpty)
-        #expect(TrainerLog.lines(appending: "01:39, 1.0it/s]\rgm_x:   2%| | 2/100 [00:02<01:38, 1.0it/s]\r", to: &pending)
-            == ["gm_x:   1%| | 1/100 [00:01<01:39, 1.0it/s]", "gm_x:   2%| | 2/100 [00:02<01:38, 1.0it/s]"])
+        #expect(
+            TrainerLog.lines(appending: "01:39, 1.0it/s]\rgm_x:   2%| | 2/100 [00:02<01:38, 1.0it/s]\r", to: &pending)
+                == ["gm_x:   1%| | 1/100 [00:01<01:39, 1.0it/s]", "gm_x:   2%| | 2/100 [00:02<01:38, 1.0it/s]"])
         #expect(TrainerLog.lines(appending: "Saving at step 2\r\nnext", to: &pending) == ["Saving at step 2"])
         #expect(pending == "next")
     }

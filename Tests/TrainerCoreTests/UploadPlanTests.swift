@@ -8,7 +8,10 @@ import TrainerCore
             .init(path: "control/a.PNG", size: 10, sha256: sha), .init(path: "a_end.jpeg", size: 20),
             .init(path: "a.txt", size: 5), .init(path: "b_start2.webp", size: 1), .init(path: ".DS_Store", size: 1),
         ])
-        guard case .planned(let uploads, let skipped) = outcome else { Issue.record("rejected: \(outcome)"); return }
+        guard case .planned(let uploads, let skipped) = outcome else {
+            Issue.record("rejected: \(outcome)")
+            return
+        }
         #expect(uploads.map(\.placement.relativeKey) == ["control_1/a.png", "target/a.jpg", "target/a.txt", "control_2/b.webp"])
         #expect(uploads.map(\.contentType) == ["image/png", "image/jpeg", "text/plain; charset=utf-8", "image/webp"])
         #expect(uploads[0].sha256 == [UInt8](repeating: 0xAB, count: 32) && uploads[1].sha256 == nil)
@@ -22,7 +25,10 @@ import TrainerCore
             .init(path: "target/sha.png", size: 1, sha256: "xyz"), .init(path: "../x.png", size: 1), .init(path: "target/ok.png", size: 1),
             .init(path: "output/ok.JPG", size: 1),
         ])
-        guard case .rejected(let rejections) = outcome else { Issue.record("planned: \(outcome)"); return }
+        guard case .rejected(let rejections) = outcome else {
+            Issue.record("planned: \(outcome)")
+            return
+        }
         #expect(rejections.map(\.path) == ["a_start.png", "target/big.png", "target/neg.png", "target/sha.png", "../x.png", "output/ok.JPG"])
         #expect(rejections[5].reason.contains("same target of sample 'ok' as 'target/ok.png'"))
         #expect(rejections[0].reason.contains("lands on control_1/a.png, like 'control/a.png'"))

@@ -3,8 +3,9 @@ import Foundation
 import SQLKit
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 @Suite struct AuthTests {
     @Test func everyCharacterOfALongPassphraseCountsAndOlderHashesStillWork() async throws {

@@ -5,8 +5,9 @@ import NIOCore
 import ObjectStorage
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 /// The built-in queue over RunPod's worker protocol, driven like a worker would.
 @Suite(.serialized) struct BuiltInQueueTests {
@@ -24,7 +25,10 @@ import VaporTesting
 
         func take() async throws -> (id: String, input: [String: Any])? {
             let response = try await send(.GET, "/v2/local/job-take/\(name)?gpu=H100&job_in_progress=0")
-            guard response.status == .ok else { #expect(response.status == .noContent); return nil }
+            guard response.status == .ok else {
+                #expect(response.status == .noContent)
+                return nil
+            }
             let json = try response.json
             return (try #require(json["id"] as? String), try #require(json["input"] as? [String: Any]))
         }
@@ -61,7 +65,8 @@ import VaporTesting
             let ping = try await worker.send(.GET, "/v2/local/ping/pod-1?job_id=\(runnerID)&runpod_version=1.12.0")
             #expect(ping.status == .ok)
             let prefix = "outputs/\(id.lowercased())/"
-            try await worker.done(runnerID, #"{"output": {"steps": 100, "final_loss": 0.04, "artifacts": [{"kind": "lora", "key": "\#(prefix)lora/gm.safetensors", "bytes": 10}]}}"#)
+            try await worker.done(
+                runnerID, #"{"output": {"steps": 100, "final_loss": 0.04, "artifacts": [{"kind": "lora", "key": "\#(prefix)lora/gm.safetensors", "bytes": 10}]}}"#)
             var shown = try await setup.job(id)
             #expect(shown["status"] as? String == "completed" && (shown["artifacts"] as? [Any])?.count == 1)
             // Progress racing the result (runpod-python#250) changes nothing.
@@ -174,7 +179,8 @@ import VaporTesting
             var endpoint = setup.store.endpoint
             endpoint.credentials = S3Credentials(accessKeyID: try #require(storeKey["access_key_id"]), secretAccessKey: Secret(try #require(storeKey["secret_access_key"])))
             do {
-                _ = try await S3Client(endpoint: endpoint, httpClient: setup.store.http).putObject(key: "outputs/\(id.lowercased())/checkpoints/x.safetensors", bytes: ByteBuffer(string: "x"))
+                _ = try await S3Client(endpoint: endpoint, httpClient: setup.store.http).putObject(
+                    key: "outputs/\(id.lowercased())/checkpoints/x.safetensors", bytes: ByteBuffer(string: "x"))
                 Issue.record("a revoked worker's store key could still write")
             } catch let error as S3Error {
                 #expect(error.code == .accessDenied, "\(error)")
@@ -201,8 +207,10 @@ import VaporTesting
     @Test func onlyAdministratorsManageWorkerKeys() async throws {
         try await Self.withQueue { setup, _, _ in
             var member = try await DatasetTests.User(setup.store, email: "bob@example.com")
-            for (method, path, body) in [(HTTPMethod.GET, "/api/worker-keys", nil), (.POST, "/api/worker-keys", #"{"name": "mine"}"#),
-                                         (.POST, "/api/worker-keys/\(UUID())/revoke", nil)] as [(HTTPMethod, String, String?)] {
+            for (method, path, body) in [
+                (HTTPMethod.GET, "/api/worker-keys", nil), (.POST, "/api/worker-keys", #"{"name": "mine"}"#),
+                (.POST, "/api/worker-keys/\(UUID())/revoke", nil),
+            ] as [(HTTPMethod, String, String?)] {
                 let response = try await member.client.send(method, path, body: body)
                 #expect(response.status == .forbidden, "\(method) \(path): \(response.status)")
             }

@@ -1,11 +1,12 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
-@testable import ObjectStorage
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import VaporTesting
+
+@testable import ObjectStorage
+@testable import TrainerServer
 
 /// The built-in store through our own S3 client, and the refusals it must make.
 /// (boto3, the aws CLI and rclone are run against it by scripts/store-clients.)
@@ -219,7 +220,9 @@ import VaporTesting
     }
 
     /// Sends a header-signed request the S3 client has no method for.
-    func signedRequest(_ store: RunningStore, _ method: String, key: String, query: String = "", headers: [(String, String)] = [], signedHeaders: [(String, String)] = [], body: String = "") async throws -> HTTPClientResponse {
+    func signedRequest(
+        _ store: RunningStore, _ method: String, key: String, query: String = "", headers: [(String, String)] = [], signedHeaders: [(String, String)] = [], body: String = ""
+    ) async throws -> HTTPClientResponse {
         let url = store.endpoint.objectURL(key, query: query)
         let signer = SigV4Signer(credentials: store.endpoint.credentials, region: "us-east-1")
         var request = HTTPClientRequest(url: url.absoluteString)
@@ -256,7 +259,8 @@ import VaporTesting
     @Test func listingPrefixesCompareBytesNotUnicodeEquivalence() async throws {
         try await withRunningStore { store in
             let client = store.client()
-            let decomposed = "e\u{301}tude.png", precomposed = "\u{e9}tude.png"
+            let decomposed = "e\u{301}tude.png"
+            let precomposed = "\u{e9}tude.png"
             try await client.putObject(key: decomposed, bytes: ByteBuffer(string: "d"))
             try await client.putObject(key: precomposed, bytes: ByteBuffer(string: "p"))
             #expect(try await client.listObjects(prefix: "e").objects.map(\.key) == [decomposed])
@@ -283,8 +287,10 @@ import VaporTesting
                 let key = signer.signingKey(day: String(timestamp.prefix(8)))
                 var body = ""
                 for (index, chunk) in chunks.enumerated() {
-                    let toSign = ["AWS4-HMAC-SHA256-PAYLOAD", timestamp, signer.scope(timestamp), previous, SigV4Signer.emptyPayloadHash,
-                                  SigV4Signer.hex(Array(chunk.utf8).sha256)].joined(separator: "\n")
+                    let toSign = [
+                        "AWS4-HMAC-SHA256-PAYLOAD", timestamp, signer.scope(timestamp), previous, SigV4Signer.emptyPayloadHash,
+                        SigV4Signer.hex(Array(chunk.utf8).sha256),
+                    ].joined(separator: "\n")
                     var signature = SigV4Signer.hex(Array(HMAC<SHA256>.authenticationCode(for: Data(toSign.utf8), using: key)))
                     previous = signature
                     if tamper, index == 1 { signature = String(repeating: "0", count: 64) }

@@ -3,8 +3,9 @@ import Foundation
 import ObjectStorage
 import Testing
 import TrainerClient
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 /// `gomodel datasets push` (TrainerClient) against a listening server with the built-in store.
 @Suite(.serialized) struct DatasetPushTests {

@@ -5,8 +5,9 @@ import Foundation
 import NIOCore
 import ObjectStorage
 import Testing
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 /// The dataset API against a listening server: presigned PUTs really go to the built-in store.
 @Suite(.serialized) struct DatasetTests {
@@ -93,9 +94,10 @@ import VaporTesting
             let signed = try await user.sign(id, Self.pair)
             #expect(signed.status == .ok)
             let uploads = try #require(try signed.json["uploads"] as? [[String: Any]])
-            #expect(uploads.map { $0["key"] as? String } == [
-                "datasets/\(id)/control_1/cat.png", "datasets/\(id)/target/cat.png", "datasets/\(id)/target/cat.txt",
-            ])
+            #expect(
+                uploads.map { $0["key"] as? String } == [
+                    "datasets/\(id)/control_1/cat.png", "datasets/\(id)/target/cat.png", "datasets/\(id)/target/cat.txt",
+                ])
             #expect(uploads.allSatisfy { $0["method"] as? String == "PUT" && ($0["url"] as? String)?.contains("X-Amz-Signature=") == true })
             let headers = try #require(uploads[0]["headers"] as? [String: String])
             #expect(headers["content-type"] == "image/png" && headers["content-length"] == "\(Self.pair[0].1.count)")
@@ -135,11 +137,12 @@ import VaporTesting
             #expect(response.status == .ok, "\(response.body.string)")
             let uploads = try #require(try response.json["uploads"] as? [[String: Any]])
             let keys = uploads.compactMap { ($0["key"] as? String)?.replacingOccurrences(of: "datasets/\(id)/", with: "") }
-            #expect(keys == [
-                "control_1/a.png", "control_2/a.jpg", "target/a.jpg", "target/a.txt",
-                "control_1/b.png", "control_2/b.webp", "target/b.png", "target/b.txt", "control_3/c.png", "target/c.png",
-                "control_1/ünïcödé 猫.png",
-            ])
+            #expect(
+                keys == [
+                    "control_1/a.png", "control_2/a.jpg", "target/a.jpg", "target/a.txt",
+                    "control_1/b.png", "control_2/b.webp", "target/b.png", "target/b.txt", "control_3/c.png", "target/c.png",
+                    "control_1/ünïcödé 猫.png",
+                ])
             #expect(try response.json["skipped"] as? [String] == [".DS_Store", "__MACOSX/control/._a.png"])
             // The unicode key really goes through the store and back.
             let unicode = try #require(uploads.last)
@@ -228,16 +231,18 @@ import VaporTesting
         try await withRunningStore { store in
             var user = try await User(store, email: "ann@example.com")
             let id = try await user.createDataset()
-            try await user.upload(id, [
-                ("control/ok.png", TestImage.png()), ("target/ok.png", TestImage.png()), ("target/ok.txt", Array("x".utf8)),
-                ("target/nocontrol.png", TestImage.png()), ("target/nocontrol.txt", Array("x".utf8)),
-                ("control/nocaption.png", TestImage.png()), ("target/nocaption.jpg", TestImage.jpeg()),
-                ("control/orphan.png", TestImage.png()),
-                ("control/text.png", TestImage.png()), ("target/text.png", Array("this is not an image".utf8)), ("target/text.txt", Array("x".utf8)),
-                ("control/small.png", TestImage.png(width: 100, height: 100)), ("target/small.png", TestImage.png()), ("target/small.txt", Array("x".utf8)),
-                ("control/huge.png", TestImage.png(width: 9000, height: 300)), ("target/huge.png", TestImage.png()), ("target/huge.txt", Array("x".utf8)),
-                ("control/empty.png", TestImage.png()), ("target/empty.png", []), ("target/empty.txt", Array("x".utf8)),
-            ])
+            try await user.upload(
+                id,
+                [
+                    ("control/ok.png", TestImage.png()), ("target/ok.png", TestImage.png()), ("target/ok.txt", Array("x".utf8)),
+                    ("target/nocontrol.png", TestImage.png()), ("target/nocontrol.txt", Array("x".utf8)),
+                    ("control/nocaption.png", TestImage.png()), ("target/nocaption.jpg", TestImage.jpeg()),
+                    ("control/orphan.png", TestImage.png()),
+                    ("control/text.png", TestImage.png()), ("target/text.png", Array("this is not an image".utf8)), ("target/text.txt", Array("x".utf8)),
+                    ("control/small.png", TestImage.png(width: 100, height: 100)), ("target/small.png", TestImage.png()), ("target/small.txt", Array("x".utf8)),
+                    ("control/huge.png", TestImage.png(width: 9000, height: 300)), ("target/huge.png", TestImage.png()), ("target/huge.txt", Array("x".utf8)),
+                    ("control/empty.png", TestImage.png()), ("target/empty.png", []), ("target/empty.txt", Array("x".utf8)),
+                ])
             let findings = try await user.validation(id)
             #expect(Self.codes(findings) == ["empty_file", "missing_caption", "missing_control", "not_an_image", "orphan", "too_large", "too_small"])
             let byCode = Dictionary(findings.map { ($0["code"] as! String, $0) }, uniquingKeysWith: { first, _ in first })

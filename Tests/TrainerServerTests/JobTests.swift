@@ -7,8 +7,9 @@ import RunPod
 import SQLKit
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 /// Jobs through RunPod: the API, `JobRunner` rounds against the suite's fake RunPod (faults
 /// included), the webhook, cancel and retry.
@@ -38,15 +39,19 @@ import VaporTesting
         let fake = FakeRunPod()
         try await fake.start()
         do {
-            try await withRunningStore(environment: [
-                "RUNPOD_ENDPOINT_ID": FakeRunPod.endpointID, "RUNPOD_API_KEY": FakeRunPod.apiKey, "RUNPOD_BASE_URL": fake.baseURL.absoluteString,
-                "GOMODEL_GPU_PRICE_PER_SECOND": "0.001",
-            ], publicURL: true) { store in
+            try await withRunningStore(
+                environment: [
+                    "RUNPOD_ENDPOINT_ID": FakeRunPod.endpointID, "RUNPOD_API_KEY": FakeRunPod.apiKey, "RUNPOD_BASE_URL": fake.baseURL.absoluteString,
+                    "GOMODEL_GPU_PRICE_PER_SECOND": "0.001",
+                ], publicURL: true
+            ) { store in
                 var user = try await DatasetTests.User(store, email: "ann@example.com")
                 let datasetID = try await user.createDataset()
-                try await user.upload(datasetID, DatasetTests.pair + [
-                    ("control/dog.png", TestImage.png()), ("target/dog.png", TestImage.png()), ("target/dog.txt", Array("make the dog blue".utf8)),
-                ])
+                try await user.upload(
+                    datasetID,
+                    DatasetTests.pair + [
+                        ("control/dog.png", TestImage.png()), ("target/dog.png", TestImage.png()), ("target/dog.txt", Array("make the dog blue".utf8)),
+                    ])
                 var setup = Setup(user: user, store: store, fake: fake, datasetID: datasetID)
                 try await test(&setup)
             }
@@ -87,14 +92,16 @@ import VaporTesting
             #expect(progress["loss"] as? Double == 0.12 && progress["etaSeconds"] as? Double == 120)
 
             let prefix = "outputs/\(id.lowercased())/"
-            setup.fake.complete(submitted.id, output: [
-                "steps": 100, "final_loss": 0.05, "duration_seconds": 300,
-                "artifacts": [
-                    ["kind": "lora", "key": .string(prefix + "lora/gm_x.safetensors"), "bytes": 1234, "sha256": "ab"],
-                    ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000050.safetensors"), "step": 50],
-                    ["kind": "lora", "key": "outputs/someone-else/lora/x.safetensors"],
-                ],
-            ])
+            setup.fake.complete(
+                submitted.id,
+                output: [
+                    "steps": 100, "final_loss": 0.05, "duration_seconds": 300,
+                    "artifacts": [
+                        ["kind": "lora", "key": .string(prefix + "lora/gm_x.safetensors"), "bytes": 1234, "sha256": "ab"],
+                        ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000050.safetensors"), "step": 50],
+                        ["kind": "lora", "key": "outputs/someone-else/lora/x.safetensors"],
+                    ],
+                ])
             setup.store.clock.advance(by: 6)
             try await setup.tick()
             shown = try await setup.job(id)
@@ -154,7 +161,9 @@ import VaporTesting
             #expect(pairs.status == .unprocessableEntity && pairs.errorMessage?.contains("no sample 'zebra'") == true, "the dataset's state, not the request's shape")
             // An interval longer than the run means at its end; a trigger word is ASCII; a profile is spelled exactly.
             let long = try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"steps": 100, "saveEvery": 500, "sampleEvery": 500}}"#)
-            #expect(try long.status == .created && (long.json["params"] as? [String: Any])?["saveEvery"] as? Int == 100 && (long.json["params"] as? [String: Any])?["sampleEvery"] as? Int == 100)
+            #expect(
+                try long.status == .created && (long.json["params"] as? [String: Any])?["saveEvery"] as? Int == 100
+                    && (long.json["params"] as? [String: Any])?["sampleEvery"] as? Int == 100)
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(try #require(long.json["id"] as? String))/cancel")
             #expect(try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"triggerWord": "wätercolour"}}"#).status == .badRequest)
             #expect(try await post(#"{"datasetId": "\#(setup.datasetID)", "params": {"profile": "80GB"}}"#).status == .badRequest)

@@ -20,7 +20,8 @@ import TrainerCore
         let fake = FakeRunPod(now: { clock.now })
         try await fake.start()
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        let client = RunPodClient(baseURL: fake.baseURL, endpointID: FakeRunPod.endpointID, apiKey: Secret(FakeRunPod.apiKey), http: http, retry: fast, timeout: .seconds(3), runTimeout: .seconds(3))
+        let client = RunPodClient(
+            baseURL: fake.baseURL, endpointID: FakeRunPod.endpointID, apiKey: Secret(FakeRunPod.apiKey), http: http, retry: fast, timeout: .seconds(3), runTimeout: .seconds(3))
         var failure: (any Error)?
         do { try await test(fake, client, http) } catch { failure = error }
         try await http.shutdown()

@@ -16,7 +16,10 @@ import VaporTesting
         do {
             try await withLoopbackServer({ app in
                 app.on(.PUT, "bucket", "**", body: .collect(maxSize: "1mb")) { _ -> Response in
-                    let index = calls.withLockedValue { count -> Int in count += 1; return count - 1 }
+                    let index = calls.withLockedValue { count -> Int in
+                        count += 1
+                        return count - 1
+                    }
                     let status = index < statuses.count ? statuses[index] : .ok
                     var headers: HTTPHeaders = ["ETag": "\"abc\""]
                     if status == .tooManyRequests { headers.add(name: "Retry-After", value: "0") }

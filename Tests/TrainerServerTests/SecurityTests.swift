@@ -2,8 +2,9 @@ import Fluent
 import Foundation
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 @Suite struct CSRFTests {
     @Test func cookieRequestsThatChangeDataNeedTheSessionsToken() async throws {
@@ -33,7 +34,8 @@ import VaporTesting
         // A cross-site HTML form can post urlencoded bodies without a preflight; JSON it cannot.
         try await withTestApp { app in
             var client = APIClient(app)
-            let response = try await client.send(.POST, "/api/auth/signup", body: "email=ada%40example.com&password=correct+horse+battery", contentType: "application/x-www-form-urlencoded")
+            let response = try await client.send(
+                .POST, "/api/auth/signup", body: "email=ada%40example.com&password=correct+horse+battery", contentType: "application/x-www-form-urlencoded")
             #expect(response.status == .unsupportedMediaType)
             #expect(response.errorCode == "unsupported_media_type")
         }
@@ -204,8 +206,10 @@ import VaporTesting
             #expect(missing.headers.contentType == .json)
 
             // A documented path asked with a method it lacks: 405 with Allow, not 404.
-            for (method, path, allow) in [(HTTPMethod.TRACE, "/api/me", "GET, HEAD"), (.GET, "/api/auth/login", "POST"),
-                                          (.PUT, "/api/tokens", "GET, POST, HEAD"), (.POST, "/api/datasets/\(UUID())", "DELETE, GET, PATCH, HEAD")] {
+            for (method, path, allow) in [
+                (HTTPMethod.TRACE, "/api/me", "GET, HEAD"), (.GET, "/api/auth/login", "POST"),
+                (.PUT, "/api/tokens", "GET, POST, HEAD"), (.POST, "/api/datasets/\(UUID())", "DELETE, GET, PATCH, HEAD"),
+            ] {
                 let wrong = try await client.send(method, path)
                 #expect(wrong.status == .methodNotAllowed && wrong.errorCode == "method_not_allowed", "\(method) \(path): \(wrong.status)")
                 #expect(wrong.headers.first(name: "Allow") == allow, "\(method) \(path)")

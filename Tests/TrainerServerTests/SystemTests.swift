@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 @Suite struct SystemTests {
     @Test func healthAndReadiness() async throws {
@@ -92,10 +93,12 @@ import VaporTesting
             let registered = app.routes.all
                 .filter { $0.path.first?.description == "api" }
                 .map { route in
-                    let path = "/" + route.path.map { component -> String in
-                        if case .parameter(let name) = component { return "{\(name)}" }
-                        return component.description
-                    }.joined(separator: "/")
+                    let path =
+                        "/"
+                        + route.path.map { component -> String in
+                            if case .parameter(let name) = component { return "{\(name)}" }
+                            return component.description
+                        }.joined(separator: "/")
                     return "\(route.method.rawValue.lowercased()) \(path)"
                 }
             #expect(!registered.isEmpty)

@@ -1,8 +1,9 @@
 import Fluent
 import Foundation
 import Testing
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 @Suite struct TokenTests {
     @Test func aTokenIsShownOnceAndWorksAsBearer() async throws {

@@ -1,10 +1,12 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOConcurrencyHelpers
 import Testing
+
 @testable import TrainerWorker
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The trainer starts with the signal state a program expects, whatever gomodel's own is: Swift's
 /// threads block SIGINT, SIGTERM and SIGCHLD, and `gomodel worker` ignores SIGINT and SIGTERM.
@@ -28,7 +30,10 @@ import Testing
     @Test func theTrainerGetsNoBlockedOrIgnoredSignals() async throws {
         // As `gomodel worker` does.
         let previous = (signal(SIGINT, SIG_IGN), signal(SIGTERM, SIG_IGN))
-        defer { signal(SIGINT, previous.0); signal(SIGTERM, previous.1) }
+        defer {
+            signal(SIGINT, previous.0)
+            signal(SIGTERM, previous.1)
+        }
         let (status, lines) = try await run(["/bin/grep", "-E", "^(SigBlk|SigIgn):", "/proc/self/status"])
         #expect(status == 0 && lines.count == 2, "\(lines)")
         // The standard signals (1–31); glibc keeps its own real-time ones (32, 33) to itself.
@@ -43,14 +48,14 @@ import Testing
         defer { signal(SIGINT, previous) }
         // Like ai-toolkit: a child of its own (a DataLoader worker) and a SIGINT handler that exits 0.
         let script = """
-        import os, signal, sys, time
-        child = os.fork()
-        if child == 0:
-            time.sleep(60); os._exit(0)
-        signal.signal(signal.SIGINT, lambda *_: (print("Job stopped", flush=True), sys.exit(0)))
-        print("started", flush=True)
-        time.sleep(60)
-        """
+            import os, signal, sys, time
+            child = os.fork()
+            if child == 0:
+                time.sleep(60); os._exit(0)
+            signal.signal(signal.SIGINT, lambda *_: (print("Job stopped", flush=True), sys.exit(0)))
+            print("started", flush=True)
+            time.sleep(60)
+            """
         let started = ContinuousClock.now
         let (status, lines) = try await run(["/usr/bin/env", "python3", "-c", script], stopWhen: { $0 == "started" })
         #expect(status == 0 && lines.contains("Job stopped"), "\(lines)")

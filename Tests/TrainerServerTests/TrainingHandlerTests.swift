@@ -3,9 +3,10 @@ import NIOCore
 import ObjectStorage
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import TrainerWorker
 import VaporTesting
+
+@testable import TrainerServer
 
 /// A job from the built-in queue through the worker's runtime and training handler, with the
 /// stand-in trainer: dataset sync, progress, uploads, the LoRA, and resume after a crash.
@@ -18,7 +19,8 @@ import VaporTesting
     static func handler(_ store: RunningStore, work: String, crashAt: Int? = nil, extra: [String: String] = [:], scopedStoreKeys: Bool = false) -> TrainingHandler {
         var environment = extra.merging(["STAND_IN_STEP_SECONDS": "0.01"]) { old, _ in old }
         if let crashAt { environment["STAND_IN_CRASH_AT_STEP"] = String(crashAt) }
-        let bucket: TrainingHandler.JobBucket = scopedStoreKeys
+        let bucket: TrainingHandler.JobBucket =
+            scopedStoreKeys
             ? .builtInStore(url: store.endpoint.url, http: store.http, retry: .default) : .configured(store.client(retry: .default))
         var handler = TrainingHandler(
             bucket: bucket, workRoot: work, trainerCommand: ["python3", standIn], trainerDirectory: nil, trainerEnvironment: environment
@@ -37,7 +39,8 @@ import VaporTesting
 
             // First attempt: the trainer dies at step 25; its checkpoints are kept.
             // The worker has no store settings: each attempt brings a store key scoped to the job.
-            try await WorkerRuntime(client: client, handler: Self.handler(setup.store, work: work, crashAt: 25, scopedStoreKeys: true), progressInterval: .milliseconds(50)).run(maximumJobs: 1)
+            try await WorkerRuntime(client: client, handler: Self.handler(setup.store, work: work, crashAt: 25, scopedStoreKeys: true), progressInterval: .milliseconds(50)).run(
+                maximumJobs: 1)
             var shown = try await setup.job(id)
             #expect(shown["status"] as? String == "failed", "\(shown)")
             #expect((shown["errorDetail"] as? String)?.contains("stand-in crash requested") == true)
@@ -46,7 +49,8 @@ import VaporTesting
 
             // Retry: the next attempt resumes from step 20 and completes.
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/retry")
-            try await WorkerRuntime(client: client, handler: Self.handler(setup.store, work: work + "-2", scopedStoreKeys: true), progressInterval: .milliseconds(50)).run(maximumJobs: 1)
+            try await WorkerRuntime(client: client, handler: Self.handler(setup.store, work: work + "-2", scopedStoreKeys: true), progressInterval: .milliseconds(50)).run(
+                maximumJobs: 1)
             shown = try await setup.job(id)
             #expect(shown["status"] as? String == "completed", "\(shown)")
             let kinds = Set((shown["artifacts"] as? [[String: Any]] ?? []).compactMap { $0["kind"] as? String })
@@ -83,7 +87,10 @@ import VaporTesting
             let work = WorkerFailureTests.work()
             defer { try? FileManager.default.removeItem(atPath: work) }
             let id = try #require(try await setup.createJob(#"{"steps": 20, "saveEvery": 10, "sampleEvery": 0}"#)["id"] as? String).lowercased()
-            guard case .job(let taken) = try await client.take(timeout: .seconds(5)) else { Issue.record("no job"); return }
+            guard case .job(let taken) = try await client.take(timeout: .seconds(5)) else {
+                Issue.record("no job")
+                return
+            }
             let handler = Self.handler(setup.store, work: work)
             let reporter = ProgressReporter(interval: .milliseconds(10)) { _ in }
 
@@ -146,7 +153,8 @@ import VaporTesting
             let client = WorkerProtocolClient(endpoints: endpoints, http: setup.store.http)
             let work = WorkerFailureTests.work()
             defer { try? FileManager.default.removeItem(atPath: work) }
-            let runtime = WorkerRuntime(client: client, handler: TrainingHandlerTests.handler(setup.store, work: work), progressInterval: .milliseconds(50), stopPollInterval: .milliseconds(100))
+            let runtime = WorkerRuntime(
+                client: client, handler: TrainingHandlerTests.handler(setup.store, work: work), progressInterval: .milliseconds(50), stopPollInterval: .milliseconds(100))
 
             // Submitted to RunPod, taken by the worker, trained, completed.
             let id = try #require(try await setup.createJob(#"{"steps": 40, "saveEvery": 10, "sampleEvery": 20}"#)["id"] as? String)
@@ -170,9 +178,12 @@ import VaporTesting
             slow.stopGrace = .seconds(5)
             slow.lossUploadInterval = .milliseconds(200)
             let second = try #require(try await setup.createJob(#"{"steps": 400, "saveEvery": 10, "sampleEvery": 100}"#)["id"] as? String)
-            let stopping = Task { try await WorkerRuntime(client: client, handler: slow, progressInterval: .milliseconds(50), stopPollInterval: .milliseconds(100)).run(maximumJobs: 1) }
+            let stopping = Task {
+                try await WorkerRuntime(client: client, handler: slow, progressInterval: .milliseconds(50), stopPollInterval: .milliseconds(100)).run(maximumJobs: 1)
+            }
             let midRun = try await Self.track(&setup, second) { (($0["progress"] as? [String: Any])?["step"] as? Int ?? 0) >= 25 }
-            let lossSoFar = try #require((midRun["artifacts"] as? [[String: Any]])?.first { $0["kind"] as? String == "loss" }?["key"] as? String, "loss.csv is uploaded while training")
+            let lossSoFar = try #require(
+                (midRun["artifacts"] as? [[String: Any]])?.first { $0["kind"] as? String == "loss" }?["key"] as? String, "loss.csv is uploaded while training")
             let csv = String(buffer: try await setup.store.client().getObjectBytes(key: lossSoFar))
             #expect(csv.hasPrefix("step,loss\n") && csv.split(separator: "\n").count > 2, "\(csv)")
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(second)/cancel")

@@ -3,8 +3,9 @@ import Foundation
 import ObjectStorage
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 /// The web app's pages: sign-in redirects, who may see what, escaping, CSP and CSRF plumbing.
 @Suite(.serialized) struct WebTests {
@@ -41,8 +42,10 @@ import VaporTesting
             #expect(script.status == .ok && script.headers.contentType?.description.hasPrefix("text/javascript") == true)
             #expect(try await client.send(.GET, "/assets/js/common.js").body.string.contains("'X-CSRF-Token'"))
             // Pieces arrive decoded: `js%2F..%2Fapp.css` names a real file of an allowed type.
-            for path in ["/assets/../Package.swift", "/assets/%2e%2e/Views/layout.leaf", "/assets/Views/layout.leaf", "/assets/js/missing.js",
-                         "/assets/js%2F..%2Fapp.css", "/assets/js%2F..%2F..%2F..%2FWeb%2FAssets%2Fapp.css", "/assets/js"] {
+            for path in [
+                "/assets/../Package.swift", "/assets/%2e%2e/Views/layout.leaf", "/assets/Views/layout.leaf", "/assets/js/missing.js",
+                "/assets/js%2F..%2Fapp.css", "/assets/js%2F..%2F..%2F..%2FWeb%2FAssets%2Fapp.css", "/assets/js",
+            ] {
                 #expect(try await client.send(.GET, path).status == .notFound, "\(path)")
             }
 

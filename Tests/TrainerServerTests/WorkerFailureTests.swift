@@ -4,9 +4,10 @@ import NIOConcurrencyHelpers
 import ObjectStorage
 import Testing
 import TrainerCore
+import VaporTesting
+
 @testable import TrainerServer
 @testable import TrainerWorker
-import VaporTesting
 
 /// The worker when things go wrong: bad input, an empty dataset, a trainer stuck after its last
 /// step, a bucket that refuses uploads, a ping endpoint that is down. Real server, store and
@@ -81,10 +82,13 @@ import VaporTesting
             try await withRefusingProxy(to: setup.store.endpoint.url, http: setup.store.http) { proxy, refusals in
                 var endpoint = setup.store.endpoint
                 endpoint.url = proxy
-                let bucket = S3Client(endpoint: endpoint, httpClient: setup.store.http, retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(10)))
+                let bucket = S3Client(
+                    endpoint: endpoint, httpClient: setup.store.http, retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(10)))
                 let work = Self.work()
                 defer { try? FileManager.default.removeItem(atPath: work) }
-                var handler = TrainingHandler(bucket: .configured(bucket), workRoot: work, trainerCommand: ["python3", TrainingHandlerTests.standIn], trainerDirectory: nil, trainerEnvironment: ["STAND_IN_STEP_SECONDS": "0.01"])
+                var handler = TrainingHandler(
+                    bucket: .configured(bucket), workRoot: work, trainerCommand: ["python3", TrainingHandlerTests.standIn], trainerDirectory: nil,
+                    trainerEnvironment: ["STAND_IN_STEP_SECONDS": "0.01"])
                 handler.uploadScanInterval = .milliseconds(100)
                 try await WorkerRuntime(client: client, handler: handler, progressInterval: .milliseconds(50)).run(maximumJobs: 1)
                 let shown = try await setup.job(id)
@@ -109,8 +113,9 @@ import VaporTesting
                 }
             }) { down in
                 let real = client.endpoints
-                let endpoints = WorkerEndpoints(jobTake: real.jobTake, jobDoneTemplate: real.jobDoneTemplate, jobStop: real.jobStop,
-                                                ping: down.absoluteString + "/ping?", authorization: real.authorization, workerID: real.workerID, pingInterval: .milliseconds(100))
+                let endpoints = WorkerEndpoints(
+                    jobTake: real.jobTake, jobDoneTemplate: real.jobDoneTemplate, jobStop: real.jobStop,
+                    ping: down.absoluteString + "/ping?", authorization: real.authorization, workerID: real.workerID, pingInterval: .milliseconds(100))
                 let work = Self.work()
                 defer { try? FileManager.default.removeItem(atPath: work) }
                 // Time runs fast meanwhile (20 s every 200 ms, the lease being 60 s) and lost jobs are
@@ -127,7 +132,8 @@ import VaporTesting
                 defer { reclaimer.cancel() }
                 var handler = TrainingHandlerTests.handler(setup.store, work: work)
                 handler.uploadScanInterval = .milliseconds(100)
-                try await WorkerRuntime(client: WorkerProtocolClient(endpoints: endpoints, http: setup.store.http), handler: handler, progressInterval: .milliseconds(50)).run(maximumJobs: 1)
+                try await WorkerRuntime(client: WorkerProtocolClient(endpoints: endpoints, http: setup.store.http), handler: handler, progressInterval: .milliseconds(50)).run(
+                    maximumJobs: 1)
                 reclaimer.cancel()
             }
             let shown = try await setup.job(id)
@@ -146,8 +152,9 @@ import VaporTesting
         let forward: @Sendable (Request) async throws -> Response = { request in
             if request.method == .PUT || request.method == .POST {
                 refusals.withLockedValue { $0[request.url.path, default: 0] += 1 }
-                return Response(status: .serviceUnavailable, headers: ["Retry-After": "0"],
-                                body: .init(string: "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"))
+                return Response(
+                    status: .serviceUnavailable, headers: ["Retry-After": "0"],
+                    body: .init(string: "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"))
             }
             var outgoing = HTTPClientRequest(url: origin + request.url.string)
             outgoing.method = request.method

@@ -5,9 +5,10 @@ import NIOConcurrencyHelpers
 import ObjectStorage
 import Testing
 import TrainerCore
+import VaporTesting
+
 @testable import TrainerServer
 @testable import TrainerWorker
-import VaporTesting
 
 /// The worker's life beyond one job, where runpod-python is the reference (fidelity-audit.md
 /// items 4–7): it pings from start to exit, survives a result that cannot be posted, ends on a
@@ -108,8 +109,9 @@ import VaporTesting
 
             // The channel belongs to one attempt while it runs: afterwards, and for anyone
             // without its secret, it changes nothing.
-            let late = try await setup.user.client.send(.POST, String(channel.dropFirst(setup.store.baseURL.absoluteString.count)),
-                                                       body: #"{"error": "late"}"#)
+            let late = try await setup.user.client.send(
+                .POST, String(channel.dropFirst(setup.store.baseURL.absoluteString.count)),
+                body: #"{"error": "late"}"#)
             let afterLate = try await setup.job(id)["status"] as? String
             #expect(late.status == .noContent && afterLate == "completed")
             let unknown = try await setup.user.client.send(.POST, "/api/runpod/progress/pc_unknown", body: #"{"status": "IN_PROGRESS", "output": {}}"#)

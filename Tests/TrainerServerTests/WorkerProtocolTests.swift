@@ -4,9 +4,10 @@ import NIOCore
 import ObjectStorage
 import Testing
 import TrainerCore
+import VaporTesting
+
 @testable import TrainerServer
 @testable import TrainerWorker
-import VaporTesting
 
 /// The worker's protocol client against the built-in queue of a listening server.
 @Suite(.serialized) struct WorkerProtocolTests {
@@ -42,7 +43,10 @@ import VaporTesting
 
             var setup = JobTests.Setup(user: user, store: store, fake: FakeRunPod(), datasetID: datasetID)
             let id = try #require(try await setup.createJob()["id"] as? String)
-            guard case .job(let taken) = try await client.take(timeout: .seconds(5)) else { Issue.record("no job"); return }
+            guard case .job(let taken) = try await client.take(timeout: .seconds(5)) else {
+                Issue.record("no job")
+                return
+            }
             let job = try WorkerJob(input: taken.input)
             #expect(job.trainerJobID == id.lowercased() && job.datasetPrefix == "datasets/\(datasetID)/")
 
@@ -76,7 +80,8 @@ import VaporTesting
             var setup = setup
             let id = try #require(try await setup.createJob()["id"] as? String).lowercased()
             guard case .job(let taken) = try await client.take(timeout: .seconds(5)), let key = try JobInput(json: taken.input).storeKey else {
-                Issue.record("no job, or no store key in its input"); return
+                Issue.record("no job, or no store key in its input")
+                return
             }
             #expect(key.accessKeyID != setup.store.endpoint.credentials.accessKeyID, "not the admin pair")
             var endpoint = setup.store.endpoint
@@ -111,8 +116,11 @@ import VaporTesting
 
             // A key whose scope was changed has a secret nobody knows.
             var widened = endpoint
-            widened.credentials.accessKeyID = ScopedStoreKey.make(StoreScope(readPrefixes: [""], writePrefixes: [""], expires: .distantFuture),
-                                                                  admin: S3Credentials(accessKeyID: "x", secretAccessKey: Secret("guess"))).accessKeyID
+            widened.credentials.accessKeyID =
+                ScopedStoreKey.make(
+                    StoreScope(readPrefixes: [""], writePrefixes: [""], expires: .distantFuture),
+                    admin: S3Credentials(accessKeyID: "x", secretAccessKey: Secret("guess"))
+                ).accessKeyID
             do {
                 _ = try await S3Client(endpoint: widened, httpClient: setup.store.http).listAllObjects(prefix: "")
                 Issue.record("a widened key was accepted")

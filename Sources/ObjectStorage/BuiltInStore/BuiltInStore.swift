@@ -1,9 +1,9 @@
 import Crypto
 import Foundation
 import NIOCore
-import NIOPosix
 import NIOFileSystem
 import NIOFoundationCompat
+import NIOPosix
 import TrainerCore
 
 /// The S3-compatible store built into `gomodel serve`: objects on local disk under `root`.
@@ -179,7 +179,7 @@ public struct BuiltInStore: Sendable {
         guard uploadID.count == 32, uploadID.allSatisfy(\.isHexDigit) else { throw S3StoreError.noSuchUpload }
         let folder = multipartPath + "/" + uploadID
         guard let data = FileManager.default.contents(atPath: folder + "/upload.json"),
-              let upload = try? JSONDecoder().decode(Upload.self, from: data), upload.bucket == bucket, upload.key == key
+            let upload = try? JSONDecoder().decode(Upload.self, from: data), upload.bucket == bucket, upload.key == key
         else { throw S3StoreError.noSuchUpload }
         return (upload, folder)
     }
@@ -192,13 +192,15 @@ public struct BuiltInStore: Sendable {
         let (_, folder) = try upload(uploadID, bucket: bucket, key: key)
         // Parts are not fsynced: the completed object is, and a part lost to a power cut only
         // means uploading that part again.
-        return try await ObjectFile.write(to: folder + "/\(partNumber).part", body: body, expectedLength: contentLength, expectedSHA256: sha256, contentType: nil, now: now(), durable: false)
+        return try await ObjectFile.write(
+            to: folder + "/\(partNumber).part", body: body, expectedLength: contentLength, expectedSHA256: sha256, contentType: nil, now: now(), durable: false)
     }
 
     public func listParts(bucket: String, key: String, uploadID: String) async throws -> [(Int, StoredObject)] {
         try checkBucket(bucket)
         let (_, folder) = try upload(uploadID, bucket: bucket, key: key)
-        let numbers = (try? FileManager.default.contentsOfDirectory(atPath: folder))?
+        let numbers =
+            (try? FileManager.default.contentsOfDirectory(atPath: folder))?
             .compactMap { $0.hasSuffix(".part") ? Int($0.dropLast(5)) : nil }.sorted() ?? []
         var parts: [(Int, StoredObject)] = []
         for number in numbers {
@@ -333,7 +335,8 @@ extension String {
 
     /// The UTF-8 offset just past the first `needle` found at or after `offset`.
     func utf8End(ofFirst needle: String, after offset: Int) -> Int? {
-        let bytes = Array(utf8), pattern = Array(needle.utf8)
+        let bytes = Array(utf8)
+        let pattern = Array(needle.utf8)
         guard !pattern.isEmpty, bytes.count >= pattern.count else { return nil }
         var index = offset
         while index + pattern.count <= bytes.count {

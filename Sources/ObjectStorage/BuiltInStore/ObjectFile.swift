@@ -34,8 +34,9 @@ enum ObjectFile {
         contentType: String?, metadata: [String: String]? = nil, now: Date, durable: Bool = true, onlyIfAbsent: Bool = false
     ) async throws -> StoredObject where Body.Element == ByteBuffer {
         do {
-            return try await write(to: path, body: body, expectedLength: expectedLength, expectedSHA256: expectedSHA256, checksumSHA256: checksumSHA256,
-                                   contentType: contentType, metadata: metadata, now: now, durable: durable, replaceExisting: !onlyIfAbsent)
+            return try await write(
+                to: path, body: body, expectedLength: expectedLength, expectedSHA256: expectedSHA256, checksumSHA256: checksumSHA256,
+                contentType: contentType, metadata: metadata, now: now, durable: durable, replaceExisting: !onlyIfAbsent)
         } catch let error as FileSystemError where error.code == .fileAlreadyExists && onlyIfAbsent {
             throw S3StoreError.preconditionFailed
         }
@@ -103,7 +104,7 @@ enum ObjectFile {
         guard size >= trailerLength else { throw S3StoreError.noSuchKey }
         var trailer = try await file.readChunk(fromAbsoluteOffset: size - trailerLength, length: .bytes(trailerLength))
         guard let length = trailer.readInteger(endianness: .big, as: UInt64.self), trailer.readBytes(length: 8) == magic,
-              Int64(length) <= size - trailerLength
+            Int64(length) <= size - trailerLength
         else { throw S3StoreError.noSuchKey }
         let metadata = try await file.readChunk(fromAbsoluteOffset: size - trailerLength - Int64(length), length: .bytes(Int64(length)))
         let decoder = JSONDecoder()

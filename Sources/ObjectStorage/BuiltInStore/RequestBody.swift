@@ -128,15 +128,16 @@ public enum ByteRange {
         guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
         let spec = header.dropFirst("bytes=".count).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
         guard spec.count == 2 else { return nil }
-        let first = Int64(spec[0].trimmingCharacters(in: .whitespaces)), last = Int64(spec[1].trimmingCharacters(in: .whitespaces))
+        let first = Int64(spec[0].trimmingCharacters(in: .whitespaces))
+        let last = Int64(spec[1].trimmingCharacters(in: .whitespaces))
         switch (first, last) {
-        case let (start?, end?) where start <= end:
+        case (let start?, let end?) where start <= end:
             guard start < size else { throw .invalidRange }
             return start..<(min(end, size - 1) + 1)
-        case let (start?, nil) where spec[1].isEmpty:
+        case (let start?, nil) where spec[1].isEmpty:
             guard start < size else { throw .invalidRange }
             return start..<size
-        case let (nil, suffix?) where spec[0].isEmpty:
+        case (nil, let suffix?) where spec[0].isEmpty:
             guard suffix > 0, size > 0 else { throw .invalidRange }
             return max(0, size - suffix)..<size
         default:

@@ -31,7 +31,9 @@ public struct S3RequestAuthenticator: Sendable {
             return try verifyHeader(authorization, method: method, path: path, query: query, headers: headers, now: now)
         }
         if query.contains("AWSAccessKeyId=") || headers.contains(where: { $0.name.lowercased() == "authorization" && $0.value.hasPrefix("AWS ") }) {
-            throw S3StoreError(status: 400, code: "InvalidRequest", message: "Signature Version 2 is not supported; sign with SigV4 (for the aws CLI: aws configure set default.s3.signature_version s3v4).")
+            throw S3StoreError(
+                status: 400, code: "InvalidRequest",
+                message: "Signature Version 2 is not supported; sign with SigV4 (for the aws CLI: aws configure set default.s3.signature_version s3v4).")
         }
         if query.contains("X-Amz-Signature=") {
             return try verifyPresigned(method: method, path: path, query: query, headers: headers, now: now)
@@ -77,13 +79,17 @@ public struct S3RequestAuthenticator: Sendable {
     ) throws(S3StoreError) -> Verified {
         let pairs = SigV4Encoding.queryParameters(query)
         let parameters = Dictionary(pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
-        let unsigned = query.split(separator: "&").filter { SigV4Encoding.decode(String($0.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0])) != "X-Amz-Signature" }
+        let unsigned = query.split(separator: "&").filter {
+            SigV4Encoding.decode(String($0.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0])) != "X-Amz-Signature"
+        }
         guard parameters["X-Amz-Algorithm"] == SigV4Signer.algorithm, let credential = parameters["X-Amz-Credential"],
-              let timestamp = parameters["X-Amz-Date"], let date = SigV4Signer.date(fromTimestamp: timestamp),
-              let expires = parameters["X-Amz-Expires"].flatMap(Int.init), let signedHeaderList = parameters["X-Amz-SignedHeaders"],
-              let signature = parameters["X-Amz-Signature"]
+            let timestamp = parameters["X-Amz-Date"], let date = SigV4Signer.date(fromTimestamp: timestamp),
+            let expires = parameters["X-Amz-Expires"].flatMap(Int.init), let signedHeaderList = parameters["X-Amz-SignedHeaders"],
+            let signature = parameters["X-Amz-Signature"]
         else {
-            throw S3StoreError(status: 400, code: "AuthorizationQueryParametersError", message: "A presigned URL needs X-Amz-Algorithm=AWS4-HMAC-SHA256, X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature.")
+            throw S3StoreError(
+                status: 400, code: "AuthorizationQueryParametersError",
+                message: "A presigned URL needs X-Amz-Algorithm=AWS4-HMAC-SHA256, X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature.")
         }
         guard (1...Self.maximumPresignedExpiry).contains(expires) else {
             throw S3StoreError(status: 400, code: "AuthorizationQueryParametersError", message: "X-Amz-Expires must be between 1 and 604800 seconds.")

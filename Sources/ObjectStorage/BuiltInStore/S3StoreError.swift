@@ -19,16 +19,20 @@ public struct S3StoreError: Error, Sendable, Equatable {
     public static func outOfScope(_ what: String) -> Self {
         .init(status: 403, code: "AccessDenied", message: "This key may not \(what): it is scoped to one job's dataset (read) and outputs (read and write).")
     }
-    public static let signatureDoesNotMatch = Self(status: 403, code: "SignatureDoesNotMatch", message: "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
-    public static let invalidAccessKeyID = Self(status: 403, code: "InvalidAccessKeyId", message: "The access key id you provided does not exist in our records; see `gomodel storage credentials`.")
+    public static let signatureDoesNotMatch = Self(
+        status: 403, code: "SignatureDoesNotMatch", message: "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
+    public static let invalidAccessKeyID = Self(
+        status: 403, code: "InvalidAccessKeyId", message: "The access key id you provided does not exist in our records; see `gomodel storage credentials`.")
     public static let requestTimeTooSkewed = Self(status: 403, code: "RequestTimeTooSkewed", message: "The difference between the request time and the server's time is too large.")
     public static func incompleteBody(expected: Int64, received: Int64) -> Self {
         .init(status: 400, code: "IncompleteBody", message: "You did not provide the number of bytes specified by the Content-Length HTTP header (\(received) of \(expected)).")
     }
-    public static let contentSHA256Mismatch = Self(status: 400, code: "XAmzContentSHA256Mismatch", message: "The provided 'x-amz-content-sha256' header does not match what was computed.")
+    public static let contentSHA256Mismatch = Self(
+        status: 400, code: "XAmzContentSHA256Mismatch", message: "The provided 'x-amz-content-sha256' header does not match what was computed.")
     public static let badDigest = Self(status: 400, code: "BadDigest", message: "The x-amz-checksum-sha256 you specified did not match the calculated checksum.")
     public static let missingContentLength = Self(status: 411, code: "MissingContentLength", message: "You must provide the Content-Length HTTP header.")
-    public static let entityTooSmall = Self(status: 400, code: "EntityTooSmall", message: "Your proposed upload is smaller than the minimum allowed object size; every part but the last must be at least 5 MiB.")
+    public static let entityTooSmall = Self(
+        status: 400, code: "EntityTooSmall", message: "Your proposed upload is smaller than the minimum allowed object size; every part but the last must be at least 5 MiB.")
     public static let invalidPart = Self(status: 400, code: "InvalidPart", message: "One or more of the specified parts could not be found, or its ETag did not match.")
     public static let invalidPartOrder = Self(status: 400, code: "InvalidPartOrder", message: "The list of parts was not in ascending order.")
     public static let malformedXML = Self(status: 400, code: "MalformedXML", message: "The XML you provided was not well-formed or did not validate against our published schema.")

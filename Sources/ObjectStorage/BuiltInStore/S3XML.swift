@@ -3,10 +3,13 @@ import Foundation
 /// The XML documents the built-in store reads and writes.
 public enum S3XML {
     public static func error(_ error: S3StoreError, resource: String, requestID: String) -> String {
-        XMLNode("Error", children: [
-            XMLNode("Code", error.code), XMLNode("Message", error.message),
-            XMLNode("Resource", resource), XMLNode("RequestId", requestID),
-        ]).document(namespace: nil)
+        XMLNode(
+            "Error",
+            children: [
+                XMLNode("Code", error.code), XMLNode("Message", error.message),
+                XMLNode("Resource", resource), XMLNode("RequestId", requestID),
+            ]
+        ).document(namespace: nil)
     }
 
     public static func location() -> String {
@@ -18,9 +21,12 @@ public enum S3XML {
     }
 
     public static func completeMultipartUpload(bucket: String, key: String, etag: String) -> String {
-        XMLNode("CompleteMultipartUploadResult", children: [
-            XMLNode("Location", "/\(bucket)/\(key)"), XMLNode("Bucket", bucket), XMLNode("Key", key), XMLNode("ETag", "\"\(etag)\""),
-        ]).document()
+        XMLNode(
+            "CompleteMultipartUploadResult",
+            children: [
+                XMLNode("Location", "/\(bucket)/\(key)"), XMLNode("Bucket", bucket), XMLNode("Key", key), XMLNode("ETag", "\"\(etag)\""),
+            ]
+        ).document()
     }
 
     public static func copyResult(_ stored: StoredObject) -> String {
@@ -28,19 +34,27 @@ public enum S3XML {
     }
 
     public static func listParts(bucket: String, key: String, uploadID: String, parts: [(Int, StoredObject)]) -> String {
-        XMLNode("ListPartsResult", children: [XMLNode("Bucket", bucket), XMLNode("Key", key), XMLNode("UploadId", uploadID), XMLNode("IsTruncated", "false")]
-            + parts.map { number, stored in
-                XMLNode("Part", children: [
-                    XMLNode("PartNumber", String(number)), XMLNode("LastModified", iso8601(stored.lastModified)),
-                    XMLNode("ETag", "\"\(stored.etag)\""), XMLNode("Size", String(stored.size)),
-                ])
-            }).document()
+        XMLNode(
+            "ListPartsResult",
+            children: [XMLNode("Bucket", bucket), XMLNode("Key", key), XMLNode("UploadId", uploadID), XMLNode("IsTruncated", "false")]
+                + parts.map { number, stored in
+                    XMLNode(
+                        "Part",
+                        children: [
+                            XMLNode("PartNumber", String(number)), XMLNode("LastModified", iso8601(stored.lastModified)),
+                            XMLNode("ETag", "\"\(stored.etag)\""), XMLNode("Size", String(stored.size)),
+                        ])
+                }
+        ).document()
     }
 
     public static func deleteResult(deleted: [String], failed: [(String, S3StoreError)]) -> String {
-        XMLNode("DeleteResult", children: deleted.map { XMLNode("Deleted", children: [XMLNode("Key", $0)]) }
-            + failed.map { key, error in XMLNode("Error", children: [XMLNode("Key", key), XMLNode("Code", error.code), XMLNode("Message", error.message)]) })
-            .document()
+        XMLNode(
+            "DeleteResult",
+            children: deleted.map { XMLNode("Deleted", children: [XMLNode("Key", $0)]) }
+                + failed.map { key, error in XMLNode("Error", children: [XMLNode("Key", key), XMLNode("Code", error.code), XMLNode("Message", error.message)]) }
+        )
+        .document()
     }
 
     public static func listV2(bucket: String, query: [String: String], listing: BuiltInStore.Listing, maxKeys: Int, urlEncode: Bool) -> String {
@@ -70,10 +84,12 @@ public enum S3XML {
 
     static func contents(_ listing: BuiltInStore.Listing, urlEncode: Bool) -> [XMLNode] {
         listing.keys.map { key, stored in
-            XMLNode("Contents", children: [
-                XMLNode("Key", encodeIf(urlEncode, key)), XMLNode("LastModified", iso8601(stored.lastModified)),
-                XMLNode("ETag", "\"\(stored.etag)\""), XMLNode("Size", String(stored.size)), XMLNode("StorageClass", "STANDARD"),
-            ])
+            XMLNode(
+                "Contents",
+                children: [
+                    XMLNode("Key", encodeIf(urlEncode, key)), XMLNode("LastModified", iso8601(stored.lastModified)),
+                    XMLNode("ETag", "\"\(stored.etag)\""), XMLNode("Size", String(stored.size)), XMLNode("StorageClass", "STANDARD"),
+                ])
         } + listing.commonPrefixes.map { XMLNode("CommonPrefixes", children: [XMLNode("Prefix", encodeIf(urlEncode, $0))]) }
     }
 

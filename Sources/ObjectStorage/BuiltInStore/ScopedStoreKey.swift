@@ -46,13 +46,14 @@ public enum ScopedStoreKey {
     /// The scope an access key id names, if it is a scoped key's (its secret is checked by the signature).
     public static func scope(ofAccessKeyID id: String) -> StoreScope? {
         guard id.hasPrefix(marker), let data = data(base64URL: String(id.dropFirst(marker.count))),
-              let text = String(data: data, encoding: .utf8)
+            let text = String(data: data, encoding: .utf8)
         else { return nil }
         let fields = text.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
         guard fields.count == 3 || fields.count == 4, let expires = TimeInterval(fields[2]) else { return nil }
         func prefixes(_ field: String) -> [String] { field.split(separator: "|").map(String.init).filter { !$0.isEmpty } }
-        return StoreScope(readPrefixes: prefixes(fields[0]), writePrefixes: prefixes(fields[1]), expires: Date(timeIntervalSince1970: expires),
-                          holder: fields.count == 4 ? fields[3] : nil)
+        return StoreScope(
+            readPrefixes: prefixes(fields[0]), writePrefixes: prefixes(fields[1]), expires: Date(timeIntervalSince1970: expires),
+            holder: fields.count == 4 ? fields[3] : nil)
     }
 
     static func secret(forAccessKeyID id: String, admin: S3Credentials) -> Secret {

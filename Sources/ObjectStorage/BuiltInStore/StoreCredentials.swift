@@ -14,7 +14,9 @@ public enum StoreCredentials {
             return S3Credentials(accessKeyID: stored.accessKeyId, secretAccessKey: Secret(stored.secretAccessKey))
         }
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        let stored = Stored(accessKeyId: "GM" + random(from: "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", count: 18), secretAccessKey: random(from: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", count: 40))
+        let stored = Stored(
+            accessKeyId: "GM" + random(from: "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", count: 18),
+            secretAccessKey: random(from: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", count: 40))
         // Created with 0600 from the start, then moved into place, so no one else can ever read it.
         let temporary = path + ".\(UUID().uuidString)"
         guard FileManager.default.createFile(atPath: temporary, contents: try JSONEncoder().encode(stored), attributes: [.posixPermissions: 0o600]) else {

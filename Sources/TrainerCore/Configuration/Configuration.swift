@@ -35,7 +35,7 @@ public struct Configuration: Sendable {
         let apiKey = reader.string("RUNPOD_API_KEY")
         let runPodBaseURL = reader.url("RUNPOD_BASE_URL", default: "https://api.runpod.ai/v2")
         switch (endpointID, apiKey) {
-        case let (endpointID?, apiKey?):
+        case (let endpointID?, let apiKey?):
             if endpointID.contains(where: { !($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
                 reader.problem("RUNPOD_ENDPOINT_ID", "must be the endpoint id only (letters, digits, - and _), e.g. 'abc123xyz', not a URL")
             }
@@ -46,7 +46,9 @@ public struct Configuration: Sendable {
             reader.problem("RUNPOD_ENDPOINT_ID", "is missing while RUNPOD_API_KEY is set; set both to use RunPod Serverless, or unset RUNPOD_API_KEY to use the built-in queue")
             runPod = nil
         case (_?, nil):
-            reader.problem("RUNPOD_API_KEY", "is missing while RUNPOD_ENDPOINT_ID is set; create a key at runpod.io → Settings → API Keys, or unset RUNPOD_ENDPOINT_ID to use the built-in queue")
+            reader.problem(
+                "RUNPOD_API_KEY",
+                "is missing while RUNPOD_ENDPOINT_ID is set; create a key at runpod.io → Settings → API Keys, or unset RUNPOD_ENDPOINT_ID to use the built-in queue")
             runPod = nil
         }
 
@@ -54,7 +56,7 @@ public struct Configuration: Sendable {
 
         if let url = reader.string("DATABASE_URL") {
             if let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme?.lowercased() ?? ""),
-               let host = components.host, !host.isEmpty
+                let host = components.host, !host.isEmpty
             {
                 database = .postgres(url: Secret(url))
             } else {
@@ -105,7 +107,10 @@ public struct Configuration: Sendable {
         if let bytes = reader.byteSize("GOMODEL_DATASET_MAX_BYTES") { datasetLimits.maximumBytes = bytes }
 
         if runPod != nil, case .builtIn = objectStore, publicURL == nil {
-            reader.problem("R2_BUCKET", "is needed with RUNPOD_ENDPOINT_ID: RunPod workers run in RunPod's cloud and cannot reach the built-in store on this machine; set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY, or set GOMODEL_PUBLIC_URL to an address the workers can reach")
+            reader.problem(
+                "R2_BUCKET",
+                "is needed with RUNPOD_ENDPOINT_ID: RunPod workers run in RunPod's cloud and cannot reach the built-in store on this machine; set R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY, or set GOMODEL_PUBLIC_URL to an address the workers can reach"
+            )
         }
 
         warnings = reader.unknownVariables().map { "\($0) is not a setting gomodel knows; check its spelling (see the configuration table in README.md)" }
@@ -118,20 +123,26 @@ public struct Configuration: Sendable {
         let region = reader.string("R2_REGION")
         let storeBucket = reader.string("GOMODEL_STORE_BUCKET") ?? "gomodel"
         if !BucketName.isValid(storeBucket) {
-            reader.problem("GOMODEL_STORE_BUCKET", "'\(storeBucket)' is not a valid bucket name: use 3–63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit")
+            reader.problem(
+                "GOMODEL_STORE_BUCKET", "'\(storeBucket)' is not a valid bucket name: use 3–63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit")
         }
         if present.isEmpty {
             if region != nil {
-                reader.problem("R2_REGION", "is set but R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY are not; set them all to use R2/S3, or unset R2_REGION to use the built-in store")
+                reader.problem(
+                    "R2_REGION",
+                    "is set but R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY are not; set them all to use R2/S3, or unset R2_REGION to use the built-in store")
             }
             return .builtIn(bucket: storeBucket)
         }
         for missing in names where !present.contains(missing) {
-            reader.problem(missing, "is missing; R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY come together (set \(present.joined(separator: ", "))); set all four to use R2/S3, or none to use the built-in store")
+            reader.problem(
+                missing,
+                "is missing; R2_BUCKET, R2_ENDPOINT, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY come together (set \(present.joined(separator: ", "))); set all four to use R2/S3, or none to use the built-in store"
+            )
         }
         guard present.count == names.count, let bucket = reader.string("R2_BUCKET"),
-              let endpoint = reader.url("R2_ENDPOINT"), let accessKeyID = reader.string("R2_ACCESS_KEY_ID"),
-              let secret = reader.string("R2_SECRET_ACCESS_KEY")
+            let endpoint = reader.url("R2_ENDPOINT"), let accessKeyID = reader.string("R2_ACCESS_KEY_ID"),
+            let secret = reader.string("R2_SECRET_ACCESS_KEY")
         else { return .builtIn(bucket: "gomodel") }
 
         if !BucketName.isValid(bucket) {
@@ -139,18 +150,22 @@ public struct Configuration: Sendable {
         }
         let isR2 = endpoint.host?.lowercased().hasSuffix(".r2.cloudflarestorage.com") ?? false
         if isR2, accessKeyID.count != 32 {
-            reader.problem("R2_ACCESS_KEY_ID", "is \(accessKeyID.count) characters long, but Cloudflare R2 access key ids are exactly 32; copy the 'Access Key ID' of an R2 API token (not the token value, not the account id)")
+            reader.problem(
+                "R2_ACCESS_KEY_ID",
+                "is \(accessKeyID.count) characters long, but Cloudflare R2 access key ids are exactly 32; copy the 'Access Key ID' of an R2 API token (not the token value, not the account id)"
+            )
         }
         if isR2, endpoint.path.count > 1 {
             reader.problem("R2_ENDPOINT", "must be the account endpoint https://<account-id>.r2.cloudflarestorage.com without the bucket in the path; put the bucket in R2_BUCKET")
         }
-        return .s3(S3Settings(
-            bucket: bucket,
-            endpoint: endpoint,
-            accessKeyID: accessKeyID,
-            secretAccessKey: Secret(secret),
-            region: region ?? (isR2 ? "auto" : "us-east-1")
-        ))
+        return .s3(
+            S3Settings(
+                bucket: bucket,
+                endpoint: endpoint,
+                accessKeyID: accessKeyID,
+                secretAccessKey: Secret(secret),
+                region: region ?? (isR2 ? "auto" : "us-east-1")
+            ))
     }
 }
 
@@ -221,8 +236,8 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
 enum BucketName {
     static func isValid(_ name: String) -> Bool {
         guard (3...63).contains(name.count), let first = name.first, let last = name.last,
-              first.isASCII && (first.isLetter || first.isNumber), last.isASCII && (last.isLetter || last.isNumber),
-              !name.contains("..")
+            first.isASCII && (first.isLetter || first.isNumber), last.isASCII && (last.isLetter || last.isNumber),
+            !name.contains("..")
         else { return false }
         return name.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "-" }
     }
@@ -250,8 +265,8 @@ struct EnvironmentReader {
     mutating func url(_ name: String, default defaultValue: String? = nil) -> URL? {
         guard let text = string(name) ?? defaultValue else { return nil }
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
-              ["http", "https"].contains(scheme), let host = components.host, !host.isEmpty,
-              components.query == nil, components.fragment == nil, components.user == nil, let url = components.url
+            ["http", "https"].contains(scheme), let host = components.host, !host.isEmpty,
+            components.query == nil, components.fragment == nil, components.user == nil, let url = components.url
         else {
             problem(name, "must be an http:// or https:// URL with a host and no query, e.g. https://example.com")
             return nil

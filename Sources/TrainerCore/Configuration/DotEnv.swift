@@ -1,4 +1,5 @@
 import Foundation
+
 /// Parser for `.env` files: `KEY=value` lines, `#` comments, an optional `export ` prefix,
 /// and single- or double-quoted values (double quotes understand `\n`, `\"` and `\\`).
 public enum DotEnv {

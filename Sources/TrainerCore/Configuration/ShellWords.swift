@@ -24,7 +24,7 @@ public enum ShellWords {
             case (nil, "'"), (nil, "\""):
                 quote = character
                 inWord = true
-            case let (open?, c) where c == open:
+            case (let open?, let c) where c == open:
                 quote = nil
             case (nil, let c) where c.isWhitespace:
                 if inWord { words.append(current) }

@@ -100,11 +100,14 @@ public enum DatasetLayout {
             role = .caption
         }
         guard let role else {
-            return .refused("'\(rawPath)' is neither in a control/target folder nor named X_start.png / X_end.png; put inputs in control/ (or control_2/, control_3/) and results in target/.")
+            return .refused(
+                "'\(rawPath)' is neither in a control/target folder nor named X_start.png / X_end.png; put inputs in control/ (or control_2/, control_3/) and results in target/.")
         }
         guard !stem.isEmpty else { return .refused("'\(rawPath)' has an empty name.") }
         if let reserved = stem.first(where: { trainerReservedCharacters.contains($0) }) {
-            return .refused("'\(rawPath)' has '\(reserved)' in its name; rename the file without $ { } [ ] (ai-toolkit reads ${…} and [name] in its config as variables, so the training would fail).")
+            return .refused(
+                "'\(rawPath)' has '\(reserved)' in its name; rename the file without $ { } [ ] (ai-toolkit reads ${…} and [name] in its config as variables, so the training would fail)."
+            )
         }
         guard stem.utf8.count <= maximumStemBytes else {
             return .refused("'\(rawPath)' has a name longer than \(maximumStemBytes) bytes; shorten it.")

@@ -79,7 +79,10 @@ public enum DatasetValidation {
         for stem in targets.keys.sorted() {
             let target = targets[stem]!.placement.relativeKey
             for index in 1...max(controlCount, 1) where controlCount > 0 && byRole[.control(index)]?[stem] == nil {
-                add(.error, "missing_control", target, "\(target) has no control image \(index) (control_\(index)/\(stem).png or .jpg); every sample needs the same \(controlCount) control image\(controlCount == 1 ? "" : "s"): upload it or remove the target.")
+                add(
+                    .error, "missing_control", target,
+                    "\(target) has no control image \(index) (control_\(index)/\(stem).png or .jpg); every sample needs the same \(controlCount) control image\(controlCount == 1 ? "" : "s"): upload it or remove the target."
+                )
             }
             if captions[stem] == nil, (defaultCaption ?? "").isEmpty {
                 add(.error, "missing_caption", target, "\(target) has no caption; upload target/\(stem).txt with the edit instruction, or set the dataset's default caption.")
@@ -87,7 +90,9 @@ public enum DatasetValidation {
         }
         for (role, entries) in byRole where role != .target {
             for (stem, file) in entries where targets[stem] == nil {
-                add(.warning, "orphan", file.placement.relativeKey, "\(file.placement.relativeKey) has no target image \(stem).png/.jpg; it will not be used. Upload the target or delete the file.")
+                add(
+                    .warning, "orphan", file.placement.relativeKey,
+                    "\(file.placement.relativeKey) has no target image \(stem).png/.jpg; it will not be used. Upload the target or delete the file.")
             }
         }
 
@@ -109,7 +114,9 @@ public enum DatasetValidation {
                 if width > limits.largestSide || height > limits.largestSide {
                     add(.error, "too_large", key, "\(key) is \(width)×\(height) px; the largest side may be at most \(limits.largestSide) px. Downscale it.")
                 } else if width < limits.smallestSide || height < limits.smallestSide {
-                    add(.warning, "too_small", key, "\(key) is \(width)×\(height) px; below \(limits.smallestSide) px the model learns little detail. Use a larger image if you have one.")
+                    add(
+                        .warning, "too_small", key,
+                        "\(key) is \(width)×\(height) px; below \(limits.smallestSide) px the model learns little detail. Use a larger image if you have one.")
                 }
             }
         }

@@ -36,8 +36,14 @@ public enum ImageProbe {
         while index + 4 <= bytes.count {
             guard bytes[index] == 0xFF else { return .notAnImage }
             let marker = bytes[index + 1]
-            if marker == 0xFF { index += 1; continue }  // fill byte
-            if marker == 0xD8 || marker == 0x01 || (0xD0...0xD7).contains(marker) { index += 2; continue }  // no length
+            if marker == 0xFF {
+                index += 1
+                continue
+            }  // fill byte
+            if marker == 0xD8 || marker == 0x01 || (0xD0...0xD7).contains(marker) {
+                index += 2
+                continue
+            }  // no length
             let length = bigEndian(bytes, index + 2, 2)
             guard length >= 2 else { return .notAnImage }
             // Start-of-frame markers carry the size: C0–CF except C4 (DHT), C8 (JPG) and CC (DAC).

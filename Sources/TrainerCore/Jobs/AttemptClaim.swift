@@ -16,7 +16,8 @@ public struct AttemptClaim: Codable, Sendable, Equatable {
     public var claimedAt: Date
 
     enum CodingKeys: String, CodingKey {
-        case runID = "runpod_job_id", claimedAt = "claimed_at"
+        case runID = "runpod_job_id"
+        case claimedAt = "claimed_at"
     }
 
     public init(runID: String, claimedAt: Date) {

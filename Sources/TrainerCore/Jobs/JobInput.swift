@@ -45,7 +45,8 @@ public struct JobInput: Codable, Sendable, Equatable {
         public var secretAccessKey: String
 
         enum CodingKeys: String, CodingKey {
-            case accessKeyID = "access_key_id", secretAccessKey = "secret_access_key"
+            case accessKeyID = "access_key_id"
+            case secretAccessKey = "secret_access_key"
         }
 
         public init(accessKeyID: String, secretAccessKey: String) {
@@ -66,12 +67,20 @@ public struct JobInput: Codable, Sendable, Equatable {
     public var storeKey: StoreKey?
 
     enum CodingKeys: String, CodingKey {
-        case contractVersion = "contract_version", trainerJobID = "trainer_job_id", attempt, jobConfig = "job_config"
-        case dataset = "r2_dataset", output, progressChannel = "progress_channel", storeKey = "store_key"
+        case contractVersion = "contract_version"
+        case trainerJobID = "trainer_job_id"
+        case attempt
+        case jobConfig = "job_config"
+        case dataset = "r2_dataset"
+        case output
+        case progressChannel = "progress_channel"
+        case storeKey = "store_key"
     }
 
-    public init(trainerJobID: String, attempt: Int, jobConfig: JSONValue, dataset: Dataset, output: Output,
-                progressChannel: ProgressChannel? = nil, storeKey: StoreKey? = nil) {
+    public init(
+        trainerJobID: String, attempt: Int, jobConfig: JSONValue, dataset: Dataset, output: Output,
+        progressChannel: ProgressChannel? = nil, storeKey: StoreKey? = nil
+    ) {
         self.contractVersion = Self.contractVersion
         self.trainerJobID = trainerJobID
         self.attempt = attempt
@@ -115,8 +124,10 @@ public struct JobInput: Codable, Sendable, Equatable {
         } catch {
             throw InputError(description: "input could not be read: \(error)")
         }
-        for (path, text) in [("trainer_job_id", trainerJobID), ("r2_dataset.datasetId", dataset.datasetId), ("r2_dataset.bucket", dataset.bucket),
-                             ("r2_dataset.prefix", dataset.prefix), ("output.bucket", output.bucket), ("output.prefix", output.prefix)] where text.isEmpty {
+        for (path, text) in [
+            ("trainer_job_id", trainerJobID), ("r2_dataset.datasetId", dataset.datasetId), ("r2_dataset.bucket", dataset.bucket),
+            ("r2_dataset.prefix", dataset.prefix), ("output.bucket", output.bucket), ("output.prefix", output.prefix),
+        ] where text.isEmpty {
             throw InputError(description: "input.\(path) is empty")
         }
     }

@@ -115,7 +115,7 @@ public struct JobArtifact: Sendable, Equatable, Codable {
         guard case .array(let items)? = output?["artifacts"] else { return [] }
         return items.compactMap { item in
             guard let kind = item["kind"]?.stringValue.flatMap(Kind.init(rawValue:)), let key = item["key"]?.stringValue,
-                  key.hasPrefix(prefix), !key.contains(".."), key.count > prefix.count
+                key.hasPrefix(prefix), !key.contains(".."), key.count > prefix.count
             else { return nil }
             return JobArtifact(
                 kind: kind, key: key, bytes: item["bytes"]?.numberValue.map { Int64($0) },
@@ -132,7 +132,7 @@ public enum JobError {
     /// becomes "ValueError: message" and its traceback; anything else stays as it is.
     public static func readable(_ error: String) -> String {
         guard error.hasPrefix("{"), let json = try? JSONDecoder().decode(JSONValue.self, from: Data(error.utf8)),
-              let message = json["error_message"]?.stringValue
+            let message = json["error_message"]?.stringValue
         else { return error }
         let type = json["error_type"]?.stringValue.map { raw in
             raw.hasPrefix("<class '") && raw.hasSuffix("'>") ? String(raw.dropFirst(8).dropLast(2)) : raw

@@ -111,12 +111,15 @@ public enum QwenImageEdit2509 {
         }
         let intervals = Limits.minimumInterval...max(Limits.minimumInterval, parameters.steps)
         check(intervals.contains(parameters.saveEvery), "saveEvery", "must be from 10 to the number of steps (\(parameters.steps)); got \(parameters.saveEvery)")
-        check(parameters.sampleEvery == 0 || intervals.contains(parameters.sampleEvery), "sampleEvery", "must be 0 (no samples) or from 10 to the number of steps (\(parameters.steps)); got \(parameters.sampleEvery)")
+        check(
+            parameters.sampleEvery == 0 || intervals.contains(parameters.sampleEvery), "sampleEvery",
+            "must be 0 (no samples) or from 10 to the number of steps (\(parameters.steps)); got \(parameters.sampleEvery)")
         check(Limits.keepCheckpoints.contains(parameters.keepCheckpoints), "keepCheckpoints", "must be from 1 to 50; got \(parameters.keepCheckpoints)")
         check(Limits.seed.contains(parameters.seed), "seed", "must be from 0 to 2147483647; got \(parameters.seed)")
         if let word = parameters.triggerWord {
-            check(Limits.triggerWordLength.contains(word.unicodeScalars.count) && word.unicodeScalars.allSatisfy(Self.isTriggerScalar), "triggerWord",
-                  "must be 1 to 50 ASCII letters, digits, '_' or '-' (no spaces, '$', '[' or '{'); got '\(word)'")
+            check(
+                Limits.triggerWordLength.contains(word.unicodeScalars.count) && word.unicodeScalars.allSatisfy(Self.isTriggerScalar), "triggerWord",
+                "must be 1 to 50 ASCII letters, digits, '_' or '-' (no spaces, '$', '[' or '{'); got '\(word)'")
         }
         if let pairs = parameters.samplePairs {
             check(pairs.count <= Limits.samplePairs, "samplePairs", "may pick at most 4 samples; got \(pairs.count)")
@@ -190,18 +193,22 @@ public enum QwenImageEdit2509 {
         ]
         if let word = parameters.triggerWord { dataset.append(("trigger_word", .string(word))) }
 
-        let (quantize, qtype, quantizeTextEncoder, lowVRAM): (Bool, String, Bool, Bool) = switch parameters.profile {
-        case .gb32: (true, "uint3|ostris/accuracy_recovery_adapters/qwen_image_edit_2509_torchao_uint3.safetensors", true, true)
-        case .gb48: (true, "qfloat8", true, true)
-        case .gb80: (false, "qfloat8", false, false)
-        }
+        let (quantize, qtype, quantizeTextEncoder, lowVRAM): (Bool, String, Bool, Bool) =
+            switch parameters.profile {
+            case .gb32: (true, "uint3|ostris/accuracy_recovery_adapters/qwen_image_edit_2509_torchao_uint3.safetensors", true, true)
+            case .gb48: (true, "qfloat8", true, true)
+            case .gb80: (false, "qfloat8", false, false)
+            }
 
         let process: JSONValue = [
             "type": "diffusion_trainer",
             "training_folder": .string("\(workRoot)/output"),
             "device": "cuda",
             "network": ["type": "lora", "linear": .int(parameters.rank), "linear_alpha": .int(parameters.rank)],
-            "save": ["dtype": "bf16", "save_every": .int(parameters.saveEvery), "max_step_saves_to_keep": .int(parameters.keepCheckpoints), "save_format": "safetensors", "push_to_hub": false],
+            "save": [
+                "dtype": "bf16", "save_every": .int(parameters.saveEvery), "max_step_saves_to_keep": .int(parameters.keepCheckpoints), "save_format": "safetensors",
+                "push_to_hub": false,
+            ],
             "logging": ["log_every": 1, "use_ui_logger": true],
             "datasets": [.object(dataset)],
             "train": [
@@ -272,7 +279,9 @@ public enum QwenImageEdit2509 {
                 found.append(sample)
             }
             if let unsafe = found.first(where: { !isSafeInConfig($0) }) {
-                throw ParameterError(field: "samplePairs", message: "sample '\(unsafe.stem)' has $ { } [ ] in a file name, which ai-toolkit's config loader would rewrite; pick another sample or rename its files")
+                throw ParameterError(
+                    field: "samplePairs",
+                    message: "sample '\(unsafe.stem)' has $ { } [ ] in a file name, which ai-toolkit's config loader would rewrite; pick another sample or rename its files")
             }
             picked = found
         } else {

@@ -1,4 +1,5 @@
 import Foundation
+
 /// Reads ai-toolkit's console output (reference/ai-toolkit.md §3.1) into progress: the training
 /// bar is a tqdm bar on stderr, redrawn with `\r`, labelled with `config.name`:
 ///

@@ -1,4 +1,5 @@
 import Foundation
+
 /// The job a worker receives (DESIGN §5), checked before any work starts, and the rules that
 /// map it onto the worker's disk and its outputs back into the bucket.
 public struct WorkerJob: Sendable, Equatable {
@@ -67,7 +68,8 @@ public struct WorkerJob: Sendable, Equatable {
 
     /// The step of an optimizer state's key (`optimizerState(step:)`), nil for other keys.
     public func optimizerStep(key: String) -> Int? {
-        let prefix = outputPrefix + "checkpoints/" + runName + "_", suffix = ".optimizer.pt"
+        let prefix = outputPrefix + "checkpoints/" + runName + "_"
+        let suffix = ".optimizer.pt"
         guard key.hasPrefix(prefix), key.hasSuffix(suffix) else { return nil }
         let digits = key.dropFirst(prefix.count).dropLast(suffix.count)
         return digits.count == 9 && digits.allSatisfy(\.isASCII) ? Int(digits) : nil
@@ -89,7 +91,8 @@ public struct WorkerJob: Sendable, Equatable {
             return JobArtifact(kind: .lora, key: outputPrefix + "lora/" + file)
         }
         if parts.count == 1, file.hasPrefix(name + "_"), file.hasSuffix(".safetensors"),
-           let step = Int(file.dropFirst(name.count + 1).dropLast(".safetensors".count)) {
+            let step = Int(file.dropFirst(name.count + 1).dropLast(".safetensors".count))
+        {
             return JobArtifact(kind: .checkpoint, key: outputPrefix + "checkpoints/" + file, step: step)
         }
         // optimizer.pt is not one: ai-toolkit rewrites it at every save, so the worker keeps a copy

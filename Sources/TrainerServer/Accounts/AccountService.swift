@@ -67,9 +67,11 @@ struct AccountService: Sendable {
         let user = User(email: email, passwordHash: try await hash(password), isAdmin: admin ?? false)
         try await user.create(on: db)
         if mayBeFirst {
-            let claimed = try await db.sql().raw("""
+            let claimed = try await db.sql().raw(
+                """
                 INSERT INTO first_administrator (id, user_id) VALUES (1, \(bind: try user.requireID())) ON CONFLICT DO NOTHING RETURNING id
-                """).all()
+                """
+            ).all()
             if claimed.count == 1 {
                 user.isAdmin = true
                 try await user.save(on: db)
@@ -110,7 +112,8 @@ struct AccountService: Sendable {
         let subjects = LoginThrottle.Subjects(email: email, address: clientAddress)
         let time = now()
         let device = try await self.knownDevice(knownDevice, email: email, on: db)
-        let counted = device.map { [("device:" + $0.tokenHash, LoginThrottle.perKnownDevice)] }
+        let counted =
+            device.map { [("device:" + $0.tokenHash, LoginThrottle.perKnownDevice)] }
             ?? [(subjects.accountFromAddress, .perAccountFromAddress), (subjects.account, .perAccount), (subjects.address, .perAddress)]
         var lockedUntil: [Date] = []
         for (subject, throttle) in counted {
@@ -133,8 +136,8 @@ struct AccountService: Sendable {
     /// The known device whose cookie this is, if it belongs to the account with this address.
     private func knownDevice(_ cookieValue: String?, email: String, on db: any Database) async throws -> KnownDevice? {
         guard let cookieValue, !cookieValue.isEmpty,
-              let device = try await KnownDevice.query(on: db).filter(\.$tokenHash == OpaqueToken.digest(cookieValue)).with(\.$user).first(),
-              device.user.email == email
+            let device = try await KnownDevice.query(on: db).filter(\.$tokenHash == OpaqueToken.digest(cookieValue)).with(\.$user).first(),
+            device.user.email == email
         else { return nil }
         return device
     }
@@ -171,8 +174,9 @@ struct AccountService: Sendable {
     }
 
     func principal(forSessionCookie cookieValue: String, on db: any Database) async throws -> Principal? {
-        guard let session = try await BrowserSession.query(on: db)
-            .filter(\.$tokenHash == OpaqueToken.digest(cookieValue)).with(\.$user).first()
+        guard
+            let session = try await BrowserSession.query(on: db)
+                .filter(\.$tokenHash == OpaqueToken.digest(cookieValue)).with(\.$user).first()
         else { return nil }
         guard session.expiresAt > now() else {
             try await session.delete(on: db)
@@ -198,8 +202,9 @@ struct AccountService: Sendable {
     }
 
     func principal(forBearer value: String, on db: any Database) async throws -> Principal? {
-        guard let token = try await APIToken.query(on: db)
-            .filter(\.$tokenHash == OpaqueToken.digest(value)).with(\.$user).first()
+        guard
+            let token = try await APIToken.query(on: db)
+                .filter(\.$tokenHash == OpaqueToken.digest(value)).with(\.$user).first()
         else { return nil }
         // Record use at most once a minute, not on every request.
         let time = now()

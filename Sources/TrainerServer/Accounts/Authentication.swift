@@ -86,9 +86,12 @@ struct RequireSignIn: AsyncMiddleware {
     static func verifyCSRF(_ request: Request, session: BrowserSession) throws {
         guard ![.GET, .HEAD, .OPTIONS].contains(request.method) else { return }
         guard let sent = request.headers.first(name: csrfHeader),
-              constantTimeEquals(sent, session.csrfToken)
+            constantTimeEquals(sent, session.csrfToken)
         else {
-            throw APIError.forbidden("csrf_failed", "This request changes data with a session cookie but lacks the session's CSRF token; send it in the X-CSRF-Token header (it is in the login response and GET /api/me).")
+            throw APIError.forbidden(
+                "csrf_failed",
+                "This request changes data with a session cookie but lacks the session's CSRF token; send it in the X-CSRF-Token header (it is in the login response and GET /api/me)."
+            )
         }
     }
 }

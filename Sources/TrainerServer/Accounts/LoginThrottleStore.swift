@@ -25,11 +25,12 @@ struct LoginThrottleStore: Sendable {
                     .orWhere { $0.where("locked_until", .is, SQLLiteral.null).where("window_start", .lessThanOrEqual, throttle.windowCutoff(now: now)) }
             }
             .run()
-        guard let row = try await sql.update(Self.table)
-            .set(SQLIdentifier("failures"), to: SQLBinaryExpression(SQLIdentifier("failures"), .add, SQLLiteral.numeric("1")))
-            .where("subject", .equal, subject)
-            .returning("failures", "locked_until")
-            .first()
+        guard
+            let row = try await sql.update(Self.table)
+                .set(SQLIdentifier("failures"), to: SQLBinaryExpression(SQLIdentifier("failures"), .add, SQLLiteral.numeric("1")))
+                .where("subject", .equal, subject)
+                .returning("failures", "locked_until")
+                .first()
         else { return nil }
         let attempts = try row.decode(column: "failures", as: Int.self)
         let lockedUntil = try row.decode(column: "locked_until", as: Date?.self)

@@ -51,7 +51,9 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     DatasetController(datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy).register(signedIn: signedIn)
     let wakeup = Wakeup()
     let jobs = JobService(datasets: datasets, now: dependencies.now, created: { wakeup.signal() })
-    JobController(jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy, gpuPricePerSecond: configuration.gpuPricePerSecond).register(signedIn: signedIn)
+    JobController(
+        jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy, gpuPricePerSecond: configuration.gpuPricePerSecond
+    ).register(signedIn: signedIn)
     RunPodWebhookController(jobs: jobs, now: dependencies.now).register(public: api)
     if let runPod = configuration.runPod {
         let client = RunPodClient(baseURL: runPod.baseURL, endpointID: runPod.endpointID, apiKey: runPod.apiKey, http: app.http.client.shared)
@@ -67,7 +69,13 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         let queue = BuiltInQueue(jobs: jobs, bucket: bucket.name, storeCredentials: builtInStore?.1, now: dependencies.now)
         app.storage[BuiltInQueueKey.self] = queue
         WorkerQueueController(queue: queue, workerKeys: workerKeys, longPoll: dependencies.jobTakeWait).register(app)
-        if dependencies.runsBackgroundServices { app.lifecycle.use(BackgroundLoop(name: "built-in queue", wakeup: Wakeup()) { try await queue.reclaimLost(on: $0); return false }) }
+        if dependencies.runsBackgroundServices {
+            app.lifecycle.use(
+                BackgroundLoop(name: "built-in queue", wakeup: Wakeup()) {
+                    try await queue.reclaimLost(on: $0)
+                    return false
+                })
+        }
     }
 
     // The web app: Leaf pages and their assets, from this target's resources.
@@ -75,7 +83,8 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     let views = WebResources.viewsDirectory
     app.leaf.configuration = LeafConfiguration(rootDirectory: views)
     // Sandboxed to the views folder; dot-folders on the way there (.build) are allowed.
-    app.leaf.sources = .singleSource(NIOLeafFiles(fileio: app.fileio, limits: [.toSandbox, .requireExtensions, .onlyLeafExtensions], sandboxDirectory: views, viewDirectory: views))
+    app.leaf.sources = .singleSource(
+        NIOLeafFiles(fileio: app.fileio, limits: [.toSandbox, .requireExtensions, .onlyLeafExtensions], sandboxDirectory: views, viewDirectory: views))
     let web = app.grouped(WebSecurityHeaders(storeOrigin: bucket.browserOrigin))
     web.get("assets", "**", use: WebResources.serveAsset)
     WebController(datasets: datasets, jobs: jobs, signupPolicy: configuration.signupPolicy, gpuPricePerSecond: configuration.gpuPricePerSecond)
@@ -87,7 +96,8 @@ public func configure(_ app: Application, configuration: Configuration, dependen
 
 /// Every documented operation and schema, gathered from the controllers that own them.
 enum APIDescription {
-    static let operations = AuthController.operations + TokenController.operations + InviteController.operations + WorkerKeyController.operations
+    static let operations =
+        AuthController.operations + TokenController.operations + InviteController.operations + WorkerKeyController.operations
         + DatasetController.operations + JobController.operations + RunPodWebhookController.operations + SystemController.operations
     static let schemas = AuthController.schemas.merging(TokenController.schemas) { current, _ in current }
         .merging(WorkerKeyController.schemas) { current, _ in current }
@@ -106,7 +116,8 @@ func useDatabase(_ app: Application, configuration: Configuration) throws {
         do {
             postgres = try SQLPostgresConfiguration(url: url.value)
         } catch {
-            throw ConfigurationError(problems: [.init(variable: "DATABASE_URL", message: "could not be read as a PostgreSQL URL such as postgres://user:password@host:5432/dbname")])
+            throw ConfigurationError(problems: [.init(variable: "DATABASE_URL", message: "could not be read as a PostgreSQL URL such as postgres://user:password@host:5432/dbname")]
+            )
         }
         app.databases.use(.postgres(configuration: postgres), as: .psql)
     }

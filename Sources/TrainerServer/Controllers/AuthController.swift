@@ -41,8 +41,9 @@ struct AuthController: Sendable {
 
     @Sendable func logIn(request: Request) async throws -> Response {
         let body = try request.decodeJSON(LoginRequest.self)
-        let user = try await accounts.logIn(email: body.email, password: body.password, clientAddress: clientAddress(of: request),
-                                            knownDevice: request.cookies[DeviceCookie.name]?.string, on: request.db)
+        let user = try await accounts.logIn(
+            email: body.email, password: body.password, clientAddress: clientAddress(of: request),
+            knownDevice: request.cookies[DeviceCookie.name]?.string, on: request.db)
         return try await startSession(for: user, request: request, status: .ok)
     }
 
@@ -81,17 +82,25 @@ struct AuthController: Sendable {
     static let operations: [APIOperation] = [
         APIOperation(
             method: .POST, path: "/api/auth/signup", summary: "Create an account and sign in (sets the session cookie).", access: .anyone,
-            requestSchema: ["type": "object", "required": ["email", "password"], "properties": [
-                "email": ["type": "string", "format": "email", "maxLength": .int(AccountRules.maximumEmailLength)],
-                "password": ["type": "string", "minLength": .int(AccountRules.minimumPasswordLength), "maxLength": .int(AccountRules.maximumPasswordLength)],
-                "inviteCode": ["type": "string", "description": "Required when the server's sign-up policy is 'invite'."],
-            ]],
-            responses: [201: ("Signed up and signed in.", .ref("Session")), 403: ("Sign-up is closed or needs a valid invite.", .ref("Error")), 409: ("The e-mail address has an account.", .ref("Error"))]
+            requestSchema: [
+                "type": "object", "required": ["email", "password"],
+                "properties": [
+                    "email": ["type": "string", "format": "email", "maxLength": .int(AccountRules.maximumEmailLength)],
+                    "password": ["type": "string", "minLength": .int(AccountRules.minimumPasswordLength), "maxLength": .int(AccountRules.maximumPasswordLength)],
+                    "inviteCode": ["type": "string", "description": "Required when the server's sign-up policy is 'invite'."],
+                ],
+            ],
+            responses: [
+                201: ("Signed up and signed in.", .ref("Session")), 403: ("Sign-up is closed or needs a valid invite.", .ref("Error")),
+                409: ("The e-mail address has an account.", .ref("Error")),
+            ]
         ),
         APIOperation(
             method: .POST, path: "/api/auth/login", summary: "Sign in with e-mail and password (sets the session cookie).", access: .anyone,
             requestSchema: ["type": "object", "required": ["email", "password"], "properties": ["email": ["type": "string"], "password": ["type": "string"]]],
-            responses: [200: ("Signed in.", .ref("Session")), 401: ("Wrong e-mail or password.", .ref("Error")), 429: ("Too many failed attempts; see Retry-After.", .ref("Error"))]
+            responses: [
+                200: ("Signed in.", .ref("Session")), 401: ("Wrong e-mail or password.", .ref("Error")), 429: ("Too many failed attempts; see Retry-After.", .ref("Error")),
+            ]
         ),
         APIOperation(
             method: .POST, path: "/api/auth/logout", summary: "End the browser session and clear its cookie.", access: .anyone,
@@ -101,14 +110,20 @@ struct AuthController: Sendable {
     ]
 
     static let schemas: [String: SchemaValue] = [
-        "User": ["type": "object", "required": ["id", "email", "isAdmin", "createdAt"], "properties": [
-            "id": ["type": "string", "format": "uuid"], "email": ["type": "string"], "isAdmin": ["type": "boolean"],
-            "createdAt": ["type": "string", "format": "date-time"],
-        ]],
-        "Session": ["type": "object", "required": ["user"], "properties": [
-            "user": .ref("User"),
-            "csrfToken": ["type": "string", "description": "Send as X-CSRF-Token on requests that change data with the session cookie."],
-        ]],
+        "User": [
+            "type": "object", "required": ["id", "email", "isAdmin", "createdAt"],
+            "properties": [
+                "id": ["type": "string", "format": "uuid"], "email": ["type": "string"], "isAdmin": ["type": "boolean"],
+                "createdAt": ["type": "string", "format": "date-time"],
+            ],
+        ],
+        "Session": [
+            "type": "object", "required": ["user"],
+            "properties": [
+                "user": .ref("User"),
+                "csrfToken": ["type": "string", "description": "Send as X-CSRF-Token on requests that change data with the session cookie."],
+            ],
+        ],
     ]
 }
 
@@ -132,8 +147,9 @@ struct ClientAddress: Sendable {
     let trustProxy: Bool
 
     func callAsFunction(of request: Request) -> String {
-        if trustProxy, let forwarded = request.headers.first(name: .xForwardedFor)?
-            .split(separator: ",").last?.trimmingCharacters(in: .whitespaces), !forwarded.isEmpty
+        if trustProxy,
+            let forwarded = request.headers.first(name: .xForwardedFor)?
+                .split(separator: ",").last?.trimmingCharacters(in: .whitespaces), !forwarded.isEmpty
         {
             return forwarded
         }

@@ -254,8 +254,9 @@ struct DatasetController: Sendable {
         let dataset = try await find(request)
         let stem = request.parameters.get("stem") ?? ""
         let role = request.parameters.get("role") ?? ""
-        guard role != "caption", let file = try await DatasetFile.query(on: request.db).filter(\.$dataset.$id == dataset.id!)
-            .filter(\.$stem == stem).filter(\.$role == role).filter(\.$uploadedAt != nil).first()
+        guard role != "caption",
+            let file = try await DatasetFile.query(on: request.db).filter(\.$dataset.$id == dataset.id!)
+                .filter(\.$stem == stem).filter(\.$role == role).filter(\.$uploadedAt != nil).first()
         else {
             throw APIError.notFound("The dataset has no \(role) image for sample '\(stem)'; GET /api/datasets/{id} lists its files.")
         }
@@ -277,43 +278,77 @@ struct DatasetController: Sendable {
     static let operations: [APIOperation] = [
         APIOperation(
             method: .POST, path: "/api/datasets", summary: "Create a dataset.",
-            requestSchema: ["type": "object", "required": ["name"], "properties": [
-                "name": .visibleName, "defaultCaption": ["type": ["string", "null"], "maxLength": caption, "description": "Used for samples without a caption file."],
-            ]],
+            requestSchema: [
+                "type": "object", "required": ["name"],
+                "properties": [
+                    "name": .visibleName, "defaultCaption": ["type": ["string", "null"], "maxLength": caption, "description": "Used for samples without a caption file."],
+                ],
+            ],
             responses: [201: ("The new dataset.", .ref("Dataset")), 409: ("You already have a dataset of that name.", .ref("Error"))]
         ),
-        APIOperation(method: .GET, path: "/api/datasets", summary: "List your datasets with their counts and validation state.",
-                     responses: [200: ("Your datasets.", ["type": "object", "properties": ["datasets": ["type": "array", "items": .ref("Dataset")]]])]),
-        APIOperation(method: .GET, path: "/api/datasets/{id}", summary: "A dataset with its files and validation.",
-                     responses: [200: ("The dataset.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .GET, path: "/api/datasets", summary: "List your datasets with their counts and validation state.",
+            responses: [200: ("Your datasets.", ["type": "object", "properties": ["datasets": ["type": "array", "items": .ref("Dataset")]]])]),
+        APIOperation(
+            method: .GET, path: "/api/datasets/{id}", summary: "A dataset with its files and validation.",
+            responses: [200: ("The dataset.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error"))]),
         APIOperation(
             method: .PATCH, path: "/api/datasets/{id}", summary: "Rename a dataset or change its default caption.",
-            requestSchema: ["type": "object", "properties": [
-                "name": SchemaValue.visibleName.merging(["type": ["string", "null"], "description": "Absent or null: unchanged."]),
-                "defaultCaption": ["type": ["string", "null"], "maxLength": caption, "description": "Absent: unchanged; null or empty: removed."],
-            ]],
+            requestSchema: [
+                "type": "object",
+                "properties": [
+                    "name": SchemaValue.visibleName.merging(["type": ["string", "null"], "description": "Absent or null: unchanged."]),
+                    "defaultCaption": ["type": ["string", "null"], "maxLength": caption, "description": "Absent: unchanged; null or empty: removed."],
+                ],
+            ],
             responses: [200: ("The dataset.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error")), 409: ("Name taken, or a job uses the dataset.", .ref("Error"))]
         ),
-        APIOperation(method: .DELETE, path: "/api/datasets/{id}", summary: "Delete a dataset and every file of it in the bucket.",
-                     responses: [204: ("Deleted.", nil), 404: ("No such dataset of yours.", .ref("Error")), 409: ("A job uses the dataset.", .ref("Error"))]),
+        APIOperation(
+            method: .DELETE, path: "/api/datasets/{id}", summary: "Delete a dataset and every file of it in the bucket.",
+            responses: [204: ("Deleted.", nil), 404: ("No such dataset of yours.", .ref("Error")), 409: ("A job uses the dataset.", .ref("Error"))]),
         APIOperation(
             method: .POST, path: "/api/datasets/{id}/uploads",
             summary: "Sign up to 500 uploads: one presigned PUT per file, bound to key, size, type and (with sha256) content, valid 15 minutes.",
-            requestSchema: ["type": "object", "required": ["files"], "properties": ["files": ["type": "array", "minItems": 1, "maxItems": .int(UploadPlan.maximumFilesPerBatch), "items": [
-                "type": "object", "required": ["path", "size"], "properties": [
-                    "path": ["type": "string", "minLength": 1, "description": "Relative path in the user's folder, e.g. control/cat.png or cat_start.png; the layout rules (422 when broken) are in the README."],
-                    "size": ["type": "integer", "minimum": 0, "maximum": .int(Int(UploadPlan.maximumFileBytes))], "contentType": ["type": "string"],
-                    "sha256": ["type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "Hex SHA-256; the store refuses other content."],
+            requestSchema: [
+                "type": "object", "required": ["files"],
+                "properties": [
+                    "files": [
+                        "type": "array", "minItems": 1, "maxItems": .int(UploadPlan.maximumFilesPerBatch),
+                        "items": [
+                            "type": "object", "required": ["path", "size"],
+                            "properties": [
+                                "path": [
+                                    "type": "string", "minLength": 1,
+                                    "description":
+                                        "Relative path in the user's folder, e.g. control/cat.png or cat_start.png; the layout rules (422 when broken) are in the README.",
+                                ],
+                                "size": ["type": "integer", "minimum": 0, "maximum": .int(Int(UploadPlan.maximumFileBytes))], "contentType": ["type": "string"],
+                                "sha256": ["type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "Hex SHA-256; the store refuses other content."],
+                            ],
+                        ],
+                    ]
                 ],
-            ]]]],
+            ],
             responses: [
-                200: ("The uploads to make.", ["type": "object", "properties": [
-                    "uploads": ["type": "array", "items": ["type": "object", "properties": [
-                        "path": ["type": "string"], "key": ["type": "string"], "url": ["type": "string"], "method": ["type": "string"],
-                        "headers": ["type": "object", "description": "Send exactly these headers."],
-                    ]]],
-                    "skipped": ["type": "array", "items": ["type": "string"]], "expiresAt": ["type": "string", "format": "date-time"],
-                ]]),
+                200: (
+                    "The uploads to make.",
+                    [
+                        "type": "object",
+                        "properties": [
+                            "uploads": [
+                                "type": "array",
+                                "items": [
+                                    "type": "object",
+                                    "properties": [
+                                        "path": ["type": "string"], "key": ["type": "string"], "url": ["type": "string"], "method": ["type": "string"],
+                                        "headers": ["type": "object", "description": "Send exactly these headers."],
+                                    ],
+                                ],
+                            ],
+                            "skipped": ["type": "array", "items": ["type": "string"]], "expiresAt": ["type": "string", "format": "date-time"],
+                        ],
+                    ]
+                ),
                 422: ("Refused paths (each in error.details), or the dataset would be too large.", .ref("Error")),
                 404: ("No such dataset of yours.", .ref("Error")), 409: ("A job uses the dataset.", .ref("Error")),
             ]
@@ -321,46 +356,77 @@ struct DatasetController: Sendable {
         APIOperation(
             method: .POST, path: "/api/datasets/{id}/uploads/complete",
             summary: "Record uploaded files after checking each in the bucket (exists, size, checksum); repeating it is harmless.",
-            requestSchema: ["type": "object", "required": ["paths"], "properties": ["paths": ["type": "array", "minItems": 1, "maxItems": .int(UploadPlan.maximumFilesPerBatch), "items": ["type": "string"]]]],
-            responses: [200: ("The dataset with its validation; `failures` lists paths not recorded.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error")),
-                        409: ("A job uses the dataset.", .ref("Error"))]
+            requestSchema: [
+                "type": "object", "required": ["paths"],
+                "properties": ["paths": ["type": "array", "minItems": 1, "maxItems": .int(UploadPlan.maximumFilesPerBatch), "items": ["type": "string"]]],
+            ],
+            responses: [
+                200: ("The dataset with its validation; `failures` lists paths not recorded.", .ref("Dataset")), 404: ("No such dataset of yours.", .ref("Error")),
+                409: ("A job uses the dataset.", .ref("Error")),
+            ]
         ),
-        APIOperation(method: .GET, path: "/api/datasets/{id}/validation", summary: "Check the dataset: every finding names the file and the fix.",
-                     responses: [200: ("The report.", .ref("Validation")), 404: ("No such dataset of yours.", .ref("Error"))]),
-        APIOperation(method: .DELETE, path: "/api/datasets/{id}/samples/{stem}", summary: "Remove a sample: its control images, target and caption.",
-                     responses: [200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset or sample of yours.", .ref("Error")),
-                                 409: ("A job uses the dataset.", .ref("Error"))]),
-        APIOperation(method: .GET, path: "/api/datasets/{id}/samples/{stem}/{role}", summary: "View a sample's image (role target, control_1, control_2 or control_3): a redirect to a presigned URL valid 15 minutes.",
-                     responses: [303: ("To the image.", nil), 404: ("No such dataset, sample or image of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .GET, path: "/api/datasets/{id}/validation", summary: "Check the dataset: every finding names the file and the fix.",
+            responses: [200: ("The report.", .ref("Validation")), 404: ("No such dataset of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .DELETE, path: "/api/datasets/{id}/samples/{stem}", summary: "Remove a sample: its control images, target and caption.",
+            responses: [
+                200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset or sample of yours.", .ref("Error")),
+                409: ("A job uses the dataset.", .ref("Error")),
+            ]),
+        APIOperation(
+            method: .GET, path: "/api/datasets/{id}/samples/{stem}/{role}",
+            summary: "View a sample's image (role target, control_1, control_2 or control_3): a redirect to a presigned URL valid 15 minutes.",
+            responses: [303: ("To the image.", nil), 404: ("No such dataset, sample or image of yours.", .ref("Error"))]),
         APIOperation(
             method: .PATCH, path: "/api/datasets/{id}/samples/{stem}", summary: "Set a sample's caption (empty: use the default caption).",
             requestSchema: ["type": "object", "required": ["caption"], "properties": ["caption": ["type": "string", "maxLength": caption]]],
-            responses: [200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset or sample of yours.", .ref("Error")),
-                        409: ("A job uses the dataset.", .ref("Error"))]
+            responses: [
+                200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset or sample of yours.", .ref("Error")),
+                409: ("A job uses the dataset.", .ref("Error")),
+            ]
         ),
     ]
 
     static let schemas: [String: SchemaValue] = [
-        "Dataset": ["type": "object", "required": ["id", "name", "fileCount", "sampleCount", "totalBytes", "sound"], "properties": [
-            "id": ["type": "string", "format": "uuid"], "name": ["type": "string"], "defaultCaption": ["type": "string"],
-            "fileCount": ["type": "integer"], "sampleCount": ["type": "integer"], "totalBytes": ["type": "integer"],
-            "controlsPerSample": ["type": "integer"], "errorCount": ["type": "integer"], "warningCount": ["type": "integer"],
-            "sound": ["type": "boolean"], "lockedByJobId": ["type": "string", "format": "uuid"],
-            "createdAt": ["type": "string", "format": "date-time"], "updatedAt": ["type": "string", "format": "date-time"],
-            "validation": .ref("Validation"),
-            "files": ["type": "array", "items": ["type": "object", "properties": [
-                "key": ["type": "string"], "role": ["type": "string", "enum": ["target", "caption", "control_1", "control_2", "control_3"]],
-                "stem": ["type": "string"], "bytes": ["type": "integer"], "sha256": ["type": "string"], "format": ["type": "string"],
-                "width": ["type": "integer"], "height": ["type": "integer"], "caption": ["type": "string"],
-            ]]],
-            "failures": ["type": "array", "items": ["type": "object", "properties": ["path": ["type": "string"], "reason": ["type": "string"]]]],
-        ]],
-        "Validation": ["type": "object", "required": ["sound", "samples", "findings"], "properties": [
-            "sound": ["type": "boolean"], "samples": ["type": "integer"], "controlsPerSample": ["type": "integer"], "totalBytes": ["type": "integer"],
-            "findings": ["type": "array", "items": ["type": "object", "properties": [
-                "severity": ["type": "string", "enum": ["error", "warning"]], "code": ["type": "string"],
-                "file": ["type": "string", "description": "Dataset-relative key, or empty for the whole dataset."], "message": ["type": "string"],
-            ]]],
-        ]],
+        "Dataset": [
+            "type": "object", "required": ["id", "name", "fileCount", "sampleCount", "totalBytes", "sound"],
+            "properties": [
+                "id": ["type": "string", "format": "uuid"], "name": ["type": "string"], "defaultCaption": ["type": "string"],
+                "fileCount": ["type": "integer"], "sampleCount": ["type": "integer"], "totalBytes": ["type": "integer"],
+                "controlsPerSample": ["type": "integer"], "errorCount": ["type": "integer"], "warningCount": ["type": "integer"],
+                "sound": ["type": "boolean"], "lockedByJobId": ["type": "string", "format": "uuid"],
+                "createdAt": ["type": "string", "format": "date-time"], "updatedAt": ["type": "string", "format": "date-time"],
+                "validation": .ref("Validation"),
+                "files": [
+                    "type": "array",
+                    "items": [
+                        "type": "object",
+                        "properties": [
+                            "key": ["type": "string"], "role": ["type": "string", "enum": ["target", "caption", "control_1", "control_2", "control_3"]],
+                            "stem": ["type": "string"], "bytes": ["type": "integer"], "sha256": ["type": "string"], "format": ["type": "string"],
+                            "width": ["type": "integer"], "height": ["type": "integer"], "caption": ["type": "string"],
+                        ],
+                    ],
+                ],
+                "failures": ["type": "array", "items": ["type": "object", "properties": ["path": ["type": "string"], "reason": ["type": "string"]]]],
+            ],
+        ],
+        "Validation": [
+            "type": "object", "required": ["sound", "samples", "findings"],
+            "properties": [
+                "sound": ["type": "boolean"], "samples": ["type": "integer"], "controlsPerSample": ["type": "integer"], "totalBytes": ["type": "integer"],
+                "findings": [
+                    "type": "array",
+                    "items": [
+                        "type": "object",
+                        "properties": [
+                            "severity": ["type": "string", "enum": ["error", "warning"]], "code": ["type": "string"],
+                            "file": ["type": "string", "description": "Dataset-relative key, or empty for the whole dataset."], "message": ["type": "string"],
+                        ],
+                    ],
+                ],
+            ],
+        ],
     ]
 }

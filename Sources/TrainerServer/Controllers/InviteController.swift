@@ -22,9 +22,18 @@ struct InviteController: Sendable {
     }
 
     static let operations: [APIOperation] = [
-        APIOperation(method: .POST, path: "/api/invites", summary: "Create a single-use sign-up invite code, valid 7 days (admins only).", access: .admin,
-                     responses: [201: ("The invite.", ["type": "object", "required": ["code", "expiresAt"], "properties": [
-                         "code": ["type": "string"], "expiresAt": ["type": "string", "format": "date-time"],
-                     ]]), 403: ("Not an administrator.", .ref("Error"))]),
+        APIOperation(
+            method: .POST, path: "/api/invites", summary: "Create a single-use sign-up invite code, valid 7 days (admins only).", access: .admin,
+            responses: [
+                201: (
+                    "The invite.",
+                    [
+                        "type": "object", "required": ["code", "expiresAt"],
+                        "properties": [
+                            "code": ["type": "string"], "expiresAt": ["type": "string", "format": "date-time"],
+                        ],
+                    ]
+                ), 403: ("Not an administrator.", .ref("Error")),
+            ])
     ]
 }

@@ -1,8 +1,8 @@
 import Crypto
 import Fluent
+import Foundation
 import NIOFoundationCompat
 import ObjectStorage
-import Foundation
 import TrainerCore
 import Vapor
 
@@ -208,7 +208,8 @@ struct JobController: Sendable {
             throw APIError.badRequest("invalid_parameter", "'\(unknown)' is not a field of a job; send datasetId, preset and params.")
         }
         if let params = object["params"] as? [String: Any], let unknown = params.keys.sorted().first(where: { !JobService.ParameterInput.keys.contains($0) }) {
-            throw APIError.badRequest("invalid_parameter", "params.\(unknown) is not a parameter; the parameters are \(JobService.ParameterInput.keys.sorted().joined(separator: ", ")).")
+            throw APIError.badRequest(
+                "invalid_parameter", "params.\(unknown) is not a parameter; the parameters are \(JobService.ParameterInput.keys.sorted().joined(separator: ", ")).")
         }
     }
 
@@ -222,14 +223,18 @@ struct JobController: Sendable {
         // Each profile's largest size (the default profile's when none is named).
         let sizeRules: [SchemaValue] = QwenImageEdit2509.Profile.allCases.filter { $0.maximumResolution < Limits.resolution.upperBound }.map { profile in
             let named: SchemaValue = ["properties": ["profile": ["const": .string(profile.rawValue)]], "required": ["profile"]]
-            let condition: SchemaValue = profile == defaults.profile ? ["anyOf": [named, ["not": ["required": ["profile"]]], ["properties": ["profile": ["type": "null"]]]]] : named
+            let condition: SchemaValue =
+                profile == defaults.profile ? ["anyOf": [named, ["not": ["required": ["profile"]]], ["properties": ["profile": ["type": "null"]]]]] : named
             return ["if": condition, "then": ["properties": ["resolutions": ["items": ["maximum": .int(profile.maximumResolution)]]]]]
         }
         return [
             "type": "object", "additionalProperties": false, "allOf": .array(sizeRules),
             "properties": [
                 "steps": ["type": "integer", "minimum": .int(Limits.steps.lowerBound), "maximum": .int(Limits.steps.upperBound), "default": .int(defaults.steps)],
-                "learningRate": ["type": "number", "minimum": .double(Limits.learningRate.lowerBound), "maximum": .double(Limits.learningRate.upperBound), "default": .double(defaults.learningRate)],
+                "learningRate": [
+                    "type": "number", "minimum": .double(Limits.learningRate.lowerBound), "maximum": .double(Limits.learningRate.upperBound),
+                    "default": .double(defaults.learningRate),
+                ],
                 "rank": ["type": "integer", "minimum": .int(Limits.rank.lowerBound), "maximum": .int(Limits.rank.upperBound), "default": .int(defaults.rank)],
                 "profile": [
                     "type": "string", "enum": .array(QwenImageEdit2509.Profile.allCases.map { .string($0.rawValue) }), "default": .string(defaults.profile.rawValue),
@@ -237,12 +242,21 @@ struct JobController: Sendable {
                 ],
                 "resolutions": [
                     "type": "array", "minItems": .int(Limits.resolutionCount.lowerBound), "maxItems": .int(Limits.resolutionCount.upperBound), "uniqueItems": true,
-                    "items": ["type": "integer", "minimum": .int(Limits.resolution.lowerBound), "maximum": .int(Limits.resolution.upperBound), "multipleOf": .int(Limits.resolutionMultiple)],
+                    "items": [
+                        "type": "integer", "minimum": .int(Limits.resolution.lowerBound), "maximum": .int(Limits.resolution.upperBound),
+                        "multipleOf": .int(Limits.resolutionMultiple),
+                    ],
                     "description": "Training sizes in px; each profile has its own largest size (see profile).",
                 ],
-                "saveEvery": interval.merging(["description": "Steps between checkpoints; more than steps means at the end. Default: every 250 steps, or a quarter of a short run."]),
-                "sampleEvery": ["anyOf": [["type": "integer", "const": 0], interval], "description": "Steps between sample images, 0 for none; more than steps means at the end."],
-                "keepCheckpoints": ["type": "integer", "minimum": .int(Limits.keepCheckpoints.lowerBound), "maximum": .int(Limits.keepCheckpoints.upperBound), "default": .int(defaults.keepCheckpoints)],
+                "saveEvery": interval.merging(["description": "Steps between checkpoints; more than steps means at the end. Default: every 250 steps, or a quarter of a short run."]
+                ),
+                "sampleEvery": [
+                    "anyOf": [["type": "integer", "const": 0], interval], "description": "Steps between sample images, 0 for none; more than steps means at the end.",
+                ],
+                "keepCheckpoints": [
+                    "type": "integer", "minimum": .int(Limits.keepCheckpoints.lowerBound), "maximum": .int(Limits.keepCheckpoints.upperBound),
+                    "default": .int(defaults.keepCheckpoints),
+                ],
                 "seed": ["type": "integer", "minimum": .int(Limits.seed.lowerBound), "maximum": .int(Limits.seed.upperBound), "default": .int(defaults.seed)],
                 "triggerWord": ["type": "string", "pattern": .string("^$|" + Limits.triggerWordPattern), "description": "Replaces [trigger] in captions; empty: none."],
                 "samplePairs": ["type": "array", "maxItems": .int(Limits.samplePairs), "items": ["type": "string"], "description": "Stems of the samples used for sample images."],
@@ -253,54 +267,92 @@ struct JobController: Sendable {
     static let operations: [APIOperation] = [
         APIOperation(
             method: .POST, path: "/api/jobs", summary: "Train a LoRA on a sound dataset (Qwen-Image-Edit-2509).",
-            requestSchema: ["type": "object", "required": ["datasetId"], "additionalProperties": false, "properties": [
-                "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string", "enum": [.string(QwenImageEdit2509.presetID)]],
-                "params": parametersSchema,
-            ]],
-            responses: [201: ("The queued job.", .ref("Job")), 404: ("No such dataset of yours.", .ref("Error")),
-                        409: ("Uploads to the dataset are under way.", .ref("Error")),
-                        422: ("The dataset is not sound (error.details lists its problems), or a sample pair is not in it.", .ref("Error"))]
+            requestSchema: [
+                "type": "object", "required": ["datasetId"], "additionalProperties": false,
+                "properties": [
+                    "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string", "enum": [.string(QwenImageEdit2509.presetID)]],
+                    "params": parametersSchema,
+                ],
+            ],
+            responses: [
+                201: ("The queued job.", .ref("Job")), 404: ("No such dataset of yours.", .ref("Error")),
+                409: ("Uploads to the dataset are under way.", .ref("Error")),
+                422: ("The dataset is not sound (error.details lists its problems), or a sample pair is not in it.", .ref("Error")),
+            ]
         ),
-        APIOperation(method: .GET, path: "/api/jobs", summary: "Your jobs, newest first.",
-                     responses: [200: ("Your jobs.", ["type": "object", "properties": ["jobs": ["type": "array", "items": .ref("Job")]]])]),
-        APIOperation(method: .GET, path: "/api/jobs/{id}", summary: "A job with its progress, artifacts and event log.",
-                     responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error"))]),
-        APIOperation(method: .GET, path: "/api/jobs/{id}/events", summary: "Server-sent events: `event: job` with the job each time it changes, until it ends (with Accept: text/event-stream; otherwise the job now, as one event).",
-                     responses: [200: ("Each event: `event: job`, and the job as JSON in `data`.", ["type": "object", "required": ["event", "data"], "properties": [
-                         "event": ["const": "job"], "data": ["type": "string", "contentMediaType": "application/json", "contentSchema": .ref("Job")],
-                     ]]), 404: ("No such job of yours.", .ref("Error"))], produces: "text/event-stream"),
-        APIOperation(method: .POST, path: "/api/jobs/{id}/cancel", summary: "Cancel a job (at RunPod when it is there).",
-                     responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")), 409: ("The job already ended.", .ref("Error"))]),
-        APIOperation(method: .POST, path: "/api/jobs/{id}/retry", summary: "A new attempt of a failed, cancelled or timed-out job; it resumes from its last checkpoint.",
-                     responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")), 409: ("The job completed or still runs.", .ref("Error"))]),
-        APIOperation(method: .GET, path: "/api/jobs/{id}/artifacts/{artifactId}", summary: "Download an artifact: a redirect to a presigned URL valid 15 minutes.",
-                     responses: [303: ("To the file.", nil), 404: ("No such job or artifact of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .GET, path: "/api/jobs", summary: "Your jobs, newest first.",
+            responses: [200: ("Your jobs.", ["type": "object", "properties": ["jobs": ["type": "array", "items": .ref("Job")]]])]),
+        APIOperation(
+            method: .GET, path: "/api/jobs/{id}", summary: "A job with its progress, artifacts and event log.",
+            responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .GET, path: "/api/jobs/{id}/events",
+            summary: "Server-sent events: `event: job` with the job each time it changes, until it ends (with Accept: text/event-stream; otherwise the job now, as one event).",
+            responses: [
+                200: (
+                    "Each event: `event: job`, and the job as JSON in `data`.",
+                    [
+                        "type": "object", "required": ["event", "data"],
+                        "properties": [
+                            "event": ["const": "job"], "data": ["type": "string", "contentMediaType": "application/json", "contentSchema": .ref("Job")],
+                        ],
+                    ]
+                ), 404: ("No such job of yours.", .ref("Error")),
+            ], produces: "text/event-stream"),
+        APIOperation(
+            method: .POST, path: "/api/jobs/{id}/cancel", summary: "Cancel a job (at RunPod when it is there).",
+            responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")), 409: ("The job already ended.", .ref("Error"))]),
+        APIOperation(
+            method: .POST, path: "/api/jobs/{id}/retry", summary: "A new attempt of a failed, cancelled or timed-out job; it resumes from its last checkpoint.",
+            responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")), 409: ("The job completed or still runs.", .ref("Error"))]),
+        APIOperation(
+            method: .GET, path: "/api/jobs/{id}/artifacts/{artifactId}", summary: "Download an artifact: a redirect to a presigned URL valid 15 minutes.",
+            responses: [303: ("To the file.", nil), 404: ("No such job or artifact of yours.", .ref("Error"))]),
     ]
 
     static let schemas: [String: SchemaValue] = [
-        "Job": ["type": "object", "required": ["id", "datasetId", "status", "attempt", "createdAt"], "properties": [
-            "id": ["type": "string", "format": "uuid"], "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string"],
-            "params": ["type": "object"],
-            "status": ["type": "string", "enum": ["queued", "submitted", "running", "completed", "failed", "cancelled", "timed_out"]],
-            "runnerStatus": ["type": "string", "description": "RunPod's own status string, unknown ones included."],
-            "attempt": ["type": "integer"],
-            "progress": ["type": "object", "properties": [
-                "phase": ["type": "string"], "step": ["type": "integer"], "totalSteps": ["type": "integer"], "loss": ["type": "number"],
-                "itPerSec": ["type": "number"], "etaSeconds": ["type": "number"], "message": ["type": "string"],
-            ]],
-            "runpodJobId": ["type": "string"],
-            "artifacts": ["type": "array", "items": ["type": "object", "properties": [
-                "id": ["type": "string"], "kind": ["type": "string", "enum": .array(JobArtifact.Kind.allCases.map { .string($0.rawValue) })],
-                "key": ["type": "string"], "bytes": ["type": "integer"], "step": ["type": "integer"], "sha256": ["type": "string"],
-            ]]],
-            "error": ["type": "string"], "errorDetail": ["type": "string"], "cancelRequested": ["type": "boolean"],
-            "createdAt": ["type": "string", "format": "date-time"], "submittedAt": ["type": "string", "format": "date-time"],
-            "startedAt": ["type": "string", "format": "date-time"], "finishedAt": ["type": "string", "format": "date-time"],
-            "queueSeconds": ["type": "number"], "executionSeconds": ["type": "number"],
-            "cost": ["type": "number", "description": "GPU seconds times GOMODEL_GPU_PRICE_PER_SECOND (so far, or final); absent when no price is set."],
-            "events": ["type": "array", "items": ["type": "object", "properties": [
-                "at": ["type": "string", "format": "date-time"], "status": ["type": "string"], "message": ["type": "string"],
-            ]]],
-        ]],
+        "Job": [
+            "type": "object", "required": ["id", "datasetId", "status", "attempt", "createdAt"],
+            "properties": [
+                "id": ["type": "string", "format": "uuid"], "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string"],
+                "params": ["type": "object"],
+                "status": ["type": "string", "enum": ["queued", "submitted", "running", "completed", "failed", "cancelled", "timed_out"]],
+                "runnerStatus": ["type": "string", "description": "RunPod's own status string, unknown ones included."],
+                "attempt": ["type": "integer"],
+                "progress": [
+                    "type": "object",
+                    "properties": [
+                        "phase": ["type": "string"], "step": ["type": "integer"], "totalSteps": ["type": "integer"], "loss": ["type": "number"],
+                        "itPerSec": ["type": "number"], "etaSeconds": ["type": "number"], "message": ["type": "string"],
+                    ],
+                ],
+                "runpodJobId": ["type": "string"],
+                "artifacts": [
+                    "type": "array",
+                    "items": [
+                        "type": "object",
+                        "properties": [
+                            "id": ["type": "string"], "kind": ["type": "string", "enum": .array(JobArtifact.Kind.allCases.map { .string($0.rawValue) })],
+                            "key": ["type": "string"], "bytes": ["type": "integer"], "step": ["type": "integer"], "sha256": ["type": "string"],
+                        ],
+                    ],
+                ],
+                "error": ["type": "string"], "errorDetail": ["type": "string"], "cancelRequested": ["type": "boolean"],
+                "createdAt": ["type": "string", "format": "date-time"], "submittedAt": ["type": "string", "format": "date-time"],
+                "startedAt": ["type": "string", "format": "date-time"], "finishedAt": ["type": "string", "format": "date-time"],
+                "queueSeconds": ["type": "number"], "executionSeconds": ["type": "number"],
+                "cost": ["type": "number", "description": "GPU seconds times GOMODEL_GPU_PRICE_PER_SECOND (so far, or final); absent when no price is set."],
+                "events": [
+                    "type": "array",
+                    "items": [
+                        "type": "object",
+                        "properties": [
+                            "at": ["type": "string", "format": "date-time"], "status": ["type": "string"], "message": ["type": "string"],
+                        ],
+                    ],
+                ],
+            ],
+        ]
     ]
 }

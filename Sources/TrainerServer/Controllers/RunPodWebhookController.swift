@@ -25,27 +25,30 @@ struct RunPodWebhookController: Sendable {
     /// reports about an attempt that ended are ignored.
     @Sendable func progress(request: Request) async throws -> Response {
         guard let secret = request.parameters.get("secret"),
-              let job = try await Job.query(on: request.db).filter(\.$progressDigest == OpaqueToken.digest(secret)).first()
+            let job = try await Job.query(on: request.db).filter(\.$progressDigest == OpaqueToken.digest(secret)).first()
         else { throw APIError.notFound("Unknown progress channel (it is valid for one attempt of one job).") }
         guard let data = request.body.data, let body = try? JSONDecoder().decode(JSONValue.self, from: data), case .object = body else {
-            throw APIError.badRequest("invalid_json", "The body is what the worker posts to job-done: {\"status\": \"IN_PROGRESS\", \"output\": …}, {\"output\": …} or {\"error\": …}.")
+            throw APIError.badRequest(
+                "invalid_json", "The body is what the worker posts to job-done: {\"status\": \"IN_PROGRESS\", \"output\": …}, {\"output\": …} or {\"error\": …}.")
         }
         guard !job.status.isFinal else { return Response(status: .noContent) }
         let report = JobService.workerReport(body, runnerID: job.runPodJobID ?? "", cancelRequested: job.cancelRequested)
         try await jobs.applyDeliveredOnce(report, to: job, on: request.db)
         if !job.status.isFinal, job.progressDigest != nil {
             // Only the poll time: the rest of the row may have changed since it was read.
-            try await request.db.sql().raw("""
+            try await request.db.sql().raw(
+                """
                 UPDATE jobs SET next_poll_at = \(bind: now().addingTimeInterval(JobRunner.pollAfterChannelReport))
                 WHERE id = \(bind: job.id!) AND status IN (\(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue))
-                """).run()
+                """
+            ).run()
         }
         return Response(status: .noContent)
     }
 
     @Sendable func receive(request: Request) async throws -> Response {
         guard let secret = request.parameters.get("secret"),
-              let job = try await Job.query(on: request.db).filter(\.$webhookDigest == OpaqueToken.digest(secret)).first()
+            let job = try await Job.query(on: request.db).filter(\.$webhookDigest == OpaqueToken.digest(secret)).first()
         else { throw APIError.notFound("Unknown webhook.") }
         guard let data = request.body.data, let report = try? JSONDecoder().decode(RunPodJob.self, from: data) else {
             throw APIError.badRequest("invalid_json", "The body must be a RunPod job status: {\"id\", \"status\", \"output\"?, \"error\"?}.")
@@ -71,12 +74,19 @@ struct RunPodWebhookController: Sendable {
         ),
         APIOperation(
             method: .POST, path: "/api/runpod/progress/{secret}",
-            summary: "A worker's progress channel (the URL is in the job's input as `progress_channel.url`, valid for one attempt): what it posts to RunPod's job-done, sent here too.",
+            summary:
+                "A worker's progress channel (the URL is in the job's input as `progress_channel.url`, valid for one attempt): what it posts to RunPod's job-done, sent here too.",
             access: .anyone,
-            requestSchema: ["type": "object", "properties": [
-                "status": ["type": "string", "enum": ["IN_PROGRESS"]], "output": ["type": "object"], "error": ["type": "string"],
-            ]],
-            responses: [204: ("Recorded (reports about an attempt that ended change nothing).", nil), 400: ("Not a worker report.", .ref("Error")), 404: ("Unknown progress channel.", .ref("Error"))]
+            requestSchema: [
+                "type": "object",
+                "properties": [
+                    "status": ["type": "string", "enum": ["IN_PROGRESS"]], "output": ["type": "object"], "error": ["type": "string"],
+                ],
+            ],
+            responses: [
+                204: ("Recorded (reports about an attempt that ended change nothing).", nil), 400: ("Not a worker report.", .ref("Error")),
+                404: ("Unknown progress channel.", .ref("Error")),
+            ]
         ),
     ]
 }

@@ -49,7 +49,8 @@ struct SystemController: Sendable {
     }
 
     static let operations: [APIOperation] = [
-        APIOperation(method: .GET, path: "/api/openapi.json", summary: "This OpenAPI 3.1 document.", access: .anyone,
-                     responses: [200: ("The document.", ["type": "object"])]),
+        APIOperation(
+            method: .GET, path: "/api/openapi.json", summary: "This OpenAPI 3.1 document.", access: .anyone,
+            responses: [200: ("The document.", ["type": "object"])])
     ]
 }

@@ -52,8 +52,8 @@ struct TokenController: Sendable {
     @Sendable func delete(request: Request) async throws -> Response {
         // Someone else's token answers exactly like a missing one.
         guard let id = request.parameters.get("id", as: UUID.self),
-              let token = try await APIToken.query(on: request.db)
-                  .filter(\.$id == id).filter(\.$user.$id == request.principal.userID).first()
+            let token = try await APIToken.query(on: request.db)
+                .filter(\.$id == id).filter(\.$user.$id == request.principal.userID).first()
         else { throw APIError.notFound("No token with this id; GET /api/tokens lists yours.") }
         try await token.delete(on: request.db)
         return Response(status: .noContent)
@@ -65,18 +65,23 @@ struct TokenController: Sendable {
             requestSchema: ["type": "object", "required": ["name"], "properties": ["name": .visibleName]],
             responses: [201: ("The new token, with its value.", .ref("Token"))]
         ),
-        APIOperation(method: .GET, path: "/api/tokens", summary: "List your API tokens (without their values).",
-                     responses: [200: ("Your tokens.", ["type": "object", "properties": ["tokens": ["type": "array", "items": .ref("Token")]]])]),
-        APIOperation(method: .DELETE, path: "/api/tokens/{id}", summary: "Revoke an API token.",
-                     responses: [204: ("Revoked.", nil), 404: ("No such token of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .GET, path: "/api/tokens", summary: "List your API tokens (without their values).",
+            responses: [200: ("Your tokens.", ["type": "object", "properties": ["tokens": ["type": "array", "items": .ref("Token")]]])]),
+        APIOperation(
+            method: .DELETE, path: "/api/tokens/{id}", summary: "Revoke an API token.",
+            responses: [204: ("Revoked.", nil), 404: ("No such token of yours.", .ref("Error"))]),
     ]
 
     static let schemas: [String: SchemaValue] = [
-        "Token": ["type": "object", "required": ["id", "name", "hint", "createdAt"], "properties": [
-            "id": ["type": "string", "format": "uuid"], "name": ["type": "string"],
-            "hint": ["type": "string", "description": "The token's first characters."],
-            "createdAt": ["type": "string", "format": "date-time"], "lastUsedAt": ["type": "string", "format": "date-time"],
-            "token": ["type": "string", "description": "The secret value; only in the creation response."],
-        ]],
+        "Token": [
+            "type": "object", "required": ["id", "name", "hint", "createdAt"],
+            "properties": [
+                "id": ["type": "string", "format": "uuid"], "name": ["type": "string"],
+                "hint": ["type": "string", "description": "The token's first characters."],
+                "createdAt": ["type": "string", "format": "date-time"], "lastUsedAt": ["type": "string", "format": "date-time"],
+                "token": ["type": "string", "description": "The secret value; only in the creation response."],
+            ],
+        ]
     ]
 }

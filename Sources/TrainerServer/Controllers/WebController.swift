@@ -157,9 +157,11 @@ struct WebController: Sendable {
     @Sendable func account(request: Request) async throws -> Response {
         try await signedIn(request) { user, csrf in
             let tokens = try await APIToken.newestFirst(of: user.id!, on: request.db).all()
-            let content = AccountContent(isAdmin: user.isAdmin, tokens: tokens.map {
-                AccountContent.Token(id: $0.id!, name: $0.name, hint: $0.hint, createdAt: Self.timestamp($0.createdAt), lastUsedAt: $0.lastUsedAt.map(Self.timestamp))
-            }, hasTokens: !tokens.isEmpty)
+            let content = AccountContent(
+                isAdmin: user.isAdmin,
+                tokens: tokens.map {
+                    AccountContent.Token(id: $0.id!, name: $0.name, hint: $0.hint, createdAt: Self.timestamp($0.createdAt), lastUsedAt: $0.lastUsedAt.map(Self.timestamp))
+                }, hasTokens: !tokens.isEmpty)
             return try await render(request, "account", page: Page(title: "Account", section: "account", script: "account", email: user.email, csrfToken: csrf, content: content))
         }
     }
@@ -167,7 +169,11 @@ struct WebController: Sendable {
     @Sendable func datasetList(request: Request) async throws -> Response {
         try await signedIn(request) { user, csrf in
             let rows = try await Dataset.newestFirst(of: user.id!, on: request.db).all().map(DatasetRow.init)
-            return try await render(request, "datasets", page: Page(title: "Datasets", section: "datasets", script: "datasets", email: user.email, csrfToken: csrf, content: DatasetsContent(datasets: rows, isEmpty: rows.isEmpty)))
+            return try await render(
+                request, "datasets",
+                page: Page(
+                    title: "Datasets", section: "datasets", script: "datasets", email: user.email, csrfToken: csrf, content: DatasetsContent(datasets: rows, isEmpty: rows.isEmpty))
+            )
         }
     }
 
@@ -175,7 +181,8 @@ struct WebController: Sendable {
         try await signedIn(request) { user, csrf in
             let dataset = try await datasets.find(request.parameters.get("id", as: UUID.self), userID: user.id!, on: request.db)
             let content = DatasetContent(dataset: DatasetRow(dataset), maximumFilesPerBatch: UploadPlan.maximumFilesPerBatch)
-            return try await render(request, "dataset", page: Page(title: dataset.name, section: "datasets", script: "dataset", email: user.email, csrfToken: csrf, content: content))
+            return try await render(
+                request, "dataset", page: Page(title: dataset.name, section: "datasets", script: "dataset", email: user.email, csrfToken: csrf, content: content))
         }
     }
 
@@ -212,7 +219,8 @@ struct WebController: Sendable {
             // Only this job's dataset name (the dataset may have been deleted since).
             let dataset = try await Dataset.query(on: request.db).filter(\.$id == job.datasetID).filter(\.$user.$id == user.id!).first()
             let row = Self.row(job, datasetName: dataset?.name)
-            return try await render(request, "job", page: Page(title: "Job \(row.shortId)", section: "jobs", script: "job", email: user.email, csrfToken: csrf, content: JobContent(job: row)))
+            return try await render(
+                request, "job", page: Page(title: "Job \(row.shortId)", section: "jobs", script: "job", email: user.email, csrfToken: csrf, content: JobContent(job: row)))
         }
     }
 
@@ -235,7 +243,8 @@ struct WebController: Sendable {
         do {
             return try await page(user, csrf)
         } catch let error as any APIErrorConvertible where error.status == .notFound {
-            return try await render(request, "not-found", page: Page(title: "Not found", section: "", script: nil, email: user.email, csrfToken: csrf, content: Empty()), status: .notFound)
+            return try await render(
+                request, "not-found", page: Page(title: "Not found", section: "", script: nil, email: user.email, csrfToken: csrf, content: Empty()), status: .notFound)
         }
     }
 

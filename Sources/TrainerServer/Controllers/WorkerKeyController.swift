@@ -69,23 +69,32 @@ struct WorkerKeyController: Sendable {
             method: .POST, path: "/api/worker-keys", summary: "Create a key for a GPU worker of the built-in queue; its value is shown only in this response (admins only).",
             access: .admin,
             requestSchema: ["type": "object", "required": ["name"], "properties": ["name": .visibleName]],
-            responses: [201: ("The new key, with its value.", .ref("WorkerKey")), 403: ("Not an administrator.", .ref("Error")),
-                        409: ("A key not revoked has this name.", .ref("Error"))]
+            responses: [
+                201: ("The new key, with its value.", .ref("WorkerKey")), 403: ("Not an administrator.", .ref("Error")),
+                409: ("A key not revoked has this name.", .ref("Error")),
+            ]
         ),
-        APIOperation(method: .GET, path: "/api/worker-keys", summary: "List the worker keys, revoked ones included (admins only).", access: .admin,
-                     responses: [200: ("The keys.", ["type": "object", "required": ["workerKeys"], "properties": ["workerKeys": ["type": "array", "items": .ref("WorkerKey")]]]),
-                                 403: ("Not an administrator.", .ref("Error"))]),
-        APIOperation(method: .POST, path: "/api/worker-keys/{id}/revoke",
-                     summary: "Revoke a worker key: its workers are refused from their next call and their jobs go back to the queue (admins only).", access: .admin,
-                     responses: [200: ("The revoked key.", .ref("WorkerKey")), 403: ("Not an administrator.", .ref("Error")), 404: ("No such key.", .ref("Error"))]),
+        APIOperation(
+            method: .GET, path: "/api/worker-keys", summary: "List the worker keys, revoked ones included (admins only).", access: .admin,
+            responses: [
+                200: ("The keys.", ["type": "object", "required": ["workerKeys"], "properties": ["workerKeys": ["type": "array", "items": .ref("WorkerKey")]]]),
+                403: ("Not an administrator.", .ref("Error")),
+            ]),
+        APIOperation(
+            method: .POST, path: "/api/worker-keys/{id}/revoke",
+            summary: "Revoke a worker key: its workers are refused from their next call and their jobs go back to the queue (admins only).", access: .admin,
+            responses: [200: ("The revoked key.", .ref("WorkerKey")), 403: ("Not an administrator.", .ref("Error")), 404: ("No such key.", .ref("Error"))]),
     ]
 
     static let schemas: [String: SchemaValue] = [
-        "WorkerKey": ["type": "object", "required": ["id", "name", "createdAt", "runningJobs"], "properties": [
-            "id": ["type": "string", "format": "uuid"], "name": ["type": "string"],
-            "createdAt": ["type": "string", "format": "date-time"], "lastUsedAt": ["type": "string", "format": "date-time"],
-            "revokedAt": ["type": "string", "format": "date-time"], "runningJobs": ["type": "integer", "minimum": 0],
-            "key": ["type": "string", "description": "The key's value, only when it is created."],
-        ]],
+        "WorkerKey": [
+            "type": "object", "required": ["id", "name", "createdAt", "runningJobs"],
+            "properties": [
+                "id": ["type": "string", "format": "uuid"], "name": ["type": "string"],
+                "createdAt": ["type": "string", "format": "date-time"], "lastUsedAt": ["type": "string", "format": "date-time"],
+                "revokedAt": ["type": "string", "format": "date-time"], "runningJobs": ["type": "integer", "minimum": 0],
+                "key": ["type": "string", "description": "The key's value, only when it is created."],
+            ],
+        ]
     ]
 }

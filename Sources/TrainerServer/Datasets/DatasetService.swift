@@ -37,11 +37,14 @@ struct DatasetService: Sendable {
             case .invalidName: "A dataset name has 1 to \(VisibleName.maximumLength) characters and no invisible ones (control, bidirectional or zero-width characters)."
             case .captionTooLong(let length): "A caption has at most \(DatasetService.maximumCaptionLength) characters; this one has \(length)."
             case .noSuchSample(let stem): "The dataset has no sample '\(stem)'; GET /api/datasets/{id} lists its files."
-            case .inUse(let job): "Job \(job.uuidString.lowercased()) is queued or training on this dataset; it cannot change until that job ends. Cancel the job, or make a new dataset."
+            case .inUse(let job):
+                "Job \(job.uuidString.lowercased()) is queued or training on this dataset; it cannot change until that job ends. Cancel the job, or make a new dataset."
             case .tooManyFiles(let count, let what): "\(count) \(what) in one request; at most \(UploadPlan.maximumFilesPerBatch) are allowed. Send the rest in further requests."
             case .noFiles(let what): "The request lists no \(what)."
-            case .invalidPaths(let rejections): "\(rejections.count) of the files cannot be uploaded, nothing was signed: " + DatasetService.list(rejections.map { "'\($0.path)' \($0.reason)" })
-            case .tooLarge(let bytes, let limit): "With these files the dataset would hold \(bytes) bytes (counting uploads still under way); at most \(limit) are allowed. Compress the images or leave some samples out."
+            case .invalidPaths(let rejections):
+                "\(rejections.count) of the files cannot be uploaded, nothing was signed: " + DatasetService.list(rejections.map { "'\($0.path)' \($0.reason)" })
+            case .tooLarge(let bytes, let limit):
+                "With these files the dataset would hold \(bytes) bytes (counting uploads still under way); at most \(limit) are allowed. Compress the images or leave some samples out."
             }
         }
     }
@@ -128,11 +131,14 @@ struct DatasetService: Sendable {
         let replacedBytes = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key ~~ keys)
             .all(\.$bytes).reduce(Int64(0)) { $0 + ($1 ?? 0) }
         struct Pending: Decodable { let pending: Int64 }
-        let pending = try await sql.raw("""
-            SELECT CAST(COALESCE(SUM(pending_bytes), 0) AS BIGINT) AS pending FROM dataset_files
-            WHERE dataset_id = \(bind: dataset.id!) AND uploaded_at IS NULL AND signed_at > \(bind: time.addingTimeInterval(-Self.uploadWindow))
-            AND key NOT IN (\(binds: keys))
-            """).first(decoding: Pending.self)?.pending ?? 0
+        let pending =
+            try await sql.raw(
+                """
+                SELECT CAST(COALESCE(SUM(pending_bytes), 0) AS BIGINT) AS pending FROM dataset_files
+                WHERE dataset_id = \(bind: dataset.id!) AND uploaded_at IS NULL AND signed_at > \(bind: time.addingTimeInterval(-Self.uploadWindow))
+                AND key NOT IN (\(binds: keys))
+                """
+            ).first(decoding: Pending.self)?.pending ?? 0
         let total = uploads.reduce(dataset.totalBytes - replacedBytes + pending) { $0 + $1.size }
         if total > limits.maximumBytes {
             throw Failure.tooLarge(bytes: total, limit: limits.maximumBytes)
@@ -144,7 +150,8 @@ struct DatasetService: Sendable {
         for upload in uploads {
             let placement = upload.placement
             let sha256: String? = upload.sha256.map { SigV4Signer.hex($0) }
-            insert.values([UUID(), dataset.id!, placement.relativeKey, placement.role.name, placement.stem, placement.fileExtension, upload.size, sha256, time] as [any Encodable & Sendable])
+            insert.values(
+                [UUID(), dataset.id!, placement.relativeKey, placement.role.name, placement.stem, placement.fileExtension, upload.size, sha256, time] as [any Encodable & Sendable])
         }
         try await insert.onConflict(with: ["dataset_id", "key"]) {
             $0.set(excludedValueOf: "pending_bytes").set(excludedValueOf: "pending_sha256").set(excludedValueOf: "signed_at")
@@ -153,7 +160,8 @@ struct DatasetService: Sendable {
             let key = dataset.prefix + upload.placement.relativeKey
             return SignedUpload(
                 path: upload.path, key: key,
-                request: bucket.presignedPut(key: key, contentType: upload.contentType, contentLength: upload.size, sha256: upload.sha256, origin: origin, expires: Int(Self.uploadWindow))
+                request: bucket.presignedPut(
+                    key: key, contentType: upload.contentType, contentLength: upload.size, sha256: upload.sha256, origin: origin, expires: Int(Self.uploadWindow))
             )
         }
         return (signed, skipped)
@@ -226,11 +234,12 @@ struct DatasetService: Sendable {
                 row.pendingBytes = nil
                 row.pendingSHA256 = nil
                 row.caption = caption
-                (row.format, row.width, row.height) = switch probe {
-                case .image(let format, let width, let height)?: (format.rawValue, width, height)
-                case .needsMoreBytes(let format)?: (format.rawValue, nil, nil)
-                case .notAnImage?, nil: (nil, nil, nil)
-                }
+                (row.format, row.width, row.height) =
+                    switch probe {
+                    case .image(let format, let width, let height)?: (format.rawValue, width, height)
+                    case .needsMoreBytes(let format)?: (format.rawValue, nil, nil)
+                    case .notAnImage?, nil: (nil, nil, nil)
+                    }
                 stored.append(row)
             }
         }
@@ -278,8 +287,9 @@ struct DatasetService: Sendable {
     func setCaption(_ dataset: Dataset, stem: String, caption: String, on db: any Database) async throws -> DatasetValidation.Report {
         try Self.checkUnlocked(dataset)
         let text = try Self.checkedCaption(caption) ?? ""
-        guard try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!)
-            .filter(\.$role == "target").filter(\.$stem == stem).filter(\.$uploadedAt != nil).first() != nil
+        guard
+            try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!)
+                .filter(\.$role == "target").filter(\.$stem == stem).filter(\.$uploadedAt != nil).first() != nil
         else { throw Failure.noSuchSample(stem) }
         let placement = DatasetLayout.Placement(role: .caption, stem: stem, fileExtension: "txt")
         let existing = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key == placement.relativeKey).first()

@@ -18,10 +18,11 @@ struct APIErrorMiddleware: AsyncMiddleware {
         if apiError.status == .internalServerError {
             request.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
         }
-        return (try? JSON.response(
-            ErrorBody(error: .init(code: apiError.code, message: apiError.message, details: apiError.details)),
-            status: apiError.status, headers: apiError.headers
-        )) ?? Response(status: .internalServerError)
+        return
+            (try? JSON.response(
+                ErrorBody(error: .init(code: apiError.code, message: apiError.message, details: apiError.details)),
+                status: apiError.status, headers: apiError.headers
+            )) ?? Response(status: .internalServerError)
     }
 
     static func apiError(for error: any Error) -> APIError {
@@ -32,14 +33,16 @@ struct APIErrorMiddleware: AsyncMiddleware {
             return error.apiError
         case let error as SQLiteError where [.busy, .locked, .busyTimeout, .busyInSnapshot, .busyInRecovery].contains(error.reason):
             // SQLite could not take its lock in time: a moment later it will.
-            return APIError(status: .serviceUnavailable, code: "database_busy", message: "The database is busy; retry in a second.",
-                            headers: ["Retry-After": "1"])
+            return APIError(
+                status: .serviceUnavailable, code: "database_busy", message: "The database is busy; retry in a second.",
+                headers: ["Retry-After": "1"])
         case let error as any DatabaseError where error.isConstraintFailure:
             return .conflict("conflict", "The request conflicts with data that changed meanwhile; fetch it again and retry.")
         case let error as any AbortError where error.status != .internalServerError:
             return APIError(status: error.status, code: code(for: error.status), message: message(for: error))
         default:
-            return APIError(status: .internalServerError, code: "internal_error", message: "Something went wrong on the server; it has been logged. Try again, and report it if it persists.")
+            return APIError(
+                status: .internalServerError, code: "internal_error", message: "Something went wrong on the server; it has been logged. Try again, and report it if it persists.")
         }
     }
 

@@ -13,10 +13,11 @@ struct HeaderLimitMiddleware: AsyncMiddleware {
     func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
         let bytes = request.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
         guard bytes <= Self.maximumBytes else {
-            throw APIError(status: .requestHeaderFieldsTooLarge, code: "headers_too_large",
-                           message: "The request's headers are \(bytes / 1024) KiB; at most \(Self.maximumBytes / 1024) KiB are accepted. "
-                               + "An oversized Cookie is the usual cause: clear this site's cookies and try again.",
-                           headers: ["Connection": "close"])
+            throw APIError(
+                status: .requestHeaderFieldsTooLarge, code: "headers_too_large",
+                message: "The request's headers are \(bytes / 1024) KiB; at most \(Self.maximumBytes / 1024) KiB are accepted. "
+                    + "An oversized Cookie is the usual cause: clear this site's cookies and try again.",
+                headers: ["Connection": "close"])
         }
         return try await next.respond(to: request)
     }

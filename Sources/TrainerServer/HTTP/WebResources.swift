@@ -24,12 +24,12 @@ enum WebResources {
     static func serveAsset(request: Request) async throws -> Response {
         let parts = request.parameters.getCatchall()
         guard !parts.isEmpty, parts.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(".") && !$0.contains("/") && !$0.contains("\\") }),
-              let type = parts.last.flatMap({ $0.split(separator: ".").last }).flatMap({ contentTypes[String($0)] })
+            let type = parts.last.flatMap({ $0.split(separator: ".").last }).flatMap({ contentTypes[String($0)] })
         else { throw Abort(.notFound) }
         let path = assetsDirectory + parts.joined(separator: "/")
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue,
-              URL(fileURLWithPath: path).standardizedFileURL.path.hasPrefix(URL(fileURLWithPath: assetsDirectory).standardizedFileURL.path + "/")
+            URL(fileURLWithPath: path).standardizedFileURL.path.hasPrefix(URL(fileURLWithPath: assetsDirectory).standardizedFileURL.path + "/")
         else { throw Abort(.notFound) }
         let response = try await request.fileio.asyncStreamFile(at: path)
         response.headers.replaceOrAdd(name: .contentType, value: type)

@@ -39,12 +39,14 @@ struct BuiltInQueue: Sendable {
             .group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }.sort(\.$createdAt).limit(5).all()
         for candidate in candidates {
             let sql = try db.sql()
-            let claimed = try await sql.raw("""
+            let claimed = try await sql.raw(
+                """
                 UPDATE jobs SET lease_owner = \(bind: worker.leaseOwner), lease_until = \(bind: time.addingTimeInterval(Self.firstPingWithin))
                 WHERE id = \(bind: candidate.id!) AND status = \(bind: JobStatus.queued.rawValue) AND cancel_requested = \(bind: false)
                 AND (lease_until IS NULL OR lease_until < \(bind: time))
                 RETURNING id
-                """).all()
+                """
+            ).all()
             guard claimed.count == 1, let job = try await Job.find(candidate.id, on: db) else { continue }
             let runnerID = Self.runnerID(job)
             job.runPodJobID = runnerID
@@ -53,8 +55,9 @@ struct BuiltInQueue: Sendable {
             guard try await jobs.commit(job, from: .queued, events: [taken], condition: "lease_owner = \(bind: worker.leaseOwner)", on: db) else { continue }
             var input = try jobs.input(for: job, bucket: bucket)
             if let storeCredentials {
-                let scope = StoreScope(readPrefixes: [input.dataset.prefix], writePrefixes: [input.output.prefix],
-                                       expires: time.addingTimeInterval(Self.storeKeyLifetime), holder: worker.keyID.uuidString.lowercased())
+                let scope = StoreScope(
+                    readPrefixes: [input.dataset.prefix], writePrefixes: [input.output.prefix],
+                    expires: time.addingTimeInterval(Self.storeKeyLifetime), holder: worker.keyID.uuidString.lowercased())
                 let key = ScopedStoreKey.make(scope, admin: storeCredentials)
                 input.storeKey = .init(accessKeyID: key.accessKeyID, secretAccessKey: key.secretAccessKey.value)
             }
@@ -111,10 +114,11 @@ struct BuiltInQueue: Sendable {
             let owner = job.leaseOwner ?? ""
             var key: WorkerKey?
             if let keyID = WorkerKeyService.Worker.keyID(inLeaseOwner: owner) { key = try await WorkerKey.find(keyID, on: db) }
-            let worker = key.map { key in
-                let id = String(owner.dropFirst(WorkerKeyService.Worker.leaseOwnerPrefix(keyID: key.id!).count))
-                return "Worker " + WorkerKeyService.Worker(keyID: key.id!, keyName: key.name, id: id).label
-            } ?? "Its worker"
+            let worker =
+                key.map { key in
+                    let id = String(owner.dropFirst(WorkerKeyService.Worker.leaseOwnerPrefix(keyID: key.id!).count))
+                    return "Worker " + WorkerKeyService.Worker(keyID: key.id!, keyName: key.name, id: id).label
+                } ?? "Its worker"
             let revoked = key?.revokedAt != nil
             let attempt = job.attempt
             let event: JobEvent
@@ -127,8 +131,9 @@ struct BuiltInQueue: Sendable {
                 JobService.prepareNextAttempt(job, at: time)
                 if revoked { job.preemptions += 1 }
                 let why = revoked ? "'s key was revoked" : " stopped answering"
-                event = JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
-                                 message: "\(worker)\(why); back in the queue as attempt \(job.attempt), resuming from the last checkpoint.")
+                event = JobEvent(
+                    jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
+                    message: "\(worker)\(why); back in the queue as attempt \(job.attempt), resuming from the last checkpoint.")
             }
             job.leaseOwner = nil
             job.leaseUntil = nil

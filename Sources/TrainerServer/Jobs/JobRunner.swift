@@ -1,7 +1,7 @@
 import Fluent
-import NIOCore
-import NIOConcurrencyHelpers
 import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
 import RunPod
 import SQLKit
 import TrainerCore
@@ -176,15 +176,18 @@ struct JobRunner: Sendable {
         let lost = try await Job.query(on: db).filter(\.$status == .queued).filter(\.$runPodJobID == nil).filter(\.$submitStartedAt != nil)
             .filter(\.$cancelRequested == false).group(.or) { $0.filter(\.$leaseUntil == nil).filter(\.$leaseUntil < time) }
             .group(.or) { $0.filter(\.$nextPollAt == nil).filter(\.$nextPollAt <= time) }.limit(Self.submitBatch).all()
-        let condition: SQLQueryString = "status = \(bind: JobStatus.queued.rawValue) AND runpod_job_id IS NULL AND submit_started_at IS NOT NULL AND cancel_requested = \(bind: false)"
+        let condition: SQLQueryString =
+            "status = \(bind: JobStatus.queued.rawValue) AND runpod_job_id IS NULL AND submit_started_at IS NOT NULL AND cancel_requested = \(bind: false)"
         return lost.compactMap { candidate in
             calls.start(candidate.id!) {
                 do {
                     guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
                     if let found = try await attemptClaim(of: job) {
-                        try await adopt(found.runID, for: job, on: db, message: "Found its run at RunPod (\(found.runID)) by the claim the run wrote when it started; following it.")
+                        try await adopt(
+                            found.runID, for: job, on: db, message: "Found its run at RunPod (\(found.runID)) by the claim the run wrote when it started; following it.")
                     } else {
-                        try await JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: "No run of the lost submission has started; submitting the job again.").create(on: db)
+                        try await JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue, message: "No run of the lost submission has started; submitting the job again.")
+                            .create(on: db)
                         try await submit(job, on: db)
                     }
                 } catch {
@@ -238,7 +241,8 @@ struct JobRunner: Sendable {
     }
 
     private func cancel(_ id: UUID, on db: any Database) async throws {
-        let condition: SQLQueryString = "cancel_requested = \(bind: true) AND status IN (\(bind: JobStatus.queued.rawValue), \(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue))"
+        let condition: SQLQueryString =
+            "cancel_requested = \(bind: true) AND status IN (\(bind: JobStatus.queued.rawValue), \(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue))"
         guard try await claim(id, where: condition, on: db), let job = try await Job.find(id, on: db) else { return }
         guard let runPodID = job.runPodJobID else {
             // A submission may be at RunPod without its id: leave the cancel mark first, then look
@@ -247,7 +251,8 @@ struct JobRunner: Sendable {
             // the two sees the other's write).
             var message = "Cancelled before it reached RunPod."
             if job.submitStartedAt != nil {
-                try await store.put(key: AttemptClaim.cancelledKey(outputPrefix: job.outputPrefix, attempt: job.attempt), bytes: ByteBuffer(string: "cancelled\n"), contentType: "text/plain")
+                try await store.put(
+                    key: AttemptClaim.cancelledKey(outputPrefix: job.outputPrefix, attempt: job.attempt), bytes: ByteBuffer(string: "cancelled\n"), contentType: "text/plain")
                 if let found = try await attemptClaim(of: job) {
                     try await adopt(found.runID, for: job, on: db, message: "Found its run at RunPod (\(found.runID)) by its claim; cancelling it there.")
                     return try await cancel(id, on: db)
@@ -285,7 +290,8 @@ struct JobRunner: Sendable {
         let started = due.compactMap { candidate in
             calls.start(candidate.id!) {
                 do {
-                    let condition: SQLQueryString = "status IN (\(bind: JobStatus.queued.rawValue), \(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue)) AND runpod_job_id IS NOT NULL AND next_poll_at <= \(bind: time)"
+                    let condition: SQLQueryString =
+                        "status IN (\(bind: JobStatus.queued.rawValue), \(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue)) AND runpod_job_id IS NOT NULL AND next_poll_at <= \(bind: time)"
                     guard try await claim(candidate.id!, where: condition, on: db), let job = try await Job.find(candidate.id, on: db) else { return }
                     try await poll(job, on: db)
                 } catch {

@@ -68,7 +68,9 @@ struct JobService: Sendable {
         if let value = input.rank { parameters.rank = value }
         if let value = input.profile {
             guard let profile = QwenImageEdit2509.Profile(rawValue: value) else {
-                throw Failure.invalidParameters([.init(field: "profile", message: "must be one of \(QwenImageEdit2509.Profile.allCases.map(\.rawValue).joined(separator: ", ")) (GPU memory); got '\(value)'.")])
+                throw Failure.invalidParameters([
+                    .init(field: "profile", message: "must be one of \(QwenImageEdit2509.Profile.allCases.map(\.rawValue).joined(separator: ", ")) (GPU memory); got '\(value)'.")
+                ])
             }
             parameters.profile = profile
         }
@@ -104,7 +106,8 @@ struct JobService: Sendable {
         // Upload URLs cannot be revoked: while some are valid, the files could change under the job.
         let cutoff = now().addingTimeInterval(-DatasetService.uploadWindow)
         if let pending = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$pendingBytes != nil)
-            .filter(\.$signedAt > cutoff).sort(\.$signedAt, .descending).first(), let signed = pending.signedAt {
+            .filter(\.$signedAt > cutoff).sort(\.$signedAt, .descending).first(), let signed = pending.signedAt
+        {
             throw Failure.uploadInProgress(key: pending.key, until: signed.addingTimeInterval(DatasetService.uploadWindow))
         }
         let files = try await datasets.files(of: dataset, on: db)
@@ -222,7 +225,10 @@ struct JobService: Sendable {
                 changed = true
             }
         } else if changed {
-            events.append(JobEvent(jobID: job.id!, at: time, status: job.status.rawValue, message: "RunPod reports the status \(report.status.rawValue), unknown to us; the job stays \(job.status.rawValue)."))
+            events.append(
+                JobEvent(
+                    jobID: job.id!, at: time, status: job.status.rawValue,
+                    message: "RunPod reports the status \(report.status.rawValue), unknown to us; the job stays \(job.status.rawValue)."))
         }
         if let output = report.output {
             switch job.status {
@@ -235,7 +241,10 @@ struct JobService: Sendable {
             case .completed:
                 job.artifacts = try Self.encoded(JobArtifact.list(in: output, prefix: job.outputPrefix))
                 var progress = job.latestProgress ?? JobProgress()
-                if let steps = output["steps"]?.numberValue { progress.step = Int(steps); progress.totalSteps = progress.totalSteps ?? Int(steps) }
+                if let steps = output["steps"]?.numberValue {
+                    progress.step = Int(steps)
+                    progress.totalSteps = progress.totalSteps ?? Int(steps)
+                }
                 if let loss = output["final_loss"]?.numberValue { progress.loss = loss }
                 progress.phase = "done"
                 progress.etaSeconds = 0
@@ -265,8 +274,9 @@ struct JobService: Sendable {
         job.runnerStatus = RunPodStatus.inProgress.rawValue
         job.nextPollAt = now()
         job.updatedAt = now()
-        let event = JobEvent(jobID: job.id!, at: now(), status: job.status.rawValue,
-                             message: "Run \(report.id) found the attempt already claimed by run \(holder) and ended without training; following \(holder).")
+        let event = JobEvent(
+            jobID: job.id!, at: now(), status: job.status.rawValue,
+            message: "Run \(report.id) found the attempt already claimed by run \(holder) and ended without training; following \(holder).")
         // Once, whether the poll or the webhook brings it first.
         return try await commit(job, from: previous, events: [event], condition: "runpod_job_id = \(bind: report.id)", on: db)
     }
@@ -307,8 +317,9 @@ struct JobService: Sendable {
             Self.prepareNextAttempt(job, at: time)
             job.preemptions += 1
             let from = resumeStep.map { "from step \($0)" } ?? "from the start (no checkpoint was saved yet)"
-            event = JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
-                             message: "Its worker was shut down (preempted); back in the queue as attempt \(job.attempt), resuming \(from).")
+            event = JobEvent(
+                jobID: job.id!, at: time, status: JobStatus.queued.rawValue,
+                message: "Its worker was shut down (preempted); back in the queue as attempt \(job.attempt), resuming \(from).")
         }
         job.leaseOwner = nil
         job.leaseUntil = nil
@@ -342,7 +353,8 @@ struct JobService: Sendable {
     func commit(_ job: Job, from previous: JobStatus, events: [JobEvent] = [], condition: SQLQueryString? = nil, on db: any Database) async throws -> Bool {
         let applied = try await db.transaction { db in
             let sql = try db.sql()
-            var query: SQLQueryString = "UPDATE jobs SET status = \(bind: job.status.rawValue), updated_at = \(bind: job.updatedAt) WHERE id = \(bind: job.id!) AND status = \(bind: previous.rawValue)"
+            var query: SQLQueryString =
+                "UPDATE jobs SET status = \(bind: job.status.rawValue), updated_at = \(bind: job.updatedAt) WHERE id = \(bind: job.id!) AND status = \(bind: previous.rawValue)"
             if let condition { query = query + " AND " + condition }
             guard try await sql.raw(query + " RETURNING id").all().count == 1 else { return false }
             try await job.save(on: db)
@@ -463,7 +475,8 @@ struct JobService: Sendable {
         job.cancelRequested = false
         try await db.transaction { db in
             try await job.save(on: db)
-            try await JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue, message: "Queued again (attempt \(job.attempt)); it resumes from the last checkpoint.").create(on: db)
+            try await JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue, message: "Queued again (attempt \(job.attempt)); it resumes from the last checkpoint.")
+                .create(on: db)
             dataset.lockedByJobID = job.id
             try await dataset.save(on: db)
         }

@@ -5,7 +5,13 @@ import Vapor
 indirect enum SchemaValue: Encodable, Sendable, ExpressibleByStringLiteral, ExpressibleByBooleanLiteral,
     ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral
 {
-    case string(String), bool(Bool), int(Int), double(Double), array([SchemaValue]), object([String: SchemaValue]), null
+    case string(String)
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case array([SchemaValue])
+    case object([String: SchemaValue])
+    case null
 
     init(stringLiteral value: String) { self = .string(value) }
     init(booleanLiteral value: Bool) { self = .bool(value) }
@@ -66,7 +72,8 @@ enum OpenAPIDocument {
             "info": [
                 "title": "GoModel Trainer API",
                 "version": "1",
-                "description": "Train Qwen-Image-Edit-2509 LoRAs. Authenticate with `Authorization: Bearer <token>` (POST /api/tokens) or a session cookie; cookie-authenticated requests that change data also send `X-CSRF-Token`. Errors are `{\"error\": {\"code\", \"message\"}}`.",
+                "description":
+                    "Train Qwen-Image-Edit-2509 LoRAs. Authenticate with `Authorization: Bearer <token>` (POST /api/tokens) or a session cookie; cookie-authenticated requests that change data also send `X-CSRF-Token`. Errors are `{\"error\": {\"code\", \"message\"}}`.",
             ],
             "paths": .object(paths.mapValues { .object($0) }),
             "components": [
@@ -167,11 +174,14 @@ enum OpenAPIDocument {
                 "required": ["code", "message"],
                 "properties": [
                     "code": ["type": "string"], "message": ["type": "string"],
-                    "details": ["type": "array", "description": "Per-item problems, e.g. each refused file.", "items": [
-                        "type": "object", "properties": ["path": ["type": "string"], "reason": ["type": "string"]],
-                    ]],
+                    "details": [
+                        "type": "array", "description": "Per-item problems, e.g. each refused file.",
+                        "items": [
+                            "type": "object", "properties": ["path": ["type": "string"], "reason": ["type": "string"]],
+                        ],
+                    ],
                 ],
-            ],
+            ]
         ],
     ]
 }
@@ -194,12 +204,13 @@ struct MethodNotAllowedMiddleware: AsyncMiddleware {
     func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
         let segments = request.url.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
         guard let documented = paths.first(where: { Self.matches($0.segments, segments) }),
-              !documented.methods.contains(request.method.rawValue), !(request.method == .HEAD && documented.methods.contains("GET"))
+            !documented.methods.contains(request.method.rawValue), !(request.method == .HEAD && documented.methods.contains("GET"))
         else { return try await next.respond(to: request) }
         let allow = (documented.methods.contains("GET") ? documented.methods + ["HEAD"] : documented.methods).joined(separator: ", ")
         if request.method == .OPTIONS { return Response(status: .noContent, headers: ["Allow": allow]) }
-        throw APIError(status: .methodNotAllowed, code: "method_not_allowed",
-                       message: "\(request.url.path) does not take \(request.method.rawValue); it takes \(allow) (see /api/openapi.json).", headers: ["Allow": allow])
+        throw APIError(
+            status: .methodNotAllowed, code: "method_not_allowed",
+            message: "\(request.url.path) does not take \(request.method.rawValue); it takes \(allow) (see /api/openapi.json).", headers: ["Allow": allow])
     }
 
     private static func matches(_ template: [String?], _ segments: [String]) -> Bool {

