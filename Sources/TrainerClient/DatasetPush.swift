@@ -45,7 +45,7 @@ public struct DatasetPush: Sendable {
     }
 
     public struct Result: Sendable {
-        public let dataset: ServerAPI.Dataset
+        public let dataset: API.Dataset
         public let created: Bool
         public let uploadedFiles: Int
         public let uploadedBytes: Int64
@@ -54,9 +54,9 @@ public struct DatasetPush: Sendable {
         /// System files (`.DS_Store`…), never uploaded.
         public let ignored: [String]
         /// Files whose name or kind does not fit a dataset, left out, with the reason.
-        public let leftOut: [ServerAPI.Item]
+        public let leftOut: [API.Item]
         /// Uploads that failed; running the push again retries them.
-        public let failures: [ServerAPI.Item]
+        public let failures: [API.Item]
     }
 
     let api: ServerAPI
@@ -81,7 +81,7 @@ public struct DatasetPush: Sendable {
     public func run(_ options: Options, progress: @escaping @Sendable (Progress) -> Void = { _ in }) async throws -> Result {
         let scan = try Self.scan(options.directory)
         var ignored: [String] = []
-        var leftOut: [ServerAPI.Item] = []
+        var leftOut: [API.Item] = []
         var files: [LocalFile] = []
         for (path, absolutePath, size) in scan {
             switch DatasetLayout.place(path) {
@@ -101,7 +101,7 @@ public struct DatasetPush: Sendable {
         }
 
         var created = false
-        var dataset: ServerAPI.Dataset
+        var dataset: API.Dataset
         if let existing = try await api.datasets().first(where: { $0.name == options.name }) {
             dataset = try await api.dataset(existing.id)
         } else {
@@ -181,7 +181,7 @@ public struct DatasetPush: Sendable {
 
     /// One file's PUT, retried on throttling, server errors and dropped connections, and signed
     /// anew once if its URL expired. Returns whether it arrived; throws only when cancelled.
-    private func upload(_ file: LocalFile, _ signed: ServerAPI.SignedUploads.Upload, queue: UploadQueue, sent: @escaping @Sendable (Int64) -> Void) async throws -> Bool {
+    private func upload(_ file: LocalFile, _ signed: API.SignedUploads.Upload, queue: UploadQueue, sent: @escaping @Sendable (Int64) -> Void) async throws -> Bool {
         var signed = signed
         var resigned = false
         while true {
@@ -258,12 +258,12 @@ actor UploadQueue {
     let datasetID: UUID
     let batchSize: Int
     private var unsigned: ArraySlice<DatasetPush.LocalFile>
-    private var signed: [(DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)] = []
-    private var signing: Task<[(DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)], any Error>?
+    private var signed: [(DatasetPush.LocalFile, API.SignedUploads.Upload)] = []
+    private var signing: Task<[(DatasetPush.LocalFile, API.SignedUploads.Upload)], any Error>?
     private var finishedPaths: [String] = []
     private var flushing: Task<Void, Never>?
     private var lastFlush = ContinuousClock.now
-    private(set) var failures: [ServerAPI.Item] = []
+    private(set) var failures: [API.Item] = []
 
     init(api: ServerAPI, datasetID: UUID, files: [DatasetPush.LocalFile], batchSize: Int) {
         self.api = api
@@ -272,7 +272,7 @@ actor UploadQueue {
         unsigned = files[...]
     }
 
-    func next() async throws -> (DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)? {
+    func next() async throws -> (DatasetPush.LocalFile, API.SignedUploads.Upload)? {
         while signed.isEmpty {
             if let signing {
                 // Every waiting worker awaits the same request; the first back takes its result.
@@ -298,15 +298,15 @@ actor UploadQueue {
         return signed.removeFirst()
     }
 
-    func resign(_ file: DatasetPush.LocalFile) async throws -> ServerAPI.SignedUploads.Upload {
+    func resign(_ file: DatasetPush.LocalFile) async throws -> API.SignedUploads.Upload {
         guard let upload = try await Self.sign([file], api: api, datasetID: datasetID).first?.1 else {
             throw PushError("the server did not sign \(file.path)")
         }
         return upload
     }
 
-    static func sign(_ files: [DatasetPush.LocalFile], api: ServerAPI, datasetID: UUID) async throws -> [(DatasetPush.LocalFile, ServerAPI.SignedUploads.Upload)] {
-        let requests = files.map { ServerAPI.UploadFile(path: $0.path, size: $0.size, contentType: UploadPlan.contentType($0.placement), sha256: $0.sha256) }
+    static func sign(_ files: [DatasetPush.LocalFile], api: ServerAPI, datasetID: UUID) async throws -> [(DatasetPush.LocalFile, API.SignedUploads.Upload)] {
+        let requests = files.map { API.UploadRequest.File(path: $0.path, size: $0.size, contentType: UploadPlan.contentType($0.placement), sha256: $0.sha256) }
         let response = try await api.signUploads(datasetID, files: requests)
         let byPath = Dictionary(response.uploads.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
         return files.compactMap { file in byPath[file.path].map { (file, $0) } }

@@ -3,7 +3,7 @@ import TrainerCore
 
 /// One line of a job's state for a terminal: status, step bar, loss, speed and time left.
 public enum JobLine {
-    public static func render(_ job: ServerAPI.Job, width: Int = 20) -> String {
+    public static func render(_ job: API.Job, width: Int = 20) -> String {
         var parts = [job.status == "running" ? (job.progress?.phase ?? "running") : job.status]
         if let step = job.progress?.step, let total = job.progress?.totalSteps, total > 0 {
             let filled = min(width, max(0, Int(Double(step) / Double(total) * Double(width))))

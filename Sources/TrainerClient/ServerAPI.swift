@@ -17,178 +17,52 @@ public struct ServerAPI: Sendable {
         self.http = http
     }
 
-    // MARK: Shapes (DESIGN §7)
-
-    public struct Me: Decodable, Sendable {
-        public struct User: Decodable, Sendable { public let email: String }
-        public let user: User
-    }
-
-    public struct Dataset: Decodable, Sendable {
-        public let id: UUID
-        public let name: String
-        public let defaultCaption: String?
-        public let fileCount: Int
-        public let sampleCount: Int
-        public let totalBytes: Int64
-        public let controlsPerSample: Int?
-        public let errorCount: Int
-        public let warningCount: Int
-        public let sound: Bool
-        public let lockedByJobId: UUID?
-        public let validation: Validation?
-        public let files: [File]?
-        public let failures: [Item]?
-    }
-
-    public struct Validation: Decodable, Sendable {
-        public struct Finding: Decodable, Sendable {
-            public let severity: String
-            public let code: String
-            public let file: String
-            public let message: String
-        }
-
-        public let sound: Bool
-        public let samples: Int
-        public let controlsPerSample: Int?
-        public let totalBytes: Int64
-        public let findings: [Finding]
-    }
-
-    public struct File: Decodable, Sendable {
-        public let key: String
-        public let role: String
-        public let stem: String
-        public let bytes: Int64
-        public let sha256: String?
-    }
-
-    public struct Item: Codable, Sendable {
-        public let path: String
-        public let reason: String
-    }
-
-    public struct UploadFile: Encodable, Sendable {
-        public let path: String
-        public let size: Int64
-        public let contentType: String
-        public let sha256: String?
-    }
-
-    public struct SignedUploads: Decodable, Sendable {
-        public struct Upload: Decodable, Sendable {
-            public let path: String
-            public let key: String
-            public let url: URL
-            public let method: String
-            public let headers: [String: String]
-        }
-
-        public let uploads: [Upload]
-        public let skipped: [String]
-    }
-
-    public struct Job: Decodable, Sendable {
-        public struct Progress: Decodable, Sendable {
-            public let phase: String?
-            public let step: Int?
-            public let totalSteps: Int?
-            public let loss: Double?
-            public let itPerSec: Double?
-            public let etaSeconds: Double?
-            public let message: String?
-        }
-
-        public struct Artifact: Decodable, Sendable {
-            public let id: String
-            public let kind: String
-            public let key: String
-            public let bytes: Int64?
-            public let step: Int?
-        }
-
-        public struct Event: Decodable, Sendable {
-            public let status: String
-            public let message: String
-        }
-
-        public let id: UUID
-        public let datasetId: UUID
-        public let status: String
-        public let runnerStatus: String?
-        public let attempt: Int
-        public let progress: Progress?
-        public let runpodJobId: String?
-        public let artifacts: [Artifact]
-        public let error: String?
-        public let errorDetail: String?
-        public let cancelRequested: Bool
-        public let queueSeconds: Double?
-        public let executionSeconds: Double?
-        public let cost: Double?
-        public let events: [Event]?
-
-        public var isFinal: Bool { ["completed", "failed", "cancelled", "timed_out"].contains(status) }
-    }
+    // The shapes are TrainerCore's `API`, the same the server encodes.
 
     // MARK: Calls
 
-    public func me() async throws -> Me { try await call(.GET, "api/me") }
+    public func me() async throws -> API.Session { try await call(.GET, "api/me") }
 
-    public func datasets() async throws -> [Dataset] {
-        struct List: Decodable { let datasets: [Dataset] }
-        return try await (call(.GET, "api/datasets") as List).datasets
+    public func datasets() async throws -> [API.Dataset] {
+        try await (call(.GET, "api/datasets") as API.DatasetList).datasets
     }
 
-    public func createDataset(name: String, defaultCaption: String? = nil) async throws -> Dataset {
-        struct Create: Encodable {
-            let name: String
-            let defaultCaption: String?
-        }
-        return try await call(.POST, "api/datasets", body: Create(name: name, defaultCaption: defaultCaption))
+    public func createDataset(name: String, defaultCaption: String? = nil) async throws -> API.Dataset {
+        try await call(.POST, "api/datasets", body: API.DatasetCreate(name: name, defaultCaption: defaultCaption))
     }
 
-    public func dataset(_ id: UUID) async throws -> Dataset { try await call(.GET, "api/datasets/\(id.uuidString.lowercased())") }
+    public func dataset(_ id: UUID) async throws -> API.Dataset { try await call(.GET, "api/datasets/\(id.uuidString.lowercased())") }
 
     public func deleteDataset(_ id: UUID) async throws {
         let _: Empty = try await call(.DELETE, "api/datasets/\(id.uuidString.lowercased())")
     }
 
-    public func signUploads(_ id: UUID, files: [UploadFile]) async throws -> SignedUploads {
-        struct Request: Encodable { let files: [UploadFile] }
-        return try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/uploads", body: Request(files: files))
+    public func signUploads(_ id: UUID, files: [API.UploadRequest.File]) async throws -> API.SignedUploads {
+        try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/uploads", body: API.UploadRequest(files: files))
     }
 
-    public func completeUploads(_ id: UUID, paths: [String]) async throws -> Dataset {
-        struct Request: Encodable { let paths: [String] }
-        return try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/uploads/complete", body: Request(paths: paths))
+    public func completeUploads(_ id: UUID, paths: [String]) async throws -> API.Dataset {
+        try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/uploads/complete", body: API.CompleteRequest(paths: paths))
     }
 
-    public func createJob(datasetID: UUID, params: [String: JSONValue]) async throws -> Job {
-        struct Create: Encodable {
-            let datasetId: UUID
-            let preset: String
-            let params: JSONValue
-        }
-        return try await call(.POST, "api/jobs", body: Create(datasetId: datasetID, preset: "qwen-image-edit-2509", params: .object(params.sorted { $0.key < $1.key })))
+    public func createJob(datasetID: UUID, parameters: API.JobParameters) async throws -> API.Job {
+        try await call(.POST, "api/jobs", body: API.JobCreate(datasetId: datasetID, preset: QwenImageEdit2509.presetID, params: parameters))
     }
 
-    public func jobs() async throws -> [Job] {
-        struct List: Decodable { let jobs: [Job] }
-        return try await (call(.GET, "api/jobs") as List).jobs
+    public func jobs() async throws -> [API.Job] {
+        try await (call(.GET, "api/jobs") as API.JobList).jobs
     }
 
-    public func job(_ id: UUID) async throws -> Job { try await call(.GET, "api/jobs/\(id.uuidString.lowercased())") }
+    public func job(_ id: UUID) async throws -> API.Job { try await call(.GET, "api/jobs/\(id.uuidString.lowercased())") }
 
-    public func cancelJob(_ id: UUID) async throws -> Job { try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/cancel") }
+    public func cancelJob(_ id: UUID) async throws -> API.Job { try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/cancel") }
 
-    public func retryJob(_ id: UUID) async throws -> Job { try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/retry") }
+    public func retryJob(_ id: UUID) async throws -> API.Job { try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/retry") }
 
     /// Follows `GET /api/jobs/{id}/events` (server-sent events), calling `update` with each state
     /// until the job ends. A dropped stream, a restarting server or a silent connection (the
     /// server sends something at least every 15 s) leads to a reconnect after a short pause.
-    public func watchJob(_ id: UUID, update: @Sendable (Job) -> Void) async throws -> Job {
+    public func watchJob(_ id: UUID, update: @Sendable (API.Job) -> Void) async throws -> API.Job {
         var pause: Duration = .seconds(1)
         while true {
             do {
@@ -211,7 +85,7 @@ public struct ServerAPI: Sendable {
     }
 
     /// One connection to the event stream; the final job, or nil when the stream ended before it.
-    private func followEvents(_ id: UUID, update: @Sendable (Job) -> Void) async throws -> Job? {
+    private func followEvents(_ id: UUID, update: @Sendable (API.Job) -> Void) async throws -> API.Job? {
         var request = HTTPClientRequest(url: baseURL.appendingPathComponent("api/jobs/\(id.uuidString.lowercased())/events").absoluteString)
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.headers.add(name: "Accept", value: "text/event-stream")
@@ -228,7 +102,7 @@ public struct ServerAPI: Sendable {
                 let message = String(decoding: pending[..<end], as: UTF8.self)
                 pending.removeFirst(end + 2)
                 let data = message.split(separator: "\n").filter { $0.hasPrefix("data: ") }.map { $0.dropFirst(6) }.joined(separator: "\n")
-                guard !data.isEmpty, let job = try? JSONDecoder().decode(Job.self, from: Data(data.utf8)) else { continue }
+                guard !data.isEmpty, let job = try? API.decoder.decode(API.Job.self, from: Data(data.utf8)) else { continue }
                 update(job)
                 if job.isFinal { return job }
             }
@@ -243,7 +117,7 @@ public struct ServerAPI: Sendable {
     }
 
     /// The dataset with this id, or else the one with this exact name.
-    public func findDataset(_ idOrName: String) async throws -> Dataset {
+    public func findDataset(_ idOrName: String) async throws -> API.Dataset {
         if let id = UUID(uuidString: idOrName) { return try await dataset(id) }
         guard let match = try await datasets().first(where: { $0.name == idOrName }) else {
             throw ServerAPIError(status: 404, code: "not_found", message: "You have no dataset named '\(idOrName)'; `gomodel datasets list` shows yours.")
@@ -260,7 +134,7 @@ public struct ServerAPI: Sendable {
         request.headers.add(name: "Accept", value: "application/json")
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(body)))
+            request.body = .bytes(ByteBuffer(data: try API.encoder.encode(body)))
         }
         let response: HTTPClientResponse
         do {
@@ -273,10 +147,8 @@ public struct ServerAPI: Sendable {
         let data = Data(buffer: try await response.body.collect(upTo: 64 << 20))
         guard (200..<300).contains(response.status.code) else { throw ServerAPIError(status: Int(response.status.code), body: data) }
         if Response.self == Empty.self { return Empty() as! Response }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
         do {
-            return try decoder.decode(Response.self, from: data)
+            return try API.decoder.decode(Response.self, from: data)
         } catch {
             throw ServerAPIError(
                 status: Int(response.status.code), code: "unexpected_response",
@@ -290,7 +162,7 @@ public struct ServerAPIError: Error, Sendable, CustomStringConvertible {
     public let status: Int
     public let code: String
     public let message: String
-    public var details: [ServerAPI.Item] = []
+    public var details: [API.Item] = []
 
     init(status: Int, code: String, message: String) {
         self.status = status
@@ -299,15 +171,7 @@ public struct ServerAPIError: Error, Sendable, CustomStringConvertible {
     }
 
     init(status: Int, body: Data) {
-        struct Body: Decodable {
-            struct Detail: Decodable {
-                let code: String
-                let message: String
-                let details: [ServerAPI.Item]?
-            }
-            let error: Detail
-        }
-        if let decoded = try? JSONDecoder().decode(Body.self, from: body) {
+        if let decoded = try? API.decoder.decode(API.ErrorBody.self, from: body) {
             self.init(status: status, code: decoded.error.code, message: decoded.error.message)
             details = decoded.error.details ?? []
         } else {

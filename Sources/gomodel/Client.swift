@@ -4,6 +4,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import TrainerClient
+import TrainerCore
 
 #if canImport(Glibc)
     import Glibc
@@ -176,7 +177,7 @@ struct Datasets: AsyncParsableCommand {
     }
 }
 
-private func printValidation(_ dataset: ServerAPI.Dataset) {
+private func printValidation(_ dataset: API.Dataset) {
     guard let validation = dataset.validation else { return }
     let errors = validation.findings.filter { $0.severity == "error" }
     let warnings = validation.findings.filter { $0.severity == "warning" }

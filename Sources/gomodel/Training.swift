@@ -25,14 +25,14 @@ struct Train: AsyncParsableCommand {
     func run() async throws {
         try await withClient(try ClientLogin.load()) { api, _ in
             let found = try await api.findDataset(dataset)
-            var params: [String: JSONValue] = [:]
-            if let steps { params["steps"] = .int(steps) }
-            if let lr { params["learningRate"] = .double(lr) }
-            if let rank { params["rank"] = .int(rank) }
-            if let profile { params["profile"] = .string(profile) }
-            if let triggerWord { params["triggerWord"] = .string(triggerWord) }
-            if !samplePairs.isEmpty { params["samplePairs"] = .array(samplePairs.map { .string($0) }) }
-            let job = try await api.createJob(datasetID: found.id, params: params)
+            var parameters = API.JobParameters()
+            parameters.steps = steps
+            parameters.learningRate = lr
+            parameters.rank = rank
+            parameters.profile = profile
+            parameters.triggerWord = triggerWord
+            parameters.samplePairs = samplePairs.isEmpty ? nil : samplePairs
+            let job = try await api.createJob(datasetID: found.id, parameters: parameters)
             // Unbuffered, like the live lines that follow.
             FileHandle.standardOutput.write(Data("Queued job \(job.id.uuidString.lowercased()) on '\(found.name)'.\n".utf8))
             if watch {

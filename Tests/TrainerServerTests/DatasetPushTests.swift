@@ -3,6 +3,7 @@ import Foundation
 import ObjectStorage
 import Testing
 import TrainerClient
+import TrainerCore
 import VaporTesting
 
 @testable import TrainerServer

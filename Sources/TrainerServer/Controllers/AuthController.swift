@@ -20,12 +20,6 @@ struct AuthController: Sendable {
         let password: String
     }
 
-    /// The signed-in user, and for cookie sessions the token to send as `X-CSRF-Token`.
-    struct SessionResponse: Encodable {
-        let user: UserResponse
-        let csrfToken: String?
-    }
-
     func register(public routes: any RoutesBuilder, signedIn: any RoutesBuilder) {
         routes.post("auth", "signup", use: signUp)
         routes.post("auth", "login", use: logIn)
@@ -62,7 +56,7 @@ struct AuthController: Sendable {
         let principal = try request.principal
         var csrfToken: String?
         if case .session(let session) = principal.credential { csrfToken = session.csrfToken }
-        return try JSON.response(SessionResponse(user: UserResponse(principal.user), csrfToken: csrfToken))
+        return try JSON.response(API.Session(user: principal.user.shape, csrfToken: csrfToken))
     }
 
     private func startSession(for user: User, request: Request, status: HTTPResponseStatus) async throws -> Response {
@@ -71,7 +65,7 @@ struct AuthController: Sendable {
             try await old.delete(on: request.db)
         }
         let (cookieValue, session) = try await accounts.startSession(for: user, on: request.db)
-        let response = try JSON.response(SessionResponse(user: UserResponse(user), csrfToken: session.csrfToken), status: status)
+        let response = try JSON.response(API.Session(user: user.shape, csrfToken: session.csrfToken), status: status)
         response.cookies[SessionCookie.name] = cookie.set(cookieValue)
         if let device = try await accounts.rememberDevice(request.cookies[DeviceCookie.name]?.string, for: user, on: request.db) {
             response.cookies[DeviceCookie.name] = DeviceCookie(secure: cookie.secure).set(device)
@@ -125,20 +119,6 @@ struct AuthController: Sendable {
             ],
         ],
     ]
-}
-
-struct UserResponse: Encodable {
-    let id: UUID
-    let email: String
-    let isAdmin: Bool
-    let createdAt: Date?
-
-    init(_ user: User) {
-        id = user.id!
-        email = user.email
-        isAdmin = user.isAdmin
-        createdAt = user.createdAt
-    }
 }
 
 /// The address a request comes from, for login throttling. Behind a proxy (`GOMODEL_TRUST_PROXY`)

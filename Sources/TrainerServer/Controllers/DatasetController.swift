@@ -12,150 +12,6 @@ struct DatasetController: Sendable {
     let publicURL: URL?
     let trustProxy: Bool
 
-    // MARK: Shapes
-
-    struct CreateRequest: Decodable {
-        let name: String
-        let defaultCaption: String?
-    }
-
-    struct UpdateRequest: Decodable {
-        let name: String?
-        /// Absent: unchanged; null or "": removed.
-        let defaultCaption: String??
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            name = try container.decodeIfPresent(String.self, forKey: .name)
-            defaultCaption = container.contains(.defaultCaption) ? .some(try container.decodeIfPresent(String.self, forKey: .defaultCaption)) : .none
-        }
-
-        enum CodingKeys: String, CodingKey { case name, defaultCaption }
-    }
-
-    struct UploadRequest: Decodable {
-        struct File: Decodable {
-            let path: String
-            let size: Int64
-            /// Accepted for the contract's sake; the type is decided by the extension.
-            let contentType: String?
-            let sha256: String?
-        }
-
-        let files: [File]
-    }
-
-    struct UploadResponse: Encodable {
-        struct Upload: Encodable {
-            let path: String
-            let key: String
-            let url: String
-            let method: String
-            let headers: [String: String]
-        }
-
-        let uploads: [Upload]
-        /// System files (`.DS_Store`…) that need no upload.
-        let skipped: [String]
-        let expiresAt: Date
-    }
-
-    struct CompleteRequest: Decodable {
-        let paths: [String]
-    }
-
-    struct CaptionRequest: Decodable {
-        let caption: String
-    }
-
-    struct DatasetResponse: Encodable {
-        let id: UUID
-        let name: String
-        let defaultCaption: String?
-        let fileCount: Int
-        let sampleCount: Int
-        let totalBytes: Int64
-        let controlsPerSample: Int?
-        let errorCount: Int
-        let warningCount: Int
-        /// Ready to train on: no validation errors and at least one sample.
-        let sound: Bool
-        let lockedByJobId: UUID?
-        let createdAt: Date
-        let updatedAt: Date
-        var validation: Validation?
-        var files: [File]?
-        /// Paths of a completion that could not be recorded, and why.
-        var failures: [ErrorBody.Item]?
-
-        init(_ dataset: Dataset) {
-            id = dataset.id!
-            name = dataset.name
-            defaultCaption = dataset.defaultCaption
-            fileCount = dataset.fileCount
-            sampleCount = dataset.sampleCount
-            totalBytes = dataset.totalBytes
-            controlsPerSample = dataset.controlsPerSample
-            errorCount = dataset.errorCount
-            warningCount = dataset.warningCount
-            sound = dataset.errorCount == 0 && dataset.sampleCount > 0
-            lockedByJobId = dataset.lockedByJobID
-            createdAt = dataset.createdAt
-            updatedAt = dataset.updatedAt
-        }
-    }
-
-    struct Validation: Encodable {
-        struct Finding: Encodable {
-            let severity: String
-            let code: String
-            let file: String
-            let message: String
-        }
-
-        let sound: Bool
-        let samples: Int
-        let controlsPerSample: Int?
-        let totalBytes: Int64
-        let findings: [Finding]
-
-        init(_ report: DatasetValidation.Report) {
-            sound = report.isSound
-            samples = report.samples
-            controlsPerSample = report.controlsPerSample
-            totalBytes = report.totalBytes
-            findings = report.findings.map { Finding(severity: $0.severity.rawValue, code: $0.code, file: $0.file, message: $0.message) }
-        }
-    }
-
-    struct File: Encodable {
-        let key: String
-        let role: String
-        let stem: String
-        let bytes: Int64
-        let sha256: String?
-        let format: String?
-        let width: Int?
-        let height: Int?
-        let caption: String?
-
-        init(_ file: DatasetFile) {
-            key = file.key
-            role = file.role
-            stem = file.stem
-            bytes = file.bytes ?? 0
-            sha256 = file.sha256
-            format = file.format
-            width = file.width
-            height = file.height
-            caption = file.caption
-        }
-    }
-
-    struct DatasetList: Encodable {
-        let datasets: [DatasetResponse]
-    }
-
     // MARK: Routes
 
     func register(signedIn routes: any RoutesBuilder) {
@@ -174,30 +30,30 @@ struct DatasetController: Sendable {
     }
 
     @Sendable func create(request: Request) async throws -> Response {
-        let body = try request.decodeJSON(CreateRequest.self)
+        let body = try request.decodeJSON(API.DatasetCreate.self)
         let dataset = try await datasets.create(userID: try request.principal.userID, name: body.name, defaultCaption: body.defaultCaption, on: request.db)
-        return try JSON.response(DatasetResponse(dataset), status: .created)
+        return try JSON.response(dataset.shape, status: .created)
     }
 
     @Sendable func list(request: Request) async throws -> Response {
         let all = try await Dataset.newestFirst(of: request.principal.userID, on: request.db).all()
-        return try JSON.response(DatasetList(datasets: all.map(DatasetResponse.init)))
+        return try JSON.response(API.DatasetList(datasets: all.map(\.shape)))
     }
 
     @Sendable func show(request: Request) async throws -> Response {
         let dataset = try await find(request)
         let files = try await datasets.files(of: dataset, on: request.db)
-        var response = DatasetResponse(dataset)
-        response.validation = Validation(datasets.report(dataset, files: files))
-        response.files = files.map(File.init)
+        var response = dataset.shape
+        response.validation = API.Validation(datasets.report(dataset, files: files))
+        response.files = files.map(\.shape)
         return try JSON.response(response)
     }
 
     @Sendable func update(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        let body = try request.decodeJSON(UpdateRequest.self)
+        let body = try request.decodeJSON(API.DatasetUpdate.self)
         try await datasets.update(dataset, name: body.name, defaultCaption: body.defaultCaption, on: request.db)
-        return try JSON.response(DatasetResponse(dataset))
+        return try JSON.response(dataset.shape)
     }
 
     @Sendable func delete(request: Request) async throws -> Response {
@@ -207,45 +63,45 @@ struct DatasetController: Sendable {
 
     @Sendable func signUploads(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        let body = try request.decodeJSON(UploadRequest.self)
+        let body = try request.decodeJSON(API.UploadRequest.self)
         let files = body.files.map { UploadPlan.File(path: $0.path, size: $0.size, sha256: $0.sha256) }
         let (signed, skipped) = try await datasets.signUploads(dataset, files: files, origin: request.origin(publicURL: publicURL, trustProxy: trustProxy), on: request.db)
         let uploads = signed.map {
-            UploadResponse.Upload(path: $0.path, key: $0.key, url: $0.request.url.absoluteString, method: $0.request.method, headers: $0.request.headers)
+            API.SignedUploads.Upload(path: $0.path, key: $0.key, url: $0.request.url, method: $0.request.method, headers: $0.request.headers)
         }
-        return try JSON.response(UploadResponse(uploads: uploads, skipped: skipped, expiresAt: datasets.now().addingTimeInterval(DatasetService.uploadWindow)))
+        return try JSON.response(API.SignedUploads(uploads: uploads, skipped: skipped, expiresAt: datasets.now().addingTimeInterval(DatasetService.uploadWindow)))
     }
 
     @Sendable func completeUploads(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        let body = try request.decodeJSON(CompleteRequest.self)
+        let body = try request.decodeJSON(API.CompleteRequest.self)
         let (failures, report) = try await datasets.complete(dataset, paths: body.paths, on: request.db)
-        var response = DatasetResponse(dataset)
-        response.validation = Validation(report)
-        response.failures = failures.map { ErrorBody.Item(path: $0.path, reason: $0.reason) }
+        var response = dataset.shape
+        response.validation = API.Validation(report)
+        response.failures = failures.map { API.Item(path: $0.path, reason: $0.reason) }
         return try JSON.response(response)
     }
 
     @Sendable func validation(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        return try JSON.response(Validation(datasets.report(dataset, files: try await datasets.files(of: dataset, on: request.db))))
+        return try JSON.response(API.Validation(datasets.report(dataset, files: try await datasets.files(of: dataset, on: request.db))))
     }
 
     @Sendable func setCaption(request: Request) async throws -> Response {
         let dataset = try await find(request)
         guard let stem = request.parameters.get("stem") else { throw APIError.notFound("Name the sample: /api/datasets/{id}/samples/{stem}.") }
-        let body = try request.decodeJSON(CaptionRequest.self)
+        let body = try request.decodeJSON(API.CaptionUpdate.self)
         let report = try await datasets.setCaption(dataset, stem: stem, caption: body.caption, on: request.db)
-        var response = DatasetResponse(dataset)
-        response.validation = Validation(report)
+        var response = dataset.shape
+        response.validation = API.Validation(report)
         return try JSON.response(response)
     }
 
     @Sendable func deleteSample(request: Request) async throws -> Response {
         let dataset = try await find(request)
         let report = try await datasets.deleteSample(dataset, stem: request.parameters.get("stem") ?? "", on: request.db)
-        var response = DatasetResponse(dataset)
-        response.validation = Validation(report)
+        var response = dataset.shape
+        response.validation = API.Validation(report)
         return try JSON.response(response)
     }
 

@@ -15,84 +15,6 @@ struct JobController: Sendable {
     let trustProxy: Bool
     let gpuPricePerSecond: Double?
 
-    struct CreateRequest: Decodable {
-        let datasetId: UUID
-        let preset: String?
-        let params: JobService.ParameterInput?
-    }
-
-    struct JobResponse: Encodable {
-        struct Artifact: Encodable {
-            let id: String
-            let kind: String
-            let key: String
-            let bytes: Int64?
-            let step: Int?
-            let sha256: String?
-        }
-
-        struct Event: Encodable {
-            let at: Date
-            let status: String
-            let message: String
-        }
-
-        let id: UUID
-        let datasetId: UUID
-        let preset: String
-        let params: JSONValue?
-        let status: String
-        /// The runner's own status string (RunPod's), unknown ones included.
-        let runnerStatus: String?
-        let attempt: Int
-        let progress: JobProgress?
-        let runpodJobId: String?
-        let artifacts: [Artifact]
-        let error: String?
-        let errorDetail: String?
-        let cancelRequested: Bool
-        let createdAt: Date
-        let submittedAt: Date?
-        let startedAt: Date?
-        let finishedAt: Date?
-        /// Seconds from creation until a GPU took it (or until now, while it waits).
-        let queueSeconds: Double?
-        /// Seconds on the GPU so far, or in total.
-        let executionSeconds: Double?
-        /// GPU time so far (or in total) times GOMODEL_GPU_PRICE_PER_SECOND, when it is set.
-        var cost: Double?
-        var events: [Event]?
-
-        init(_ job: Job, now: Date, pricePerSecond: Double? = nil) {
-            id = job.id!
-            datasetId = job.datasetID
-            preset = job.preset
-            params = try? JSONDecoder().decode(JSONValue.self, from: Data(job.parameters.utf8))
-            status = job.status.rawValue
-            runnerStatus = job.runnerStatus
-            attempt = job.attempt
-            progress = job.latestProgress
-            runpodJobId = job.runPodJobID
-            artifacts = (job.artifacts.flatMap { try? JSONDecoder().decode([JobArtifact].self, from: Data($0.utf8)) } ?? []).map {
-                Artifact(id: JobController.artifactID($0.key), kind: $0.kind.rawValue, key: $0.key, bytes: $0.bytes, step: $0.step, sha256: $0.sha256)
-            }
-            error = job.error
-            errorDetail = job.errorDetail
-            cancelRequested = job.cancelRequested
-            createdAt = job.createdAt
-            submittedAt = job.submittedAt
-            startedAt = job.startedAt
-            finishedAt = job.finishedAt
-            queueSeconds = (job.startedAt ?? job.finishedAt ?? now).timeIntervalSince(job.createdAt)
-            executionSeconds = job.startedAt.map { (job.finishedAt ?? now).timeIntervalSince($0) }
-            cost = pricePerSecond.map { price in ((executionSeconds ?? 0) * price * 10000).rounded() / 10000 }
-        }
-    }
-
-    struct JobList: Encodable {
-        let jobs: [JobResponse]
-    }
-
     /// A short stable id for an artifact: the first 16 hex digits of its key's SHA-256.
     static func artifactID(_ key: String) -> String {
         String(SigV4Signer.hex(SHA256.hash(data: Data(key.utf8))).prefix(16))
@@ -110,40 +32,40 @@ struct JobController: Sendable {
     }
 
     @Sendable func create(request: Request) async throws -> Response {
-        let body = try request.decodeJSON(CreateRequest.self)
+        let body = try request.decodeJSON(API.JobCreate.self)
         if let preset = body.preset, preset != QwenImageEdit2509.presetID {
             throw APIError.badRequest("invalid_parameter", "preset must be '\(QwenImageEdit2509.presetID)'; got '\(preset)'.")
         }
         try Self.refuseUnknownParameters(request)
-        let parameters = try JobService.parameters(from: body.params ?? JobService.ParameterInput())
+        let parameters = try JobService.parameters(from: body.params ?? API.JobParameters())
         let dataset = try await datasets.find(body.datasetId, userID: try request.principal.userID, on: request.db)
         let job = try await jobs.create(userID: try request.principal.userID, dataset: dataset, parameters: parameters, on: request.db)
-        return try JSON.response(JobResponse(job, now: jobs.now(), pricePerSecond: gpuPricePerSecond), status: .created)
+        return try JSON.response(job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond), status: .created)
     }
 
     @Sendable func list(request: Request) async throws -> Response {
         let all = try await Job.newestFirst(of: request.principal.userID, on: request.db).limit(500).all()
-        return try JSON.response(JobList(jobs: all.map { JobResponse($0, now: jobs.now(), pricePerSecond: gpuPricePerSecond) }))
+        return try JSON.response(API.JobList(jobs: all.map { $0.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond) }))
     }
 
     @Sendable func show(request: Request) async throws -> Response {
         let job = try await find(request)
-        var response = JobResponse(job, now: jobs.now(), pricePerSecond: gpuPricePerSecond)
+        var response = job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond)
         response.events = try await JobEvent.query(on: request.db).filter(\.$job.$id == job.id!).sort(\.$at).all()
-            .map { JobResponse.Event(at: $0.at, status: $0.status, message: $0.message) }
+            .map { API.Job.Event(at: $0.at, status: $0.status, message: $0.message) }
         return try JSON.response(response)
     }
 
     @Sendable func cancel(request: Request) async throws -> Response {
         let job = try await find(request)
         try await jobs.requestCancel(job, on: request.db)
-        return try JSON.response(JobResponse(job, now: jobs.now(), pricePerSecond: gpuPricePerSecond))
+        return try JSON.response(job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond))
     }
 
     @Sendable func retry(request: Request) async throws -> Response {
         let job = try await find(request)
         try await jobs.retry(job, on: request.db)
-        return try JSON.response(JobResponse(job, now: jobs.now(), pricePerSecond: gpuPricePerSecond))
+        return try JSON.response(job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond))
     }
 
     /// A redirect to a presigned GET of the artifact, valid 15 minutes, saved under its file name.
@@ -178,7 +100,7 @@ struct JobController: Sendable {
                     guard let current = try await Job.find(id, on: db) else { break }
                     if current.updatedAt != lastSeen {
                         lastSeen = current.updatedAt
-                        let data = try JSON.encoder.encode(JobResponse(current, now: now(), pricePerSecond: price))
+                        let data = try JSON.encoder.encode(current.shape(now: now(), pricePerSecond: price))
                         try await writer.write(.buffer(ByteBuffer(string: "event: job\ndata: " + String(decoding: data, as: UTF8.self) + "\n\n")))
                         quietSince = Date()
                         if current.status.isFinal || !follows { break }
@@ -207,9 +129,9 @@ struct JobController: Sendable {
         if let unknown = object.keys.first(where: { !["datasetId", "preset", "params"].contains($0) }) {
             throw APIError.badRequest("invalid_parameter", "'\(unknown)' is not a field of a job; send datasetId, preset and params.")
         }
-        if let params = object["params"] as? [String: Any], let unknown = params.keys.sorted().first(where: { !JobService.ParameterInput.keys.contains($0) }) {
+        if let params = object["params"] as? [String: Any], let unknown = params.keys.sorted().first(where: { !API.JobParameters.keys.contains($0) }) {
             throw APIError.badRequest(
-                "invalid_parameter", "params.\(unknown) is not a parameter; the parameters are \(JobService.ParameterInput.keys.sorted().joined(separator: ", ")).")
+                "invalid_parameter", "params.\(unknown) is not a parameter; the parameters are \(API.JobParameters.keys.sorted().joined(separator: ", ")).")
         }
     }
 

@@ -1,6 +1,7 @@
 import Fluent
 import FluentSQL
 import Prometheus
+import TrainerCore
 import Vapor
 
 /// `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json`.
@@ -30,7 +31,7 @@ struct SystemController: Sendable {
         } catch {
             request.logger.warning("database not reachable", metadata: ["error": "\(String(reflecting: error))"])
             return try JSON.response(
-                ErrorBody(error: .init(code: "database_unavailable", message: "The database does not answer; check DATABASE_URL and that the database server is up.")),
+                API.ErrorBody(error: .init(code: "database_unavailable", message: "The database does not answer; check DATABASE_URL and that the database server is up.")),
                 status: .serviceUnavailable
             )
         }

@@ -1,3 +1,4 @@
+import TrainerCore
 import Vapor
 
 /// An error the API reports to its client as `{"error": {"code", "message"}}`.
@@ -9,7 +10,7 @@ struct APIError: Error, Sendable {
     let message: String
     var headers: HTTPHeaders = [:]
     /// Per-item problems (e.g. each refused file), for programs to show beside the items.
-    var details: [ErrorBody.Item]? = nil
+    var details: [API.Item]? = nil
 
     static func badRequest(_ code: String = "bad_request", _ message: String) -> APIError {
         APIError(status: .badRequest, code: code, message: message)
@@ -30,21 +31,4 @@ struct APIError: Error, Sendable {
     static func conflict(_ code: String, _ message: String) -> APIError {
         APIError(status: .conflict, code: code, message: message)
     }
-}
-
-/// The JSON body of every error response.
-struct ErrorBody: Content {
-    struct Detail: Content {
-        let code: String
-        let message: String
-        var details: [Item]? = nil
-    }
-
-    /// A problem with one item of the request, such as a file path.
-    struct Item: Content {
-        let path: String
-        let reason: String
-    }
-
-    let error: Detail
 }

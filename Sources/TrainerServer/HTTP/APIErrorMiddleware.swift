@@ -1,5 +1,6 @@
 import Fluent
 import SQLiteNIO
+import TrainerCore
 import Vapor
 
 /// Turns every error into the API's JSON error shape. Anything not caused by the request
@@ -20,7 +21,7 @@ struct APIErrorMiddleware: AsyncMiddleware {
         }
         return
             (try? JSON.response(
-                ErrorBody(error: .init(code: apiError.code, message: apiError.message, details: apiError.details)),
+                API.ErrorBody(error: .init(code: apiError.code, message: apiError.message, details: apiError.details)),
                 status: apiError.status, headers: apiError.headers
             )) ?? Response(status: .internalServerError)
     }

@@ -7,12 +7,12 @@ protocol APIErrorConvertible: Error, CustomStringConvertible {
     var status: HTTPResponseStatus { get }
     var code: String { get }
     /// Per-item problems, for programs to show beside the items.
-    var details: [ErrorBody.Item]? { get }
+    var details: [API.Item]? { get }
     var headers: HTTPHeaders { get }
 }
 
 extension APIErrorConvertible {
-    var details: [ErrorBody.Item]? { nil }
+    var details: [API.Item]? { nil }
     var headers: HTTPHeaders { [:] }
     var apiError: APIError { APIError(status: status, code: code, message: description, headers: headers, details: details) }
 }
@@ -41,9 +41,9 @@ extension DatasetService.Failure: APIErrorConvertible {
         }
     }
 
-    var details: [ErrorBody.Item]? {
+    var details: [API.Item]? {
         guard case .invalidPaths(let rejections) = self else { return nil }
-        return rejections.map { ErrorBody.Item(path: $0.path, reason: $0.reason) }
+        return rejections.map { API.Item(path: $0.path, reason: $0.reason) }
     }
 }
 
@@ -69,10 +69,10 @@ extension JobService.Failure: APIErrorConvertible {
         }
     }
 
-    var details: [ErrorBody.Item]? {
+    var details: [API.Item]? {
         switch self {
-        case .invalidParameters(let problems): problems.map { ErrorBody.Item(path: "params.\($0.field)", reason: $0.message) }
-        case .datasetNotReady(let errors): errors.map { ErrorBody.Item(path: $0.file, reason: $0.message) }
+        case .invalidParameters(let problems): problems.map { API.Item(path: "params.\($0.field)", reason: $0.message) }
+        case .datasetNotReady(let errors): errors.map { API.Item(path: $0.file, reason: $0.message) }
         default: nil
         }
     }

@@ -1,21 +1,12 @@
 import Foundation
 import NIOFoundationCompat
+import TrainerCore
 import Vapor
 
-/// The API's one JSON format: ISO 8601 dates, sorted keys (stable output), camelCase keys.
+/// Answers and request bodies in the API's one JSON format (`API.encoder`, `API.decoder`).
 enum JSON {
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
-
-    static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return decoder
-    }()
+    static let encoder = API.encoder
+    static let decoder = API.decoder
 
     static func response(_ value: some Encodable, status: HTTPResponseStatus = .ok, headers: HTTPHeaders = [:]) throws -> Response {
         var headers = headers

@@ -41,27 +41,7 @@ struct JobService: Sendable {
         }
     }
 
-    /// The parameters of `POST /api/jobs`, all optional (the preset's defaults fill the rest);
-    /// an unknown key is an error, never silently ignored.
-    struct ParameterInput: Decodable {
-        var steps: Int?
-        var learningRate: Double?
-        var rank: Int?
-        var profile: String?
-        var resolutions: [Int]?
-        var saveEvery: Int?
-        var sampleEvery: Int?
-        var keepCheckpoints: Int?
-        var seed: Int?
-        var triggerWord: String?
-        var samplePairs: [String]?
-
-        static let keys: Set<String> = [
-            "steps", "learningRate", "rank", "profile", "resolutions", "saveEvery", "sampleEvery", "keepCheckpoints", "seed", "triggerWord", "samplePairs",
-        ]
-    }
-
-    static func parameters(from input: ParameterInput) throws -> QwenImageEdit2509.Parameters {
+    static func parameters(from input: API.JobParameters) throws -> QwenImageEdit2509.Parameters {
         var parameters = QwenImageEdit2509.Parameters()
         if let value = input.steps { parameters.steps = value }
         if let value = input.learningRate { parameters.learningRate = value }

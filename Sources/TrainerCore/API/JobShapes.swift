@@ -1,0 +1,134 @@
+import Foundation
+
+extension API {
+    public struct Job: Codable, Sendable {
+        public struct Artifact: Codable, Sendable {
+            /// Short and stable: the first 16 hex digits of the key's SHA-256.
+            public let id: String
+            public let kind: String
+            public let key: String
+            public let bytes: Int64?
+            public let step: Int?
+            public let sha256: String?
+
+            public init(id: String, kind: String, key: String, bytes: Int64?, step: Int?, sha256: String?) {
+                self.id = id
+                self.kind = kind
+                self.key = key
+                self.bytes = bytes
+                self.step = step
+                self.sha256 = sha256
+            }
+        }
+
+        public struct Event: Codable, Sendable {
+            public let at: Date
+            public let status: String
+            public let message: String
+
+            public init(at: Date, status: String, message: String) {
+                self.at = at
+                self.status = status
+                self.message = message
+            }
+        }
+
+        public let id: UUID
+        public let datasetId: UUID
+        public let preset: String
+        public let params: JSONValue?
+        public let status: String
+        /// The runner's own status string (RunPod's), unknown ones included.
+        public let runnerStatus: String?
+        public let attempt: Int
+        public let progress: JobProgress?
+        public let runpodJobId: String?
+        public let artifacts: [Artifact]
+        public let error: String?
+        public let errorDetail: String?
+        public let cancelRequested: Bool
+        public let createdAt: Date
+        public let submittedAt: Date?
+        public let startedAt: Date?
+        public let finishedAt: Date?
+        /// Seconds from creation until a GPU took it (or until now, while it waits).
+        public let queueSeconds: Double?
+        /// Seconds on the GPU so far, or in total.
+        public let executionSeconds: Double?
+        /// GPU time so far (or in total) times GOMODEL_GPU_PRICE_PER_SECOND, when it is set.
+        public var cost: Double?
+        /// Only in `GET /api/jobs/{id}`.
+        public var events: [Event]?
+
+        public init(
+            id: UUID, datasetId: UUID, preset: String, params: JSONValue?, status: String, runnerStatus: String?, attempt: Int, progress: JobProgress?,
+            runpodJobId: String?, artifacts: [Artifact], error: String?, errorDetail: String?, cancelRequested: Bool, createdAt: Date,
+            submittedAt: Date?, startedAt: Date?, finishedAt: Date?, queueSeconds: Double?, executionSeconds: Double?, cost: Double?
+        ) {
+            self.id = id
+            self.datasetId = datasetId
+            self.preset = preset
+            self.params = params
+            self.status = status
+            self.runnerStatus = runnerStatus
+            self.attempt = attempt
+            self.progress = progress
+            self.runpodJobId = runpodJobId
+            self.artifacts = artifacts
+            self.error = error
+            self.errorDetail = errorDetail
+            self.cancelRequested = cancelRequested
+            self.createdAt = createdAt
+            self.submittedAt = submittedAt
+            self.startedAt = startedAt
+            self.finishedAt = finishedAt
+            self.queueSeconds = queueSeconds
+            self.executionSeconds = executionSeconds
+            self.cost = cost
+        }
+
+        /// Whether the job has ended (a status this version does not know counts as running).
+        public var isFinal: Bool { JobStatus(rawValue: status)?.isFinal ?? false }
+    }
+
+    public struct JobList: Codable, Sendable {
+        public let jobs: [Job]
+
+        public init(jobs: [Job]) { self.jobs = jobs }
+    }
+
+    /// The training parameters of `POST /api/jobs`, all optional: the preset's defaults fill the
+    /// rest. The server refuses names not listed in `keys` rather than ignore a misspelling.
+    public struct JobParameters: Codable, Sendable, Equatable {
+        public var steps: Int?
+        public var learningRate: Double?
+        public var rank: Int?
+        public var profile: String?
+        public var resolutions: [Int]?
+        public var saveEvery: Int?
+        public var sampleEvery: Int?
+        public var keepCheckpoints: Int?
+        public var seed: Int?
+        public var triggerWord: String?
+        public var samplePairs: [String]?
+
+        public static let keys: Set<String> = [
+            "steps", "learningRate", "rank", "profile", "resolutions", "saveEvery", "sampleEvery", "keepCheckpoints", "seed", "triggerWord", "samplePairs",
+        ]
+
+        public init() {}
+    }
+
+    /// `POST /api/jobs`.
+    public struct JobCreate: Codable, Sendable {
+        public let datasetId: UUID
+        public let preset: String?
+        public let params: JobParameters?
+
+        public init(datasetId: UUID, preset: String?, params: JobParameters?) {
+            self.datasetId = datasetId
+            self.preset = preset
+            self.params = params
+        }
+    }
+}

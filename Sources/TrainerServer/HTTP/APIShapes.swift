@@ -1,0 +1,43 @@
+import Foundation
+import TrainerCore
+
+// The models in the API's shapes (TrainerCore's `API`): what the controllers answer.
+
+extension User {
+    var shape: API.User { API.User(id: id!, email: email, isAdmin: isAdmin, createdAt: createdAt) }
+}
+
+extension Dataset {
+    var shape: API.Dataset {
+        API.Dataset(
+            id: id!, name: name, defaultCaption: defaultCaption, fileCount: fileCount, sampleCount: sampleCount, totalBytes: totalBytes,
+            controlsPerSample: controlsPerSample, errorCount: errorCount, warningCount: warningCount, lockedByJobId: lockedByJobID,
+            createdAt: createdAt, updatedAt: updatedAt
+        )
+    }
+}
+
+extension DatasetFile {
+    var shape: API.DatasetFile {
+        API.DatasetFile(key: key, role: role, stem: stem, bytes: bytes ?? 0, sha256: sha256, format: format, width: width, height: height, caption: caption)
+    }
+}
+
+extension Job {
+    /// As of `now` (the waiting and GPU times of a job that has not ended grow), with its cost
+    /// when a price per GPU second is set.
+    func shape(now: Date, pricePerSecond: Double? = nil) -> API.Job {
+        let queueSeconds = (startedAt ?? finishedAt ?? now).timeIntervalSince(createdAt)
+        let executionSeconds = startedAt.map { (finishedAt ?? now).timeIntervalSince($0) }
+        return API.Job(
+            id: id!, datasetId: datasetID, preset: preset, params: try? JSONDecoder().decode(JSONValue.self, from: Data(parameters.utf8)),
+            status: status.rawValue, runnerStatus: runnerStatus, attempt: attempt, progress: latestProgress, runpodJobId: runPodJobID,
+            artifacts: (artifacts.flatMap { try? JSONDecoder().decode([JobArtifact].self, from: Data($0.utf8)) } ?? []).map {
+                API.Job.Artifact(id: JobController.artifactID($0.key), kind: $0.kind.rawValue, key: $0.key, bytes: $0.bytes, step: $0.step, sha256: $0.sha256)
+            },
+            error: error, errorDetail: errorDetail, cancelRequested: cancelRequested, createdAt: createdAt, submittedAt: submittedAt,
+            startedAt: startedAt, finishedAt: finishedAt, queueSeconds: queueSeconds, executionSeconds: executionSeconds,
+            cost: pricePerSecond.map { price in ((executionSeconds ?? 0) * price * 10000).rounded() / 10000 }
+        )
+    }
+}
