@@ -1,6 +1,7 @@
 import ArgumentParser
 import Fluent
 import Foundation
+import TrainerCore
 import TrainerServer
 import Vapor
 
@@ -94,7 +95,7 @@ extension Workers {
 
         func run() async throws {
             try await Startup.administering(options) { app in
-                let rows = try await Administration(app: app).workerKeyRows()
+                let rows = try await Administration(app: app).workerKeys()
                 guard !rows.isEmpty else { return print("No worker keys yet: create one with `gomodel workers create-key --name NAME`.") }
                 let date = { (date: Date?) in date.map { $0.formatted(.iso8601) } ?? "never" }
                 let table =

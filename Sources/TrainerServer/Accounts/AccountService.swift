@@ -27,6 +27,7 @@ struct AccountService: Sendable {
         case wrongCredentials
         case noAccount(String)
         case invalidTokenName
+        case noSuchToken
 
         var description: String {
             switch self {
@@ -43,6 +44,7 @@ struct AccountService: Sendable {
             case .wrongCredentials: "The e-mail address or password is wrong."
             case .noAccount(let email): "No account has the e-mail address \(email)."
             case .invalidTokenName: "Give the token a name of 1 to 100 visible characters, e.g. 'laptop CLI'."
+            case .noSuchToken: "No token with this id; GET /api/tokens lists yours."
             }
         }
     }
@@ -199,6 +201,14 @@ struct AccountService: Sendable {
         )
         try await token.create(on: db)
         return (value, token)
+    }
+
+    /// Deletes one of the user's tokens; someone else's answers exactly like a missing one.
+    func deleteToken(_ id: UUID?, userID: UUID, on db: any Database) async throws {
+        guard let id, let token = try await APIToken.query(on: db).filter(\.$id == id).filter(\.$user.$id == userID).first() else {
+            throw Failure.noSuchToken
+        }
+        try await token.delete(on: db)
     }
 
     func principal(forBearer value: String, on db: any Database) async throws -> Principal? {

@@ -16,6 +16,7 @@ struct WorkerKeyService: Sendable {
         case invalidName
         case nameTaken(String)
         case notFound(String)
+        case noSuchID
         case keyRequired
         case revoked(name: String, at: Date)
 
@@ -24,6 +25,7 @@ struct WorkerKeyService: Sendable {
             case .invalidName: "Give the worker key a name of 1 to 100 visible characters, e.g. 'gpu-box-1'."
             case .nameTaken(let name): "A worker key named '\(name)' exists; pick another name, or revoke that key first (`gomodel workers revoke \(name)`)."
             case .notFound(let reference): "No worker key has the id or name '\(reference)'; `gomodel workers list` shows them."
+            case .noSuchID: "No worker key with this id; GET /api/worker-keys lists them."
             case .keyRequired: "A worker key is required: create one with `gomodel workers create-key` and give it to the worker (--key, or RUNPOD_AI_API_KEY)."
             case .revoked(let name, let date): "This worker key ('\(name)') was revoked on \(date.formatted(.iso8601)); create a new one with `gomodel workers create-key`."
             }
@@ -77,7 +79,13 @@ struct WorkerKeyService: Sendable {
         return Dictionary(owners.compactMap { $0.flatMap(Worker.keyID(inLeaseOwner:)) }.map { ($0, 1) }, uniquingKeysWith: +)
     }
 
-    /// A key by its id, or by the name of a key not revoked.
+    /// A key by its id (the API's way).
+    func find(id: UUID?, on db: any Database) async throws -> WorkerKey {
+        guard let id, let key = try await WorkerKey.find(id, on: db) else { throw Failure.noSuchID }
+        return key
+    }
+
+    /// A key by its id, or by the name of a key not revoked (the CLI's way).
     func find(_ reference: String, on db: any Database) async throws -> WorkerKey {
         if let id = UUID(uuidString: reference), let key = try await WorkerKey.find(id, on: db) { return key }
         if let key = try await active(named: reference.trimmingCharacters(in: .whitespacesAndNewlines), on: db) { return key }

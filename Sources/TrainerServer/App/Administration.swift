@@ -1,4 +1,5 @@
 import Fluent
+import TrainerCore
 import Vapor
 
 /// Headless account setup for the CLI (`gomodel users create`, `gomodel tokens create`),
@@ -42,21 +43,10 @@ public struct Administration: Sendable {
         try await workerKeys.create(name: name, on: app.db).value
     }
 
-    /// A worker key as `gomodel workers list` shows it.
-    public struct WorkerKeyRow: Sendable {
-        public let id: UUID
-        public let name: String
-        public let createdAt: Date
-        public let lastUsedAt: Date?
-        public let revokedAt: Date?
-        public let runningJobs: Int
-    }
-
-    public func workerKeyRows() async throws -> [WorkerKeyRow] {
+    /// Every worker key, newest first, with the jobs its workers hold (`gomodel workers list`).
+    public func workerKeys() async throws -> [API.WorkerKey] {
         let running = try await workerKeys.runningJobs(on: app.db)
-        return try await workerKeys.list(on: app.db).map {
-            WorkerKeyRow(id: $0.id!, name: $0.name, createdAt: $0.createdAt, lastUsedAt: $0.lastUsedAt, revokedAt: $0.revokedAt, runningJobs: running[$0.id!] ?? 0)
-        }
+        return try await workerKeys.list(on: app.db).map { $0.shape(runningJobs: running[$0.id!] ?? 0) }
     }
 
     /// Revokes the worker key with this id or name; returns its name and how many jobs its workers

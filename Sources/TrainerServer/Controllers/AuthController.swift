@@ -9,17 +9,6 @@ struct AuthController: Sendable {
     let signupPolicy: SignupPolicy
     let clientAddress: ClientAddress
 
-    struct SignupRequest: Decodable {
-        let email: String
-        let password: String
-        let inviteCode: String?
-    }
-
-    struct LoginRequest: Decodable {
-        let email: String
-        let password: String
-    }
-
     func register(public routes: any RoutesBuilder, signedIn: any RoutesBuilder) {
         routes.post("auth", "signup", use: signUp)
         routes.post("auth", "login", use: logIn)
@@ -28,13 +17,13 @@ struct AuthController: Sendable {
     }
 
     @Sendable func signUp(request: Request) async throws -> Response {
-        let body = try request.decodeJSON(SignupRequest.self)
+        let body = try request.decodeJSON(API.Signup.self)
         let user = try await accounts.signUp(email: body.email, password: body.password, inviteCode: body.inviteCode, policy: signupPolicy, on: request.db)
         return try await startSession(for: user, request: request, status: .created)
     }
 
     @Sendable func logIn(request: Request) async throws -> Response {
-        let body = try request.decodeJSON(LoginRequest.self)
+        let body = try request.decodeJSON(API.Login.self)
         let user = try await accounts.logIn(
             email: body.email, password: body.password, clientAddress: clientAddress(of: request),
             knownDevice: request.cookies[DeviceCookie.name]?.string, on: request.db)

@@ -108,14 +108,7 @@ struct DatasetController: Sendable {
     /// A redirect to a presigned GET of a sample's image (`target`, `control_1`…): the web app's thumbnails.
     @Sendable func file(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        let stem = request.parameters.get("stem") ?? ""
-        let role = request.parameters.get("role") ?? ""
-        guard role != "caption",
-            let file = try await DatasetFile.query(on: request.db).filter(\.$dataset.$id == dataset.id!)
-                .filter(\.$stem == stem).filter(\.$role == role).filter(\.$uploadedAt != nil).first()
-        else {
-            throw APIError.notFound("The dataset has no \(role) image for sample '\(stem)'; GET /api/datasets/{id} lists its files.")
-        }
+        let file = try await datasets.image(of: dataset, stem: request.parameters.get("stem") ?? "", role: request.parameters.get("role") ?? "", on: request.db)
         let url = bucket.presignedGet(key: dataset.prefix + file.key, downloadName: nil, origin: try request.origin(publicURL: publicURL, trustProxy: trustProxy)).url
         // Valid 15 minutes: the browser may reuse the redirect for a while instead of asking again.
         return Response(status: .seeOther, headers: ["Location": url.absoluteString, "Cache-Control": "private, max-age=300"])

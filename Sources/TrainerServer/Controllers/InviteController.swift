@@ -1,14 +1,10 @@
 import Fluent
+import TrainerCore
 import Vapor
 
 /// `POST /api/invites`: admins make single-use sign-up codes for `GOMODEL_SIGNUP=invite`.
 struct InviteController: Sendable {
     let accounts: AccountService
-
-    struct InviteResponse: Encodable {
-        let code: String
-        let expiresAt: Date
-    }
 
     func register(signedIn routes: any RoutesBuilder) {
         routes.post("invites", use: create)
@@ -18,7 +14,7 @@ struct InviteController: Sendable {
         let user = try request.principal.user
         guard user.isAdmin else { throw APIError.forbidden("admin_only", "Only administrators can create invites.") }
         let (code, invite) = try await accounts.createInvite(by: user, on: request.db)
-        return try JSON.response(InviteResponse(code: code, expiresAt: invite.expiresAt), status: .created)
+        return try JSON.response(API.Invite(code: code, expiresAt: invite.expiresAt), status: .created)
     }
 
     static let operations: [APIOperation] = [

@@ -51,8 +51,7 @@ struct JobController: Sendable {
     @Sendable func show(request: Request) async throws -> Response {
         let job = try await find(request)
         var response = job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond)
-        response.events = try await JobEvent.query(on: request.db).filter(\.$job.$id == job.id!).sort(\.$at).all()
-            .map { API.Job.Event(at: $0.at, status: $0.status, message: $0.message) }
+        response.events = try await jobs.events(of: job, on: request.db).map(\.shape)
         return try JSON.response(response)
     }
 
@@ -88,7 +87,9 @@ struct JobController: Sendable {
         let job = try await find(request)
         let follows = request.headers[.accept].contains { $0.lowercased().contains("text/event-stream") }
         let id = job.id!
+        let userID = try request.principal.userID
         let db = request.db
+        let jobs = jobs
         let now = jobs.now
         let price = gpuPricePerSecond
         let body = Response.Body(asyncStream: { writer in
@@ -97,7 +98,7 @@ struct JobController: Sendable {
             let openedAt = Date()
             do {
                 while Date().timeIntervalSince(openedAt) < 1800 {
-                    guard let current = try await Job.find(id, on: db) else { break }
+                    let current = try await jobs.find(id, userID: userID, on: db)
                     if current.updatedAt != lastSeen {
                         lastSeen = current.updatedAt
                         let data = try JSON.encoder.encode(current.shape(now: now(), pricePerSecond: price))

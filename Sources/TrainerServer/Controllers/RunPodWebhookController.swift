@@ -25,7 +25,7 @@ struct RunPodWebhookController: Sendable {
     /// reports about an attempt that ended are ignored.
     @Sendable func progress(request: Request) async throws -> Response {
         guard let secret = request.parameters.get("secret"),
-            let job = try await Job.query(on: request.db).filter(\.$progressDigest == OpaqueToken.digest(secret)).first()
+            let job = try await jobs.job(progressSecret: secret, on: request.db)
         else { throw APIError.notFound("Unknown progress channel (it is valid for one attempt of one job).") }
         guard let data = request.body.data, let body = try? JSONDecoder().decode(JSONValue.self, from: data), case .object = body else {
             throw APIError.badRequest(
@@ -35,20 +35,14 @@ struct RunPodWebhookController: Sendable {
         let report = JobService.workerReport(body, runnerID: job.runPodJobID ?? "", cancelRequested: job.cancelRequested)
         try await jobs.applyDeliveredOnce(report, to: job, on: request.db)
         if !job.status.isFinal, job.progressDigest != nil {
-            // Only the poll time: the rest of the row may have changed since it was read.
-            try await request.db.sql().raw(
-                """
-                UPDATE jobs SET next_poll_at = \(bind: now().addingTimeInterval(JobRunner.pollAfterChannelReport))
-                WHERE id = \(bind: job.id!) AND status IN (\(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue))
-                """
-            ).run()
+            try await jobs.postponePoll(of: job, by: JobRunner.pollAfterChannelReport, on: request.db)
         }
         return Response(status: .noContent)
     }
 
     @Sendable func receive(request: Request) async throws -> Response {
         guard let secret = request.parameters.get("secret"),
-            let job = try await Job.query(on: request.db).filter(\.$webhookDigest == OpaqueToken.digest(secret)).first()
+            let job = try await jobs.job(webhookSecret: secret, on: request.db)
         else { throw APIError.notFound("Unknown webhook.") }
         guard let data = request.body.data, let report = try? JSONDecoder().decode(RunPodJob.self, from: data) else {
             throw APIError.badRequest("invalid_json", "The body must be a RunPod job status: {\"id\", \"status\", \"output\"?, \"error\"?}.")

@@ -1,36 +1,10 @@
 import Fluent
+import TrainerCore
 import Vapor
 
 /// API tokens: `POST /api/tokens` (the value is shown once), `GET /api/tokens`, `DELETE /api/tokens/{id}`.
 struct TokenController: Sendable {
     let accounts: AccountService
-
-    struct CreateRequest: Decodable {
-        let name: String
-    }
-
-    struct TokenResponse: Encodable {
-        let id: UUID
-        let name: String
-        let hint: String
-        let createdAt: Date
-        let lastUsedAt: Date?
-        /// Present only in the response that created it.
-        let token: String?
-
-        init(_ token: APIToken, value: String? = nil) {
-            id = token.id!
-            name = token.name
-            hint = token.hint
-            createdAt = token.createdAt
-            lastUsedAt = token.lastUsedAt
-            self.token = value
-        }
-    }
-
-    struct TokenList: Encodable {
-        let tokens: [TokenResponse]
-    }
 
     func register(signedIn routes: any RoutesBuilder) {
         routes.post("tokens", use: create)
@@ -39,23 +13,18 @@ struct TokenController: Sendable {
     }
 
     @Sendable func create(request: Request) async throws -> Response {
-        let body = try request.decodeJSON(CreateRequest.self)
+        let body = try request.decodeJSON(API.NamedCreate.self)
         let (value, token) = try await accounts.issueToken(for: request.principal.user, name: body.name, on: request.db)
-        return try JSON.response(TokenResponse(token, value: value), status: .created)
+        return try JSON.response(token.shape(value: value), status: .created)
     }
 
     @Sendable func list(request: Request) async throws -> Response {
         let tokens = try await APIToken.newestFirst(of: request.principal.userID, on: request.db).all()
-        return try JSON.response(TokenList(tokens: tokens.map { TokenResponse($0) }))
+        return try JSON.response(API.TokenList(tokens: tokens.map { $0.shape() }))
     }
 
     @Sendable func delete(request: Request) async throws -> Response {
-        // Someone else's token answers exactly like a missing one.
-        guard let id = request.parameters.get("id", as: UUID.self),
-            let token = try await APIToken.query(on: request.db)
-                .filter(\.$id == id).filter(\.$user.$id == request.principal.userID).first()
-        else { throw APIError.notFound("No token with this id; GET /api/tokens lists yours.") }
-        try await token.delete(on: request.db)
+        try await accounts.deleteToken(request.parameters.get("id", as: UUID.self), userID: request.principal.userID, on: request.db)
         return Response(status: .noContent)
     }
 

@@ -217,7 +217,7 @@ struct WebController: Sendable {
         try await signedIn(request) { user, csrf in
             let job = try await jobs.find(request.parameters.get("id", as: UUID.self), userID: user.id!, on: request.db)
             // Only this job's dataset name (the dataset may have been deleted since).
-            let dataset = try await Dataset.query(on: request.db).filter(\.$id == job.datasetID).filter(\.$user.$id == user.id!).first()
+            let dataset = try await datasets.lookup(job.datasetID, userID: user.id!, on: request.db)
             let row = Self.row(job, datasetName: dataset?.name)
             return try await render(
                 request, "job", page: Page(title: "Job \(row.shortId)", section: "jobs", script: "job", email: user.email, csrfToken: csrf, content: JobContent(job: row)))

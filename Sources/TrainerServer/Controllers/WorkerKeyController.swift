@@ -1,30 +1,11 @@
 import Fluent
+import TrainerCore
 import Vapor
 
 /// Worker keys, for administrators: `POST /api/worker-keys` (the value is shown once),
 /// `GET /api/worker-keys`, `POST /api/worker-keys/{id}/revoke`.
 struct WorkerKeyController: Sendable {
     let workerKeys: WorkerKeyService
-
-    struct CreateRequest: Decodable {
-        let name: String
-    }
-
-    struct WorkerKeyResponse: Encodable {
-        let id: UUID
-        let name: String
-        let createdAt: Date
-        let lastUsedAt: Date?
-        let revokedAt: Date?
-        /// Jobs its workers hold now.
-        let runningJobs: Int
-        /// Present only in the response that created it.
-        let key: String?
-    }
-
-    struct WorkerKeyList: Encodable {
-        let workerKeys: [WorkerKeyResponse]
-    }
 
     func register(signedIn routes: any RoutesBuilder) {
         let admin = routes.grouped("worker-keys")
@@ -35,33 +16,27 @@ struct WorkerKeyController: Sendable {
 
     @Sendable func create(request: Request) async throws -> Response {
         try requireAdmin(request)
-        let body = try request.decodeJSON(CreateRequest.self)
+        let body = try request.decodeJSON(API.NamedCreate.self)
         let (value, key) = try await workerKeys.create(name: body.name, on: request.db)
-        return try JSON.response(Self.response(key, runningJobs: 0, value: value), status: .created)
+        return try JSON.response(key.shape(runningJobs: 0, value: value), status: .created)
     }
 
     @Sendable func list(request: Request) async throws -> Response {
         try requireAdmin(request)
         let keys = try await workerKeys.list(on: request.db)
         let running = try await workerKeys.runningJobs(on: request.db)
-        return try JSON.response(WorkerKeyList(workerKeys: keys.map { Self.response($0, runningJobs: running[$0.id!] ?? 0) }))
+        return try JSON.response(API.WorkerKeyList(workerKeys: keys.map { $0.shape(runningJobs: running[$0.id!] ?? 0) }))
     }
 
     @Sendable func revoke(request: Request) async throws -> Response {
         try requireAdmin(request)
-        guard let id = request.parameters.get("id", as: UUID.self), let key = try await WorkerKey.find(id, on: request.db) else {
-            throw APIError.notFound("No worker key with this id; GET /api/worker-keys lists them.")
-        }
+        let key = try await workerKeys.find(id: request.parameters.get("id", as: UUID.self), on: request.db)
         try await workerKeys.revoke(key, on: request.db)
-        return try JSON.response(Self.response(key, runningJobs: 0))
+        return try JSON.response(key.shape(runningJobs: 0))
     }
 
     private func requireAdmin(_ request: Request) throws {
         guard try request.principal.user.isAdmin else { throw APIError.forbidden("admin_only", "Only administrators can manage worker keys.") }
-    }
-
-    static func response(_ key: WorkerKey, runningJobs: Int, value: String? = nil) -> WorkerKeyResponse {
-        WorkerKeyResponse(id: key.id!, name: key.name, createdAt: key.createdAt, lastUsedAt: key.lastUsedAt, revokedAt: key.revokedAt, runningJobs: runningJobs, key: value)
     }
 
     static let operations: [APIOperation] = [

@@ -24,6 +24,7 @@ struct DatasetService: Sendable {
         case invalidName
         case captionTooLong(Int)
         case noSuchSample(String)
+        case noSuchImage(stem: String, role: String)
         case inUse(byJob: UUID)
         case tooManyFiles(Int, String)
         case noFiles(String)
@@ -37,6 +38,7 @@ struct DatasetService: Sendable {
             case .invalidName: "A dataset name has 1 to \(VisibleName.maximumLength) characters and no invisible ones (control, bidirectional or zero-width characters)."
             case .captionTooLong(let length): "A caption has at most \(DatasetService.maximumCaptionLength) characters; this one has \(length)."
             case .noSuchSample(let stem): "The dataset has no sample '\(stem)'; GET /api/datasets/{id} lists its files."
+            case .noSuchImage(let stem, let role): "The dataset has no \(role) image for sample '\(stem)'; GET /api/datasets/{id} lists its files."
             case .inUse(let job):
                 "Job \(job.uuidString.lowercased()) is queued or training on this dataset; it cannot change until that job ends. Cancel the job, or make a new dataset."
             case .tooManyFiles(let count, let what): "\(count) \(what) in one request; at most \(UploadPlan.maximumFilesPerBatch) are allowed. Send the rest in further requests."
@@ -64,10 +66,14 @@ struct DatasetService: Sendable {
 
     /// The user's dataset; someone else's answers exactly like a missing one.
     func find(_ id: UUID?, userID: UUID, on db: any Database) async throws -> Dataset {
-        guard let id, let dataset = try await Dataset.query(on: db).filter(\.$id == id).filter(\.$user.$id == userID).first() else {
-            throw Failure.notFound
-        }
+        guard let dataset = try await lookup(id, userID: userID, on: db) else { throw Failure.notFound }
         return dataset
+    }
+
+    /// The user's dataset, or nil (for pages that show a job whose dataset may be gone).
+    func lookup(_ id: UUID?, userID: UUID, on db: any Database) async throws -> Dataset? {
+        guard let id else { return nil }
+        return try await Dataset.query(on: db).filter(\.$id == id).filter(\.$user.$id == userID).first()
     }
 
     func update(_ dataset: Dataset, name: String?, defaultCaption: String??, on db: any Database) async throws {
@@ -320,6 +326,15 @@ struct DatasetService: Sendable {
         try await files.map { dataset.prefix + $0.key }.concurrentMap(limit: 8) { try await bucket.delete(key: $0) }
         try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).delete()
         return try await refresh(dataset, on: db)
+    }
+
+    /// An uploaded image of a sample (`target`, `control_1`…), for its thumbnail.
+    func image(of dataset: Dataset, stem: String, role: String, on db: any Database) async throws -> DatasetFile {
+        guard role != "caption",
+            let file = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!)
+                .filter(\.$stem == stem).filter(\.$role == role).filter(\.$uploadedAt != nil).first()
+        else { throw Failure.noSuchImage(stem: stem, role: role) }
+        return file
     }
 
     // MARK: Validation

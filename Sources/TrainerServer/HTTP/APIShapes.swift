@@ -7,6 +7,20 @@ extension User {
     var shape: API.User { API.User(id: id!, email: email, isAdmin: isAdmin, createdAt: createdAt) }
 }
 
+extension APIToken {
+    /// `value` only in the answer that created it.
+    func shape(value: String? = nil) -> API.Token {
+        API.Token(id: id!, name: name, hint: hint, createdAt: createdAt, lastUsedAt: lastUsedAt, token: value)
+    }
+}
+
+extension WorkerKey {
+    /// `value` only in the answer that created it.
+    func shape(runningJobs: Int, value: String? = nil) -> API.WorkerKey {
+        API.WorkerKey(id: id!, name: name, createdAt: createdAt, lastUsedAt: lastUsedAt, revokedAt: revokedAt, runningJobs: runningJobs, key: value)
+    }
+}
+
 extension Dataset {
     var shape: API.Dataset {
         API.Dataset(
@@ -21,6 +35,10 @@ extension DatasetFile {
     var shape: API.DatasetFile {
         API.DatasetFile(key: key, role: role, stem: stem, bytes: bytes ?? 0, sha256: sha256, format: format, width: width, height: height, caption: caption)
     }
+}
+
+extension JobEvent {
+    var shape: API.Job.Event { API.Job.Event(at: at, status: status, message: message) }
 }
 
 extension Job {

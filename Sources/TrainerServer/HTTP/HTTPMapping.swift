@@ -20,7 +20,7 @@ extension APIErrorConvertible {
 extension DatasetService.Failure: APIErrorConvertible {
     var status: HTTPResponseStatus {
         switch self {
-        case .notFound, .noSuchSample: .notFound
+        case .notFound, .noSuchSample, .noSuchImage: .notFound
         case .nameTaken, .inUse: .conflict
         case .invalidName, .captionTooLong, .tooManyFiles, .noFiles: .badRequest
         case .invalidPaths, .tooLarge: .unprocessableEntity
@@ -29,7 +29,7 @@ extension DatasetService.Failure: APIErrorConvertible {
 
     var code: String {
         switch self {
-        case .notFound, .noSuchSample: "not_found"
+        case .notFound, .noSuchSample, .noSuchImage: "not_found"
         case .nameTaken: "name_taken"
         case .inUse: "dataset_in_use"
         case .invalidName: "invalid_name"
@@ -86,7 +86,7 @@ extension AccountService.Failure: APIErrorConvertible {
         case .signupClosed, .inviteRequired, .invalidInvite: .forbidden
         case .tooManySignIns: .tooManyRequests
         case .wrongCredentials: .unauthorized
-        case .noAccount: .notFound
+        case .noAccount, .noSuchToken: .notFound
         }
     }
 
@@ -101,7 +101,7 @@ extension AccountService.Failure: APIErrorConvertible {
         case .invalidInvite: "invalid_invite"
         case .tooManySignIns: "too_many_attempts"
         case .wrongCredentials: "unauthorized"
-        case .noAccount: "not_found"
+        case .noAccount, .noSuchToken: "not_found"
         }
     }
 
@@ -116,7 +116,7 @@ extension WorkerKeyService.Failure: APIErrorConvertible {
         switch self {
         case .invalidName: .badRequest
         case .nameTaken: .conflict
-        case .notFound: .notFound
+        case .notFound, .noSuchID: .notFound
         case .keyRequired, .revoked: .unauthorized
         }
     }
@@ -125,7 +125,7 @@ extension WorkerKeyService.Failure: APIErrorConvertible {
         switch self {
         case .invalidName: "invalid_name"
         case .nameTaken: "name_taken"
-        case .notFound: "not_found"
+        case .notFound, .noSuchID: "not_found"
         case .keyRequired, .revoked: "unauthorized"
         }
     }

@@ -82,6 +82,32 @@ struct JobService: Sendable {
         return job
     }
 
+    /// A job's events, oldest first.
+    func events(of job: Job, on db: any Database) async throws -> [JobEvent] {
+        try await JobEvent.query(on: db).filter(\.$job.$id == job.id!).sort(\.$at).all()
+    }
+
+    /// The job a secret of its current attempt belongs to (the progress channel's, or RunPod's
+    /// webhook's); only digests are stored.
+    func job(progressSecret secret: String, on db: any Database) async throws -> Job? {
+        try await Job.query(on: db).filter(\.$progressDigest == OpaqueToken.digest(secret)).first()
+    }
+
+    func job(webhookSecret secret: String, on db: any Database) async throws -> Job? {
+        try await Job.query(on: db).filter(\.$webhookDigest == OpaqueToken.digest(secret)).first()
+    }
+
+    /// After a report on the progress channel the runner need not poll RunPod soon. Only the poll
+    /// time is written: the rest of the row may have changed since it was read.
+    func postponePoll(of job: Job, by interval: TimeInterval, on db: any Database) async throws {
+        try await db.sql().raw(
+            """
+            UPDATE jobs SET next_poll_at = \(bind: now().addingTimeInterval(interval))
+            WHERE id = \(bind: job.id!) AND status IN (\(bind: JobStatus.submitted.rawValue), \(bind: JobStatus.running.rawValue))
+            """
+        ).run()
+    }
+
     func create(userID: UUID, dataset: Dataset, parameters: QwenImageEdit2509.Parameters, on db: any Database) async throws -> Job {
         // Upload URLs cannot be revoked: while some are valid, the files could change under the job.
         let cutoff = now().addingTimeInterval(-DatasetService.uploadWindow)
