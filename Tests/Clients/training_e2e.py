@@ -89,8 +89,8 @@ def main():
             print("a worker killed mid-run")
             first.kill()
             first.wait()
-            # Its job-take long poll (20 s) may still be open on the server: let it lapse.
-            time.sleep(21)
+            # Its job-take long poll may still be open on the server; a job it hands out there
+            # cannot be written to the closed connection and goes straight back to the queue.
             slow = start_worker("box-2", 0.1)
             job_id = cli("train", "--dataset", "pairs", "--steps", "200", "--sample-pairs", "cat").split("Queued job ")[1].split(" ")[0]
             wait("a checkpoint", lambda: any(a["kind"] == "checkpoint" and (a.get("step") or 0) >= 50 for a in api(f"/api/jobs/{job_id}")["artifacts"]))

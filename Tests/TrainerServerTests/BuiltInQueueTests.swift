@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Fluent
 import FluentSQL
 import Foundation
@@ -8,6 +9,7 @@ import TrainerCore
 import VaporTesting
 
 @testable import TrainerServer
+import TrainerWorker
 
 /// The built-in queue over RunPod's worker protocol, driven like a worker would.
 @Suite(.serialized) struct BuiltInQueueTests {
@@ -38,8 +40,8 @@ import VaporTesting
         }
     }
 
-    static func withQueue(_ test: (inout JobTests.Setup, Worker, BuiltInQueue) async throws -> Void) async throws {
-        try await withRunningStore { store in
+    static func withQueue(jobTakeWait: Duration = .milliseconds(300), _ test: (inout JobTests.Setup, Worker, BuiltInQueue) async throws -> Void) async throws {
+        try await withRunningStore(jobTakeWait: jobTakeWait) { store in
             var user = try await DatasetTests.User(store, email: "ann@example.com")
             let datasetID = try await user.createDataset()
             try await user.upload(datasetID, DatasetTests.pair)
@@ -73,6 +75,37 @@ import VaporTesting
             try await worker.done(runnerID, #"{"status": "IN_PROGRESS", "output": {"step": 99}}"#)
             shown = try await setup.job(id)
             #expect(shown["status"] as? String == "completed" && (shown["progress"] as? [String: Any])?["step"] as? Int == 100)
+        }
+    }
+
+    /// A worker killed while its job-take waited: the server cannot see that until it answers,
+    /// and a job it hands out then would wait for its lost worker. The answer cannot be written to
+    /// the closed connection, so the job goes straight back to the queue, as the same attempt.
+    @Test func aJobTakenByAWorkerThatIsGoneGoesBackAtOnce() async throws {
+        try await Self.withQueue(jobTakeWait: .seconds(30)) { setup, worker, _ in
+            let app = setup.store.app
+            func waiting() async throws -> Int? {
+                let metrics = try await app.testing().sendRequest(.GET, "/metrics").body.string
+                return metrics.split(separator: "\n").first { $0.hasPrefix("gomodel_job_takes_waiting ") }.flatMap { Double($0.split(separator: " ")[1]) }.map { Int($0) }
+            }
+            let gone = HTTPClient(eventLoopGroupProvider: .singleton)
+            let client = WorkerProtocolClient(endpoints: .builtInQueue(server: setup.store.baseURL, key: worker.key, workerID: "pod-9"), http: gone)
+            let take = Task { try await client.take() }
+            try await JobRestartTests.waitFor("the take to wait") { try await waiting() == 1 }
+            take.cancel()  // closes its connection, as a killed worker's kernel does
+            _ = try? await take.value
+            try await gone.shutdown()
+
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            try await JobRestartTests.waitFor("the job handed back") {
+                let said = (try await setup.job(id)["events"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
+                return said.last == "Worker gpu-box/pod-9 was gone before the job reached it; back in the queue."
+            }
+            #expect(try await waiting() == 0)
+            let shown = try await setup.job(id)
+            #expect(shown["status"] as? String == "queued" && shown["attempt"] as? Int == 1 && shown["startedAt"] == nil, "\(shown)")
+            let (runnerID, _) = try #require(try await worker.take())
+            #expect(runnerID == id.lowercased() + "-a1")
         }
     }
 

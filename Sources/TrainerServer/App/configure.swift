@@ -68,7 +68,9 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     } else {
         let queue = BuiltInQueue(jobs: jobs, bucket: bucket.name, storeCredentials: builtInStore?.1, now: dependencies.now)
         app.storage[BuiltInQueueKey.self] = queue
-        WorkerQueueController(queue: queue, workerKeys: workerKeys, longPoll: dependencies.jobTakeWait).register(app)
+        let waitingTakes = registry.makeGauge(
+            descriptor: .init(namespace: "gomodel", metricName: "job_takes_waiting", helpText: "Workers of the built-in queue waiting in a job-take for a job."))
+        WorkerQueueController(queue: queue, workerKeys: workerKeys, longPoll: dependencies.jobTakeWait, waitingTakes: waitingTakes).register(app)
         if dependencies.runsBackgroundServices {
             app.lifecycle.use(
                 BackgroundLoop(name: "built-in queue", wakeup: Wakeup()) {

@@ -1,6 +1,7 @@
 import Fluent
 import Foundation
 import NIOFoundationCompat
+import Prometheus
 import TrainerCore
 import Vapor
 
@@ -14,6 +15,8 @@ struct WorkerQueueController: Sendable {
     let workerKeys: WorkerKeyService
     /// How long job-take waits for a job before answering 204 (RunPod's SDK gives up at 90 s).
     let longPoll: Duration
+    /// Job-takes waiting for a job now: idle workers, for the operator (and for tests to sync on).
+    let waitingTakes: Gauge
 
     func register(_ app: Application) {
         let routes = app.grouped("v2", ":endpoint")
@@ -26,10 +29,24 @@ struct WorkerQueueController: Sendable {
     @Sendable func take(request: Request) async throws -> Response {
         let worker = try await authenticate(request)
         let deadline = ContinuousClock.now + longPoll
+        waitingTakes.increment()
+        defer { waitingTakes.decrement() }
         while true {
             if let (id, input) = try await queue.take(worker: worker, on: request.db) {
-                let body: JSONValue = ["id": .string(id), "input": input]
-                return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(string: body.rendered()))
+                let body = ByteBuffer(string: JSONValue.object([("id", .string(id)), ("input", input)]).rendered())
+                let (queue, db) = (queue, request.db)
+                // A worker killed while it waited has closed its connection, and the write fails:
+                // the job goes back to the queue at once instead of waiting for a first ping.
+                let stream: @Sendable (any AsyncBodyStreamWriter) async throws -> Void = { writer in
+                    do {
+                        try await writer.write(.buffer(body))
+                        try await writer.write(.end)
+                    } catch {
+                        try? await queue.handBack(runnerID: id, worker: worker, on: db)
+                        throw error
+                    }
+                }
+                return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(asyncStream: stream, count: body.readableBytes))
             }
             guard ContinuousClock.now < deadline else { return Response(status: .noContent) }
             try await Task.sleep(for: .seconds(1))

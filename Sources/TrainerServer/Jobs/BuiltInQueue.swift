@@ -26,8 +26,9 @@ struct BuiltInQueue: Sendable {
     var leaseSeconds: TimeInterval = 60
     static let maximumAttempts = 3
     /// A taken job's first ping must come this soon (workers ping at once, then every 10 s). A
-    /// job-take long poll whose worker died meanwhile still hands out the job (the server cannot
-    /// see the closed connection); this bounds how long such a job waits to be queued again.
+    /// job-take long poll whose worker died meanwhile hands the job back when its answer cannot be
+    /// written (`handBack`); when the write seems to succeed all the same, this bounds how long
+    /// such a job waits to be queued again.
     static let firstPingWithin: TimeInterval = 20
 
     static func runnerID(_ job: Job) -> String { "\(job.id!.uuidString.lowercased())-a\(job.attempt)" }
@@ -64,6 +65,20 @@ struct BuiltInQueue: Sendable {
             return (runnerID, input.json)
         }
         return nil
+    }
+
+    /// The answer to a take could not reach its worker (its connection was closed): the job goes
+    /// back to the queue as the same attempt, since nobody started it.
+    func handBack(runnerID: String, worker: WorkerKeyService.Worker, on db: any Database) async throws {
+        guard let job = try await held(runnerID, by: worker, on: db), job.status == .running else { return }
+        let time = now()
+        let event = jobs.transition(job, to: .queued, at: time, message: "Worker \(worker.label) was gone before the job reached it; back in the queue.")
+        job.runnerStatus = nil
+        job.runPodJobID = nil
+        job.startedAt = nil
+        job.leaseOwner = nil
+        job.leaseUntil = nil
+        try await jobs.commit(job, from: .running, events: [event], condition: "runpod_job_id = \(bind: runnerID) AND lease_owner = \(bind: worker.leaseOwner)", on: db)
     }
 
     /// A worker's job-done post: progress (`status: IN_PROGRESS`), a result (`output`) or an

@@ -25,13 +25,15 @@ struct RunningStore {
 
 /// Runs `test` with the app serving on a free port; the server's clock is the real time.
 /// With `publicURL`, GOMODEL_PUBLIC_URL is the server's own address (RunPod mode needs one).
-func withRunningStore(environment: [String: String] = [:], publicURL: Bool = false, _ test: (RunningStore) async throws -> Void) async throws {
+func withRunningStore(
+    environment: [String: String] = [:], publicURL: Bool = false, jobTakeWait: Duration = .milliseconds(300), _ test: (RunningStore) async throws -> Void
+) async throws {
     let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-store-\(UUID().uuidString)").path
     let clock = TestClock(Date())
     let chosenPort = publicURL ? try freePort() : 0
     var environment = environment.merging(["GOMODEL_DATA_DIR": dataDirectory]) { _, new in new }
     if publicURL { environment["GOMODEL_PUBLIC_URL"] = "http://127.0.0.1:\(chosenPort)" }
-    try await withTestApp(environment: environment, clock: clock) { app in
+    try await withTestApp(environment: environment, clock: clock, jobTakeWait: jobTakeWait) { app in
         try await app.server.start(address: .hostname("127.0.0.1", port: chosenPort))
         let port = try #require(app.http.server.shared.localAddress?.port)
         let credentials = try StoreCredentials.loadOrCreate(dataDirectory: dataDirectory)

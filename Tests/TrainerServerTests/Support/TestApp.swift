@@ -30,6 +30,7 @@ final class TestClock: Sendable {
 func withTestApp(
     environment: [String: String] = [:],
     clock: TestClock = TestClock(),
+    jobTakeWait: Duration = .milliseconds(300),
     _ test: (Application) async throws -> Void
 ) async throws {
     let dataDirectory =
@@ -45,7 +46,7 @@ func withTestApp(
     do {
         let configuration = try Configuration(environment: environment)
         try configure(
-            app, configuration: configuration, dependencies: ServerDependencies(now: { clock.now }, bcryptCost: 4, runsBackgroundServices: false, jobTakeWait: .milliseconds(300)))
+            app, configuration: configuration, dependencies: ServerDependencies(now: { clock.now }, bcryptCost: 4, runsBackgroundServices: false, jobTakeWait: jobTakeWait))
         try await app.autoMigrate()
         try await test(app)
     } catch {
