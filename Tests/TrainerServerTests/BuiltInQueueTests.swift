@@ -6,10 +6,10 @@ import NIOCore
 import ObjectStorage
 import Testing
 import TrainerCore
+import TrainerWorker
 import VaporTesting
 
 @testable import TrainerServer
-import TrainerWorker
 
 /// The built-in queue over RunPod's worker protocol, driven like a worker would.
 @Suite(.serialized) struct BuiltInQueueTests {
