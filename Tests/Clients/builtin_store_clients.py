@@ -105,9 +105,14 @@ def boto3_cases(work):
     check(status == 200 and body == b"via presigned put", f"boto3's default presigned GET works ({status}, region {os.environ['AWS_DEFAULT_REGION']})")
 
     url = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "b3/presigned.txt"}, ExpiresIn=1)
-    time.sleep(2.2)
-    status, body, _ = http("GET", url)
-    check(status == 403 and b"Request has expired" in body, "an expired presigned URL is refused with 403")
+    answers, deadline = [], time.time() + 10
+    while time.time() < deadline and not (answers and answers[-1][0] == 403):
+        if answers:
+            time.sleep(0.1)  # polling until it expires
+        status, body, _ = http("GET", url)
+        answers.append((status, body))
+    check(answers[-1][0] == 403 and b"Request has expired" in answers[-1][1] and all(s in (200, 403) for s, _ in answers),
+          f"a presigned URL valid 1 s is refused with 403 once it expired ({len(answers)} tries)")
 
     s3.copy_object(Bucket=BUCKET, Key="b3/copy.txt", CopySource={"Bucket": BUCKET, "Key": "b3/hello world+é.txt"})
     check(s3.get_object(Bucket=BUCKET, Key="b3/copy.txt")["Body"].read() == b"hello", "copy_object")

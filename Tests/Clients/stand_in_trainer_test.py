@@ -7,6 +7,7 @@ import ast
 import json
 import os
 import re
+import select
 import signal
 import sqlite3
 import stat
@@ -234,7 +235,12 @@ def main():
         config, name, out = setup(work, 1000)
         process = subprocess.Popen(PYTHON + [TRAINER, config], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "STAND_IN_STEP_SECONDS": "0.01"})
-        time.sleep(1.0)
+        # The bar's first draw comes after its SIGINT handler is in place.
+        drawn, deadline = b"", time.time() + 30
+        while b"\r" not in drawn and time.time() < deadline:
+            if select.select([process.stderr], [], [], 1)[0]:
+                drawn += os.read(process.stderr.fileno(), 4096)
+        check(b"\r" in drawn, "the training bar is drawn")
         process.send_signal(signal.SIGINT)
         stdout, _ = process.communicate(timeout=30)
         check(process.returncode == 0 and stdout.endswith("\n" + "=" * 40 + "\nJob stopped\n" + "=" * 40 + "\n"), "SIGINT stops it with exit 0, like ai-toolkit")

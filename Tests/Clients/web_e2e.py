@@ -97,17 +97,22 @@ class Journey:
         os.makedirs(SHOTS, exist_ok=True)
         self.driver.save_screenshot(os.path.join(SHOTS, name + ".png"))
 
+    def rendered(self):
+        """Returns once the page has laid out and painted at the window's new size: two animation
+        frames (the first runs before the resize's layout, the second after its paint)."""
+        self.driver.execute_async_script("const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done()))")
+
     def page_checks(self, name):
         """Screenshots at both widths and the accessibility check (serious or critical fail)."""
         for label, (width, height) in SIZES.items():
             self.driver.set_window_size(width, height)
-            time.sleep(0.3)
+            self.rendered()
             overflow = self.driver.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
             check(overflow <= 1, f"{name} at {label} width has no horizontal scrolling ({overflow}px)")
             # The whole page in one picture: the window as tall as the document (capped).
             full = self.driver.execute_script("return document.documentElement.scrollHeight")
             self.driver.set_window_size(width, min(max(full, height), 6000))
-            time.sleep(0.2)
+            self.rendered()
             self.shot(f"{name}-{label}")
         self.driver.set_window_size(*SIZES["desktop"])
         if self.axe_script is None:

@@ -203,7 +203,10 @@ import VaporTesting
             }
             request.body = .stream(half, length: .known(Int64(1 << 20)))
             _ = try? await store.http.execute(request, timeout: .seconds(10))
-            try await Task.sleep(for: .milliseconds(200))
+            // Until the server has finished with it (its metrics count a request when it ends).
+            try await JobRestartTests.waitFor("the server to end the upload") {
+                try await store.app.testing().sendRequest(.GET, "/metrics").body.string.contains(#"http_requests_total{method="PUT",route="/s3/**""#)
+            }
             #expect(try await store.client().headObject(key: "datasets/1/target/truncated.png") == nil)
             #expect(try await store.client().listAllObjects().isEmpty)
         }

@@ -37,6 +37,35 @@ import TrainerCore
         try runWithStatus(arguments, environment: environment).output
     }
 
+    /// The CLI running in the background, its output (standard output and error together) readable
+    /// as it comes, for tests that wait for what it shows.
+    final class CLIProcess: Sendable {
+        let process: Process
+        let outputPath: String
+
+        init(_ arguments: [String], environment: [String: String]) throws {
+            outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-cli-\(UUID().uuidString).log").path
+            FileManager.default.createFile(atPath: outputPath, contents: nil)
+            let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = arguments
+            process.environment = environment
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+        }
+
+        var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+        /// Its output and exit status, once it has ended.
+        func wait() -> (output: String, status: Int32) {
+            process.waitUntilExit()
+            defer { try? FileManager.default.removeItem(atPath: outputPath) }
+            return (output.trimmingCharacters(in: .whitespacesAndNewlines), process.terminationStatus)
+        }
+    }
+
     /// Runs the CLI; returns its standard output (and error, after it) and exit status.
     static func runWithStatus(_ arguments: [String], environment: [String: String]) throws -> (output: String, status: Int32) {
         let process = Process()
@@ -59,7 +88,13 @@ import TrainerCore
             if (try? await condition()) == true { return }
             try await Task.sleep(for: .milliseconds(200))
         }
-        throw POSIXError(.ETIMEDOUT, userInfo: ["waiting for": what])
+        throw TimedOut(what: what, seconds: timeout)
+    }
+
+    struct TimedOut: Error, CustomStringConvertible {
+        let what: String
+        let seconds: TimeInterval
+        var description: String { "timed out after \(Int(seconds)) s waiting for \(what)" }
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: binary), "build gomodel first (swift build)"))
@@ -112,9 +147,9 @@ import TrainerCore
             try await Self.waitFor("running") { try await get("/api/jobs/\(jobID)", token: token).1["status"] as? String == "running" }
 
             server.kill()
-            // It ends while nobody listens: the webhook's three attempts all fail.
+            // It ends while the server is down: after the restart its poll (or a webhook attempt
+            // still under way) brings the result.
             fake.complete(runPodID, output: ["steps": 100, "final_loss": 0.03, "artifacts": []])
-            try await Task.sleep(for: .milliseconds(300))
 
             server = try Server(environment: environment, port: port, log: log)
             try await Self.waitFor("tracking after the restart", timeout: 60) {
@@ -128,11 +163,11 @@ import TrainerCore
             var cli = environment
             cli["XDG_CONFIG_HOME"] = work.appendingPathComponent("config").path
             #expect(try Self.runWithStatus(["login", "--server", base.absoluteString, "--token", token], environment: cli).status == 0)
-            let watching = Task { try Self.runWithStatus(["train", "--dataset", "pairs", "--steps", "200", "--rank", "32", "--watch"], environment: cli) }
+            let watching = try CLIProcess(["train", "--dataset", "pairs", "--steps", "200", "--rank", "32", "--watch"], environment: cli)
             do {
                 try await Self.waitFor("the second submission") { fake.jobs.count == 2 }
             } catch {
-                Issue.record("train said: \(try await watching.value)")
+                Issue.record("train said: \(watching.output)")
                 throw error
             }
             let second = try #require(fake.jobs.last)
@@ -144,9 +179,9 @@ import TrainerCore
             try await Self.waitFor("the progress") {
                 (try await get("/api/jobs/\(secondID)", token: token).1["progress"] as? [String: Any])?["step"] as? Int == 100
             }
-            try await Task.sleep(for: .seconds(1.5))
+            try await Self.waitFor("train --watch to show the progress") { watching.output.contains("step 100/200") }
             fake.complete(second.id, output: ["steps": 200, "final_loss": 0.02, "artifacts": [["kind": "lora", "key": .string("outputs/x/lora/a.safetensors")]]])
-            let (watched, status) = try await watching.value
+            let (watched, status) = watching.wait()
             #expect(status == 0, "\(watched)")
             #expect(watched.contains("Queued job") && watched.contains("step 100/200") && watched.contains("loss 0.2500") && watched.contains("Completed."), "\(watched)")
             let listed = try Self.runWithStatus(["jobs", "list"], environment: cli).output
