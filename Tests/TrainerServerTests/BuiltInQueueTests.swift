@@ -12,7 +12,7 @@ import VaporTesting
 @testable import TrainerServer
 
 /// The built-in queue over RunPod's worker protocol, driven like a worker would.
-@Suite(.serialized) struct BuiltInQueueTests {
+@Suite struct BuiltInQueueTests {
     struct Worker {
         let app: Application
         let key: String

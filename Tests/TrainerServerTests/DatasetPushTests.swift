@@ -9,7 +9,7 @@ import VaporTesting
 @testable import TrainerServer
 
 /// `gomodel datasets push` (TrainerClient) against a listening server with the built-in store.
-@Suite(.serialized) struct DatasetPushTests {
+@Suite struct DatasetPushTests {
     struct Interrupted: Error {}
 
     /// `count` samples in fal's flat naming, plus litter and a stray file.

@@ -10,7 +10,7 @@ import VaporTesting
 @testable import TrainerServer
 
 /// The dataset API against a listening server: presigned PUTs really go to the built-in store.
-@Suite(.serialized) struct DatasetTests {
+@Suite struct DatasetTests {
     /// A signed-in user of a running test server.
     struct User {
         var client: APIClient

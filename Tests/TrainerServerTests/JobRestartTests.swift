@@ -9,7 +9,7 @@ import TrainerCore
 
 /// The real `gomodel serve` binary, killed with SIGKILL while it tracks a job at the fake RunPod,
 /// then started again: it picks the job up where it was and records its result.
-@Suite(.serialized) struct JobRestartTests {
+@Suite struct JobRestartTests {
     static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/debug/gomodel").path
 

@@ -13,6 +13,7 @@ import VaporTesting
 
 /// Jobs through RunPod: the API, `JobRunner` rounds against the suite's fake RunPod (faults
 /// included), the webhook, cancel and retry.
+/// Serialized: some tests bound how long a hung RunPod call may hold others up.
 @Suite(.serialized) struct JobTests {
     struct Setup {
         var user: DatasetTests.User

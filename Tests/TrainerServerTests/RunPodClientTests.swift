@@ -6,7 +6,7 @@ import Testing
 import TrainerCore
 
 /// The RunPod client against the suite's fake (reference/runpod.md §1), faults included.
-@Suite(.serialized) struct RunPodClientTests {
+@Suite struct RunPodClientTests {
     final class Clock: @unchecked Sendable {
         private let lock = NSLock()
         private var current = Date(timeIntervalSince1970: 1_800_000_000)

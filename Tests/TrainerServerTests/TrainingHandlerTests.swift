@@ -10,6 +10,7 @@ import VaporTesting
 
 /// A job from the built-in queue through the worker's runtime and training handler, with the
 /// stand-in trainer: dataset sync, progress, uploads, the LoRA, and resume after a crash.
+/// Serialized: each test trains with the stand-in trainer (CPU-bound processes).
 @Suite(.serialized) struct TrainingHandlerTests {
     static let standIn = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/stand-in-trainer.py").path
@@ -146,6 +147,7 @@ import VaporTesting
 
 /// The server in RunPod mode and a real worker: the suite's fake RunPod hands the job to the
 /// worker over RunPod's worker protocol, the server tracks it through `/status` and webhooks.
+/// Serialized: the stand-in trainer runs in each test (CPU-bound processes).
 @Suite(.serialized) struct RunPodWorkerTests {
     @Test func aJobTrainsThroughRunPodAndACancelStopsTheTrainer() async throws {
         try await JobTests.withSetup { setup in

@@ -8,7 +8,7 @@ import VaporTesting
 @testable import TrainerServer
 
 /// The web app's pages: sign-in redirects, who may see what, escaping, CSP and CSRF plumbing.
-@Suite(.serialized) struct WebTests {
+@Suite struct WebTests {
     static let xssName = "<script>alert(1)</script> cats"
 
     @Test func signedOutVisitorsAreSentToLogInAndAssetsAreServed() async throws {

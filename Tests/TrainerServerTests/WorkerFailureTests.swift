@@ -12,6 +12,7 @@ import VaporTesting
 /// The worker when things go wrong: bad input, an empty dataset, a trainer stuck after its last
 /// step, a bucket that refuses uploads, a ping endpoint that is down. Real server, store and
 /// stand-in trainer; only the failing part is replaced by a server that fails on purpose.
+/// Serialized: time runs fast here while real training goes on, so a busy machine can starve it.
 @Suite(.serialized) struct WorkerFailureTests {
     /// A fresh work root for a worker (tests remove it).
     static func work() -> String {

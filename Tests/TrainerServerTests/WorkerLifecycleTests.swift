@@ -13,6 +13,7 @@ import VaporTesting
 /// The worker's life beyond one job, where runpod-python is the reference (fidelity-audit.md
 /// items 4–7): it pings from start to exit, survives a result that cannot be posted, ends on a
 /// refused key, and a shutdown mid-job (SIGTERM) hands the job back for an immediate resume.
+/// Serialized: real workers and trainers, whose timing a busy machine would bend.
 @Suite(.serialized) struct WorkerLifecycleTests {
     /// The worker's log lines, for tests that check what it says.
     final class CapturedLog: LogHandler, @unchecked Sendable {

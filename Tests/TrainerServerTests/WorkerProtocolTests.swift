@@ -10,7 +10,7 @@ import VaporTesting
 @testable import TrainerWorker
 
 /// The worker's protocol client against the built-in queue of a listening server.
-@Suite(.serialized) struct WorkerProtocolTests {
+@Suite struct WorkerProtocolTests {
     @Test func runPodsVariablesBecomeTheURLs() throws {
         let endpoints = try WorkerEndpoints.fromRunPod(environment: [
             "RUNPOD_WEBHOOK_GET_JOB": "https://api.runpod.ai/v2/ep/job-take/$RUNPOD_POD_ID?gpu=H100",
@@ -74,7 +74,7 @@ import VaporTesting
 
 /// A server running the built-in store hands each job a store key scoped to it, so a worker needs
 /// nothing but `--server` and `--key`, and never holds the store's admin pair.
-@Suite(.serialized) struct ScopedStoreKeyTests {
+@Suite struct ScopedStoreKeyTests {
     @Test func aJobsStoreKeyReachesItsDatasetAndOutputsOnly() async throws {
         try await WorkerRuntimeTests.withWorker { setup, client in
             var setup = setup
@@ -134,7 +134,7 @@ import VaporTesting
         try await withRunningStore { store in
             let admin = store.endpoint.credentials
             var endpoint = store.endpoint
-            endpoint.credentials = ScopedStoreKey.make(StoreScope(readPrefixes: ["datasets/d/"], writePrefixes: [], expires: Date().addingTimeInterval(-1)), admin: admin)
+            endpoint.credentials = ScopedStoreKey.make(StoreScope(readPrefixes: ["datasets/d/"], writePrefixes: [], expires: store.clock.now.addingTimeInterval(-1)), admin: admin)
             do {
                 _ = try await S3Client(endpoint: endpoint, httpClient: store.http).listAllObjects(prefix: "datasets/d/")
                 Issue.record("an expired key was accepted")
@@ -146,6 +146,7 @@ import VaporTesting
 }
 
 /// The worker loop against the built-in queue, with handlers standing in for training.
+/// Serialized: progress throttling is measured in real time.
 @Suite(.serialized) struct WorkerRuntimeTests {
     struct Scripted: JobHandler {
         let behaviour: @Sendable (WorkerProtocolClient.TakenJob, ProgressReporter) async throws -> JSONValue

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import NIOCore
 import ObjectStorage
 import Testing
 import TrainerCore
@@ -23,18 +24,35 @@ struct RunningStore {
     }
 }
 
-/// Runs `test` with the app serving on a free port; the server's clock is the real time.
-/// With `publicURL`, GOMODEL_PUBLIC_URL is the server's own address (RunPod mode needs one).
+/// Runs `test` with the app serving on a port the system chose; the server's clock starts at the
+/// real time and moves only when a test advances it (`store.clock`).
+/// With `publicURL`, GOMODEL_PUBLIC_URL is the server's own address (RunPod mode needs one): the
+/// configuration needs it before the server binds, so a free port is picked first, and picked
+/// again if another test took it meanwhile.
 func withRunningStore(
     environment: [String: String] = [:], publicURL: Bool = false, jobTakeWait: Duration = .milliseconds(300), _ test: (RunningStore) async throws -> Void
 ) async throws {
+    for attempt in 1...5 {
+        var bound = false
+        do {
+            try await withRunningStore(environment: environment, port: publicURL ? try freePort() : nil, jobTakeWait: jobTakeWait, bound: { bound = true }, test)
+            return
+        } catch let error as IOError where error.errnoCode == EADDRINUSE && !bound && attempt < 5 {
+            continue
+        }
+    }
+}
+
+private func withRunningStore(
+    environment: [String: String], port chosenPort: Int?, jobTakeWait: Duration, bound: () -> Void, _ test: (RunningStore) async throws -> Void
+) async throws {
     let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-store-\(UUID().uuidString)").path
     let clock = TestClock(Date())
-    let chosenPort = publicURL ? try freePort() : 0
     var environment = environment.merging(["GOMODEL_DATA_DIR": dataDirectory]) { _, new in new }
-    if publicURL { environment["GOMODEL_PUBLIC_URL"] = "http://127.0.0.1:\(chosenPort)" }
+    if let chosenPort { environment["GOMODEL_PUBLIC_URL"] = "http://127.0.0.1:\(chosenPort)" }
     try await withTestApp(environment: environment, clock: clock, jobTakeWait: jobTakeWait) { app in
-        try await app.server.start(address: .hostname("127.0.0.1", port: chosenPort))
+        try await app.server.start(address: .hostname("127.0.0.1", port: chosenPort ?? 0))
+        bound()
         let port = try #require(app.http.server.shared.localAddress?.port)
         let credentials = try StoreCredentials.loadOrCreate(dataDirectory: dataDirectory)
         let baseURL = URL(string: "http://127.0.0.1:\(port)")!
