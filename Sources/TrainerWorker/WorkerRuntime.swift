@@ -101,16 +101,20 @@ public struct WorkerRuntime: Sendable {
     let logger: Logger
     var progressInterval: Duration
     var stopPollInterval: Duration
+    /// What the loop's waits run on: the heartbeat, the job-stop poll, pauses after a failed or
+    /// refused take, the take's grace at shutdown.
+    let clock: any Clock<Duration>
 
     public init(
         client: WorkerProtocolClient, handler: any JobHandler, logger: Logger = Logger(label: "gomodel.worker"),
-        progressInterval: Duration = .seconds(3), stopPollInterval: Duration = .seconds(2)
+        progressInterval: Duration = .seconds(3), stopPollInterval: Duration = .seconds(2), clock: any Clock<Duration> = ContinuousClock()
     ) {
         self.client = client
         self.handler = handler
         self.logger = logger
         self.progressInterval = progressInterval
         self.stopPollInterval = stopPollInterval
+        self.clock = clock
     }
 
     /// Takes and runs jobs until cancelled (SIGTERM: a job in hand is stopped, its checkpoints
@@ -118,7 +122,7 @@ public struct WorkerRuntime: Sendable {
     /// `maximumJobs` have run. Throws `KeyRefused` when the queue refuses the key.
     public func run(maximumJobs: Int? = nil) async throws {
         let running = NIOLockedValueBox<[String]>([])
-        let heartbeat = Task { [client, logger] in
+        let heartbeat = Task { [client, logger, clock] in
             var failing = false
             while !Task.isCancelled {
                 do {
@@ -129,7 +133,7 @@ public struct WorkerRuntime: Sendable {
                     if !failing { logger.warning("ping failed; the job's lease may run out if this lasts", metadata: ["error": "\(error)"]) }
                     failing = true
                 }
-                try? await Task.sleep(for: client.endpoints.pingInterval)
+                try? await clock.sleep(for: client.endpoints.pingInterval)
             }
         }
         defer { heartbeat.cancel() }
@@ -151,12 +155,12 @@ public struct WorkerRuntime: Sendable {
                 if takeFailures == 1 || takeFailures.isMultiple(of: 60) {
                     logger.warning("job-take failed; asking again every 5 s", metadata: ["error": "\(error)", "failures": "\(takeFailures)"])
                 }
-                try await Task.sleep(for: .seconds(5))
+                try await clock.sleep(for: .seconds(5))
                 continue
             }
             switch outcome {
             case .none: continue
-            case .slowDown: try await Task.sleep(for: .seconds(5))
+            case .slowDown: try await clock.sleep(for: .seconds(5))
             case .job(let job):
                 running.withLockedValue { $0.append(job.id) }
                 defer { running.withLockedValue { $0.removeAll { $0 == job.id } } }
@@ -173,12 +177,12 @@ public struct WorkerRuntime: Sendable {
     /// A job-take that a shutdown cancels only after `takeGrace` (the long poll would otherwise
     /// hold the shutdown for up to 90 s). A job it brings is then reported as preempted by `handle`.
     func take() async throws -> WorkerProtocolClient.TakeOutcome {
-        let take = Task { [client] in try await client.take() }
+        let (take, clock) = (Task { [client] in try await client.take() }, clock)
         return try await withTaskCancellationHandler {
             try await take.value
         } onCancel: {
             Task {
-                try? await Task.sleep(for: Self.takeGrace)
+                try? await clock.sleep(for: Self.takeGrace)
                 take.cancel()
             }
         }
@@ -218,7 +222,7 @@ public struct WorkerRuntime: Sendable {
                 return .failed(JobFailure("The worker failed: \(error)"))
             }
         }
-        let stopWatch = Task { [stopPollInterval] in
+        let stopWatch = Task { [stopPollInterval, clock] in
             while !Task.isCancelled {
                 do {
                     if try await client.jobsToStop().contains(job.id) {
@@ -234,7 +238,7 @@ public struct WorkerRuntime: Sendable {
                     work.cancel()
                     return
                 } catch {}
-                try? await Task.sleep(for: stopPollInterval)
+                try? await clock.sleep(for: stopPollInterval)
             }
         }
         let ending = await withTaskCancellationHandler {

@@ -40,8 +40,10 @@ import VaporTesting
         }
     }
 
-    static func withQueue(jobTakeWait: Duration = .milliseconds(300), _ test: (inout JobTests.Setup, Worker, BuiltInQueue) async throws -> Void) async throws {
-        try await withRunningStore(jobTakeWait: jobTakeWait) { store in
+    static func withQueue(
+        jobTakeWait: Duration = .milliseconds(300), waits: any Clock<Duration> = ContinuousClock(), _ test: (inout JobTests.Setup, Worker, BuiltInQueue) async throws -> Void
+    ) async throws {
+        try await withRunningStore(jobTakeWait: jobTakeWait, waits: waits) { store in
             var user = try await DatasetTests.User(store, email: "ann@example.com")
             let datasetID = try await user.createDataset()
             try await user.upload(datasetID, DatasetTests.pair)
@@ -75,6 +77,27 @@ import VaporTesting
             try await worker.done(runnerID, #"{"status": "IN_PROGRESS", "output": {"step": 99}}"#)
             shown = try await setup.job(id)
             #expect(shown["status"] as? String == "completed" && (shown["progress"] as? [String: Any])?["step"] as? Int == 100)
+        }
+    }
+
+    /// A job-take waits `jobTakeWait` of the server's clock: with nothing queued it answers 204
+    /// once that has passed, and a job queued meanwhile goes out at the next check. The clock is
+    /// advanced by hand: no real time passes.
+    @Test func aJobTakeWaitsOnTheServersClock() async throws {
+        let clock = ManualClock()
+        try await Self.withQueue(jobTakeWait: .seconds(20), waits: clock) { setup, worker, _ in
+            let empty = Task { try await worker.take()?.id }
+            for _ in 0..<20 {
+                await clock.waitUntilSleeping()
+                clock.advance(by: .seconds(1))
+            }
+            #expect(try await empty.value == nil)
+
+            let waiting = Task { try await worker.take()?.id }
+            await clock.waitUntilSleeping()
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            clock.advance(by: .seconds(1))
+            #expect(try await waiting.value == id.lowercased() + "-a1")
         }
     }
 

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Fluent
 import Foundation
 import NIOCore
@@ -36,7 +37,7 @@ import VaporTesting
         func tick() async throws { try await runner.tick(on: db) }
     }
 
-    static func withSetup(_ test: (inout Setup) async throws -> Void) async throws {
+    static func withSetup(waits: any Clock<Duration> = ContinuousClock(), _ test: (inout Setup) async throws -> Void) async throws {
         let fake = FakeRunPod()
         try await fake.start()
         do {
@@ -44,7 +45,7 @@ import VaporTesting
                 environment: [
                     "RUNPOD_ENDPOINT_ID": FakeRunPod.endpointID, "RUNPOD_API_KEY": FakeRunPod.apiKey, "RUNPOD_BASE_URL": fake.baseURL.absoluteString,
                     "GOMODEL_GPU_PRICE_PER_SECOND": "0.001",
-                ], publicURL: true
+                ], publicURL: true, waits: waits
             ) { store in
                 var user = try await DatasetTests.User(store, email: "ann@example.com")
                 let datasetID = try await user.createDataset()
@@ -138,6 +139,41 @@ import VaporTesting
             #expect(once.status == .ok && once.headers.contentType?.description.hasPrefix("text/event-stream") == true)
             let events = once.body.string.components(separatedBy: "\n\n").filter { !$0.isEmpty }
             #expect(events.count == 1 && events[0].hasPrefix("event: job\ndata: {"), "\(once.body.string)")
+        }
+    }
+
+    /// A stream whose job does not change says so every 15 s of the server's clock (a comment
+    /// line), so proxies keep it open, and it ends with the job. The clock is advanced by hand:
+    /// nothing here waits 15 real seconds.
+    @Test(.timeLimit(.minutes(1))) func anIdleEventStreamKeepsItsConnectionAliveAndEndsWithTheJob() async throws {
+        let clock = ManualClock()
+        try await Self.withSetup(waits: clock) { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            var request = HTTPClientRequest(url: setup.store.baseURL.absoluteString + "/api/jobs/\(id)/events")
+            request.headers.add(name: "Accept", value: "text/event-stream")
+            request.headers.add(name: "Cookie", value: "\(SessionCookie.name)=\(try #require(setup.user.client.sessionCookie))")
+            let response = try await setup.store.http.execute(request, timeout: .seconds(30))
+            var chunks = response.body.makeAsyncIterator()
+            var received = ""
+            while !received.contains("\n\n"), let chunk = try await chunks.next() { received += String(buffer: chunk) }
+            #expect(received.hasPrefix("event: job\ndata: {"), "\(received)")
+
+            func advance(seconds: Int) async throws {
+                for _ in 0..<seconds {
+                    await clock.waitUntilSleeping()
+                    clock.advance(by: .seconds(1))
+                }
+            }
+            try await advance(seconds: 15)
+            while !received.contains(": still here\n\n"), let chunk = try await chunks.next() { received += String(buffer: chunk) }
+            #expect(received.hasSuffix("\n\n: still here\n\n") && received.components(separatedBy: ": still here").count == 2, "\(received)")
+
+            // The job ends: its last state comes, and the stream with it.
+            setup.store.clock.advance(by: 16)  // the time of day moved on as well
+            #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel").status == .ok)
+            try await advance(seconds: 1)
+            while let chunk = try await chunks.next() { received += String(buffer: chunk) }
+            #expect(received.components(separatedBy: "event: job\n").count == 3 && received.contains(#""status":"cancelled""#), "\(received)")
         }
     }
 

@@ -200,6 +200,51 @@ import VaporTesting
         }
     }
 
+    /// The worker's waits run on its clock: the heartbeat pings at once and then every interval
+    /// while the worker waits for a job, and a shutdown gives the take in flight its grace and no
+    /// more. The clock is advanced by hand: nothing here waits 10 real seconds.
+    @Test(.timeLimit(.minutes(1))) func theHeartbeatAndTheShutdownGraceRunOnTheWorkersClock() async throws {
+        let clock = ManualClock()
+        let pings = NIOLockedValueBox(0)
+        let pinged = AsyncStream<Int>.makeStream()
+        let takeArrived = AsyncStream<Void>.makeStream()
+        let answerTakes = AsyncStream<Void>.makeStream()
+        try await withLoopbackServer({ app in
+            app.get("v2", "local", "job-take", ":worker") { _ async -> HTTPStatus in
+                takeArrived.continuation.yield()
+                for await _ in answerTakes.stream {}
+                return .noContent
+            }
+            app.get("v2", "local", "ping", ":worker") { _ -> HTTPStatus in
+                pinged.continuation.yield(
+                    pings.withLockedValue {
+                        $0 += 1
+                        return $0
+                    })
+                return .ok
+            }
+        }) { server in
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            let client = WorkerProtocolClient(endpoints: .builtInQueue(server: server, key: "key", workerID: "pod-1"), http: http)
+            let worker = Task { try await WorkerRuntime(client: client, handler: Scripted { _, _ in [:] }, clock: clock).run() }
+            var counts = pinged.stream.makeAsyncIterator()
+            #expect(await counts.next() == 1, "a ping at once")
+            for await _ in takeArrived.stream { break }
+            for expected in 2...3 {
+                await clock.waitUntilSleeping()  // the heartbeat's wait
+                clock.advance(by: client.endpoints.pingInterval)
+                #expect(await counts.next() == expected)
+            }
+
+            worker.cancel()  // SIGTERM while the take waits for a job
+            await clock.waitUntilSleeping(2)  // the heartbeat's wait and the take's grace
+            clock.advance(by: WorkerRuntime.takeGrace)
+            await #expect(throws: CancellationError.self) { try await worker.value }
+            answerTakes.continuation.finish()
+            try await http.shutdown()
+        }
+    }
+
     /// Built-in queue: a worker shut down mid-job reports what it saved; the job is queued again
     /// at once (not after its lease runs out) and does not count as a failed attempt.
     @Test func aWorkerShutDownMidJobHandsItBackForAnImmediateResume() async throws {

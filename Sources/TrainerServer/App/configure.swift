@@ -52,7 +52,8 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     let wakeup = Wakeup()
     let jobs = JobService(datasets: datasets, now: dependencies.now, created: { wakeup.signal() })
     JobController(
-        jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy, gpuPricePerSecond: configuration.gpuPricePerSecond
+        jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy,
+        gpuPricePerSecond: configuration.gpuPricePerSecond, clock: dependencies.clock
     ).register(signedIn: signedIn)
     RunPodWebhookController(jobs: jobs, now: dependencies.now).register(public: api)
     if let runPod = configuration.runPod {
@@ -63,17 +64,20 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         )
         app.storage[JobRunnerKey.self] = runner
         if dependencies.runsBackgroundServices {
-            app.lifecycle.use(BackgroundLoop(name: "job runner", wakeup: wakeup, drain: { await runner.calls.drain() }) { try await runner.tick(on: $0, waitForCalls: false) })
+            app.lifecycle.use(
+                BackgroundLoop(name: "job runner", wakeup: wakeup, clock: dependencies.clock, drain: { await runner.calls.drain() }) {
+                    try await runner.tick(on: $0, waitForCalls: false)
+                })
         }
     } else {
         let queue = BuiltInQueue(jobs: jobs, bucket: bucket.name, storeCredentials: builtInStore?.1, now: dependencies.now)
         app.storage[BuiltInQueueKey.self] = queue
         let waitingTakes = registry.makeGauge(
             descriptor: .init(namespace: "gomodel", metricName: "job_takes_waiting", helpText: "Workers of the built-in queue waiting in a job-take for a job."))
-        WorkerQueueController(queue: queue, workerKeys: workerKeys, longPoll: dependencies.jobTakeWait, waitingTakes: waitingTakes).register(app)
+        WorkerQueueController(queue: queue, workerKeys: workerKeys, longPoll: dependencies.jobTakeWait, clock: dependencies.clock, waitingTakes: waitingTakes).register(app)
         if dependencies.runsBackgroundServices {
             app.lifecycle.use(
-                BackgroundLoop(name: "built-in queue", wakeup: Wakeup()) {
+                BackgroundLoop(name: "built-in queue", wakeup: Wakeup(), clock: dependencies.clock) {
                     try await queue.reclaimLost(on: $0)
                     return false
                 })

@@ -14,6 +14,7 @@ struct JobController: Sendable {
     let publicURL: URL?
     let trustProxy: Bool
     let gpuPricePerSecond: Double?
+    let clock: any Clock<Duration>
 
     /// A short stable id for an artifact: the first 16 hex digits of its key's SHA-256.
     static func artifactID(_ key: String) -> String {
@@ -92,25 +93,29 @@ struct JobController: Sendable {
         let jobs = jobs
         let now = jobs.now
         let price = gpuPricePerSecond
+        let clock = clock
         let body = Response.Body(asyncStream: { writer in
             var lastSeen: Date?
-            var quietSince = Date()
-            let openedAt = Date()
+            // Seconds of the clock, counted in the loop's own steps.
+            var open = 0
+            var quiet = 0
             do {
-                while Date().timeIntervalSince(openedAt) < 1800 {
+                while open < 1800 {
                     let current = try await jobs.find(id, userID: userID, on: db)
                     if current.updatedAt != lastSeen {
                         lastSeen = current.updatedAt
                         let data = try JSON.encoder.encode(current.shape(now: now(), pricePerSecond: price))
                         try await writer.write(.buffer(ByteBuffer(string: "event: job\ndata: " + String(decoding: data, as: UTF8.self) + "\n\n")))
-                        quietSince = Date()
+                        quiet = 0
                         if current.status.isFinal || !follows { break }
-                    } else if Date().timeIntervalSince(quietSince) > 15 {
+                    } else if quiet >= 15 {
                         // Keeps proxies from closing an idle stream.
                         try await writer.write(.buffer(ByteBuffer(string: ": still here\n\n")))
-                        quietSince = Date()
+                        quiet = 0
                     }
-                    try await Task.sleep(for: .seconds(1))
+                    try await clock.sleep(for: .seconds(1))
+                    open += 1
+                    quiet += 1
                 }
                 try await writer.write(.end)
             } catch {

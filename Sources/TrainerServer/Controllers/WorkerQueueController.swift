@@ -15,6 +15,7 @@ struct WorkerQueueController: Sendable {
     let workerKeys: WorkerKeyService
     /// How long job-take waits for a job before answering 204 (RunPod's SDK gives up at 90 s).
     let longPoll: Duration
+    let clock: any Clock<Duration>
     /// Job-takes waiting for a job now: idle workers, for the operator (and for tests to sync on).
     let waitingTakes: Gauge
 
@@ -28,9 +29,9 @@ struct WorkerQueueController: Sendable {
 
     @Sendable func take(request: Request) async throws -> Response {
         let worker = try await authenticate(request)
-        let deadline = ContinuousClock.now + longPoll
         waitingTakes.increment()
         defer { waitingTakes.decrement() }
+        var waited: Duration = .zero
         while true {
             if let (id, input) = try await queue.take(worker: worker, on: request.db) {
                 let body = ByteBuffer(string: JSONValue.object([("id", .string(id)), ("input", input)]).rendered())
@@ -48,8 +49,10 @@ struct WorkerQueueController: Sendable {
                 }
                 return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(asyncStream: stream, count: body.readableBytes))
             }
-            guard ContinuousClock.now < deadline else { return Response(status: .noContent) }
-            try await Task.sleep(for: .seconds(1))
+            guard waited < longPoll else { return Response(status: .noContent) }
+            let step = min(.seconds(1), longPoll - waited)
+            try await clock.sleep(for: step)
+            waited += step
         }
     }
 

@@ -31,11 +31,16 @@ final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
     let round: @Sendable (any Database) async throws -> Bool
     /// Waits for work a round started and did not wait for, at shutdown.
     let drain: @Sendable () async -> Void
+    let clock: any Clock<Duration>
     private var task: Task<Void, Never>?
 
-    init(name: String, wakeup: Wakeup, drain: @escaping @Sendable () async -> Void = {}, round: @escaping @Sendable (any Database) async throws -> Bool) {
+    init(
+        name: String, wakeup: Wakeup, clock: any Clock<Duration>, drain: @escaping @Sendable () async -> Void = {},
+        round: @escaping @Sendable (any Database) async throws -> Bool
+    ) {
         self.name = name
         self.wakeup = wakeup
+        self.clock = clock
         self.drain = drain
         self.round = round
     }
@@ -44,6 +49,7 @@ final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
         let round = round
         let name = name
         let wakeup = wakeup
+        let clock = clock
         let logger = application.logger
         let db = application.db
         task = Task {
@@ -56,7 +62,7 @@ final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
                 }
                 var waited = 0
                 while !more, waited < 20, !wakeup.take(), !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(50))
+                    try? await clock.sleep(for: .milliseconds(50))
                     waited += 1
                 }
             }

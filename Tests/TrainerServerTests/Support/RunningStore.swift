@@ -30,12 +30,14 @@ struct RunningStore {
 /// configuration needs it before the server binds, so a free port is picked first, and picked
 /// again if another test took it meanwhile.
 func withRunningStore(
-    environment: [String: String] = [:], publicURL: Bool = false, jobTakeWait: Duration = .milliseconds(300), _ test: (RunningStore) async throws -> Void
+    environment: [String: String] = [:], publicURL: Bool = false, jobTakeWait: Duration = .milliseconds(300), waits: any Clock<Duration> = ContinuousClock(),
+    _ test: (RunningStore) async throws -> Void
 ) async throws {
     for attempt in 1...5 {
         var bound = false
         do {
-            try await withRunningStore(environment: environment, port: publicURL ? try freePort() : nil, jobTakeWait: jobTakeWait, bound: { bound = true }, test)
+            try await withRunningStore(
+                environment: environment, port: publicURL ? try freePort() : nil, jobTakeWait: jobTakeWait, waits: waits, bound: { bound = true }, test)
             return
         } catch let error as IOError where error.errnoCode == EADDRINUSE && !bound && attempt < 5 {
             continue
@@ -44,13 +46,14 @@ func withRunningStore(
 }
 
 private func withRunningStore(
-    environment: [String: String], port chosenPort: Int?, jobTakeWait: Duration, bound: () -> Void, _ test: (RunningStore) async throws -> Void
+    environment: [String: String], port chosenPort: Int?, jobTakeWait: Duration, waits: any Clock<Duration>, bound: () -> Void,
+    _ test: (RunningStore) async throws -> Void
 ) async throws {
     let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-store-\(UUID().uuidString)").path
     let clock = TestClock(Date())
     var environment = environment.merging(["GOMODEL_DATA_DIR": dataDirectory]) { _, new in new }
     if let chosenPort { environment["GOMODEL_PUBLIC_URL"] = "http://127.0.0.1:\(chosenPort)" }
-    try await withTestApp(environment: environment, clock: clock, jobTakeWait: jobTakeWait) { app in
+    try await withTestApp(environment: environment, clock: clock, jobTakeWait: jobTakeWait, waits: waits) { app in
         try await app.server.start(address: .hostname("127.0.0.1", port: chosenPort ?? 0))
         bound()
         let port = try #require(app.http.server.shared.localAddress?.port)

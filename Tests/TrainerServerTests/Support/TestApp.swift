@@ -31,6 +31,7 @@ func withTestApp(
     environment: [String: String] = [:],
     clock: TestClock = TestClock(),
     jobTakeWait: Duration = .milliseconds(300),
+    waits: any Clock<Duration> = ContinuousClock(),
     _ test: (Application) async throws -> Void
 ) async throws {
     let dataDirectory =
@@ -46,7 +47,8 @@ func withTestApp(
     do {
         let configuration = try Configuration(environment: environment)
         try configure(
-            app, configuration: configuration, dependencies: ServerDependencies(now: { clock.now }, bcryptCost: 4, runsBackgroundServices: false, jobTakeWait: jobTakeWait))
+            app, configuration: configuration,
+            dependencies: ServerDependencies(now: { clock.now }, clock: waits, bcryptCost: 4, runsBackgroundServices: false, jobTakeWait: jobTakeWait))
         try await app.autoMigrate()
         try await test(app)
     } catch {
