@@ -8,26 +8,42 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the web app, the API and the background services (migrates the database first).")
 
     @ArgumentParser.Option(help: "Address to listen on.") var host = "127.0.0.1"
-    @ArgumentParser.Option(help: "Port to listen on.") var port = 8080
+    @ArgumentParser.Option(help: "Port to listen on; 0 lets the system choose one (the log's \"gomodel serving\" line says which).") var port = 8080
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
         let configuration = try Startup.configuration(options: options)
         try await Startup.withApplication(configuration, arguments: ["gomodel", "serve", "--hostname", host, "--port", String(port)]) { app in
             try await app.autoMigrate()
-            // Where this server answers, for `gomodel storage credentials` (a wildcard address is
-            // reached through the loopback one).
-            let reachable = ["0.0.0.0", "::", "[::]"].contains(host) ? "127.0.0.1" : host
-            try? "http://\(reachable):\(port)\n".write(toFile: Storage.Credentials.addressFile(dataDirectory: configuration.dataDirectory), atomically: true, encoding: .utf8)
-            app.logger.notice(
-                "gomodel serving",
-                metadata: [
-                    "address": "http://\(host):\(port)",
-                    "database": "\(configuration.database.summary(dataDirectory: configuration.dataDirectory))",
-                    "signup": "\(configuration.signupPolicy.rawValue)",
-                ])
+            // Said once the server listens: only then is the port known when the system chose it.
+            let announcement = Task { [host] in
+                while !Task.isCancelled {
+                    if let bound = app.http.server.shared.localAddress?.port {
+                        Self.announce(app, configuration: configuration, host: host, port: bound)
+                        return
+                    }
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            defer { announcement.cancel() }
             try await app.execute()
         }
+    }
+}
+
+extension Serve {
+    /// Logs where the server answers, and records it for `gomodel storage credentials` (a
+    /// wildcard address is reached through the loopback one).
+    static func announce(_ app: Application, configuration: Configuration, host: String, port: Int) {
+        let reachable = ["0.0.0.0", "::", "[::]"].contains(host) ? "127.0.0.1" : host
+        try? "http://\(reachable):\(port)\n".write(toFile: Storage.Credentials.addressFile(dataDirectory: configuration.dataDirectory), atomically: true, encoding: .utf8)
+        app.logger.notice(
+            "gomodel serving",
+            metadata: [
+                "address": "http://\(host):\(port)",
+                "database": "\(configuration.database.summary(dataDirectory: configuration.dataDirectory))",
+                "signup": "\(configuration.signupPolicy.rawValue)",
+            ])
     }
 }
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 
-from support import check, free_port, gomodel_cli, push_pairs, sign_in, wait_ready
+from support import check, gomodel_cli, push_pairs, sign_in, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,14 +29,12 @@ def main():
     shutil.rmtree(OUTPUT, ignore_errors=True)
     os.makedirs(OUTPUT)
     with tempfile.TemporaryDirectory() as work:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
-        server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=env,
+        server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=env,
                                   stdout=open(os.path.join(OUTPUT, "serve.log"), "w"), stderr=subprocess.STDOUT)
         try:
-            wait_ready(base)
+            base = wait_serving(env["GOMODEL_DATA_DIR"])
             cli = gomodel_cli(GOMODEL, env)
             token = sign_in(cli, base, "schema@example.com")
             push_pairs(cli, work)

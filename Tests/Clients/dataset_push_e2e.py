@@ -6,7 +6,6 @@ Checks: login (file mode 0600), push with the validation report, objects really 
 (on rclone's disk), a second push that sends nothing, Ctrl-C mid-push and a resume that sends
 only the rest, list/show, rm (objects gone), and the errors a user sees.
 """
-import json
 import os
 import signal
 import socket
@@ -14,9 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-from support import check, free_port, png
+from support import check, free_port, png, wait_serving
 
 GOMODEL, RCLONE = os.path.abspath(sys.argv[1]), sys.argv[2]
 R2_KEY, R2_SECRET = "GMTESTACCESSKEY0001", "e2e-secret/with+specials"
@@ -38,18 +36,11 @@ def make_dataset(folder, samples, filler=2000):
 
 class Server:
     def __init__(self, work, extra_env):
-        self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
         self.env.update(extra_env, GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         self.log = open(os.path.join(work, "serve.log"), "w")
-        self.process = subprocess.Popen([GOMODEL, "serve", "--port", str(self.port)], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1)
-                return
-            except Exception:
-                time.sleep(0.2)
-        raise RuntimeError("gomodel serve did not start; see " + self.log.name)
+        self.process = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.base = wait_serving(self.env["GOMODEL_DATA_DIR"], seconds=30)
 
     def gomodel(self, *args, input=None):
         return subprocess.run([GOMODEL, *args], env=self.env, capture_output=True, text=True, input=input, timeout=300)
@@ -65,9 +56,9 @@ def scenario(name, work, extra_env, bucket_root):
     try:
         check(server.gomodel("users", "create", "--email", "e2e@example.com", "--password", "correct horse battery").returncode == 0, "users create")
         token = server.gomodel("tokens", "create", "--email", "e2e@example.com").stdout.strip()
-        bad = server.gomodel("login", "--server", f"http://127.0.0.1:{server.port}", "--token", "not-a-token")
+        bad = server.gomodel("login", "--server", server.base, "--token", "not-a-token")
         check(bad.returncode != 0 and "token" in bad.stderr.lower(), "login with a wrong token is refused: " + bad.stderr.strip().splitlines()[-1])
-        login = server.gomodel("login", "--server", f"http://127.0.0.1:{server.port}/", input=token + "\n")
+        login = server.gomodel("login", "--server", server.base + "/", input=token + "\n")
         check(login.returncode == 0 and "e2e@example.com" in login.stdout, "login reads the token from standard input")
         login_file = os.path.join(server.env["XDG_CONFIG_HOME"], "gomodel", "login.json")
         check(os.stat(login_file).st_mode & 0o777 == 0o600, "the login file is private (0600)")

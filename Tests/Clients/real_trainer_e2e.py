@@ -30,7 +30,7 @@ import urllib.request
 
 from PIL import Image
 
-from support import check, download_artifact, free_port, gomodel_cli, sign_in, wait_ready
+from support import check, download_artifact, gomodel_cli, sign_in, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,15 +72,13 @@ def main():
     subprocess.run([sys.executable, os.path.join(FIXTURES, "tiny_qwen_image_edit.py"), MODEL_DIR], check=True)
     print(f"  (tiny model ready in {time.time() - started:.1f} s)")
     with tempfile.TemporaryDirectory() as work:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"), HF_HUB_OFFLINE="1")
         log = open(os.path.join(work, "serve.log"), "w")
-        server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=dict(env, LOG_LEVEL="info"), stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(env, LOG_LEVEL="info"), stdout=log, stderr=subprocess.STDOUT)
         workers = []
         try:
-            wait_ready(base)
+            base = wait_serving(env["GOMODEL_DATA_DIR"])
 
             cli = gomodel_cli(GOMODEL, env)
 
@@ -101,7 +99,7 @@ def main():
                 open(os.path.join(folder, "target", stem + ".txt"), "w").write(f"paint the {stem}'s square red and move it")
             cli("datasets", "push", folder, "--name", "tiny")
             key = cli("workers", "create-key", "--name", "cpu").strip()
-            store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)))
+            store = json.loads(cli("storage", "credentials", "--json"))
 
             def start_worker(name):
                 worker_env = dict(env, R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],

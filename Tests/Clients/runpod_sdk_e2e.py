@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.request
 
-from support import check, free_port, gomodel_cli, push_pairs, sign_in, wait_ready
+from support import check, gomodel_cli, push_pairs, sign_in, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 
@@ -51,16 +51,14 @@ runpod.serverless.start({"handler": handler})
 
 def main():
     with tempfile.TemporaryDirectory() as work:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         serve_log = open(os.path.join(work, "serve.log"), "w")
-        server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=dict(env, LOG_LEVEL="info"), stdout=serve_log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(env, LOG_LEVEL="info"), stdout=serve_log, stderr=subprocess.STDOUT)
         sdk = None
         sdk_log_path = os.path.join(work, "sdk.log")
         try:
-            wait_ready(base)
+            base = wait_serving(env["GOMODEL_DATA_DIR"])
             cli = gomodel_cli(GOMODEL, env)
             token = sign_in(cli, base, "sdk@example.com")
             push_pairs(cli, work)

@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from support import check, free_port, gomodel_cli, push_pairs, sign_in, wait_ready
+from support import check, gomodel_cli, push_pairs, sign_in, wait_serving
 
 # Differences between runpod-python's worker and ours that are deliberate or harmless, by facet
 # (fnmatch patterns over the facet names printed in the table). Anything else that differs fails.
@@ -562,18 +562,16 @@ def compare(scenario, sdk, gm):
 def job_contracts(work, processes, steps_per_job):
     """Starts `gomodel serve` for its built-in store and queue, queues one job per entry of `steps_per_job` and takes each from the
     queue as a worker would: returns (the R2_* settings, [job inputs])."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
     env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
-    server = processes.start([GOMODEL, "serve", "--port", str(port)], dict(env, LOG_LEVEL="info"), "serve.log")
-    wait_ready(base)
+    server = processes.start([GOMODEL, "serve", "--port", "0"], dict(env, LOG_LEVEL="info"), "serve.log")
+    base = wait_serving(env["GOMODEL_DATA_DIR"])
 
     cli = gomodel_cli(GOMODEL, env, timeout=60)
     sign_in(cli, base, "wire@example.com")
     push_pairs(cli, work)
     key = cli("workers", "create-key", "--name", "wire").strip()
-    store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)))
+    store = json.loads(cli("storage", "credentials", "--json"))
     inputs = []
     for n, steps in enumerate(steps_per_job, 1):
         cli("train", "--dataset", "pairs", "--steps", str(steps), "--sample-pairs", "cat")

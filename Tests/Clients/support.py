@@ -28,6 +28,19 @@ def png(width, height, filler=2048):
     return b"\x89PNG\r\n\x1a\n" + chunk + os.urandom(filler)
 
 
+def wait_serving(data_dir, seconds=30):
+    """Waits until a `gomodel serve --port 0` with this data folder listens (it then records its
+    address there, with the port the system chose) and is ready; returns its base URL."""
+    deadline, path = time.time() + seconds, os.path.join(data_dir, "serve-address")
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise AssertionError(f"gomodel serve did not start listening in {seconds} s")
+        time.sleep(0.05)  # polling for the file
+    base = open(path).read().strip()
+    wait_ready(base, seconds)
+    return base
+
+
 def wait_ready(base, seconds=30):
     """Waits until a starting `gomodel serve` at `base` answers /readyz."""
     deadline = time.time() + seconds

@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.request
 
-from support import check, download_artifact, free_port, gomodel_cli, push_pairs, sign_in, wait_ready
+from support import check, download_artifact, gomodel_cli, push_pairs, sign_in, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,21 +28,19 @@ STAND_IN = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
 
 def main():
     with tempfile.TemporaryDirectory() as work:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         log = open(os.path.join(work, "serve.log"), "w")
-        server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=dict(env, LOG_LEVEL="info"), stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(env, LOG_LEVEL="info"), stdout=log, stderr=subprocess.STDOUT)
         workers = []
         try:
-            wait_ready(base)
+            base = wait_serving(env["GOMODEL_DATA_DIR"])
 
             cli = gomodel_cli(GOMODEL, env)
             token = sign_in(cli, base, "e2e@example.com")
             push_pairs(cli, work)
             key = cli("workers", "create-key", "--name", "e2e").strip()
-            store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)))
+            store = json.loads(cli("storage", "credentials", "--json"))
 
             def worker_environment(name, step_seconds, store_settings=True):
                 worker_env = dict(env, GOMODEL_TRAINER_COMMAND=f"python3 {STAND_IN}",

@@ -28,7 +28,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support import check, free_port, gomodel_cli, wait_ready
+from support import check, gomodel_cli, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -185,21 +185,19 @@ def main():
     started = time.time()
     shutil.rmtree(SHOTS, ignore_errors=True)
     with tempfile.TemporaryDirectory() as work:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"), GOMODEL_GPU_PRICE_PER_SECOND="0.0005")
-        server = subprocess.Popen([GOMODEL, "serve", "--port", str(port)], env=env,
+        server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=env,
                                   stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT)
         worker = None
         driver = None
         try:
-            wait_ready(base)
+            base = wait_serving(env["GOMODEL_DATA_DIR"])
 
             cli = gomodel_cli(GOMODEL, env, timeout=120)
 
             key = cli("workers", "create-key", "--name", "web-e2e").strip()
-            store = json.loads(cli("storage", "credentials", "--json", "--port", str(port)))
+            store = json.loads(cli("storage", "credentials", "--json"))
             worker_env = dict(env, R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],
                               R2_SECRET_ACCESS_KEY=store["secretAccessKey"], GOMODEL_TRAINER_COMMAND=f"python3 {STAND_IN}",
                               GOMODEL_WORKDIR=os.path.join(work, "worker"), STAND_IN_STEP_SECONDS="0.1")
