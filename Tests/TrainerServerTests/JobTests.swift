@@ -177,6 +177,34 @@ import VaporTesting
         }
     }
 
+    /// A job whose change lost to another is refreshed with every stored field, not a list of
+    /// them: a column added later cannot be left stale.
+    @Test func aRefreshedJobTakesEveryStoredField() async throws {
+        try await Self.withSetup { setup in
+            let text = try #require(try await setup.createJob()["id"] as? String)
+            let id = try #require(UUID(uuidString: text))
+            let stored = try #require(try await Job.find(id, on: setup.db))
+            let time = Date(timeIntervalSince1970: 1_800_000_123)
+            (stored.runnerStatus, stored.runPodJobID, stored.webhookDigest, stored.progressDigest) = ("IN_PROGRESS", "run-1", "w", "p")
+            (stored.progress, stored.artifacts, stored.error, stored.errorDetail) = ("{}", "[]", "an error", "its detail")
+            (stored.submittedAt, stored.startedAt, stored.finishedAt, stored.submitStartedAt, stored.leaseUntil, stored.nextPollAt) = (time, time, time, time, time, time)
+            (stored.leaseOwner, stored.cancelRequested, stored.attempt, stored.preemptions, stored.status) = ("worker:x/1", true, 3, 2, .running)
+            try await stored.save(on: setup.db)
+            let fresh = try #require(try await Job.find(id, on: setup.db))
+
+            let stale = Job()
+            try JobService.copy(fresh, into: stale)
+            #expect(try API.encoder.encode(stale) == API.encoder.encode(fresh))
+
+            // A RunPod id only the stale copy learned is kept: it is the only handle on a paid run.
+            fresh.runPodJobID = nil
+            let learned = Job()
+            learned.runPodJobID = "run-2"
+            try JobService.copy(fresh, into: learned)
+            #expect(learned.runPodJobID == "run-2" && learned.attempt == 3)
+        }
+    }
+
     @Test func badRequestsSayWhatIsWrong() async throws {
         try await Self.withSetup { setup in
             func post(_ body: String) async throws -> TestingHTTPResponse { try await setup.user.client.send(.POST, "/api/jobs", body: body) }

@@ -370,31 +370,16 @@ struct JobService: Sendable {
             if job.status.isFinal { try await releaseDataset(job.datasetID, on: db) }
             return true
         }
-        if !applied, let current = try await Job.find(job.id, on: db) { Self.copy(current, into: job) }
+        if !applied, let current = try await Job.find(job.id, on: db) { try Self.copy(current, into: job) }
         return applied
     }
 
-    /// Refreshes a loaded job with the stored one.
-    static func copy(_ source: Job, into job: Job) {
-        job.status = source.status
-        job.runnerStatus = source.runnerStatus
-        // A RunPod id this copy learned (from /run) is never dropped: it is the only handle on a paid run.
-        job.runPodJobID = source.runPodJobID ?? job.runPodJobID
-        job.progress = source.progress
-        job.artifacts = source.artifacts
-        job.error = source.error
-        job.errorDetail = source.errorDetail
-        job.submittedAt = source.submittedAt
-        job.startedAt = source.startedAt
-        job.finishedAt = source.finishedAt
-        job.updatedAt = source.updatedAt
-        job.leaseOwner = source.leaseOwner
-        job.leaseUntil = source.leaseUntil
-        job.nextPollAt = source.nextPollAt
-        job.attempt = source.attempt
-        job.preemptions = source.preemptions
-        job.progressDigest = source.progressDigest
-        job.cancelRequested = source.cancelRequested
+    /// Refreshes a loaded job with the stored one. A RunPod id this copy learned (from /run) is
+    /// never dropped: it is the only handle on a paid run.
+    static func copy(_ source: Job, into job: Job) throws {
+        let learned = job.runPodJobID
+        try job.takeStoredFields(of: source)
+        if job.runPodJobID == nil { job.runPodJobID = learned }
     }
 
     /// Moves the job to `status`, stamping the times; the caller saves it with the event.
