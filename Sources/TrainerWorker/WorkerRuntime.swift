@@ -178,13 +178,21 @@ public struct WorkerRuntime: Sendable {
     /// hold the shutdown for up to 90 s). A job it brings is then reported as preempted by `handle`.
     func take() async throws -> WorkerProtocolClient.TakeOutcome {
         let (take, clock) = (Task { [client] in try await client.take() }, clock)
-        return try await withTaskCancellationHandler {
-            try await take.value
-        } onCancel: {
-            Task {
-                try? await clock.sleep(for: Self.takeGrace)
-                take.cancel()
+        let grace = NIOLockedValueBox<Task<Void, Never>?>(nil)
+        defer { grace.withLockedValue { $0?.cancel() } }
+        do {
+            return try await withTaskCancellationHandler {
+                try await take.value
+            } onCancel: {
+                grace.withLockedValue {
+                    $0 = Task {
+                        guard (try? await clock.sleep(for: Self.takeGrace)) != nil else { return }
+                        take.cancel()
+                    }
+                }
             }
+        } catch  where Task.isCancelled {
+            throw CancellationError()  // the grace ran out: a shutdown, not a failed take
         }
     }
 

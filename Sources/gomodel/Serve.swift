@@ -16,9 +16,10 @@ struct Serve: AsyncParsableCommand {
         try await Startup.withApplication(configuration, arguments: ["gomodel", "serve", "--hostname", host, "--port", String(port)]) { app in
             try await app.autoMigrate()
             // Said once the server listens: only then is the port known when the system chose it.
+            let server = app.http.server.shared  // the one `execute` starts, made here before it runs
             let announcement = Task { [host] in
                 while !Task.isCancelled {
-                    if let bound = app.http.server.shared.localAddress?.port {
+                    if let bound = server.localAddress?.port {
                         Self.announce(app, configuration: configuration, host: host, port: bound)
                         return
                     }

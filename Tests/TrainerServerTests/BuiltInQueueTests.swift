@@ -83,7 +83,7 @@ import VaporTesting
     /// A job-take waits `jobTakeWait` of the server's clock: with nothing queued it answers 204
     /// once that has passed, and a job queued meanwhile goes out at the next check. The clock is
     /// advanced by hand: no real time passes.
-    @Test func aJobTakeWaitsOnTheServersClock() async throws {
+    @Test(.timeLimit(.minutes(1))) func aJobTakeWaitsOnTheServersClock() async throws {
         let clock = ManualClock()
         try await Self.withQueue(jobTakeWait: .seconds(20), waits: clock) { setup, worker, _ in
             let empty = Task { try await worker.take()?.id }
@@ -129,6 +129,24 @@ import VaporTesting
             #expect(shown["status"] as? String == "queued" && shown["attempt"] as? Int == 1 && shown["startedAt"] == nil, "\(shown)")
             let (runnerID, _) = try #require(try await worker.take())
             #expect(runnerID == id.lowercased() + "-a1")
+        }
+    }
+
+    /// A cancel asked for between a take and its failed answer ends the job: no worker holds it
+    /// to be told, and the queue does not hand out cancelled jobs.
+    @Test func aJobHandedBackAfterACancelRequestEndsCancelled() async throws {
+        try await Self.withQueue { setup, worker, queue in
+            let id = try #require(try await setup.createJob()["id"] as? String)
+            let (runnerID, _) = try #require(try await worker.take())
+            #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel").status == .ok)
+            #expect(try await setup.job(id)["status"] as? String == "running", "the cancel waits for the worker")
+            let clock = setup.store.clock
+            let taker = try await WorkerKeyService(now: { clock.now }).authenticate(secret: worker.key, workerID: worker.name, on: setup.db)
+            try await queue.handBack(runnerID: runnerID, worker: taker, on: setup.db)
+            let shown = try await setup.job(id)
+            let said = (shown["events"] as? [[String: Any]] ?? []).compactMap { $0["message"] as? String }
+            #expect(shown["status"] as? String == "cancelled" && said.last == "Worker gpu-box/pod-1 was gone before the job reached it; cancelled, as asked.", "\(said)")
+            #expect(try await setup.user.client.send(.DELETE, "/api/datasets/\(setup.datasetID)").status == .noContent, "its dataset is free again")
         }
     }
 

@@ -26,7 +26,7 @@ struct SystemController: Sendable {
 
     @Sendable func ready(request: Request) async throws -> Response {
         do {
-            try await request.db.sql().raw("SELECT 1").run()
+            try await request.db.ping()
             return try JSON.response(Status(status: "ready"))
         } catch {
             request.logger.warning("database not reachable", metadata: ["error": "\(String(reflecting: error))"])

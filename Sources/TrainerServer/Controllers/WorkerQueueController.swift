@@ -35,17 +35,21 @@ struct WorkerQueueController: Sendable {
         while true {
             if let (id, input) = try await queue.take(worker: worker, on: request.db) {
                 let body = ByteBuffer(string: JSONValue.object([("id", .string(id)), ("input", input)]).rendered())
-                let (queue, db) = (queue, request.db)
+                let (queue, db, logger) = (queue, request.db, request.logger)
                 // A worker killed while it waited has closed its connection, and the write fails:
                 // the job goes back to the queue at once instead of waiting for a first ping.
                 let stream: @Sendable (any AsyncBodyStreamWriter) async throws -> Void = { writer in
                     do {
                         try await writer.write(.buffer(body))
-                        try await writer.write(.end)
                     } catch {
-                        try? await queue.handBack(runnerID: id, worker: worker, on: db)
+                        do {
+                            try await queue.handBack(runnerID: id, worker: worker, on: db)
+                        } catch let failure {
+                            logger.warning("a job whose take could not be answered was not handed back; its lease ends it", metadata: ["job": "\(id)", "error": "\(failure)"])
+                        }
                         throw error
                     }
+                    try await writer.write(.end)
                 }
                 return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(asyncStream: stream, count: body.readableBytes))
             }

@@ -9,6 +9,11 @@ extension Database {
         guard let sql = self as? any SQLDatabase else { throw SQLRequired() }
         return sql
     }
+
+    /// Throws when the database does not answer (readiness).
+    func ping() async throws {
+        try await sql().raw("SELECT 1").run()
+    }
 }
 
 struct SQLRequired: Error, CustomStringConvertible {

@@ -69,13 +69,20 @@ struct BuiltInQueue: Sendable {
 
     /// The answer to a take could not reach its worker (its connection was closed): the job goes
     /// back to the queue as the same attempt, since nobody started it.
+    /// A cancel asked for meanwhile ends it instead (nothing else would: no worker holds it).
     func handBack(runnerID: String, worker: WorkerKeyService.Worker, on db: any Database) async throws {
         guard let job = try await held(runnerID, by: worker, on: db), job.status == .running else { return }
         let time = now()
-        let event = jobs.transition(job, to: .queued, at: time, message: "Worker \(worker.label) was gone before the job reached it; back in the queue.")
-        job.runnerStatus = nil
-        job.runPodJobID = nil
-        job.startedAt = nil
+        // The take stamped the start only when no earlier attempt had (both at its own time).
+        let stampedByTheTake = job.startedAt == job.updatedAt
+        let gone = "Worker \(worker.label) was gone before the job reached it"
+        let event =
+            job.cancelRequested
+            ? jobs.transition(job, to: .cancelled, at: time, message: "\(gone); cancelled, as asked.")
+            : jobs.transition(job, to: .queued, at: time, message: "\(gone); back in the queue.")
+        job.runnerStatus = job.status == .cancelled ? RunPodStatus.cancelled.rawValue : nil
+        job.runPodJobID = job.status == .cancelled ? job.runPodJobID : nil
+        if stampedByTheTake { job.startedAt = nil }
         job.leaseOwner = nil
         job.leaseUntil = nil
         try await jobs.commit(job, from: .running, events: [event], condition: "runpod_job_id = \(bind: runnerID) AND lease_owner = \(bind: worker.leaseOwner)", on: db)

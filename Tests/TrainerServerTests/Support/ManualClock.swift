@@ -22,7 +22,7 @@ final class ManualClock: Clock, Sendable {
         var now = Instant(offset: .zero)
         var sleepers: [Sleeper] = []
         /// Tests waiting until this many wait on the clock.
-        var watchers: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var watchers: [(id: UUID, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
 
         mutating func dueWatchers() -> [CheckedContinuation<Void, Never>] {
             let count = sleepers.count
@@ -39,16 +39,25 @@ final class ManualClock: Clock, Sendable {
     /// How many are waiting on the clock now.
     var sleeping: Int { state.withLockedValue { $0.sleepers.count } }
 
-    /// Returns once `count` waits are under way: a test advances the clock when the waits it
-    /// means have begun.
+    /// Returns once `count` waits are under way (or the caller is cancelled): a test advances
+    /// the clock when the waits it means have begun.
     func waitUntilSleeping(_ count: Int = 1) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLockedValue { state -> Bool in
-                if state.sleepers.count >= count { return true }
-                state.watchers.append((count, continuation))
-                return false
+        let id = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = state.withLockedValue { state -> Bool in
+                    if state.sleepers.count >= count || Task.isCancelled { return true }
+                    state.watchers.append((id, count, continuation))
+                    return false
+                }
+                if ready { continuation.resume() }
             }
-            if ready { continuation.resume() }
+        } onCancel: {
+            let cancelled = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                guard let index = state.watchers.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.watchers.remove(at: index).continuation
+            }
+            cancelled?.resume()
         }
     }
 
