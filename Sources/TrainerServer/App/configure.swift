@@ -97,7 +97,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         .register(web.grouped(AuthenticationMiddleware(accounts: accounts, cookie: cookie)))
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)
-    SystemController(registry: registry, openAPIDocument: try JSON.encoder.encode(document)).register(app)
+    SystemController(registry: registry, openAPIDocument: try API.encoder.encode(document)).register(app)
 }
 
 /// Every documented operation and schema, gathered from the controllers that own them.

@@ -71,8 +71,7 @@ struct JobController: Sendable {
     /// A redirect to a presigned GET of the artifact, valid 15 minutes, saved under its file name.
     @Sendable func artifact(request: Request) async throws -> Response {
         let job = try await find(request)
-        let artifacts = job.artifacts.flatMap { try? JSONDecoder().decode([JobArtifact].self, from: Data($0.utf8)) } ?? []
-        guard let wanted = request.parameters.get("artifactId"), let artifact = artifacts.first(where: { Self.artifactID($0.key) == wanted }) else {
+        guard let wanted = request.parameters.get("artifactId"), let artifact = job.storedArtifacts.first(where: { Self.artifactID($0.key) == wanted }) else {
             throw APIError.notFound("The job has no such artifact; GET /api/jobs/{id} lists them.")
         }
         let name = String(artifact.key.split(separator: "/").last ?? "artifact")
@@ -104,7 +103,7 @@ struct JobController: Sendable {
                     let current = try await jobs.find(id, userID: userID, on: db)
                     if current.updatedAt != lastSeen {
                         lastSeen = current.updatedAt
-                        let data = try JSON.encoder.encode(current.shape(now: now(), pricePerSecond: price))
+                        let data = try API.encoder.encode(current.shape(now: now(), pricePerSecond: price))
                         try await writer.write(.buffer(ByteBuffer(string: "event: job\ndata: " + String(decoding: data, as: UTF8.self) + "\n\n")))
                         quiet = 0
                         if current.status.isFinal || !follows { break }

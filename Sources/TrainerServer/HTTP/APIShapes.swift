@@ -50,7 +50,7 @@ extension Job {
         return API.Job(
             id: id!, datasetId: datasetID, preset: preset, params: try? JSONDecoder().decode(JSONValue.self, from: Data(parameters.utf8)),
             status: status.rawValue, runnerStatus: runnerStatus, attempt: attempt, progress: latestProgress, runpodJobId: runPodJobID,
-            artifacts: (artifacts.flatMap { try? JSONDecoder().decode([JobArtifact].self, from: Data($0.utf8)) } ?? []).map {
+            artifacts: storedArtifacts.map {
                 API.Job.Artifact(id: JobController.artifactID($0.key), kind: $0.kind.rawValue, key: $0.key, bytes: $0.bytes, step: $0.step, sha256: $0.sha256)
             },
             error: error, errorDetail: errorDetail, cancelRequested: cancelRequested, createdAt: createdAt, submittedAt: submittedAt,

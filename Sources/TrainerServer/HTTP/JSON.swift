@@ -5,13 +5,10 @@ import Vapor
 
 /// Answers and request bodies in the API's one JSON format (`API.encoder`, `API.decoder`).
 enum JSON {
-    static let encoder = API.encoder
-    static let decoder = API.decoder
-
     static func response(_ value: some Encodable, status: HTTPResponseStatus = .ok, headers: HTTPHeaders = [:]) throws -> Response {
         var headers = headers
         headers.contentType = .json
-        return Response(status: status, headers: headers, body: .init(data: try encoder.encode(value)))
+        return Response(status: status, headers: headers, body: .init(data: try API.encoder.encode(value)))
     }
 }
 
@@ -29,7 +26,7 @@ extension Request {
             throw APIError.badRequest("invalid_json", "The request body is empty; send a JSON object.")
         }
         do {
-            return try JSON.decoder.decode(T.self, from: body)
+            return try API.decoder.decode(T.self, from: body)
         } catch let error as DecodingError {
             throw APIError.badRequest("invalid_json", Self.explain(error))
         }

@@ -79,4 +79,9 @@ extension Job {
     var latestProgress: JobProgress? {
         progress.flatMap { try? JSONDecoder().decode(JobProgress.self, from: Data($0.utf8)) }
     }
+
+    /// The stored artifacts, decoded (empty when none were reported yet).
+    var storedArtifacts: [JobArtifact] {
+        artifacts.flatMap { try? JSONDecoder().decode([JobArtifact].self, from: Data($0.utf8)) } ?? []
+    }
 }
