@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation.git", exact: "0.9.20"),
     ],
     targets: [
         // Contracts and domain rules: Foundation only, no I/O.
@@ -69,6 +70,7 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Leaf", package: "leaf"),
                 .product(name: "LeafKit", package: "leaf-kit"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             // The web app's Leaf templates and static assets, found through Bundle.module at run time.
             resources: [.copy("Web")],
@@ -86,6 +88,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            // The captioner the worker runs beside ai-toolkit (caption jobs), found through Bundle.module.
+            resources: [.copy("Captioner/caption.py")],
             swiftSettings: upcoming
         ),
         // The API client of the CLI (login, dataset push…): no Vapor, so scripts and the worker could use it.
@@ -143,6 +147,7 @@ let package = Package(
                 "TrainerWorker",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "VaporTesting", package: "vapor"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             swiftSettings: upcoming
         ),

@@ -45,8 +45,9 @@ public struct ServerAPI: Sendable {
         try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/uploads/complete", body: API.CompleteRequest(paths: paths))
     }
 
-    public func createJob(datasetID: UUID, parameters: API.JobParameters) async throws -> API.Job {
-        try await call(.POST, "api/jobs", body: API.JobCreate(datasetId: datasetID, preset: QwenImageEdit2509.presetID, params: parameters))
+    /// `preset` nil: the server's default.
+    public func createJob(datasetID: UUID, preset: String?, parameters: API.JobParameters) async throws -> API.Job {
+        try await call(.POST, "api/jobs", body: API.JobCreate(datasetId: datasetID, preset: preset, params: parameters))
     }
 
     public func jobs() async throws -> [API.Job] {

@@ -144,7 +144,7 @@ struct Datasets: AsyncParsableCommand {
                 print("\(found.name) (\(found.id.uuidString.lowercased()))")
                 print(
                     "\(found.sampleCount) samples, \(found.fileCount) files, \(ProgressLine.bytes(found.totalBytes))"
-                        + (found.controlsPerSample.map { ", \($0) control image(s) per sample" } ?? ""))
+                        + (found.controlsPerSample.map { ", up to \($0) control image(s) per sample" } ?? ""))
                 if let caption = found.defaultCaption { print("Default caption: \(caption)") }
                 printValidation(found)
             }
@@ -183,7 +183,7 @@ private func printValidation(_ dataset: API.Dataset) {
     let warnings = validation.findings.filter { $0.severity == "warning" }
     if validation.sound && validation.samples > 0 {
         print(
-            "Ready to train: \(validation.samples) samples" + (validation.controlsPerSample.map { ", \($0) control image(s) each" } ?? "")
+            "Ready to train: \(validation.samples) samples" + (validation.controlSummary.map { " (\($0))" } ?? "")
                 + (warnings.isEmpty ? "." : ", \(warnings.count) warning(s):"))
     } else {
         print("Not ready to train: \(errors.count) problem(s) to fix" + (warnings.isEmpty ? ":" : " and \(warnings.count) warning(s):"))

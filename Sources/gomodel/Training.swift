@@ -9,11 +9,16 @@ import TrainerCore
 
 struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a Qwen-Image-Edit-2509 LoRA on a dataset (after `gomodel login`).",
+        abstract: "Train a Qwen-Image-Edit LoRA on a dataset (after `gomodel login`).",
         discussion: "Unset options take the preset's defaults: 3000 steps, learning rate 0.0001, rank 16, the 32gb profile."
     )
 
     @ArgumentParser.Option(help: "The dataset's id or name.") var dataset: String
+    @ArgumentParser.Option(
+        help: ArgumentHelp(
+            "The model: \(QwenImageEdit.presets.map(\.id).joined(separator: " or ")) (default \(QwenImageEdit.defaultPreset.id)).",
+            discussion: "The server's own list: GET /api/presets."))
+    var preset: String?
     @ArgumentParser.Option(help: "Training steps (500–4000 suit most edit LoRAs).") var steps: Int?
     @ArgumentParser.Option(help: "Learning rate.") var lr: Double?
     @ArgumentParser.Option(help: "LoRA rank.") var rank: Int?
@@ -32,7 +37,7 @@ struct Train: AsyncParsableCommand {
             parameters.profile = profile
             parameters.triggerWord = triggerWord
             parameters.samplePairs = samplePairs.isEmpty ? nil : samplePairs
-            let job = try await api.createJob(datasetID: found.id, parameters: parameters)
+            let job = try await api.createJob(datasetID: found.id, preset: preset, parameters: parameters)
             // Unbuffered, like the live lines that follow.
             FileHandle.standardOutput.write(Data("Queued job \(job.id.uuidString.lowercased()) on '\(found.name)'.\n".utf8))
             if watch {

@@ -153,17 +153,29 @@ import TrainerCore
         #expect(report.controlsPerSample == 1)
     }
 
-    @Test func everySampleNeedsEveryControlAndACaption() {
-        let files = pair("a") + [file("control_2/a.png"), file("control/b.png"), file("target/b.png")]
+    @Test func samplesMayHoldOneToThreeControlsNumberedWithoutGaps() {
+        // a: 2 controls, b: 1, c: 3 — a mix ai-toolkit trains (each sample finds its own).
+        let mixed = pair("a") + [file("control_2/a.png")] + pair("b") + pair("c") + [file("control_2/c.png"), file("control_3/c.png")]
+        let report = DatasetValidation.validate(mixed, defaultCaption: nil)
+        #expect(report.findings.isEmpty && report.isSound)
+        #expect(report.controlMix == [1: 1, 2: 1, 3: 1])
+        #expect(report.controlsPerSample == 3)
+        #expect(API.Validation(report).controlSummary == "1 sample with 1 control image, 1 with 2 control images, 1 with 3 control images")
+    }
+
+    @Test func aSampleNeedsItsControlsFromOneAndACaption() {
+        // b has control 2 without control 1 (a gap would renumber its pictures); d has none.
+        let files = pair("a") + [file("control_2/b.png"), file("target/b.png"), file("target/d.png"), file("target/d.txt")]
         let report = DatasetValidation.validate(files, defaultCaption: nil)
-        #expect(codes(report) == ["missing_caption", "missing_control"])
-        let missing = report.findings.first { $0.code == "missing_control" }!
-        #expect(missing.file == "target/b.png")
-        #expect(missing.message.contains("control_2/b"))
-        #expect(report.controlsPerSample == nil)
+        #expect(codes(report) == ["missing_caption", "missing_control", "missing_control"])
+        let missing = report.findings.filter { $0.code == "missing_control" }
+        #expect(missing.map(\.file) == ["target/b.png", "target/d.png"])
+        #expect(missing[0].message.contains("control_1/b") && missing[0].message.contains("without gaps"))
+        #expect(missing[1].message.contains("has no control image"))
+        #expect(report.controlsPerSample == nil && report.controlMix.isEmpty)
         #expect(!report.isSound)
         // A default caption stands in for missing captions.
-        #expect(codes(DatasetValidation.validate(files, defaultCaption: "make it blue")) == ["missing_control"])
+        #expect(codes(DatasetValidation.validate(files, defaultCaption: "make it blue")) == ["missing_control", "missing_control"])
     }
 
     @Test func orphansAndDuplicatesAreReported() {
@@ -193,5 +205,49 @@ import TrainerCore
         let files = pair("a") + pair("b") + pair("c")
         let report = DatasetValidation.validate(files, defaultCaption: nil, limits: .init(maximumSamples: 2, maximumBytes: 5000))
         #expect(codes(report) == ["too_many_bytes", "too_many_samples"])
+    }
+}
+
+@Suite struct ZipImportTests {
+    func entry(_ path: String, _ kind: ZipImport.Entry.Kind = .file, compressed: UInt64 = 900, size: UInt64 = 1000) -> ZipImport.Entry {
+        ZipImport.Entry(path: path, kind: kind, compressedSize: compressed, uncompressedSize: size)
+    }
+
+    func code(_ entries: [ZipImport.Entry], room: Int64 = 1 << 30) -> String? {
+        if case .failure(let refusal) = ZipImport.plan(entries, room: room) { return refusal.code.rawValue }
+        return nil
+    }
+
+    @Test func aZipBecomesPlacedFilesWithoutItsLitter() throws {
+        let plan = try ZipImport.plan(
+            [entry("set/", .directory), entry("set/cat_start.png"), entry("set/cat_end.png"), entry("set/cat.txt"), entry("__MACOSX/set/._cat_end.png"), entry("set/.DS_Store")],
+            room: 1 << 30
+        ).get()
+        #expect(plan.files.map(\.placement.relativeKey) == ["control_1/cat.png", "target/cat.png", "target/cat.txt"])
+        #expect(plan.ignored == 3 && plan.bytes == 3000)
+    }
+
+    @Test func everyRefusalHasItsCode() {
+        let pair = [entry("control/a.png"), entry("target/a.png")]
+        #expect(code(pair + [entry("../evil.png")]) == "path_traversal")
+        #expect(code(pair + [entry("/etc/evil.png")]) == "path_traversal")
+        #expect(code(pair + [entry("control\\..\\..\\evil.png")]) == "path_traversal")
+        #expect(code(pair + [entry("target/b.png", .symlink)]) == "symlink")
+        #expect(code(pair + [entry("target/a.PNG")]) == "duplicate_name")
+        #expect(code(pair + [entry("target/a.jpg")]) == "duplicate_name")
+        #expect(code(pair + [entry("target/setup.exe")]) == "not_an_image")
+        #expect(code(pair + [entry("loose.png")]) == "layout")
+        // 2 GiB of zeros in 2 MB: over the ratio; a small caption of spaces may compress any amount.
+        #expect(code(pair + [entry("target/b.png", compressed: 2_000_000, size: 2 << 30)]) == "zip_bomb")
+        #expect(code(pair + [entry("target/a.txt", compressed: 10, size: 4000)]) == nil)
+        #expect(code(pair, room: 1500) == "zip_bomb")
+        #expect(code([entry("readme/", .directory), entry(".DS_Store")]) == "empty")
+        #expect(code(Array(repeating: entry("x/"), count: 20_001)) == "zip_bomb")
+    }
+
+    @Test func bytesPastTheDeclaredSizeStopTheUnpacking() throws {
+        let file = try ZipImport.plan([entry("control/a.png")], room: 1 << 30).get().files[0]
+        #expect(ZipImport.checkUnpacked(1000, of: file) == nil)
+        #expect(ZipImport.checkUnpacked(1001, of: file)?.code == .zipBomb)
     }
 }

@@ -7,9 +7,9 @@ import TrainerCore
 @Suite struct JobConfigTests {
     static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
 
-    static func job(_ parameters: QwenImageEdit2509.Parameters, controls: Int = 2) -> QwenImageEdit2509.Job {
-        QwenImageEdit2509.Job(
-            id: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012", datasetID: "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9",
+    static func job(_ parameters: QwenImageEdit.Parameters, preset: QwenImageEdit.Preset = QwenImageEdit.defaultPreset, controls: Int = 2) -> QwenImageEdit.Job {
+        QwenImageEdit.Job(
+            id: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012", datasetID: "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9", preset: preset,
             controlsPerSample: controls, defaultCaption: "make it look like a watercolour",
             samples: [
                 .init(stem: "cat", caption: "put [trigger] on the cat\nkeep the background", controls: ["control_1/cat.png", "control_2/cat.jpg"]),
@@ -20,12 +20,12 @@ import TrainerCore
         )
     }
 
-    @Test(arguments: QwenImageEdit2509.Profile.allCases)
-    func eachProfileMatchesItsGoldenFile(profile: QwenImageEdit2509.Profile) throws {
-        var parameters = QwenImageEdit2509.Parameters()
+    @Test(arguments: QwenImageEdit.Profile.allCases)
+    func eachProfileMatchesItsGoldenFile(profile: QwenImageEdit.Profile) throws {
+        var parameters = QwenImageEdit.Parameters()
         parameters.profile = profile
         parameters.triggerWord = "wtrclr"
-        let rendered = try QwenImageEdit2509.buildJobConfig(Self.job(parameters)).rendered()
+        let rendered = try QwenImageEdit.buildJobConfig(Self.job(parameters)).rendered()
         let file = Self.golden.appendingPathComponent("qwen-image-edit-2509-\(profile.rawValue).json")
         if ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1" {
             try rendered.write(to: file, atomically: true, encoding: .utf8)
@@ -38,11 +38,67 @@ import TrainerCore
         #expect(rendered.components(separatedBy: "[name]").count == 2, "only meta.name may hold [name]")
     }
 
+    /// Every key ai-toolkit's own UI sets when 'Qwen-Image-Edit-2511' is picked
+    /// (ui/src/app/jobs/new/options.tsx at the pinned commit 27a03a91: `qwen_image_edit_plus:2511`,
+    /// its defaults when selected, and its "3 bit with ARA" adapter), against the 32 GB config.
+    @Test func the2511ConfigIsWhatAIToolkitsUIWritesForThatModel() throws {
+        let preset = try #require(QwenImageEdit.preset("qwen-image-edit-2511"))
+        let config = try QwenImageEdit.buildJobConfig(Self.job(QwenImageEdit.Parameters(), preset: preset))
+        guard case .array(let processes)? = config["config"]?["process"], let process = processes.first else {
+            Issue.record("unexpected shape")
+            return
+        }
+        let ui: [(String, JSONValue?, JSONValue)] = [
+            ("model.name_or_path", process["model"]?["name_or_path"], "Qwen/Qwen-Image-Edit-2511"),
+            ("model.arch", process["model"]?["arch"], "qwen_image_edit_plus:2511"),
+            ("model.quantize", process["model"]?["quantize"], true),
+            ("model.quantize_te", process["model"]?["quantize_te"], true),
+            ("model.low_vram", process["model"]?["low_vram"], true),
+            ("model.qtype", process["model"]?["qtype"], "uint3|ostris/accuracy_recovery_adapters/qwen_image_edit_2511_torchao_uint3.safetensors"),
+            ("model.qtype_te", process["model"]?["qtype_te"], "qfloat8"),
+            ("model.model_kwargs", process["model"]?["model_kwargs"], ["match_target_res": false]),
+            ("train.unload_text_encoder", process["train"]?["unload_text_encoder"], false),
+            ("train.noise_scheduler", process["train"]?["noise_scheduler"], "flowmatch"),
+            ("train.timestep_type", process["train"]?["timestep_type"], "weighted"),
+            ("sample.sampler", process["sample"]?["sampler"], "flowmatch"),
+        ]
+        for (key, ours, theirs) in ui {
+            #expect(ours == theirs, "\(key): ours \(String(describing: ours)), ai-toolkit's UI \(theirs)")
+        }
+        #expect(config["meta"]?["preset"] == "qwen-image-edit-2511")
+    }
+
+    /// 2509 and 2511 share everything but the model's name, arch tag, adapter and the preset's id,
+    /// for every profile; 2509's configs are the golden files above, unchanged.
+    @Test(arguments: QwenImageEdit.Profile.allCases)
+    func thePresetsDifferOnlyInTheirModel(profile: QwenImageEdit.Profile) throws {
+        var parameters = QwenImageEdit.Parameters()
+        parameters.profile = profile
+        let configs = try QwenImageEdit.presets.map { try QwenImageEdit.buildJobConfig(Self.job(parameters, preset: $0)) }
+        var differing: [String] = []
+        func compare(_ a: JSONValue?, _ b: JSONValue?, _ path: String) {
+            switch (a, b) {
+            case (.object(let x)?, .object(let y)?) where x.map(\.0) == y.map(\.0):
+                for ((key, left), (_, right)) in zip(x, y) { compare(left, right, path.isEmpty ? key : "\(path).\(key)") }
+            case (.array(let x)?, .array(let y)?) where x.count == y.count:
+                for (index, (left, right)) in zip(x, y).enumerated() { compare(left, right, "\(path)[\(index)]") }
+            default:
+                if a != b { differing.append(path) }
+            }
+        }
+        compare(configs[0], configs[1], "")
+        let quantised = profile != .gb80 && QwenImageEdit.defaultPreset.transformerQuantization[profile]!.hasPrefix("uint3")
+        #expect(
+            differing
+                == ["config.process[0].model.name_or_path", "config.process[0].model.arch"] + (quantised ? ["config.process[0].model.qtype"] : []) + ["meta.preset"])
+        #expect(QwenImageEdit.presets.map(\.id) == ["qwen-image-edit-2509", "qwen-image-edit-2511"] && QwenImageEdit.defaultPreset.id == "qwen-image-edit-2509")
+    }
+
     @Test func theProfilesDifferOnlyInQuantisation() throws {
-        func model(_ profile: QwenImageEdit2509.Profile) throws -> JSONValue? {
-            var parameters = QwenImageEdit2509.Parameters()
+        func model(_ profile: QwenImageEdit.Profile) throws -> JSONValue? {
+            var parameters = QwenImageEdit.Parameters()
             parameters.profile = profile
-            let config = try QwenImageEdit2509.buildJobConfig(Self.job(parameters))
+            let config = try QwenImageEdit.buildJobConfig(Self.job(parameters))
             guard case .array(let processes)? = config["config"]?["process"] else { return nil }
             return processes.first?["model"]
         }
@@ -52,9 +108,9 @@ import TrainerCore
     }
 
     @Test func controlFoldersFollowTheDatasetAndSamplesThePicks() throws {
-        var parameters = QwenImageEdit2509.Parameters()
+        var parameters = QwenImageEdit.Parameters()
         parameters.samplePairs = ["owl"]
-        let config = try QwenImageEdit2509.buildJobConfig(Self.job(parameters, controls: 1))
+        let config = try QwenImageEdit.buildJobConfig(Self.job(parameters, controls: 1))
         guard case .array(let processes)? = config["config"]?["process"], let process = processes.first,
             case .array(let datasets)? = process["datasets"], case .array(let samples)? = process["sample"]?["samples"]
         else {
@@ -67,19 +123,19 @@ import TrainerCore
         #expect(process["train"]?["disable_sampling"] == false)
 
         parameters.samplePairs = ["zebra"]
-        #expect(throws: QwenImageEdit2509.ParameterError(field: "samplePairs", message: "the dataset has no sample 'zebra'")) {
-            try QwenImageEdit2509.buildJobConfig(Self.job(parameters))
+        #expect(throws: QwenImageEdit.ParameterError(field: "samplePairs", message: "the dataset has no sample 'zebra'")) {
+            try QwenImageEdit.buildJobConfig(Self.job(parameters))
         }
         parameters.samplePairs = nil
         parameters.sampleEvery = 0
-        let unsampled = try QwenImageEdit2509.buildJobConfig(Self.job(parameters))
+        let unsampled = try QwenImageEdit.buildJobConfig(Self.job(parameters))
         guard case .array(let unsampledProcesses)? = unsampled["config"]?["process"] else { return }
         #expect(unsampledProcesses.first?["train"]?["disable_sampling"] == true)
         #expect(unsampledProcesses.first?["sample"]?["sample_every"] == 3000)
     }
 
     @Test func everyOutOfRangeParameterNamesItsField() {
-        var parameters = QwenImageEdit2509.Parameters()
+        var parameters = QwenImageEdit.Parameters()
         parameters.steps = 5
         parameters.learningRate = 0.5
         parameters.rank = 0
@@ -89,42 +145,42 @@ import TrainerCore
         parameters.seed = -1
         parameters.triggerWord = "${HOME}"
         parameters.samplePairs = ["a", "b", "c", "d", "e"]
-        let fields = QwenImageEdit2509.validate(parameters).map(\.field)
+        let fields = QwenImageEdit.validate(parameters).map(\.field)
         #expect(fields == ["steps", "learningRate", "rank", "resolutions", "resolutions", "saveEvery", "sampleEvery", "keepCheckpoints", "seed", "triggerWord", "samplePairs"])
-        #expect(QwenImageEdit2509.validate(QwenImageEdit2509.Parameters()).isEmpty)
+        #expect(QwenImageEdit.validate(QwenImageEdit.Parameters()).isEmpty)
     }
 
     @Test func samplesWhoseFileNamesTheLoaderWouldRewriteAreNotPrompts() throws {
-        let samples: [QwenImageEdit2509.Sample] = [
+        let samples: [QwenImageEdit.Sample] = [
             .init(stem: "${HOME}", caption: "a", controls: ["control_1/${HOME}.png"]),
             .init(stem: "cat", caption: "b", controls: ["control_1/cat.png"]),
         ]
-        var parameters = QwenImageEdit2509.Parameters()
+        var parameters = QwenImageEdit.Parameters()
         let job = {
-            QwenImageEdit2509.Job(id: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012", datasetID: "d", controlsPerSample: 1, defaultCaption: nil, samples: samples, parameters: parameters)
+            QwenImageEdit.Job(id: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012", datasetID: "d", controlsPerSample: 1, defaultCaption: nil, samples: samples, parameters: parameters)
         }
-        let config = try QwenImageEdit2509.buildJobConfig(job())
+        let config = try QwenImageEdit.buildJobConfig(job())
         guard case .array(let processes)? = config["config"]?["process"], case .array(let prompts)? = processes.first?["sample"]?["samples"] else {
             Issue.record("unexpected shape")
             return
         }
         #expect(prompts.map { $0["ctrl_img_1"] } == ["/workspace/datasets/d/control_1/cat.png"])
         parameters.samplePairs = ["${HOME}"]
-        #expect(throws: QwenImageEdit2509.ParameterError.self) { try QwenImageEdit2509.buildJobConfig(job()) }
+        #expect(throws: QwenImageEdit.ParameterError.self) { try QwenImageEdit.buildJobConfig(job()) }
     }
 
     @Test func the32GBProfileTrainsAtMost1024Pixels() {
-        var parameters = QwenImageEdit2509.Parameters()
+        var parameters = QwenImageEdit.Parameters()
         parameters.resolutions = [768, 1280]
-        #expect(QwenImageEdit2509.validate(parameters).map(\.message) == ["the 32gb profile trains sizes up to 1024 px; got 1280 (choose a larger profile for larger sizes)"])
+        #expect(QwenImageEdit.validate(parameters).map(\.message) == ["the 32gb profile trains sizes up to 1024 px; got 1280 (choose a larger profile for larger sizes)"])
         parameters.profile = .gb48
-        #expect(QwenImageEdit2509.validate(parameters).isEmpty)
-        #expect(QwenImageEdit2509.Profile.allCases.allSatisfy { $0.label.contains("up to \($0.maximumResolution) px") })
+        #expect(QwenImageEdit.validate(parameters).isEmpty)
+        #expect(QwenImageEdit.Profile.allCases.allSatisfy { $0.label.contains("up to \($0.maximumResolution) px") })
     }
 
     @Test func customerTextCannotReachTheLoadersExpansions() {
         #expect(ConfigText.prompt("a --w 512 b ---- c\nd", triggerWord: nil) == "a –w 512 b –– c d")
         #expect(ConfigText.prompt("use [trigger] ${PATH} [name]", triggerWord: "sks") == "use sks $ {PATH} (name)")
-        #expect(QwenImageEdit2509.runName(jobID: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012") == "gm_3f2a9c1e7b4d")
+        #expect(QwenImageEdit.runName(jobID: "3F2A9C1E-7B4D-4E21-9A0B-5C6D7E8F9012") == "gm_3f2a9c1e7b4d")
     }
 }

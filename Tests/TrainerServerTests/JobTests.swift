@@ -64,6 +64,43 @@ import VaporTesting
         try await fake.stop()
     }
 
+    @Test func aJobTrainsThePresetItNamesWithEachSamplesOwnControls() async throws {
+        try await Self.withSetup { setup in
+            let presets = try #require(try await setup.user.client.send(.GET, "/api/presets").json["presets"] as? [[String: Any]])
+            #expect(presets.map { $0["id"] as? String } == ["qwen-image-edit-2509", "qwen-image-edit-2511"])
+            #expect(presets.map { $0["isDefault"] as? Bool } == [true, false] && presets[1]["baseModel"] as? String == "Qwen/Qwen-Image-Edit-2511")
+
+            // dog gets a second control; cat keeps one: a mixed dataset.
+            _ = try await setup.user.upload(setup.datasetID, [("control_2/dog.png", TestImage.png())])
+            let validation = try await setup.user.client.send(.GET, "/api/datasets/\(setup.datasetID)/validation").json
+            #expect(validation["sound"] as? Bool == true && validation["controlsPerSample"] as? Int == 2)
+            #expect((validation["controlMix"] as? [[String: Int]]) == [["controls": 1, "samples": 1], ["controls": 2, "samples": 1]])
+
+            let unknown = try await setup.user.client.send(.POST, "/api/jobs", body: #"{"datasetId": "\#(setup.datasetID)", "preset": "qwen-image-edit-2600"}"#)
+            #expect(unknown.status == .badRequest && unknown.body.string.contains("qwen-image-edit-2509, qwen-image-edit-2511"), "\(unknown.body.string)")
+            #expect((try unknown.json["error"] as? [String: Any])?["details"].flatMap { $0 as? [[String: Any]] }?.first?["path"] as? String == "preset")
+
+            let response = try await setup.user.client.send(
+                .POST, "/api/jobs", body: #"{"datasetId": "\#(setup.datasetID)", "preset": "qwen-image-edit-2511", "params": {"steps": 100}}"#)
+            #expect(response.status == .created, "\(response.body.string)")
+            #expect(try response.json["preset"] as? String == "qwen-image-edit-2511")
+            try await setup.tick()
+            let config = try #require(setup.fake.jobs.first?.input["job_config"])
+            guard case .array(let processes)? = config["config"]?["process"], let process = processes.first, case .array(let datasets)? = process["datasets"],
+                case .array(let samples)? = process["sample"]?["samples"]
+            else {
+                Issue.record("unexpected config \(config)")
+                return
+            }
+            #expect(process["model"]?["name_or_path"] == "Qwen/Qwen-Image-Edit-2511" && process["model"]?["arch"] == "qwen_image_edit_plus:2511")
+            let root = "/workspace/datasets/\(setup.datasetID)"
+            #expect(datasets.first?["control_path"] == .array([.string("\(root)/control_1"), .string("\(root)/control_2")]))
+            // Each sample prompt carries that sample's own controls.
+            #expect(samples.map { $0["ctrl_img_1"] } == [.string("\(root)/control_1/cat.png"), .string("\(root)/control_1/dog.png")])
+            #expect(samples.map { $0["ctrl_img_2"] } == [nil, .string("\(root)/control_2/dog.png")])
+        }
+    }
+
     @Test func aJobIsSubmittedTrackedAndCompleted() async throws {
         try await Self.withSetup { setup in
             let created = try await setup.createJob()

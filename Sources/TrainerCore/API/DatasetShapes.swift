@@ -56,16 +56,33 @@ extension API {
             public let message: String
         }
 
+        /// How many samples have this many control images.
+        public struct ControlCount: Codable, Sendable, Equatable {
+            public let controls: Int
+            public let samples: Int
+        }
+
         public let sound: Bool
         public let samples: Int
+        /// The most control images a sample has; samples may have fewer (see controlMix).
         public let controlsPerSample: Int?
+        public let controlMix: [ControlCount]
         public let totalBytes: Int64
         public let findings: [Finding]
+
+        /// "4 samples with 1 control image, 2 with 3", for people.
+        public var controlSummary: String? {
+            guard !controlMix.isEmpty else { return nil }
+            return controlMix.enumerated().map { index, count in
+                "\(count.samples) \(index == 0 ? (count.samples == 1 ? "sample " : "samples ") : "")with \(count.controls) control image\(count.controls == 1 ? "" : "s")"
+            }.joined(separator: ", ")
+        }
 
         public init(_ report: DatasetValidation.Report) {
             sound = report.isSound
             samples = report.samples
             controlsPerSample = report.controlsPerSample
+            controlMix = report.controlMix.keys.sorted().map { ControlCount(controls: $0, samples: report.controlMix[$0]!) }
             totalBytes = report.totalBytes
             findings = report.findings.map { Finding(severity: $0.severity.rawValue, code: $0.code, file: $0.file, message: $0.message) }
         }
@@ -199,5 +216,78 @@ extension API {
         public let caption: String
 
         public init(caption: String) { self.caption = caption }
+    }
+}
+
+extension API {
+    /// A zip import (`/api/datasets/{id}/imports/{importId}`).
+    public struct DatasetImport: Codable, Sendable {
+        public struct Failure: Codable, Sendable {
+            public let code: String
+            public let message: String
+
+            public init(code: String, message: String) {
+                self.code = code
+                self.message = message
+            }
+        }
+
+        public let id: UUID
+        public let datasetId: UUID
+        public let fileName: String
+        public let size: Int64
+        /// `awaiting_upload`, `unpacking`, `done` or `failed`.
+        public let state: String
+        public let entriesTotal: Int
+        public let entriesDone: Int
+        public let bytesWritten: Int64
+        public let placed: Int
+        public let ignored: Int
+        public let error: Failure?
+        public let createdAt: Date
+        public let updatedAt: Date
+
+        public init(
+            id: UUID, datasetId: UUID, fileName: String, size: Int64, state: String, entriesTotal: Int, entriesDone: Int, bytesWritten: Int64, placed: Int,
+            ignored: Int, error: Failure?, createdAt: Date, updatedAt: Date
+        ) {
+            self.id = id
+            self.datasetId = datasetId
+            self.fileName = fileName
+            self.size = size
+            self.state = state
+            self.entriesTotal = entriesTotal
+            self.entriesDone = entriesDone
+            self.bytesWritten = bytesWritten
+            self.placed = placed
+            self.ignored = ignored
+            self.error = error
+            self.createdAt = createdAt
+            self.updatedAt = updatedAt
+        }
+    }
+
+    /// `POST /api/datasets/{id}/imports`.
+    public struct ImportCreate: Codable, Sendable {
+        public let fileName: String
+        public let size: Int64
+
+        public init(fileName: String, size: Int64) {
+            self.fileName = fileName
+            self.size = size
+        }
+    }
+
+    /// The import and where to PUT the zip.
+    public struct CreatedImport: Codable, Sendable {
+        public let `import`: DatasetImport
+        public let upload: SignedUploads.Upload
+        public let expiresAt: Date
+
+        public init(import: DatasetImport, upload: SignedUploads.Upload, expiresAt: Date) {
+            self.import = `import`
+            self.upload = upload
+            self.expiresAt = expiresAt
+        }
     }
 }

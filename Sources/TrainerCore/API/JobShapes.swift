@@ -119,6 +119,45 @@ extension API {
         public init() {}
     }
 
+    /// `GET /api/presets`: the models people can train, with their profiles and defaults.
+    public struct PresetList: Codable, Sendable {
+        public let presets: [Preset]
+
+        public init(presets: [Preset]) { self.presets = presets }
+    }
+
+    public struct Preset: Codable, Sendable {
+        public struct Profile: Codable, Sendable {
+            public let id: String
+            public let label: String
+            public let maximumResolution: Int
+            public let secondsPerStep: Double
+
+            public init(id: String, label: String, maximumResolution: Int, secondsPerStep: Double) {
+                self.id = id
+                self.label = label
+                self.maximumResolution = maximumResolution
+                self.secondsPerStep = secondsPerStep
+            }
+        }
+
+        public let id: String
+        public let label: String
+        public let baseModel: String
+        public let isDefault: Bool
+        public let profiles: [Profile]
+        public let defaults: JobParameters
+
+        public init(id: String, label: String, baseModel: String, isDefault: Bool, profiles: [Profile], defaults: JobParameters) {
+            self.id = id
+            self.label = label
+            self.baseModel = baseModel
+            self.isDefault = isDefault
+            self.profiles = profiles
+            self.defaults = defaults
+        }
+    }
+
     /// `POST /api/jobs`.
     public struct JobCreate: Codable, Sendable {
         public let datasetId: UUID

@@ -41,9 +41,13 @@ public enum DatasetValidation {
     public struct Report: Sendable, Equatable {
         public let findings: [Finding]
         public let samples: Int
-        /// Control images per sample (1–3) when consistent, else nil.
-        public let controlsPerSample: Int?
+        /// How many samples have 1, 2 or 3 control images (empty while a sample lacks some).
+        public let controlMix: [Int: Int]
         public let totalBytes: Int64
+
+        /// The most control images a sample has (1–3), when every sample's are complete; the
+        /// control folders a job reads.
+        public var controlsPerSample: Int? { controlMix.keys.max() }
 
         /// Sound means no errors; warnings do not block training.
         public var isSound: Bool { !findings.contains { $0.severity == .error } }
@@ -67,22 +71,29 @@ public enum DatasetValidation {
         }
         let targets = byRole[.target] ?? [:]
         let captions = byRole[.caption] ?? [:]
-        // The most controls any sample has is what every sample needs.
-        let controlCount = (1...DatasetLayout.maximumControls).last { byRole[.control($0)] != nil } ?? 0
+        let hasControls = (1...DatasetLayout.maximumControls).contains { byRole[.control($0)] != nil }
 
         if targets.isEmpty {
             add(.error, "no_samples", "", "The dataset has no target images; upload the edited results into target/ (or name them X_end.png).")
         }
-        if !targets.isEmpty, controlCount == 0 {
+        if !targets.isEmpty, !hasControls {
             add(.error, "no_controls", "", "The dataset has no control images; Qwen-Image-Edit needs the input image of each pair in control/ (or named X_start.png).")
         }
+        // Samples may differ in how many controls they have (1–3): ai-toolkit finds each sample's
+        // own in the control folders, in folder order, so a gap would renumber "Picture 2/3".
+        var controlMix: [Int: Int] = [:]
         for stem in targets.keys.sorted() {
             let target = targets[stem]!.placement.relativeKey
-            for index in 1...max(controlCount, 1) where controlCount > 0 && byRole[.control(index)]?[stem] == nil {
+            let present = (1...DatasetLayout.maximumControls).filter { byRole[.control($0)]?[stem] != nil }
+            if hasControls, present.isEmpty {
+                add(.error, "missing_control", target, "\(target) has no control image; upload control/\(stem).png (the input of the edit) or remove the target.")
+            } else if let last = present.last, let gap = (1...last).first(where: { !present.contains($0) }) {
                 add(
                     .error, "missing_control", target,
-                    "\(target) has no control image \(index) (control_\(index)/\(stem).png or .jpg); every sample needs the same \(controlCount) control image\(controlCount == 1 ? "" : "s"): upload it or remove the target."
+                    "\(target) has control image \(last) but no control image \(gap) (control_\(gap)/\(stem).png or .jpg); a sample's controls are numbered from 1 without gaps: upload it or rename the others."
                 )
+            } else if !present.isEmpty {
+                controlMix[present.count, default: 0] += 1
             }
             if captions[stem] == nil, (defaultCaption ?? "").isEmpty {
                 add(.error, "missing_caption", target, "\(target) has no caption; upload target/\(stem).txt with the edit instruction, or set the dataset's default caption.")
@@ -126,7 +137,7 @@ public enum DatasetValidation {
         if totalBytes > limits.maximumBytes {
             add(.error, "too_many_bytes", "", "The dataset holds \(totalBytes) bytes; at most \(limits.maximumBytes) are allowed. Compress the images or remove samples.")
         }
-        let consistent = controlCount > 0 && !findings.contains { $0.code == "missing_control" }
-        return Report(findings: findings, samples: targets.count, controlsPerSample: consistent ? controlCount : nil, totalBytes: totalBytes)
+        let complete = !findings.contains { $0.code == "missing_control" }
+        return Report(findings: findings, samples: targets.count, controlMix: complete ? controlMix : [:], totalBytes: totalBytes)
     }
 }

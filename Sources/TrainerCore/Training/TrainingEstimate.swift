@@ -7,7 +7,7 @@ public enum TrainingEstimate {
     /// Loading the model, caching latents and text embeddings, uploading results.
     public static let overheadSeconds: Double = 600
 
-    public static func secondsPerStep(_ profile: QwenImageEdit2509.Profile) -> Double {
+    public static func secondsPerStep(_ profile: QwenImageEdit.Profile) -> Double {
         switch profile {
         case .gb32: 6.0
         case .gb48: 4.0
@@ -15,7 +15,7 @@ public enum TrainingEstimate {
         }
     }
 
-    public static func seconds(steps: Int, profile: QwenImageEdit2509.Profile) -> Double {
+    public static func seconds(steps: Int, profile: QwenImageEdit.Profile) -> Double {
         overheadSeconds + Double(steps) * secondsPerStep(profile)
     }
 }

@@ -44,7 +44,7 @@ public struct WorkerJob: Sendable, Equatable {
     public func config(workRoot: String) -> JSONValue {
         var root = workRoot
         while root.hasSuffix("/") { root.removeLast() }
-        return Self.mapPaths(jobConfig, from: QwenImageEdit2509.workRoot, to: root)
+        return Self.mapPaths(jobConfig, from: QwenImageEdit.workRoot, to: root)
     }
 
     static func mapPaths(_ value: JSONValue, from canonical: String, to root: String) -> JSONValue {

@@ -48,7 +48,9 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     }
     let bucket = Bucket.make(configuration.objectStore, builtIn: builtInStore, publicURL: configuration.publicURL, http: app.http.client.shared, now: dependencies.now)
     let datasets = DatasetService(bucket: bucket, limits: configuration.datasetLimits, now: dependencies.now)
-    DatasetController(datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy).register(signedIn: signedIn)
+    let importer = DatasetImporter(datasets: datasets, threadPool: app.threadPool, workDirectory: configuration.dataDirectory + "/imports")
+    DatasetController(datasets: datasets, importer: importer, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy)
+        .register(signedIn: signedIn)
     let wakeup = Wakeup()
     let jobs = JobService(datasets: datasets, now: dependencies.now, created: { wakeup.signal() })
     JobController(

@@ -7,6 +7,7 @@ import Vapor
 /// Image bytes never pass through here: clients PUT them to presigned URLs.
 struct DatasetController: Sendable {
     let datasets: DatasetService
+    let importer: DatasetImporter
     let bucket: Bucket
     /// GOMODEL_PUBLIC_URL, when set, is where clients reach us (and the built-in store).
     let publicURL: URL?
@@ -27,6 +28,34 @@ struct DatasetController: Sendable {
         datasets.patch(":id", "samples", ":stem", use: setCaption)
         datasets.delete(":id", "samples", ":stem", use: deleteSample)
         datasets.get(":id", "samples", ":stem", ":role", use: file)
+        datasets.post(":id", "imports", use: createImport)
+        datasets.get(":id", "imports", ":importId", use: showImport)
+        datasets.post(":id", "imports", ":importId", "unpack", use: unpackImport)
+    }
+
+    // MARK: Zip imports
+
+    @Sendable func createImport(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        let body = try request.decodeJSON(API.ImportCreate.self)
+        let (record, upload) = try await importer.create(
+            dataset, fileName: body.fileName, size: body.size, origin: request.origin(publicURL: publicURL, trustProxy: trustProxy), on: request.db)
+        let signed = API.SignedUploads.Upload(path: record.fileName, key: record.objectKey, url: upload.url, method: upload.method, headers: upload.headers)
+        return try JSON.response(
+            API.CreatedImport(import: record.shape, upload: signed, expiresAt: datasets.now().addingTimeInterval(DatasetService.uploadWindow)), status: .created)
+    }
+
+    @Sendable func showImport(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        return try JSON.response(try await importer.find(request.parameters.get("importId", as: UUID.self), of: dataset, on: request.db).shape)
+    }
+
+    @Sendable func unpackImport(request: Request) async throws -> Response {
+        let dataset = try await find(request)
+        let record = try await importer.find(request.parameters.get("importId", as: UUID.self), of: dataset, on: request.db)
+        // The unpacking outlives this request: it runs on the application's database.
+        try await importer.startUnpacking(record, of: dataset, on: request.application.db)
+        return try JSON.response(record.shape, status: .accepted)
     }
 
     @Sendable func create(request: Request) async throws -> Response {
@@ -215,6 +244,51 @@ struct DatasetController: Sendable {
             ]
         ),
         APIOperation(
+            method: .POST, path: "/api/datasets/{id}/imports",
+            summary: "Import a zip (fal-style X_start.png/X_end.png/X.txt, or control/ and target/ folders): a presigned PUT for the zip, valid 15 minutes; then ask to unpack it.",
+            requestSchema: [
+                "type": "object", "required": ["fileName", "size"], "additionalProperties": false,
+                "properties": [
+                    "fileName": ["type": "string", "minLength": 5, "maxLength": .int(VisibleName.maximumLength), "pattern": "(?i)\\.zip$"],
+                    "size": ["type": "integer", "minimum": 1, "description": "The zip's size in bytes; at most the dataset's size limit."],
+                ],
+            ],
+            responses: [
+                201: (
+                    "The import, and the PUT that uploads the zip.",
+                    [
+                        "type": "object", "required": ["import", "upload", "expiresAt"],
+                        "properties": [
+                            "import": .ref("DatasetImport"),
+                            "upload": [
+                                "type": "object",
+                                "properties": [
+                                    "path": ["type": "string"], "key": ["type": "string"], "url": ["type": "string"], "method": ["type": "string"],
+                                    "headers": ["type": "object", "description": "Send exactly these headers."],
+                                ],
+                            ],
+                            "expiresAt": ["type": "string", "format": "date-time"],
+                        ],
+                    ]
+                ),
+                400: ("Not a .zip name, or a size out of range.", .ref("Error")), 404: ("No such dataset of yours.", .ref("Error")),
+                409: ("A job uses the dataset.", .ref("Error")),
+            ]
+        ),
+        APIOperation(
+            method: .GET, path: "/api/datasets/{id}/imports/{importId}", summary: "A zip import: its state and progress, and why it was refused.",
+            responses: [200: ("The import.", .ref("DatasetImport")), 404: ("No such import of this dataset of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .POST, path: "/api/datasets/{id}/imports/{importId}/unpack",
+            summary:
+                "Unpack the uploaded zip into the dataset in the background: every entry is checked (layout, images, sizes, zip bombs, links, '..') before anything is written; a refused zip changes nothing.",
+            responses: [
+                202: ("Unpacking; follow GET …/imports/{importId}.", .ref("DatasetImport")), 404: ("No such import of this dataset of yours.", .ref("Error")),
+                409: ("The zip is not uploaded yet, the import already started or ended, or a job uses the dataset.", .ref("Error")),
+                422: ("The uploaded zip's size is not the declared one.", .ref("Error")),
+            ]
+        ),
+        APIOperation(
             method: .GET, path: "/api/datasets/{id}/validation", summary: "Check the dataset: every finding names the file and the fix.",
             responses: [200: ("The report.", .ref("Validation")), 404: ("No such dataset of yours.", .ref("Error"))]),
         APIOperation(
@@ -238,12 +312,36 @@ struct DatasetController: Sendable {
     ]
 
     static let schemas: [String: SchemaValue] = [
+        "DatasetImport": [
+            "type": "object",
+            "required": ["id", "datasetId", "fileName", "size", "state", "entriesTotal", "entriesDone", "bytesWritten", "placed", "ignored", "createdAt", "updatedAt"],
+            "properties": [
+                "id": ["type": "string", "format": "uuid"], "datasetId": ["type": "string", "format": "uuid"], "fileName": ["type": "string"], "size": ["type": "integer"],
+                "state": ["type": "string", "enum": ["awaiting_upload", "unpacking", "done", "failed"]],
+                "entriesTotal": ["type": "integer", "description": "Files the zip becomes (litter and folders not counted)."],
+                "entriesDone": ["type": "integer", "description": "Files unpacked and checked so far."],
+                "bytesWritten": ["type": "integer"], "placed": ["type": "integer", "description": "Files added to the dataset (when done)."],
+                "ignored": ["type": "integer", "description": "Folders and system litter (.DS_Store, __MACOSX/) skipped."],
+                "error": [
+                    "type": "object", "required": ["code", "message"],
+                    "properties": [
+                        "code": [
+                            "type": "string",
+                            "enum": ["zip_bomb", "path_traversal", "symlink", "duplicate_name", "not_an_image", "unreadable_zip", "layout", "empty", "storage"],
+                        ],
+                        "message": ["type": "string"],
+                    ],
+                ],
+                "createdAt": ["type": "string", "format": "date-time"], "updatedAt": ["type": "string", "format": "date-time"],
+            ],
+        ],
         "Dataset": [
             "type": "object", "required": ["id", "name", "fileCount", "sampleCount", "totalBytes", "sound"],
             "properties": [
                 "id": ["type": "string", "format": "uuid"], "name": ["type": "string"], "defaultCaption": ["type": "string"],
                 "fileCount": ["type": "integer"], "sampleCount": ["type": "integer"], "totalBytes": ["type": "integer"],
-                "controlsPerSample": ["type": "integer"], "errorCount": ["type": "integer"], "warningCount": ["type": "integer"],
+                "controlsPerSample": ["type": "integer", "description": "The most control images a sample has (1–3); samples may have fewer."],
+                "errorCount": ["type": "integer"], "warningCount": ["type": "integer"],
                 "sound": ["type": "boolean"], "lockedByJobId": ["type": "string", "format": "uuid"],
                 "createdAt": ["type": "string", "format": "date-time"], "updatedAt": ["type": "string", "format": "date-time"],
                 "validation": .ref("Validation"),
@@ -264,7 +362,12 @@ struct DatasetController: Sendable {
         "Validation": [
             "type": "object", "required": ["sound", "samples", "findings"],
             "properties": [
-                "sound": ["type": "boolean"], "samples": ["type": "integer"], "controlsPerSample": ["type": "integer"], "totalBytes": ["type": "integer"],
+                "sound": ["type": "boolean"], "samples": ["type": "integer"], "totalBytes": ["type": "integer"],
+                "controlsPerSample": ["type": "integer", "description": "The most control images a sample has (1–3); samples may have fewer."],
+                "controlMix": [
+                    "type": "array", "description": "How many samples have 1, 2 or 3 control images (empty while a sample's controls are incomplete).",
+                    "items": ["type": "object", "required": ["controls", "samples"], "properties": ["controls": ["type": "integer"], "samples": ["type": "integer"]]],
+                ],
                 "findings": [
                     "type": "array",
                     "items": [

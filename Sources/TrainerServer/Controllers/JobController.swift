@@ -30,17 +30,21 @@ struct JobController: Sendable {
         jobs.post(":id", "cancel", use: cancel)
         jobs.post(":id", "retry", use: retry)
         jobs.get(":id", "artifacts", ":artifactId", use: artifact)
+        routes.get("presets", use: presets)
+    }
+
+    @Sendable func presets(request: Request) async throws -> Response {
+        _ = try request.principal.userID
+        return try JSON.response(API.PresetList(presets: QwenImageEdit.presets.map(\.shape)))
     }
 
     @Sendable func create(request: Request) async throws -> Response {
         let body = try request.decodeJSON(API.JobCreate.self)
-        if let preset = body.preset, preset != QwenImageEdit2509.presetID {
-            throw APIError.badRequest("invalid_parameter", "preset must be '\(QwenImageEdit2509.presetID)'; got '\(preset)'.")
-        }
         try Self.refuseUnknownParameters(request)
-        let parameters = try JobService.parameters(from: body.params ?? API.JobParameters())
+        let preset = try JobService.preset(body.preset)
+        let parameters = try JobService.parameters(from: body.params ?? API.JobParameters(), preset: preset)
         let dataset = try await datasets.find(body.datasetId, userID: try request.principal.userID, on: request.db)
-        let job = try await jobs.create(userID: try request.principal.userID, dataset: dataset, parameters: parameters, on: request.db)
+        let job = try await jobs.create(userID: try request.principal.userID, dataset: dataset, preset: preset, parameters: parameters, on: request.db)
         return try JSON.response(job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond), status: .created)
     }
 
@@ -142,13 +146,13 @@ struct JobController: Sendable {
 
     // MARK: OpenAPI
 
-    /// The training parameters, from the limits `QwenImageEdit2509.validate` checks.
+    /// The training parameters, from the limits `QwenImageEdit.validate` checks.
     static let parametersSchema: SchemaValue = {
-        typealias Limits = QwenImageEdit2509.Limits
-        let defaults = QwenImageEdit2509.Parameters()
+        typealias Limits = QwenImageEdit.Limits
+        let defaults = QwenImageEdit.Parameters()
         let interval: SchemaValue = ["type": "integer", "minimum": .int(Limits.minimumInterval), "maximum": .int(Limits.steps.upperBound)]
         // Each profile's largest size (the default profile's when none is named).
-        let sizeRules: [SchemaValue] = QwenImageEdit2509.Profile.allCases.filter { $0.maximumResolution < Limits.resolution.upperBound }.map { profile in
+        let sizeRules: [SchemaValue] = QwenImageEdit.Profile.allCases.filter { $0.maximumResolution < Limits.resolution.upperBound }.map { profile in
             let named: SchemaValue = ["properties": ["profile": ["const": .string(profile.rawValue)]], "required": ["profile"]]
             let condition: SchemaValue =
                 profile == defaults.profile ? ["anyOf": [named, ["not": ["required": ["profile"]]], ["properties": ["profile": ["type": "null"]]]]] : named
@@ -164,8 +168,8 @@ struct JobController: Sendable {
                 ],
                 "rank": ["type": "integer", "minimum": .int(Limits.rank.lowerBound), "maximum": .int(Limits.rank.upperBound), "default": .int(defaults.rank)],
                 "profile": [
-                    "type": "string", "enum": .array(QwenImageEdit2509.Profile.allCases.map { .string($0.rawValue) }), "default": .string(defaults.profile.rawValue),
-                    "description": .string("GPU memory of the worker: " + QwenImageEdit2509.Profile.allCases.map { "\($0.rawValue): \($0.label)" }.joined(separator: "; ")),
+                    "type": "string", "enum": .array(QwenImageEdit.Profile.allCases.map { .string($0.rawValue) }), "default": .string(defaults.profile.rawValue),
+                    "description": .string("GPU memory of the worker: " + QwenImageEdit.Profile.allCases.map { "\($0.rawValue): \($0.label)" }.joined(separator: "; ")),
                 ],
                 "resolutions": [
                     "type": "array", "minItems": .int(Limits.resolutionCount.lowerBound), "maxItems": .int(Limits.resolutionCount.upperBound), "uniqueItems": true,
@@ -193,11 +197,15 @@ struct JobController: Sendable {
 
     static let operations: [APIOperation] = [
         APIOperation(
-            method: .POST, path: "/api/jobs", summary: "Train a LoRA on a sound dataset (Qwen-Image-Edit-2509).",
+            method: .POST, path: "/api/jobs", summary: "Train a LoRA on a sound dataset (Qwen-Image-Edit-2509 unless another preset is named).",
             requestSchema: [
                 "type": "object", "required": ["datasetId"], "additionalProperties": false,
                 "properties": [
-                    "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string", "enum": [.string(QwenImageEdit2509.presetID)]],
+                    "datasetId": ["type": "string", "format": "uuid"],
+                    "preset": [
+                        "type": "string", "enum": .array(QwenImageEdit.presets.map { .string($0.id) }), "default": .string(QwenImageEdit.defaultPreset.id),
+                        "description": "The model to train (GET /api/presets lists them).",
+                    ],
                     "params": parametersSchema,
                 ],
             ],
@@ -207,6 +215,14 @@ struct JobController: Sendable {
                 422: ("The dataset is not sound (error.details lists its problems), or a sample pair is not in it.", .ref("Error")),
             ]
         ),
+        APIOperation(
+            method: .GET, path: "/api/presets", summary: "The models you can train (the `preset` of POST /api/jobs), with their GPU profiles and defaults.",
+            responses: [
+                200: (
+                    "The presets; the one with isDefault is used when a job names none.",
+                    ["type": "object", "required": ["presets"], "properties": ["presets": ["type": "array", "items": .ref("Preset")]]]
+                )
+            ]),
         APIOperation(
             method: .GET, path: "/api/jobs", summary: "Your jobs, newest first.",
             responses: [200: ("Your jobs.", ["type": "object", "properties": ["jobs": ["type": "array", "items": .ref("Job")]]])]),
@@ -239,6 +255,24 @@ struct JobController: Sendable {
     ]
 
     static let schemas: [String: SchemaValue] = [
+        "Preset": [
+            "type": "object", "required": ["id", "label", "baseModel", "isDefault", "profiles", "defaults"],
+            "properties": [
+                "id": ["type": "string"], "label": ["type": "string"], "baseModel": ["type": "string", "description": "The Hugging Face model trained on."],
+                "isDefault": ["type": "boolean"],
+                "profiles": [
+                    "type": "array",
+                    "items": [
+                        "type": "object", "required": ["id", "label", "maximumResolution", "secondsPerStep"],
+                        "properties": [
+                            "id": ["type": "string"], "label": ["type": "string"], "maximumResolution": ["type": "integer"],
+                            "secondsPerStep": ["type": "number", "description": "The assumption estimates use."],
+                        ],
+                    ],
+                ],
+                "defaults": parametersSchema,
+            ],
+        ],
         "Job": [
             "type": "object", "required": ["id", "datasetId", "status", "attempt", "createdAt"],
             "properties": [
@@ -280,6 +314,6 @@ struct JobController: Sendable {
                     ],
                 ],
             ],
-        ]
+        ],
     ]
 }

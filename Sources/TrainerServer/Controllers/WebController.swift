@@ -91,8 +91,16 @@ struct WebController: Sendable {
             let selected: Bool
         }
 
+        struct Preset: Encodable {
+            let id: String
+            let label: String
+            let baseModel: String
+            let selected: Bool
+        }
         let datasets: [DatasetRow]
         let selectedDatasetId: UUID?
+        let presets: [Preset]
+        let selectedPresetLabel: String
         let steps: Int
         let learningRate: String
         let rank: Int
@@ -199,11 +207,13 @@ struct WebController: Sendable {
         try await signedIn(request) { user, csrf in
             let rows = try await Dataset.newestFirst(of: user.id!, on: request.db).all().map(DatasetRow.init)
             let wanted = (try? request.query.get(UUID.self, at: "dataset")).flatMap { id in rows.first { $0.id == id }?.id }
-            let defaults = QwenImageEdit2509.Parameters()
+            let defaults = QwenImageEdit.Parameters()
             let content = NewJobContent(
                 datasets: rows, selectedDatasetId: wanted ?? rows.first(where: \.sound)?.id,
+                presets: QwenImageEdit.presets.map { .init(id: $0.id, label: $0.label, baseModel: $0.baseModel, selected: $0 == QwenImageEdit.defaultPreset) },
+                selectedPresetLabel: QwenImageEdit.defaultPreset.label,
                 steps: defaults.steps, learningRate: String(defaults.learningRate), rank: defaults.rank,
-                profiles: QwenImageEdit2509.Profile.allCases.map {
+                profiles: QwenImageEdit.Profile.allCases.map {
                     .init(id: $0.rawValue, label: $0.label, secondsPerStep: TrainingEstimate.secondsPerStep($0), selected: $0 == defaults.profile)
                 },
                 overheadSeconds: TrainingEstimate.overheadSeconds,

@@ -17,5 +17,6 @@ public enum Migrations {
         M0011SQLiteWriteAheadLog(),
         M0012WorkerKeyNamesAndRevocation(),
         M0013CreateKnownDevices(),
+        M0014CreateDatasetImports(),
     ]
 }

@@ -99,8 +99,10 @@ struct DatasetService: Sendable {
     func delete(_ dataset: Dataset, on db: any Database) async throws {
         try Self.checkUnlocked(dataset)
         try await bucket.deleteAll(prefix: dataset.prefix)
+        try await bucket.deleteAll(prefix: DatasetImport.prefix(of: dataset))
         try await db.transaction { db in
             try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).delete()
+            try await DatasetImport.query(on: db).filter(\.$dataset.$id == dataset.id!).delete()
             try await dataset.delete(on: db)
         }
     }

@@ -1,3 +1,4 @@
+import FluentKit
 import Foundation
 import TrainerCore
 
@@ -57,5 +58,33 @@ extension Job {
             startedAt: startedAt, finishedAt: finishedAt, queueSeconds: queueSeconds, executionSeconds: executionSeconds,
             cost: pricePerSecond.map { price in ((executionSeconds ?? 0) * price * 10000).rounded() / 10000 }
         )
+    }
+}
+
+extension QwenImageEdit.Preset {
+    var shape: API.Preset {
+        var defaults = API.JobParameters()
+        defaults.steps = self.defaults.steps
+        defaults.learningRate = self.defaults.learningRate
+        defaults.rank = self.defaults.rank
+        defaults.profile = self.defaults.profile.rawValue
+        defaults.resolutions = self.defaults.resolutions
+        defaults.keepCheckpoints = self.defaults.keepCheckpoints
+        defaults.seed = self.defaults.seed
+        return API.Preset(
+            id: id, label: label, baseModel: baseModel, isDefault: id == QwenImageEdit.defaultPreset.id,
+            profiles: QwenImageEdit.Profile.allCases.map {
+                .init(id: $0.rawValue, label: $0.label, maximumResolution: $0.maximumResolution, secondsPerStep: TrainingEstimate.secondsPerStep($0))
+            },
+            defaults: defaults)
+    }
+}
+
+extension DatasetImport {
+    var shape: API.DatasetImport {
+        API.DatasetImport(
+            id: id!, datasetId: $dataset.id, fileName: fileName, size: size, state: state.rawValue, entriesTotal: entriesTotal, entriesDone: entriesDone,
+            bytesWritten: bytesWritten, placed: placed, ignored: ignored,
+            error: errorCode.map { API.DatasetImport.Failure(code: $0, message: errorMessage ?? "") }, createdAt: createdAt, updatedAt: updatedAt)
     }
 }

@@ -47,13 +47,34 @@ extension DatasetService.Failure: APIErrorConvertible {
     }
 }
 
+extension DatasetImporter.Failure: APIErrorConvertible {
+    var status: HTTPResponseStatus {
+        switch self {
+        case .notFound: .notFound
+        case .notAZip, .invalidSize: .badRequest
+        case .alreadyStarted, .notUploaded: .conflict
+        case .sizeDiffers: .unprocessableEntity
+        }
+    }
+
+    var code: String {
+        switch self {
+        case .notFound: "not_found"
+        case .notAZip, .invalidSize: "invalid_parameter"
+        case .alreadyStarted: "import_started"
+        case .notUploaded: "not_uploaded"
+        case .sizeDiffers: "size_differs"
+        }
+    }
+}
+
 extension JobService.Failure: APIErrorConvertible {
     var status: HTTPResponseStatus {
         switch self {
         case .notFound: .notFound
         case .invalidParameters: .badRequest
         case .parameterDoesNotFitDataset, .datasetNotReady: .unprocessableEntity
-        case .uploadInProgress, .alreadyEnded, .notRetryable, .datasetGone: .conflict
+        case .uploadInProgress, .importInProgress, .alreadyEnded, .notRetryable, .datasetGone: .conflict
         }
     }
 
@@ -61,7 +82,7 @@ extension JobService.Failure: APIErrorConvertible {
         switch self {
         case .notFound: "not_found"
         case .invalidParameters, .parameterDoesNotFitDataset: "invalid_parameter"
-        case .uploadInProgress: "upload_in_progress"
+        case .uploadInProgress, .importInProgress: "upload_in_progress"
         case .datasetNotReady: "dataset_not_ready"
         case .alreadyEnded: "job_finished"
         case .notRetryable: "job_not_retryable"
@@ -71,7 +92,7 @@ extension JobService.Failure: APIErrorConvertible {
 
     var details: [API.Item]? {
         switch self {
-        case .invalidParameters(let problems): problems.map { API.Item(path: "params.\($0.field)", reason: $0.message) }
+        case .invalidParameters(let problems): problems.map { API.Item(path: JobService.Failure.path(of: $0), reason: $0.message) }
         case .datasetNotReady(let errors): errors.map { API.Item(path: $0.file, reason: $0.message) }
         default: nil
         }

@@ -157,7 +157,7 @@ struct JobRunner: Sendable {
     }
 
     static func policy(_ job: Job) throws -> RunPodPolicy {
-        let parameters = try JSONDecoder().decode(QwenImageEdit2509.Parameters.self, from: Data(job.parameters.utf8))
+        let parameters = try JSONDecoder().decode(QwenImageEdit.Parameters.self, from: Data(job.parameters.utf8))
         return .training(expectedSeconds: parameters.steps * 8)
     }
 

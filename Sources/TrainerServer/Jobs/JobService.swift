@@ -15,10 +15,11 @@ struct JobService: Sendable {
     /// What the job rules refuse; `description` says what to do (HTTPMapping gives each its status).
     enum Failure: Error, Equatable, CustomStringConvertible {
         case notFound
-        case invalidParameters([QwenImageEdit2509.ParameterError])
+        case invalidParameters([QwenImageEdit.ParameterError])
         /// Valid on its own, but not with this dataset (a sample pair's stem it does not hold).
-        case parameterDoesNotFitDataset(QwenImageEdit2509.ParameterError)
+        case parameterDoesNotFitDataset(QwenImageEdit.ParameterError)
         case uploadInProgress(key: String, until: Date)
+        case importInProgress(fileName: String)
         case datasetNotReady([DatasetValidation.Finding])
         case alreadyEnded(JobStatus)
         case notRetryable(JobStatus)
@@ -27,10 +28,11 @@ struct JobService: Sendable {
         var description: String {
             switch self {
             case .notFound: "No job with this id; GET /api/jobs lists yours."
-            case .invalidParameters(let problems): problems.map { "params.\($0.field) \($0.message)" }.joined(separator: "; ")
+            case .invalidParameters(let problems): problems.map { "\(Self.path(of: $0)) \($0.message)" }.joined(separator: "; ")
             case .parameterDoesNotFitDataset(let problem): "params.\(problem.field) \(problem.message)"
             case .uploadInProgress(let key, let until):
                 "Uploads to this dataset are under way (\(key) and maybe others); finish them (POST …/uploads/complete), or start the job after \(until) when their URLs expire."
+            case .importInProgress(let fileName): "'\(fileName)' is being unpacked into this dataset; start the job when its import is done."
             case .datasetNotReady(let errors):
                 "The dataset is not ready to train on: \(errors.count) problem(s). " + DatasetService.list(errors.map(\.message), limit: 5)
             case .alreadyEnded(let status): "The job already ended (\(status.rawValue)); there is nothing to cancel."
@@ -39,17 +41,29 @@ struct JobService: Sendable {
             case .datasetGone: "The job's dataset was deleted; it cannot be retried."
             }
         }
+
+        /// Where the problem is in the request body: the preset beside `params`, the rest in it.
+        static func path(of problem: QwenImageEdit.ParameterError) -> String {
+            problem.field == "preset" ? "preset" : "params.\(problem.field)"
+        }
     }
 
-    static func parameters(from input: API.JobParameters) throws -> QwenImageEdit2509.Parameters {
-        var parameters = QwenImageEdit2509.Parameters()
+    /// The named preset, or the default one when none is named.
+    static func preset(_ id: String?) throws -> QwenImageEdit.Preset {
+        guard let id else { return QwenImageEdit.defaultPreset }
+        guard let preset = QwenImageEdit.preset(id) else { throw Failure.invalidParameters([QwenImageEdit.unknownPreset(id)]) }
+        return preset
+    }
+
+    static func parameters(from input: API.JobParameters, preset: QwenImageEdit.Preset) throws -> QwenImageEdit.Parameters {
+        var parameters = preset.defaults
         if let value = input.steps { parameters.steps = value }
         if let value = input.learningRate { parameters.learningRate = value }
         if let value = input.rank { parameters.rank = value }
         if let value = input.profile {
-            guard let profile = QwenImageEdit2509.Profile(rawValue: value) else {
+            guard let profile = QwenImageEdit.Profile(rawValue: value) else {
                 throw Failure.invalidParameters([
-                    .init(field: "profile", message: "must be one of \(QwenImageEdit2509.Profile.allCases.map(\.rawValue).joined(separator: ", ")) (GPU memory); got '\(value)'.")
+                    .init(field: "profile", message: "must be one of \(QwenImageEdit.Profile.allCases.map(\.rawValue).joined(separator: ", ")) (GPU memory); got '\(value)'.")
                 ])
             }
             parameters.profile = profile
@@ -59,13 +73,13 @@ struct JobService: Sendable {
         // interval longer than the run means "at the end", which is when the last save and sample
         // happen anyway.
         let interval = min(250, max(10, parameters.steps / 4))
-        parameters.saveEvery = min(input.saveEvery ?? interval, max(parameters.steps, QwenImageEdit2509.Limits.minimumInterval))
-        parameters.sampleEvery = min(input.sampleEvery ?? interval, max(parameters.steps, QwenImageEdit2509.Limits.minimumInterval))
+        parameters.saveEvery = min(input.saveEvery ?? interval, max(parameters.steps, QwenImageEdit.Limits.minimumInterval))
+        parameters.sampleEvery = min(input.sampleEvery ?? interval, max(parameters.steps, QwenImageEdit.Limits.minimumInterval))
         if let value = input.keepCheckpoints { parameters.keepCheckpoints = value }
         if let value = input.seed { parameters.seed = value }
         if let value = input.triggerWord, !value.isEmpty { parameters.triggerWord = value }
         if let value = input.samplePairs { parameters.samplePairs = value }
-        let problems = QwenImageEdit2509.validate(parameters)
+        let problems = QwenImageEdit.validate(parameters)
         if !problems.isEmpty {
             throw Failure.invalidParameters(problems)
         }
@@ -108,13 +122,16 @@ struct JobService: Sendable {
         ).run()
     }
 
-    func create(userID: UUID, dataset: Dataset, parameters: QwenImageEdit2509.Parameters, on db: any Database) async throws -> Job {
+    func create(userID: UUID, dataset: Dataset, preset: QwenImageEdit.Preset, parameters: QwenImageEdit.Parameters, on db: any Database) async throws -> Job {
         // Upload URLs cannot be revoked: while some are valid, the files could change under the job.
         let cutoff = now().addingTimeInterval(-DatasetService.uploadWindow)
         if let pending = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$pendingBytes != nil)
             .filter(\.$signedAt > cutoff).sort(\.$signedAt, .descending).first(), let signed = pending.signedAt
         {
             throw Failure.uploadInProgress(key: pending.key, until: signed.addingTimeInterval(DatasetService.uploadWindow))
+        }
+        if let unpacking = try await DatasetImport.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$state == .unpacking).first() {
+            throw Failure.importInProgress(fileName: unpacking.fileName)
         }
         let files = try await datasets.files(of: dataset, on: db)
         let report = datasets.report(dataset, files: files)
@@ -123,13 +140,13 @@ struct JobService: Sendable {
         }
         let samples = Self.samples(files, defaultCaption: dataset.defaultCaption)
         let id = UUID()
-        let buildInput = QwenImageEdit2509.Job(
-            id: id.uuidString.lowercased(), datasetID: dataset.id!.uuidString.lowercased(), controlsPerSample: controls,
+        let buildInput = QwenImageEdit.Job(
+            id: id.uuidString.lowercased(), datasetID: dataset.id!.uuidString.lowercased(), preset: preset, controlsPerSample: controls,
             defaultCaption: dataset.defaultCaption, samples: samples, parameters: parameters
         )
         let config: JSONValue
         do {
-            config = try QwenImageEdit2509.buildJobConfig(buildInput)
+            config = try QwenImageEdit.buildJobConfig(buildInput)
         } catch {
             // Only what the dataset holds can make a valid parameter fail here (a sample pair's stem).
             throw Failure.parameterDoesNotFitDataset(error)
@@ -138,7 +155,7 @@ struct JobService: Sendable {
         job.id = id
         job.$user.id = userID
         job.datasetID = dataset.id!
-        job.preset = QwenImageEdit2509.presetID
+        job.preset = preset.id
         job.parameters = String(decoding: try JSONEncoder().encode(parameters), as: UTF8.self)
         job.jobConfig = config.rendered()
         job.status = .queued
@@ -159,14 +176,14 @@ struct JobService: Sendable {
     }
 
     /// Samples in stem order with their caption (or the default) and controls, for sample prompts.
-    static func samples(_ files: [DatasetFile], defaultCaption: String?) -> [QwenImageEdit2509.Sample] {
+    static func samples(_ files: [DatasetFile], defaultCaption: String?) -> [QwenImageEdit.Sample] {
         let byStem = Dictionary(grouping: files, by: \.stem)
         return byStem.keys.sorted().compactMap { stem in
             let group = byStem[stem]!
             guard group.contains(where: { $0.role == "target" }) else { return nil }
             let caption = group.first { $0.role == "caption" }?.caption ?? defaultCaption ?? ""
             let controls = (1...DatasetLayout.maximumControls).compactMap { index in group.first { $0.role == "control_\(index)" }?.key }
-            return QwenImageEdit2509.Sample(stem: stem, caption: caption, controls: controls)
+            return QwenImageEdit.Sample(stem: stem, caption: caption, controls: controls)
         }
     }
 

@@ -109,6 +109,55 @@ struct Bucket: Sendable {
         }
     }
 
+    /// Streams an object into a local file (a zip to unpack); nil when there is no such object.
+    func download(key: String, to path: String) async throws -> ObjectInfo? {
+        switch backend {
+        case .remote(let client):
+            do {
+                return try await client.getObject(key: key, to: path)
+            } catch let error as S3Error where error.code == .noSuchKey {
+                return nil
+            }
+        case .builtIn(let store, _, _):
+            let stored: StoredObject
+            let file: ReadFileHandle
+            do {
+                (stored, file) = try await store.openObject(bucket: name, key: key)
+            } catch let error as S3StoreError where error.code == "NoSuchKey" {
+                return nil
+            }
+            do {
+                try await FileSystem.shared.withFileHandle(forWritingAt: FilePath(path), options: .newFile(replaceExisting: true)) { output in
+                    var offset: Int64 = 0
+                    for try await chunk in file.readChunks(in: 0..<stored.size, chunkLength: .mebibytes(1)) {
+                        try await output.write(contentsOf: chunk, toAbsoluteOffset: offset)
+                        offset += Int64(chunk.readableBytes)
+                    }
+                }
+                try await file.close()
+            } catch {
+                try? await file.close()
+                throw error
+            }
+            return ObjectInfo(
+                key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
+        }
+    }
+
+    /// Uploads a local file as an object.
+    func upload(file path: String, key: String, contentType: String) async throws {
+        switch backend {
+        case .remote(let client):
+            try await client.putObject(key: key, file: path, contentType: contentType)
+        case .builtIn(let store, _, _):
+            try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { file in
+                let size = try await file.info().size
+                _ = try await store.putObject(
+                    bucket: name, key: key, contentType: contentType, contentLength: size, sha256: nil, body: file.readChunks(in: 0..<size, chunkLength: .mebibytes(1)))
+            }
+        }
+    }
+
     func delete(key: String) async throws {
         switch backend {
         case .remote(let client): try await client.deleteObject(key: key)

@@ -78,6 +78,10 @@ function updateEstimate() {
 
 form.addEventListener('input', updateEstimate);
 form.elements.datasetId.addEventListener('change', loadDataset);
+// The button names the model it trains.
+for (const choice of form.querySelectorAll('input[name=preset]')) {
+  choice.addEventListener('change', () => { document.getElementById('train-button').textContent = `Train ${choice.dataset.label}`; });
+}
 picker.addEventListener('change', updatePairs);
 
 form.addEventListener('submit', async (event) => {
@@ -96,7 +100,7 @@ form.addEventListener('submit', async (event) => {
   const button = document.getElementById('train-button');
   button.disabled = true;
   try {
-    const job = await api('POST', '/api/jobs', { datasetId: form.elements.datasetId.value, preset: 'qwen-image-edit-2509', params });
+    const job = await api('POST', '/api/jobs', { datasetId: form.elements.datasetId.value, preset: form.querySelector('input[name=preset]:checked').value, params });
     location.assign('/jobs/' + job.id);
   } catch (error) {
     showError(errorBox, error);

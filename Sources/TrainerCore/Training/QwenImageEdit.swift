@@ -1,15 +1,50 @@
 import Foundation
 
-/// The Qwen-Image-Edit-2509 LoRA preset: its parameters, their ranges, and the complete
-/// ai-toolkit job config built from them (reference/ai-toolkit.md §1, §7).
+/// Qwen-Image-Edit LoRA training (2509 and 2511, ai-toolkit's `qwen_image_edit_plus`): the
+/// presets, their parameters and ranges, and the complete ai-toolkit job config built from them
+/// (reference/ai-toolkit.md §1, §7).
 ///
 /// Every key ai-toolkit reads is set explicitly: its class defaults are poor (`lr` 1e-6, `ddpm`,
 /// fp32) and misspelled keys are silently ignored, so nothing is left to them.
-public enum QwenImageEdit2509 {
-    public static let presetID = "qwen-image-edit-2509"
-    public static let baseModel = "Qwen/Qwen-Image-Edit-2509"
+public enum QwenImageEdit {
     /// The canonical work root of the job contract (DESIGN §5); workers map it onto their own.
     public static let workRoot = "/workspace"
+
+    /// A model people can train. The releases share ai-toolkit's model class, config and limits;
+    /// what differs is this row, written as ai-toolkit's own UI writes that model
+    /// (`ui/src/app/jobs/new/options.tsx` at the pinned commit).
+    public struct Preset: Sendable, Equatable, Identifiable {
+        public let id: String
+        public let label: String
+        public let baseModel: String
+        /// `model.arch` as the UI writes it; ai-toolkit drops the `:tag` (config_modules.py).
+        public let arch: String
+        /// `model.qtype` of the quantised profiles; the 32 GB one is 3-bit with the release's own
+        /// accuracy-recovery adapter (the UI's "3 bit with ARA").
+        public let transformerQuantization: [Profile: String]
+        /// The parameters an unset field takes. The ranges (`Limits`) are the family's.
+        public let defaults: Parameters
+    }
+
+    public static let presets: [Preset] = [
+        Preset(
+            id: "qwen-image-edit-2509", label: "Qwen Image Edit 2509", baseModel: "Qwen/Qwen-Image-Edit-2509", arch: "qwen_image_edit_plus",
+            transformerQuantization: [.gb32: "uint3|ostris/accuracy_recovery_adapters/qwen_image_edit_2509_torchao_uint3.safetensors", .gb48: "qfloat8"],
+            defaults: Parameters()),
+        Preset(
+            id: "qwen-image-edit-2511", label: "Qwen Image Edit 2511", baseModel: "Qwen/Qwen-Image-Edit-2511", arch: "qwen_image_edit_plus:2511",
+            transformerQuantization: [.gb32: "uint3|ostris/accuracy_recovery_adapters/qwen_image_edit_2511_torchao_uint3.safetensors", .gb48: "qfloat8"],
+            defaults: Parameters()),
+    ]
+    /// What the "Train Qwen Image Edit 2509" button and an unnamed preset mean.
+    public static let defaultPreset = presets[0]
+
+    public static func preset(_ id: String) -> Preset? { presets.first { $0.id == id } }
+
+    /// Says which presets exist, for an unknown id.
+    public static func unknownPreset(_ id: String) -> ParameterError {
+        ParameterError(field: "preset", message: "must be one of \(presets.map(\.id).joined(separator: ", ")); got '\(id)'")
+    }
 
     /// How much GPU memory the run may use; decides quantisation (reference §1.3).
     public enum Profile: String, Sendable, CaseIterable, Codable {
@@ -145,16 +180,21 @@ public enum QwenImageEdit2509 {
     public struct Job: Sendable {
         public let id: String
         public let datasetID: String
-        /// 1–3, the same for every sample (validation guarantees it).
+        public let preset: Preset
+        /// 1–3: the most controls a sample has (samples may have fewer; validation guarantees each
+        /// has controls 1…n without gaps).
         public let controlsPerSample: Int
         public let defaultCaption: String?
         /// The dataset's samples in a stable order; used for sample prompts.
         public let samples: [Sample]
         public let parameters: Parameters
 
-        public init(id: String, datasetID: String, controlsPerSample: Int, defaultCaption: String?, samples: [Sample], parameters: Parameters) {
+        public init(
+            id: String, datasetID: String, preset: Preset = QwenImageEdit.defaultPreset, controlsPerSample: Int, defaultCaption: String?, samples: [Sample], parameters: Parameters
+        ) {
             self.id = id
             self.datasetID = datasetID
+            self.preset = preset
             self.controlsPerSample = controlsPerSample
             self.defaultCaption = defaultCaption
             self.samples = samples
@@ -193,12 +233,9 @@ public enum QwenImageEdit2509 {
         ]
         if let word = parameters.triggerWord { dataset.append(("trigger_word", .string(word))) }
 
-        let (quantize, qtype, quantizeTextEncoder, lowVRAM): (Bool, String, Bool, Bool) =
-            switch parameters.profile {
-            case .gb32: (true, "uint3|ostris/accuracy_recovery_adapters/qwen_image_edit_2509_torchao_uint3.safetensors", true, true)
-            case .gb48: (true, "qfloat8", true, true)
-            case .gb80: (false, "qfloat8", false, false)
-            }
+        // Unquantised (80 GB) keeps the UI's qtype for the unselected switch.
+        let qtype = job.preset.transformerQuantization[parameters.profile]
+        let quantize = qtype != nil
 
         let process: JSONValue = [
             "type": "diffusion_trainer",
@@ -235,13 +272,13 @@ public enum QwenImageEdit2509 {
                 "disable_sampling": .bool(samples.isEmpty || parameters.sampleEvery == 0),
             ],
             "model": [
-                "name_or_path": .string(baseModel),
-                "arch": "qwen_image_edit_plus",
+                "name_or_path": .string(job.preset.baseModel),
+                "arch": .string(job.preset.arch),
                 "quantize": .bool(quantize),
-                "qtype": .string(qtype),
-                "quantize_te": .bool(quantizeTextEncoder),
+                "qtype": .string(qtype ?? "qfloat8"),
+                "quantize_te": .bool(quantize),
                 "qtype_te": "qfloat8",
-                "low_vram": .bool(lowVRAM),
+                "low_vram": .bool(quantize),
                 "model_kwargs": ["match_target_res": false],
             ],
             "sample": [
@@ -263,7 +300,7 @@ public enum QwenImageEdit2509 {
         return [
             "job": "extension",
             "config": ["name": .string(runName(jobID: job.id)), "process": [process]],
-            "meta": ["name": "[name]", "version": "1.0", "trainer_job_id": .string(job.id), "preset": .string(presetID)],
+            "meta": ["name": "[name]", "version": "1.0", "trainer_job_id": .string(job.id), "preset": .string(job.preset.id)],
         ]
     }
 
