@@ -45,6 +45,18 @@ public struct ServerAPI: Sendable {
         try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/uploads/complete", body: API.CompleteRequest(paths: paths))
     }
 
+    public func createImport(_ id: UUID, fileName: String, size: Int64) async throws -> API.CreatedImport {
+        try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/imports", body: API.ImportCreate(fileName: fileName, size: size))
+    }
+
+    public func unpackImport(_ id: UUID, importID: UUID) async throws -> API.DatasetImport {
+        try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/imports/\(importID.uuidString.lowercased())/unpack")
+    }
+
+    public func datasetImport(_ id: UUID, importID: UUID) async throws -> API.DatasetImport {
+        try await call(.GET, "api/datasets/\(id.uuidString.lowercased())/imports/\(importID.uuidString.lowercased())")
+    }
+
     /// `preset` nil: the server's default.
     public func createJob(datasetID: UUID, preset: String?, parameters: API.JobParameters) async throws -> API.Job {
         try await call(.POST, "api/jobs", body: API.JobCreate(datasetId: datasetID, preset: preset, params: parameters))

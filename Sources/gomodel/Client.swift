@@ -41,19 +41,22 @@ struct Datasets: AsyncParsableCommand {
 
     struct Push: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Upload a folder of pairs; run it again to upload only what is missing or changed.",
+            abstract: "Upload a folder (or a .zip) of pairs; run it again to upload only what is missing or changed.",
             discussion: """
                 Layouts: control/ (input/, start/, control_2/…) and target/ (output/, end/) folders with captions as \
                 target/X.txt, or fal's flat naming X_start.png, X_start2.png, X_end.png, X.txt. Files go straight \
-                to the bucket; the server checks each one and reports what the dataset still needs.
+                to the bucket; the server checks each one and reports what the dataset still needs. A .zip in either \
+                layout is uploaded as one file and unpacked by the server, which checks every entry first: a refused \
+                zip changes nothing.
                 """
         )
 
-        @Argument(help: "The folder to upload.") var directory: String
+        @Argument(help: "The folder, or .zip file, to upload.") var directory: String
         @ArgumentParser.Option(help: "The dataset's name; it is created if you have none of that name.") var name: String
         @ArgumentParser.Option(help: "Files uploaded at the same time.") var concurrency = 8
 
         func run() async throws {
+            if directory.lowercased().hasSuffix(".zip") { return try await pushZip() }
             try await withClient(try ClientLogin.load()) { api, http in
                 let terminal = isatty(STDERR_FILENO) == 1
                 let started = Date()
@@ -101,6 +104,47 @@ struct Datasets: AsyncParsableCommand {
                 if !result.failures.isEmpty {
                     throw ExitCode(1)
                 }
+            }
+        }
+
+        /// The zip goes up as one file; the server unpacks it, and its progress is shown.
+        private func pushZip() async throws {
+            try await withClient(try ClientLogin.load()) { api, http in
+                let terminal = isatty(STDERR_FILENO) == 1
+                let started = Date()
+                let lastDrawn = NIOLockedValueBox((Date.distantPast, ZipPush.Stage.uploading(bytesDone: -1, bytesTotal: 0)))
+                let result = try await ZipPush(api: api, http: http).run(zip: directory, name: name) { stage in
+                    let now = Date()
+                    let due = lastDrawn.withLockedValue { last in
+                        guard stage != last.1, now.timeIntervalSince(last.0) >= (terminal ? 0.1 : 2) || Self.isLast(stage) else { return false }
+                        last = (now, stage)
+                        return true
+                    }
+                    guard due else { return }
+                    let line =
+                        switch stage {
+                        case .uploading(let done, let total):
+                            "Uploading the zip: "
+                                + ProgressLine.render(
+                                    .init(filesDone: done == total ? 1 : 0, filesTotal: 1, bytesDone: done, bytesTotal: total), elapsed: now.timeIntervalSince(started))
+                        case .unpacking(let done, let total): "Unpacking on the server: \(done)/\(total) files checked"
+                        }
+                    FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
+                }
+                if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+                let dataset = result.dataset
+                print("\(result.created ? "Created" : "Updated") dataset '\(dataset.name)' (\(dataset.id.uuidString.lowercased())).")
+                print(
+                    "Imported \(result.import.placed) file\(result.import.placed == 1 ? "" : "s") from \(result.import.fileName) (\(ProgressLine.bytes(result.import.size))) in \(ProgressLine.duration(Date().timeIntervalSince(started)))"
+                        + (result.import.ignored > 0 ? "; skipped \(result.import.ignored) folder or system entries." : "."))
+                printValidation(dataset)
+            }
+        }
+
+        private static func isLast(_ stage: ZipPush.Stage) -> Bool {
+            switch stage {
+            case .uploading(let done, let total): done == total
+            case .unpacking(let done, let total): done == total && total > 0
             }
         }
 

@@ -1,5 +1,6 @@
 // The dataset page: uploads straight to the bucket (drag-and-drop of files or folders, or the
-// file inputs), six at a time with per-file and total progress and retry; the pair grid with
+// file inputs), six at a time with per-file and total progress and retry; zip imports (one
+// upload, unpacked and checked by the server, its progress followed); the pair grid with
 // thumbnails, inline caption editing and each sample's findings; delete.
 import { api, el, formatBytes, samplesOf, toast } from './common.js';
 
@@ -328,6 +329,63 @@ document.getElementById('retry-failed').addEventListener('click', () => {
   run(failed);
 });
 
+// MARK: Zip imports
+
+/** Uploads a zip as one object, has the server unpack it, and shows its progress and verdict. */
+async function importZip(file) {
+  const panel = document.getElementById('zip-import');
+  const label = document.getElementById('zip-label');
+  const bar = document.getElementById('zip-progress');
+  const status = document.getElementById('zip-status');
+  panel.hidden = false;
+  label.textContent = `Importing ${file.name}`;
+  status.removeAttribute('role');
+  try {
+    const created = await api('POST', `/api/datasets/${datasetId}/imports`, { fileName: file.name, size: file.size });
+    status.textContent = 'uploading the zip…';
+    bar.max = file.size || 1;
+    await new Promise((resolve, reject) => {
+      const request = new XMLHttpRequest();
+      request.open(created.upload.method || 'PUT', created.upload.url);
+      for (const [name, value] of Object.entries(created.upload.headers || {})) {
+        if (!['content-length', 'host'].includes(name.toLowerCase())) request.setRequestHeader(name, value);
+      }
+      request.upload.addEventListener('progress', (event) => { bar.value = event.loaded; });
+      request.addEventListener('load', () => (request.status >= 200 && request.status < 300 ? resolve() : reject(new Error(`the bucket answered ${request.status}`))));
+      request.addEventListener('error', () => reject(new Error('network error (is the bucket reachable, and its CORS set?)')));
+      request.send(file);
+    });
+    let current = await api('POST', `/api/datasets/${datasetId}/imports/${created.import.id}/unpack`);
+    while (current.state === 'unpacking') {
+      bar.max = current.entriesTotal || 1;
+      bar.value = current.entriesDone;
+      status.textContent = `unpacking on the server: ${current.entriesDone} of ${current.entriesTotal || '…'} files checked`;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      current = await api('GET', `/api/datasets/${datasetId}/imports/${current.id}`);
+    }
+    if (current.state === 'done') {
+      bar.value = bar.max;
+      label.textContent = `Imported ${file.name}`;
+      status.textContent = `${current.placed} files added${current.ignored ? `, ${current.ignored} folder or system entries skipped` : ''}.`;
+    } else {
+      label.textContent = `${file.name} was refused`;
+      status.setAttribute('role', 'alert');
+      status.textContent = current.error ? current.error.message : current.state;
+    }
+  } catch (error) {
+    label.textContent = `${file.name} was not imported`;
+    status.setAttribute('role', 'alert');
+    status.textContent = error.message;
+  }
+  await load();
+}
+
+document.getElementById('pick-zip').addEventListener('change', (event) => {
+  const [file] = event.target.files;
+  event.target.value = '';
+  if (file) importZip(file);
+});
+
 for (const id of ['pick-folder', 'pick-files']) {
   const input = document.getElementById(id);
   input.addEventListener('change', () => {
@@ -362,6 +420,8 @@ dropZone.addEventListener('drop', async (event) => {
   event.preventDefault();
   dropZone.classList.remove('over');
   const items = [...(event.dataTransfer.items || [])].map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
+  const dropped = [...event.dataTransfer.files];
+  if (dropped.length === 1 && /\.zip$/i.test(dropped[0].name)) { importZip(dropped[0]); return; }
   let files;
   if (items.length && items.every(Boolean)) files = (await Promise.all(items.map(entriesOf))).flat();
   else files = [...event.dataTransfer.files].map((file) => ({ file, path: file.name }));
