@@ -11,13 +11,6 @@ import TrainerCore
 /// turns its output into progress, uploads checkpoints and samples as they appear, and at the end
 /// the LoRA, the log, the loss curve and the config.
 public struct TrainingHandler: JobHandler {
-    /// Where jobs' files are: one bucket for every job (R2_*), or the built-in store at a server,
-    /// with the key scoped to the job that each job brings (`gomodel worker --server` alone).
-    public enum JobBucket: Sendable {
-        case configured(S3Client)
-        case builtInStore(url: URL, http: HTTPClient, retry: RetryPolicy)
-    }
-
     let jobBucket: JobBucket
     let workRoot: String
     /// The trainer's words; the config's path is appended (`python run.py`, or the stand-in).
@@ -165,18 +158,7 @@ public struct TrainingHandler: JobHandler {
         }
     }
 
-    func bucket(for job: WorkerJob) throws -> S3Client {
-        switch jobBucket {
-        case .configured(let bucket):
-            return bucket
-        case .builtInStore(let url, let http, let retry):
-            guard let key = job.input.storeKey else {
-                throw JobFailure("The job brings no store key (its server does not run the built-in store); give the worker the bucket's R2_* settings.")
-            }
-            let credentials = S3Credentials(accessKeyID: key.accessKeyID, secretAccessKey: Secret(key.secretAccessKey))
-            return S3Client(endpoint: S3Endpoint(url: url, bucket: job.datasetBucket, region: "us-east-1", credentials: credentials), httpClient: http, retry: retry)
-        }
-    }
+    func bucket(for job: WorkerJob) throws -> S3Client { try jobBucket.client(for: job.input) }
 
     /// What an earlier attempt left to resume from.
     struct Restored {

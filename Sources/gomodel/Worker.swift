@@ -77,18 +77,22 @@ struct Worker: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
         // Patient: a refused final upload costs the whole training (8 tries over about 2 minutes).
         let retry = RetryPolicy(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(30))
-        let bucket: TrainingHandler.JobBucket =
+        let bucket: JobBucket =
             switch store {
             case .bucket(let endpoint): .configured(S3Client(endpoint: endpoint, httpClient: http, retry: retry))
             case .builtIn(let url): .builtInStore(url: url, http: http, retry: retry)
             }
         var environment: [String: String] = [:]
         if let token = configuration.worker.huggingFaceToken { environment["HF_TOKEN"] = token.value }
-        let handler = TrainingHandler(
-            bucket: bucket,
-            workRoot: configuration.worker.workDirectory,
-            trainerCommand: command, trainerDirectory: configuration.worker.aiToolkitDirectory, trainerEnvironment: environment
-        )
+        let handler = TaskHandler(
+            training: TrainingHandler(
+                bucket: bucket,
+                workRoot: configuration.worker.workDirectory,
+                trainerCommand: command, trainerDirectory: configuration.worker.aiToolkitDirectory, trainerEnvironment: environment
+            ),
+            drafting: DraftHandler(
+                bucket: bucket, workRoot: configuration.worker.workDirectory, command: configuration.worker.captionCommand ?? DraftHandler.defaultCommand,
+                environment: environment))
         do {
             try await work(handler: handler, http: http, server: serverURL)
             try await http.shutdown()
@@ -99,7 +103,7 @@ struct Worker: AsyncParsableCommand {
     }
 
     /// `server`: the checked --server address.
-    private func work(handler: TrainingHandler, http: HTTPClient, server: URL?) async throws {
+    private func work(handler: TaskHandler, http: HTTPClient, server: URL?) async throws {
         if let testInput {
             guard let data = FileManager.default.contents(atPath: testInput), let input = try? JSONDecoder().decode(JSONValue.self, from: data) else {
                 throw ValidationError("\(testInput) is not a JSON file.")

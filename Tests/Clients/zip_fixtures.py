@@ -47,16 +47,6 @@ def _info(name, attr=REGULAR_ATTR, method=zipfile.ZIP_DEFLATED):
     return info
 
 
-def _fast(info):
-    """Deflate level 1 for this entry (a ZipInfo brings its own level; the attribute was renamed in 3.13)."""
-    for attribute in ("compress_level", "_compresslevel"):
-        try:
-            setattr(info, attribute, 1)
-            return
-        except AttributeError:
-            continue
-
-
 def _put(archive, name, data, method=zipfile.ZIP_DEFLATED, attr=REGULAR_ATTR):
     archive.writestr(_info(name, attr, method), data)
 
@@ -202,19 +192,33 @@ def _chain(*iterables):
         yield from iterable
 
 
-def big_total_zip(path, total=96 * MiB, parts=6):
+def big_total_zip(path, total=320 * MiB, parts=5):
     """Uncompressed total over a (lowered) dataset limit with no entry looking like a bomb: `parts`
-    PNG-headed targets of low-entropy bytes (two bits per byte: deflate gets about 3:1)."""
-    stems = [f"heavy{index}" for index in range(parts)]
+    PNG-headed targets that deflate about 36:1 (4 random bytes in every 256, the rest zeros: far
+    below a bomb's ratio). Written in a second: each entry is a header block and one 1 MiB block
+    deflated after a full flush, repeated (as in `_zeros_deflated`)."""
     each = total // parts
-    with zipfile.ZipFile(path, "w") as archive:
-        for stem in stems:
-            header = png(1024, 1024, 0)
-            body = os.urandom(each - len(header)).translate(bytes(index & 3 for index in range(256)))
-            info = _info(f"target/{stem}.png")
-            _fast(info)
-            with archive.open(info, "w") as out:
-                out.write(header + body)
+    assert each % MiB == 0
+    pattern = bytearray(MiB)
+    for offset in range(0, MiB, 256):
+        pattern[offset:offset + 4] = os.urandom(4)
+    pattern = bytes(pattern)
+    entries = []
+    for index in range(parts):
+        header = png(1024, 1024, 0)
+        first = header + pattern[len(header):]
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+        head_block = compressor.compress(first) + compressor.flush(zlib.Z_FULL_FLUSH)
+        block = compressor.compress(pattern) + compressor.flush(zlib.Z_FULL_FLUSH)
+        count = each // MiB - 1
+        crc = zlib.crc32(first)
+        for _ in range(count):
+            crc = zlib.crc32(pattern, crc)
+        final = b"\x03\x00"
+        entries.append({"name": f"target/heavy{index}.png", "method": 8, "crc": crc, "usize": each,
+                        "csize": len(head_block) + len(block) * count + len(final),
+                        "data": _chain([head_block], (block for _ in range(count)), [final])})
+    _write_raw(path, entries)
     return {"path": path, "code": "zip_bomb", "entry": None, "uncompressed": total}
 
 

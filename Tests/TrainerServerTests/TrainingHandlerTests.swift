@@ -20,7 +20,7 @@ import VaporTesting
     static func handler(_ store: RunningStore, work: String, crashAt: Int? = nil, extra: [String: String] = [:], scopedStoreKeys: Bool = false) -> TrainingHandler {
         var environment = extra.merging(["STAND_IN_STEP_SECONDS": "0.01"]) { old, _ in old }
         if let crashAt { environment["STAND_IN_CRASH_AT_STEP"] = String(crashAt) }
-        let bucket: TrainingHandler.JobBucket =
+        let bucket: JobBucket =
             scopedStoreKeys
             ? .builtInStore(url: store.endpoint.url, http: store.http, retry: .default) : .configured(store.client(retry: .default))
         var handler = TrainingHandler(

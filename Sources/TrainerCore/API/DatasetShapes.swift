@@ -291,3 +291,78 @@ extension API {
         }
     }
 }
+
+extension API {
+    /// A "draft instructions" run (`/api/datasets/{id}/drafts`).
+    public struct DraftRun: Codable, Sendable {
+        public let id: UUID
+        /// `worker` (a job of the queue, `jobId`) or `endpoint` (GOMODEL_CAPTION_URL).
+        public let mode: String
+        public let jobId: UUID?
+        /// `running`, `done` or `failed`.
+        public let state: String
+        public let samplesTotal: Int
+        public let samplesDone: Int
+        public let drafted: Int
+        public let error: String?
+        public let createdAt: Date
+        public let updatedAt: Date
+
+        public init(
+            id: UUID, mode: String, jobId: UUID?, state: String, samplesTotal: Int, samplesDone: Int, drafted: Int, error: String?, createdAt: Date, updatedAt: Date
+        ) {
+            self.id = id
+            self.mode = mode
+            self.jobId = jobId
+            self.state = state
+            self.samplesTotal = samplesTotal
+            self.samplesDone = samplesDone
+            self.drafted = drafted
+            self.error = error
+            self.createdAt = createdAt
+            self.updatedAt = updatedAt
+        }
+    }
+
+    /// A drafted instruction waiting for review.
+    public struct Draft: Codable, Sendable {
+        public let stem: String
+        public let text: String
+        /// Which model wrote it.
+        public let source: String
+        public let createdAt: Date
+
+        public init(stem: String, text: String, source: String, createdAt: Date) {
+            self.stem = stem
+            self.text = text
+            self.source = source
+            self.createdAt = createdAt
+        }
+    }
+
+    /// `GET /api/datasets/{id}/drafts`.
+    public struct Drafts: Codable, Sendable {
+        public let run: DraftRun?
+        public let drafts: [Draft]
+
+        public init(run: DraftRun?, drafts: [Draft]) {
+            self.run = run
+            self.drafts = drafts
+        }
+    }
+
+    /// `POST /api/datasets/{id}/drafts`.
+    public struct DraftStart: Codable, Sendable {
+        /// nil: every sample without an instruction or a draft.
+        public let stems: [String]?
+
+        public init(stems: [String]?) { self.stems = stems }
+    }
+
+    /// `POST /api/datasets/{id}/drafts/{stem}/accept`; `caption`: the person's edit of the draft.
+    public struct DraftAccept: Codable, Sendable {
+        public let caption: String?
+
+        public init(caption: String?) { self.caption = caption }
+    }
+}

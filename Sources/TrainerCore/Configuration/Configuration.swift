@@ -21,6 +21,8 @@ public struct Configuration: Sendable {
     public var gpuPricePerSecond: Double?
     /// Dataset size limits (`GOMODEL_DATASET_MAX_SAMPLES`, `GOMODEL_DATASET_MAX_BYTES`).
     public var datasetLimits: DatasetValidation.Limits
+    /// Who drafts edit instructions: an OpenAI-compatible endpoint, or GPU workers.
+    public var captions: CaptionSettings
     /// Variables that look like ours but are not known (likely typos); logged at start.
     public var warnings: [String]
 
@@ -81,16 +83,19 @@ public struct Configuration: Sendable {
         if !workDirectory.hasPrefix("/") {
             reader.problem("GOMODEL_WORKDIR", "must be an absolute path, e.g. /workspace")
         }
-        var trainerCommand: [String]?
-        if let command = reader.string("GOMODEL_TRAINER_COMMAND") {
+        func command(_ name: String) -> [String]? {
+            guard let command = reader.string(name) else { return nil }
             switch ShellWords.split(command) {
-            case .success(let words): trainerCommand = words
-            case .failure(let error): reader.problem("GOMODEL_TRAINER_COMMAND", "\(error.reason); quote arguments with ' or \"")
+            case .success(let words): return words
+            case .failure(let error):
+                reader.problem(name, "\(error.reason); quote arguments with ' or \"")
+                return nil
             }
         }
         worker = WorkerSettings(
             aiToolkitDirectory: reader.string("AI_TOOLKIT_DIR"),
-            trainerCommand: trainerCommand,
+            trainerCommand: command("GOMODEL_TRAINER_COMMAND"),
+            captionCommand: command("GOMODEL_CAPTION_COMMAND"),
             workDirectory: workDirectory,
             huggingFaceToken: reader.string("HF_TOKEN").map(Secret.init)
         )
@@ -105,6 +110,19 @@ public struct Configuration: Sendable {
         datasetLimits = DatasetValidation.Limits()
         if let samples = reader.integer("GOMODEL_DATASET_MAX_SAMPLES", in: 1...1_000_000) { datasetLimits.maximumSamples = samples }
         if let bytes = reader.byteSize("GOMODEL_DATASET_MAX_BYTES") { datasetLimits.maximumBytes = bytes }
+
+        let captionURL = reader.url("GOMODEL_CAPTION_URL")
+        let captionKey = reader.string("GOMODEL_CAPTION_API_KEY").map(Secret.init)
+        let captionModel = reader.string("GOMODEL_CAPTION_MODEL")
+        if captionURL != nil, captionModel == nil {
+            reader.problem("GOMODEL_CAPTION_MODEL", "is needed with GOMODEL_CAPTION_URL: the endpoint's vision model, e.g. gpt-4o-mini or Qwen/Qwen2.5-VL-7B-Instruct")
+        }
+        if captionKey != nil, captionURL == nil {
+            reader.problem("GOMODEL_CAPTION_API_KEY", "is set without GOMODEL_CAPTION_URL; set the endpoint's base URL too (e.g. https://api.openai.com/v1), or unset the key")
+        }
+        captions = CaptionSettings(
+            endpoint: captionURL.map { CaptionSettings.Endpoint(baseURL: $0, apiKey: captionKey, model: captionModel ?? "") },
+            workerModel: captionURL == nil ? captionModel ?? InstructionDraft.defaultWorkerModel : InstructionDraft.defaultWorkerModel)
 
         if runPod != nil, case .builtIn = objectStore, publicURL == nil {
             reader.problem(
@@ -195,10 +213,28 @@ public enum DatabaseSettings: Sendable {
     case postgres(url: Secret)
 }
 
+/// Instruction drafts: through an OpenAI-compatible chat-completions endpoint when
+/// `GOMODEL_CAPTION_URL` is set (`GOMODEL_CAPTION_API_KEY`, `GOMODEL_CAPTION_MODEL`), else as jobs
+/// for GPU workers running `workerModel` (`GOMODEL_CAPTION_MODEL`, default Qwen2.5-VL-7B-Instruct).
+public struct CaptionSettings: Sendable {
+    public struct Endpoint: Sendable {
+        /// E.g. `https://api.openai.com/v1`; `/chat/completions` is appended.
+        public var baseURL: URL
+        public var apiKey: Secret?
+        public var model: String
+    }
+
+    public var endpoint: Endpoint?
+    public var workerModel: String
+}
+
 public struct WorkerSettings: Sendable {
     public var aiToolkitDirectory: String?
     /// The trainer command's words; the config file's path is appended as the last argument.
     public var trainerCommand: [String]?
+    /// The captioner's words (`GOMODEL_CAPTION_COMMAND`); `--model M --request R` is appended.
+    /// Default: `python` with the `caption.py` shipped beside the binary.
+    public var captionCommand: [String]?
     public var workDirectory: String
     public var huggingFaceToken: Secret?
 }

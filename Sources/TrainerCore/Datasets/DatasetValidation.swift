@@ -53,7 +53,9 @@ public enum DatasetValidation {
         public var isSound: Bool { !findings.contains { $0.severity == .error } }
     }
 
-    public static func validate(_ files: [File], defaultCaption: String?, limits: Limits = Limits()) -> Report {
+    /// `drafts`: stems of samples with a drafted instruction not yet reviewed; such a sample may
+    /// not train on anything else meanwhile (not even the default caption).
+    public static func validate(_ files: [File], defaultCaption: String?, drafts: Set<String> = [], limits: Limits = Limits()) -> Report {
         var findings: [Finding] = []
         func add(_ severity: Finding.Severity, _ code: String, _ file: String, _ message: String) {
             findings.append(Finding(severity: severity, code: code, file: file, message: message))
@@ -95,7 +97,11 @@ public enum DatasetValidation {
             } else if !present.isEmpty {
                 controlMix[present.count, default: 0] += 1
             }
-            if captions[stem] == nil, (defaultCaption ?? "").isEmpty {
+            if captions[stem] == nil, drafts.contains(stem) {
+                add(
+                    .error, "unaccepted_draft", target,
+                    "\(target) has a drafted instruction waiting for review; accept, edit or reject it (a draft trains nothing until accepted).")
+            } else if captions[stem] == nil, (defaultCaption ?? "").isEmpty {
                 add(.error, "missing_caption", target, "\(target) has no caption; upload target/\(stem).txt with the edit instruction, or set the dataset's default caption.")
             }
         }

@@ -55,7 +55,17 @@ public struct JobInput: Codable, Sendable, Equatable {
         }
     }
 
+    /// What the worker does with the job. Absent in inputs means training, so inputs from before
+    /// drafting jobs read as they always did.
+    public enum Task: String, Codable, Sendable, Equatable {
+        /// `jobConfig` is an ai-toolkit job config.
+        case train
+        /// `jobConfig` is an `InstructionDraft.WorkerRequest`: draft edit instructions for samples.
+        case draftInstructions = "draft_instructions"
+    }
+
     public var contractVersion: Int
+    public var task: Task
     public var trainerJobID: String
     /// 1 for the first attempt; absent in inputs from before attempts were counted.
     public var attempt: Int
@@ -68,6 +78,7 @@ public struct JobInput: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case contractVersion = "contract_version"
+        case task
         case trainerJobID = "trainer_job_id"
         case attempt
         case jobConfig = "job_config"
@@ -78,10 +89,11 @@ public struct JobInput: Codable, Sendable, Equatable {
     }
 
     public init(
-        trainerJobID: String, attempt: Int, jobConfig: JSONValue, dataset: Dataset, output: Output,
+        task: Task = .train, trainerJobID: String, attempt: Int, jobConfig: JSONValue, dataset: Dataset, output: Output,
         progressChannel: ProgressChannel? = nil, storeKey: StoreKey? = nil
     ) {
         self.contractVersion = Self.contractVersion
+        self.task = task
         self.trainerJobID = trainerJobID
         self.attempt = attempt
         self.jobConfig = jobConfig
@@ -94,6 +106,7 @@ public struct JobInput: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         contractVersion = try container.decode(Int.self, forKey: .contractVersion)
+        task = try container.decodeIfPresent(Task.self, forKey: .task) ?? .train
         trainerJobID = try container.decode(String.self, forKey: .trainerJobID)
         attempt = try container.decodeIfPresent(Int.self, forKey: .attempt) ?? 1
         jobConfig = try container.decode(JSONValue.self, forKey: .jobConfig)
@@ -101,6 +114,20 @@ public struct JobInput: Codable, Sendable, Equatable {
         output = try container.decode(Output.self, forKey: .output)
         progressChannel = try container.decodeIfPresent(ProgressChannel.self, forKey: .progressChannel)
         storeKey = try container.decodeIfPresent(StoreKey.self, forKey: .storeKey)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(contractVersion, forKey: .contractVersion)
+        // Training inputs stay exactly as they were before there were other tasks.
+        if task != .train { try container.encode(task, forKey: .task) }
+        try container.encode(trainerJobID, forKey: .trainerJobID)
+        try container.encode(attempt, forKey: .attempt)
+        try container.encode(jobConfig, forKey: .jobConfig)
+        try container.encode(dataset, forKey: .dataset)
+        try container.encode(output, forKey: .output)
+        try container.encodeIfPresent(progressChannel, forKey: .progressChannel)
+        try container.encodeIfPresent(storeKey, forKey: .storeKey)
     }
 
     /// A problem with an input, said so a person can fix the sender.

@@ -57,6 +57,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy,
         gpuPricePerSecond: configuration.gpuPricePerSecond, clock: dependencies.clock
     ).register(signedIn: signedIn)
+    DraftController(drafts: DraftService(datasets: datasets, jobs: jobs, settings: configuration.captions, http: app.http.client.shared)).register(signedIn: signedIn)
     RunPodWebhookController(jobs: jobs, now: dependencies.now).register(public: api)
     if let runPod = configuration.runPod {
         let client = RunPodClient(baseURL: runPod.baseURL, endpointID: runPod.endpointID, apiKey: runPod.apiKey, http: app.http.client.shared)
@@ -106,10 +107,11 @@ public func configure(_ app: Application, configuration: Configuration, dependen
 enum APIDescription {
     static let operations =
         AuthController.operations + TokenController.operations + InviteController.operations + WorkerKeyController.operations
-        + DatasetController.operations + JobController.operations + RunPodWebhookController.operations + SystemController.operations
+        + DatasetController.operations + DraftController.operations + JobController.operations + RunPodWebhookController.operations + SystemController.operations
     static let schemas = AuthController.schemas.merging(TokenController.schemas) { current, _ in current }
         .merging(WorkerKeyController.schemas) { current, _ in current }
         .merging(DatasetController.schemas) { current, _ in current }
+        .merging(DraftController.schemas) { current, _ in current }
         .merging(JobController.schemas) { current, _ in current }
 }
 

@@ -71,9 +71,9 @@ struct DatasetController: Sendable {
 
     @Sendable func show(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        let files = try await datasets.files(of: dataset, on: request.db)
+        let (files, report) = try await datasets.currentReport(dataset, on: request.db)
         var response = dataset.shape
-        response.validation = API.Validation(datasets.report(dataset, files: files))
+        response.validation = API.Validation(report)
         response.files = files.map(\.shape)
         return try JSON.response(response)
     }
@@ -113,7 +113,7 @@ struct DatasetController: Sendable {
 
     @Sendable func validation(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        return try JSON.response(API.Validation(datasets.report(dataset, files: try await datasets.files(of: dataset, on: request.db))))
+        return try JSON.response(API.Validation(try await datasets.currentReport(dataset, on: request.db).report))
     }
 
     @Sendable func setCaption(request: Request) async throws -> Response {

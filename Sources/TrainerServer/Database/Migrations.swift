@@ -18,5 +18,6 @@ public enum Migrations {
         M0012WorkerKeyNamesAndRevocation(),
         M0013CreateKnownDevices(),
         M0014CreateDatasetImports(),
+        M0015CreateCaptionDrafts(),
     ]
 }

@@ -103,6 +103,8 @@ struct DatasetService: Sendable {
         try await db.transaction { db in
             try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).delete()
             try await DatasetImport.query(on: db).filter(\.$dataset.$id == dataset.id!).delete()
+            try await CaptionDraft.query(on: db).filter(\.$dataset.$id == dataset.id!).delete()
+            try await DraftRun.query(on: db).filter(\.$dataset.$id == dataset.id!).delete()
             try await dataset.delete(on: db)
         }
     }
@@ -299,6 +301,8 @@ struct DatasetService: Sendable {
             try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!)
                 .filter(\.$role == "target").filter(\.$stem == stem).filter(\.$uploadedAt != nil).first() != nil
         else { throw Failure.noSuchSample(stem) }
+        // A typed caption supersedes a draft, as an accepted one does.
+        try await CaptionDraft.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).delete()
         let placement = DatasetLayout.Placement(role: .caption, stem: stem, fileExtension: "txt")
         let existing = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key == placement.relativeKey).first()
         if text.isEmpty {
@@ -327,6 +331,7 @@ struct DatasetService: Sendable {
         guard !files.isEmpty else { throw Failure.noSuchSample(stem) }
         try await files.map { dataset.prefix + $0.key }.concurrentMap(limit: 8) { try await bucket.delete(key: $0) }
         try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).delete()
+        try await CaptionDraft.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).delete()
         return try await refresh(dataset, on: db)
     }
 
@@ -346,11 +351,22 @@ struct DatasetService: Sendable {
         try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$uploadedAt != nil).sort(\.$key).all()
     }
 
-    func report(_ dataset: Dataset, files: [DatasetFile]) -> DatasetValidation.Report {
+    /// `drafts`: the stems with a drafted instruction waiting for review (`draftStems`).
+    func report(_ dataset: Dataset, files: [DatasetFile], drafts: Set<String>) -> DatasetValidation.Report {
         let inputs = files.compactMap { file in
             file.placement.map { DatasetValidation.File(placement: $0, bytes: file.bytes ?? 0, probe: file.probe) }
         }
-        return DatasetValidation.validate(inputs, defaultCaption: dataset.defaultCaption, limits: limits)
+        return DatasetValidation.validate(inputs, defaultCaption: dataset.defaultCaption, drafts: drafts, limits: limits)
+    }
+
+    /// The dataset's files and its validation as they are now.
+    func currentReport(_ dataset: Dataset, on db: any Database) async throws -> (files: [DatasetFile], report: DatasetValidation.Report) {
+        let files = try await files(of: dataset, on: db)
+        return (files, report(dataset, files: files, drafts: try await draftStems(of: dataset, on: db)))
+    }
+
+    func draftStems(of dataset: Dataset, on db: any Database) async throws -> Set<String> {
+        Set(try await CaptionDraft.query(on: db).filter(\.$dataset.$id == dataset.id!).all(\.$stem))
     }
 
     /// Validates and stores the summary the listing shows. Requests completing files of one
@@ -364,8 +380,7 @@ struct DatasetService: Sendable {
             attempts += 1
             // Another request may have changed the default caption meanwhile.
             if let current = try await Dataset.find(dataset.id, on: db) { dataset.defaultCaption = current.defaultCaption }
-            let files = try await files(of: dataset, on: db)
-            let report = report(dataset, files: files)
+            let (files, report) = try await currentReport(dataset, on: db)
             dataset.fileCount = files.count
             dataset.sampleCount = report.samples
             dataset.totalBytes = report.totalBytes

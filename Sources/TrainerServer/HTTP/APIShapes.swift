@@ -88,3 +88,18 @@ extension DatasetImport {
             error: errorCode.map { API.DatasetImport.Failure(code: $0, message: errorMessage ?? "") }, createdAt: createdAt, updatedAt: updatedAt)
     }
 }
+
+extension CaptionDraft {
+    var shape: API.Draft { API.Draft(stem: stem, text: text, source: source, createdAt: createdAt) }
+}
+
+extension DraftRun {
+    /// A worker run's progress is its job's (step = samples done).
+    func shape(on db: any Database) async throws -> API.DraftRun {
+        var done = samplesDone
+        if state == .running, let jobID, let job = try await Job.find(jobID, on: db), let step = job.latestProgress?.step { done = step }
+        return API.DraftRun(
+            id: id!, mode: mode.rawValue, jobId: jobID, state: state.rawValue, samplesTotal: samplesTotal, samplesDone: done, drafted: drafted, error: error,
+            createdAt: createdAt, updatedAt: updatedAt)
+    }
+}

@@ -68,6 +68,24 @@ extension DatasetImporter.Failure: APIErrorConvertible {
     }
 }
 
+extension DraftService.Failure: APIErrorConvertible {
+    var status: HTTPResponseStatus {
+        switch self {
+        case .noSuchSample, .noSuchDraft: .notFound
+        case .alreadyRunning: .conflict
+        case .nothingToDraft: .unprocessableEntity
+        }
+    }
+
+    var code: String {
+        switch self {
+        case .noSuchSample, .noSuchDraft: "not_found"
+        case .alreadyRunning: "drafting"
+        case .nothingToDraft: "nothing_to_draft"
+        }
+    }
+}
+
 extension JobService.Failure: APIErrorConvertible {
     var status: HTTPResponseStatus {
         switch self {

@@ -157,6 +157,8 @@ struct JobRunner: Sendable {
     }
 
     static func policy(_ job: Job) throws -> RunPodPolicy {
+        // Loading a 7B vision model and a few seconds a sample: the training minimum (2 h) is plenty.
+        if job.isDraftJob { return .training(expectedSeconds: 0) }
         let parameters = try JSONDecoder().decode(QwenImageEdit.Parameters.self, from: Data(job.parameters.utf8))
         return .training(expectedSeconds: parameters.steps * 8)
     }

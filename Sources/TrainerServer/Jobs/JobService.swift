@@ -133,8 +133,7 @@ struct JobService: Sendable {
         if let unpacking = try await DatasetImport.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$state == .unpacking).first() {
             throw Failure.importInProgress(fileName: unpacking.fileName)
         }
-        let files = try await datasets.files(of: dataset, on: db)
-        let report = datasets.report(dataset, files: files)
+        let (files, report) = try await datasets.currentReport(dataset, on: db)
         guard report.isSound, report.samples > 0, let controls = report.controlsPerSample else {
             throw Failure.datasetNotReady(report.findings.filter { $0.severity == .error })
         }
@@ -175,6 +174,32 @@ struct JobService: Sendable {
         return job
     }
 
+    /// A drafting job for GPU workers: the same queue, runners and attempts as training, but it
+    /// reads the dataset without locking it (it changes nothing there; its drafts wait for review).
+    func createDraftJob(userID: UUID, dataset: Dataset, request: InstructionDraft.WorkerRequest, on db: any Database) async throws -> Job {
+        let id = UUID()
+        let job = Job()
+        job.id = id
+        job.$user.id = userID
+        job.datasetID = dataset.id!
+        job.preset = InstructionDraft.jobPreset
+        job.parameters = try Self.encoded(["samples": .int(request.items.count), "model": .string(request.model)] as JSONValue)
+        job.jobConfig = try Self.encoded(request)
+        job.status = .queued
+        job.attempt = 1
+        job.preemptions = 0
+        job.createdAt = now()
+        job.updatedAt = job.createdAt
+        job.cancelRequested = false
+        try await db.transaction { db in
+            try await job.create(on: db)
+            try await JobEvent(jobID: id, at: job.createdAt, status: JobStatus.queued.rawValue, message: "Queued: draft instructions for \(request.items.count) sample(s).")
+                .create(on: db)
+        }
+        created()
+        return job
+    }
+
     /// Samples in stem order with their caption (or the default) and controls, for sample prompts.
     static func samples(_ files: [DatasetFile], defaultCaption: String?) -> [QwenImageEdit.Sample] {
         let byStem = Dictionary(grouping: files, by: \.stem)
@@ -192,7 +217,7 @@ struct JobService: Sendable {
     func input(for job: Job, bucket: String, progressChannel: URL? = nil) throws -> JobInput {
         let datasetID = job.datasetID.uuidString.lowercased()
         return JobInput(
-            trainerJobID: job.id!.uuidString.lowercased(), attempt: job.attempt,
+            task: job.isDraftJob ? .draftInstructions : .train, trainerJobID: job.id!.uuidString.lowercased(), attempt: job.attempt,
             jobConfig: try JSONDecoder().decode(JSONValue.self, from: Data(job.jobConfig.utf8)),
             dataset: .init(datasetId: datasetID, bucket: bucket, prefix: StorageKeys.datasetPrefix(datasetID)),
             output: .init(bucket: bucket, prefix: job.outputPrefix),
@@ -285,7 +310,7 @@ struct JobService: Sendable {
         }
         guard changed else { return false }
         job.updatedAt = time
-        return try await commit(job, from: previous, events: events, on: db)
+        return try await commit(job, from: previous, events: events, output: report.output, on: db)
     }
 
     /// A run ended without training because another run of the same attempt holds its claim
@@ -373,7 +398,9 @@ struct JobService: Sendable {
     /// act on one job at once, and exactly one of them wins each change. The loser's copy is
     /// refreshed from the database. Returns whether this one won.
     @discardableResult
-    func commit(_ job: Job, from previous: JobStatus, events: [JobEvent] = [], condition: SQLQueryString? = nil, on db: any Database) async throws -> Bool {
+    func commit(
+        _ job: Job, from previous: JobStatus, events: [JobEvent] = [], condition: SQLQueryString? = nil, output: JSONValue? = nil, on db: any Database
+    ) async throws -> Bool {
         let applied = try await db.transaction { db in
             let sql = try db.sql()
             var query: SQLQueryString =
@@ -385,6 +412,8 @@ struct JobService: Sendable {
             // The dataset may change again once no active job uses it (in the same transaction,
             // so a crash cannot leave it locked by a finished job).
             if job.status.isFinal { try await releaseDataset(job.datasetID, on: db) }
+            // A drafting job's drafts are stored with its end, once, by whoever wins it.
+            if job.status.isFinal, job.isDraftJob { try await DraftService.finish(job, output: output, datasets: datasets, on: db) }
             return true
         }
         if !applied, let current = try await Job.find(job.id, on: db) { try Self.copy(current, into: job) }
@@ -429,7 +458,7 @@ struct JobService: Sendable {
     /// After a job ends, its dataset may change again, unless another job still uses it.
     func releaseDataset(_ datasetID: UUID, on db: any Database) async throws {
         guard let dataset = try await Dataset.find(datasetID, on: db) else { return }
-        let active = try await Job.query(on: db).filter(\.$datasetID == datasetID)
+        let active = try await Job.query(on: db).filter(\.$datasetID == datasetID).filter(\.$preset != InstructionDraft.jobPreset)
             .filter(\.$status ~~ [JobStatus.queued, .submitted, .running]).sort(\.$createdAt, .descending).first()
         if dataset.lockedByJobID != active?.id {
             dataset.lockedByJobID = active?.id

@@ -85,3 +85,8 @@ extension Job {
         artifacts.flatMap { try? JSONDecoder().decode([JobArtifact].self, from: Data($0.utf8)) } ?? []
     }
 }
+
+extension Job {
+    /// Drafts edit instructions (`InstructionDraft`) rather than training.
+    var isDraftJob: Bool { preset == InstructionDraft.jobPreset }
+}
