@@ -519,6 +519,25 @@ def refusals_of_the_api(server, token, other_token, dataset_id, zips, work):
         check(status in (400, 422) and (answer or {}).get("error", {}).get("message"),
               f"creating an import with {what} → {status}: {(answer or {}).get('error', {}).get('message')}")
 
+    # Two unpack requests at once: one starts the unpacking, the other is told it has started.
+    concurrent = server.create_dataset(token, "concurrent")
+    status, created = create_import(server, token, concurrent, fal["path"])
+    check(put(created["upload"]["url"], created["upload"]["headers"], open(fal["path"], "rb").read()) == 200, "a zip uploaded for two unpack requests")
+    route = f"/api/datasets/{concurrent}/imports/{created['import']['id']}/unpack"
+    answers, barrier = [], threading.Barrier(2)
+
+    def ask():
+        barrier.wait()
+        answers.append(server.api(token, "POST", route)[0])
+    askers = [threading.Thread(target=ask) for _ in range(2)]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join()
+    check(sorted(answers) == [202, 409], f"two unpack requests at once: one 202, one 409 ({sorted(answers)})")
+    final, _ = poll_import(server, token, concurrent, created["import"]["id"])
+    check(final["state"] == "done", f"… and the import ends done ({final['state']})")
+
     # An import that has ended cannot be unpacked again.
     final, _, _ = api_import(server, token, dataset_id, zips["traversal"], "an import to end")
     status, body = server.api(token, "POST", f"/api/datasets/{dataset_id}/imports/{final['id']}/unpack")

@@ -178,6 +178,15 @@ import TrainerCore
         #expect(codes(DatasetValidation.validate(files, defaultCaption: "make it blue")) == ["missing_control", "missing_control"])
     }
 
+    @Test func aSampleWithAnUnacceptedDraftIsNotReady() {
+        let files = pair("a") + [file("control/b.png"), file("target/b.png")]
+        // Not even a default caption stands in while a draft waits for review.
+        let report = DatasetValidation.validate(files, defaultCaption: "make it blue", drafts: ["b"])
+        #expect(codes(report) == ["unaccepted_draft"] && report.findings[0].file == "target/b.png" && !report.isSound)
+        // A sample with a caption trains on it (its draft, if any, no longer matters).
+        #expect(DatasetValidation.validate(files, defaultCaption: "make it blue", drafts: ["a"]).isSound)
+    }
+
     @Test func orphansAndDuplicatesAreReported() {
         let files = pair("a") + [file("control/lonely.png"), file("lonely2.txt"), file("target/a.jpg")]
         let report = DatasetValidation.validate(files, defaultCaption: nil)

@@ -42,8 +42,9 @@ public enum InstructionDraft {
             text = String(text.dropFirst().dropLast())
         }
         // Nothing hidden in a caption (it reaches configs and pages); runs of spaces become one.
-        text = String(String.UnicodeScalarView(text.unicodeScalars.filter { HiddenCharacters.first(in: String($0)) == nil }))
         text = text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        text = String(String.UnicodeScalarView(text.unicodeScalars.filter { HiddenCharacters.first(in: String($0)) == nil }))
+        text = text.split(separator: " ").joined(separator: " ")
         if text.count > maximumLength {
             let cut = text.prefix(maximumLength)
             text = String(cut[..<(cut.lastIndex(of: " ") ?? cut.endIndex)])
