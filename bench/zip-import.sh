@@ -91,6 +91,8 @@ python3 -c "print(f'  zip import / (unzip + folder push) = {$a / $b:.2f}')"
 printf '%s\n' "${cpu_lines[@]}"
 echo
 echo "Row for docs/benchmarks.md:"
+echo "| date | content | zip import: push pairs.zip (median of $RUNS) | unzip + folder push (median of $RUNS) | zip / unzip + push |"
+echo "| --- | --- | --- | --- | --- |"
 python3 -c "
 import datetime
 print(f'| {datetime.date.today()} | $SAMPLES samples, $((SAMPLES * 2)) PNGs of $((SIZE / 1024)) KiB + captions ({$zip_bytes / 1048576:.0f} MiB zip), $STORE store | {$a:.2f} s | {$b:.2f} s (unzip {$u:.2f} s) | **{$a / $b:.2f}** |')"

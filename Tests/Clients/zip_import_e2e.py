@@ -11,11 +11,14 @@ Checks, against a server with the built-in store (and, given rclone, a shorter r
 - progress: entriesDone rises while a bigger zip (120 MB, 1500 entries) unpacks (GET polling), and
   the CLI shows it, as a bar on a terminal (a pseudo-terminal here) and as lines in a log;
 - bad zips (bombs by ratio, by total and by a lying header, path traversal, a symbolic link, a
-  truncated zip, a CRC mismatch, duplicate names, non-images, a path the layout refuses) end
+  truncated zip, a CRC mismatch, duplicate names, non-images, a path the layout refuses, nothing
+  for the dataset) end
   `failed` with the right code and a message naming the problem, through the API and the CLI
   (non-zero exit, the message); nothing is left behind: the dataset's files are those before, the
   bucket holds exactly the objects it held before (the zip object is gone), no stray files;
-- another user's dataset or import is 404; unpacking before the upload is a clear 409/422.
+- another user's dataset or import is 404; unpacking before the upload, twice at once, or after the
+  end is a 409; a name that is not .zip or a size out of bounds is a 400; the presigned PUT takes
+  only the announced size.
 The server runs with GOMODEL_DATASET_MAX_BYTES=256MiB, so that a total over the limit is cheap to
 make and the progress zip still fits; the server saves progress about twice a second, and the debug
 build takes over a second to check the progress zip's entries (the check needs more than one save).
