@@ -33,6 +33,8 @@ from support import check, gomodel_cli, wait_serving
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAND_IN = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
+sys.path.insert(0, os.path.join(ROOT, "Tests", "Fixtures"))
+from fake_openai import FakeOpenAI  # noqa: E402  (instruction drafts through an OpenAI-compatible endpoint)
 SHOTS = os.path.join(ROOT, "test-output", "screenshots")
 # The issue's caption, plus an element that would appear if any of it were parsed as HTML (a
 # <script> added through innerHTML never runs, and the CSP blocks inline ones anyway).
@@ -141,6 +143,18 @@ class Journey:
         except NoAlertPresentException:
             check(True, f"no alert fired on {where}")
 
+    def api_status(self, method, path, body):
+        """The status of an API call with the page's session and CSRF token (made here, not in the
+        page, so that an expected refusal is not a console error)."""
+        token = self.driver.execute_script("return document.querySelector('meta[name=\"csrf-token\"]').content")
+        request = urllib.request.Request(self.base + path, method=method, data=json.dumps(body).encode(),
+                                         headers={"Cookie": self.cookie_header(), "X-CSRF-Token": token, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
     def cookie_header(self):
         return "; ".join(f"{c['name']}={c['value']}" for c in self.driver.get_cookies())
 
@@ -187,7 +201,11 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"), GOMODEL_GPU_PRICE_PER_SECOND="0.0005")
-        server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=env,
+        captioner = FakeOpenAI(key="sk-web")
+        captioner.reply = lambda body, images: "Instruction: \"Turn the fox into a watercolour painting.\""
+        captioner.start()
+        server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(env, GOMODEL_CAPTION_URL=captioner.base_url, GOMODEL_CAPTION_API_KEY="sk-web",
+                                                                        GOMODEL_CAPTION_MODEL="gpt-4o-mini"),
                                   stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT)
         worker = None
         driver = None
@@ -253,11 +271,30 @@ def main():
             check("to fix" in journey.find("#dataset-summary").text, "the summary says the dataset needs fixing")
             journey.page_checks("dataset-broken")
 
-            print("fix both: upload the missing control, write the missing caption")
+            print("fix both: upload the missing control; draft the missing instruction, review it")
             journey.upload_folder(fix, 12)
             journey.wait("owl's finding to go", lambda: journey.findings_of("owl") == [])
-            journey.set_caption("fox", "make the fox a watercolour")
-            journey.wait("fox's finding to go", lambda: journey.findings_of("fox") == [])
+            journey.find("#draft-instructions").click()
+            journey.wait("fox's drafted instruction", lambda: "has-draft" in (journey.pairs()["fox"].get_attribute("class") or ""))
+            fox = journey.pairs()["fox"]
+            check(fox.find_element(By.CSS_SELECTOR, ".draft-badge").text == "Draft", "the drafted instruction is marked as a draft")
+            check(fox.find_element(By.CSS_SELECTOR, "textarea").get_attribute("value") == "Turn the fox into a watercolour painting.",
+                  "the model's reply, read as the instruction, waits for review in the grid")
+            check(len([p for p in journey.pairs().values() if "has-draft" in (p.get_attribute("class") or "")]) == 1, "only the sample without an instruction got a draft")
+            check(any("waiting for review" in text for text in journey.findings_of("fox")), "the sample says its draft waits for review")
+            journey.shot("dataset-draft")
+            journey.page_checks("dataset-draft")
+            refused = journey.api_status("POST", "/api/jobs", {"datasetId": dataset_id})
+            check(refused == 422, f"a job refuses to start while the draft is unaccepted ({refused})")
+            area = fox.find_element(By.CSS_SELECTOR, "textarea")
+            area.send_keys(" Keep the background.")
+            accept = fox.find_element(By.CSS_SELECTOR, "button.primary")
+            check(accept.text == "Accept edited", "editing the draft turns the button into 'Accept edited'")
+            accept.click()
+            journey.wait("fox's finding to go", lambda: journey.findings_of("fox") == [] and "has-draft" not in (journey.pairs()["fox"].get_attribute("class") or ""))
+            check(journey.pairs()["fox"].find_element(By.CSS_SELECTOR, "textarea").get_attribute("value")
+                  == "Turn the fox into a watercolour painting. Keep the background.", "the edited draft is fox's instruction now")
+            check(len([r for r in captioner.requests if r["status"] == 200]) == 1, "one request reached the endpoint")
             journey.pairs()["zebra"].find_element(By.CSS_SELECTOR, "button.danger").click()
             driver.switch_to.alert.accept()
             journey.wait("the stray sample to be removed", lambda: set(journey.pairs()) == set(colours))
@@ -410,6 +447,7 @@ def main():
         finally:
             if driver:
                 driver.quit()
+            captioner.stop()
             for process in (worker, server):
                 if process:
                     process.terminate()

@@ -10,13 +10,16 @@ const batchSize = Number(page.dataset.batchSize) || 500;
 const parallelUploads = 6;
 const pageSize = 24;
 
-const state = { dataset: null, samples: [], findingsByStem: new Map(), page: 0 };
+const state = { dataset: null, samples: [], findingsByStem: new Map(), page: 0, drafts: new Map(), draftRun: null };
 
 // MARK: Loading and the grid
 
 async function load() {
   try {
-    state.dataset = await api('GET', `/api/datasets/${datasetId}`);
+    const [dataset, drafts] = await Promise.all([api('GET', `/api/datasets/${datasetId}`), api('GET', `/api/datasets/${datasetId}/drafts`)]);
+    state.dataset = dataset;
+    state.drafts = new Map(drafts.drafts.map((draft) => [draft.stem, draft]));
+    state.draftRun = drafts.run || null;
   } catch (error) {
     toast(error.message);
     return;
@@ -37,6 +40,7 @@ async function load() {
   renderSummary();
   renderGeneralFindings(general);
   renderGrid();
+  renderDraftRun();
 }
 
 /** `target/cat.png` → `cat`; empty keys (the whole dataset) → null. */
@@ -116,7 +120,9 @@ function pairItem(sample, controls, index) {
     placeholder: state.dataset.defaultCaption ? `Default: ${state.dataset.defaultCaption}` : 'No instruction yet: write what the edit does',
   });
   caption.value = sample.caption ? sample.caption.caption || '' : '';
+  const draft = state.drafts.get(sample.stem);
   const status = el('span', { className: 'save-status', 'aria-live': 'polite' });
+  if (draft) return draftItem(sample, draft, images, findings, id);
   const save = el('button', { type: 'button', className: 'small', text: 'Save instruction' });
   const saveCaption = async () => {
     save.disabled = true;
@@ -161,6 +167,67 @@ function pairItem(sample, controls, index) {
       el('div', { className: 'caption-actions' }, save, status, remove),
       findings.length ? el('ul', { className: 'findings', 'aria-label': `Problems of ${sample.stem}` }, findings.map(findingItem)) : null));
 }
+
+/** A sample whose instruction is a draft: shown as a draft, to accept (as written or edited) or reject. */
+function draftItem(sample, draft, images, findings, id) {
+  const text = el('textarea', { id, rows: 3, maxlength: 4000, className: 'caption draft' });
+  text.value = draft.text;
+  const status = el('span', { className: 'save-status', 'aria-live': 'polite' });
+  const accept = el('button', { type: 'button', className: 'small primary', text: 'Accept draft', 'aria-label': `Accept the drafted instruction of ${sample.stem}` });
+  const reject = el('button', { type: 'button', className: 'small', text: 'Reject draft', 'aria-label': `Reject the drafted instruction of ${sample.stem}` });
+  text.addEventListener('input', () => { accept.textContent = text.value === draft.text ? 'Accept draft' : 'Accept edited'; });
+  const act = async (method, path, body, done) => {
+    accept.disabled = true;
+    reject.disabled = true;
+    try {
+      await api(method, path, body);
+      toast(done);
+      await load();
+    } catch (error) {
+      status.textContent = error.message;
+      accept.disabled = false;
+      reject.disabled = false;
+    }
+  };
+  const base = `/api/datasets/${datasetId}/drafts/${encodeURIComponent(sample.stem)}`;
+  accept.addEventListener('click', () => act('POST', `${base}/accept`, text.value === draft.text ? {} : { caption: text.value }, `Accepted the instruction of ${sample.stem}.`));
+  reject.addEventListener('click', () => act('DELETE', base, undefined, `Rejected the draft of ${sample.stem}.`));
+  return el('li', { className: 'pair has-draft', dataset: { stem: sample.stem } },
+    images,
+    el('div', { className: 'pair-text' },
+      el('p', { className: 'stem break', text: sample.stem }),
+      el('label', { for: id, className: 'caption-label' }, 'Instruction ', el('span', { className: 'badge draft-badge', text: 'Draft' }),
+        el('span', { className: 'visually-hidden', text: ` for ${sample.stem}` })),
+      text,
+      el('p', { className: 'hint', text: `Drafted by ${draft.source.replace(/^(worker|endpoint):/, '')}; it trains nothing until you accept it.` }),
+      el('div', { className: 'caption-actions' }, accept, reject, status),
+      findings.length ? el('ul', { className: 'findings', 'aria-label': `Problems of ${sample.stem}` }, findings.map(findingItem)) : null));
+}
+
+// MARK: Drafted instructions
+
+function renderDraftRun() {
+  const run = state.draftRun;
+  const status = document.getElementById('draft-status');
+  const button = document.getElementById('draft-instructions');
+  const running = run && run.state === 'running';
+  button.disabled = running;
+  const toReview = state.drafts.size === 1 ? '1 draft to review' : `${state.drafts.size} drafts to review`;
+  if (!run) status.textContent = state.drafts.size ? toReview : '';
+  else if (running) status.textContent = run.mode === 'worker' ? `Drafting on a GPU worker: ${run.samplesDone} of ${run.samplesTotal}…` : `Drafting: ${run.samplesDone} of ${run.samplesTotal}…`;
+  else if (run.state === 'failed') status.textContent = `Drafting failed: ${run.error || 'no drafts'}`;
+  else status.textContent = state.drafts.size ? toReview + (run.error ? ` (${run.error})` : '') : (run.error || '');
+  if (running) setTimeout(load, 1000);
+}
+
+document.getElementById('draft-instructions').addEventListener('click', async () => {
+  try {
+    state.draftRun = await api('POST', `/api/datasets/${datasetId}/drafts`);
+    renderDraftRun();
+  } catch (error) {
+    toast(error.message);
+  }
+});
 
 document.getElementById('grid-filter').addEventListener('change', () => { state.page = 0; renderGrid(); });
 document.getElementById('page-prev').addEventListener('click', () => { state.page -= 1; renderGrid(); });
