@@ -115,6 +115,8 @@ struct WebController: Sendable {
         let shortId: String
         let datasetId: UUID
         let datasetName: String
+        /// What it does: the model it trains, or drafting instructions.
+        let kind: String
         let status: String
         let step: Int?
         let totalSteps: Int?
@@ -274,7 +276,8 @@ struct WebController: Sendable {
         let progress = job.latestProgress
         return JobRow(
             id: job.id!, shortId: String(job.id!.uuidString.lowercased().prefix(8)), datasetId: job.datasetID,
-            datasetName: datasetName ?? "(deleted dataset)", status: job.status.rawValue,
+            datasetName: datasetName ?? "(deleted dataset)",
+            kind: job.isDraftJob ? "Drafting instructions" : (QwenImageEdit.preset(job.preset).map { "\($0.label) LoRA" } ?? job.preset), status: job.status.rawValue,
             step: progress?.step, totalSteps: progress?.totalSteps, loss: progress?.loss.map { String(format: "%.4f", $0) },
             createdAt: timestamp(job.createdAt)
         )
