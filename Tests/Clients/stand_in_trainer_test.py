@@ -246,11 +246,18 @@ def main():
         check(process.returncode == 0 and stdout.endswith("\n" + "=" * 40 + "\nJob stopped\n" + "=" * 40 + "\n"), "SIGINT stops it with exit 0, like ai-toolkit")
 
     with tempfile.TemporaryDirectory() as work:
-        config, _, _ = setup(work, 20, controls=("control_1",))
+        config, _, _ = setup(work, 10, controls=("control_1",), save_every=10, sample_every=10)
+        fewer = train(config, STAND_IN_STEP_SECONDS="0")
+        check(fewer.returncode == 0, f"samples with fewer controls than the config's folders train, as in ai-toolkit ({fewer.stdout[-300:]})")
+
+    with tempfile.TemporaryDirectory() as work:
+        # A sample may have fewer controls than the config lists (ai-toolkit takes those it finds);
+        # one with none fails.
+        config, _, _ = setup(work, 20, controls=())
         missing = train(config)
         check(missing.returncode == 1 and "Error running job: Missing control images for QwenImageEditPlusModel\n\n" + "=" * 40 + "\nResult:\n - 0 completed jobs\n - 1 failure\n" in missing.stdout and
               missing.stderr.startswith("Traceback") and missing.stderr.endswith("ValueError: Missing control images for QwenImageEditPlusModel\n"),
-              "a missing control fails like ai-toolkit: the error and Result on stdout, the traceback on stderr")
+              "a sample without a control fails like ai-toolkit: the error and Result on stdout, the traceback on stderr")
         config, _, _ = setup(work, 20)
         crash = train(config, STAND_IN_CRASH_AT_STEP="7")
         check(crash.returncode == 1 and "Error running job: stand-in crash requested" in crash.stdout and "Traceback" in crash.stderr

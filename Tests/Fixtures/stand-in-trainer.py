@@ -5,7 +5,7 @@ Never used unless configured (GOMODEL_TRAINER_COMMAND). Standard library only (i
 system python3). It behaves as ai-toolkit does as far as a worker can observe
 (reference/ai-toolkit.md §2, §3; reference/ai-toolkit-cpu.md "What the run looks like"):
 
-- reads the same job config; a missing control image fails as ai-toolkit fails: `Error running
+- reads the same job config; a sample without any control image fails as ai-toolkit fails: `Error running
   job: …` and the `Result:` block on stdout, the traceback on stderr, exit 1;
 - the training bar on stderr as tqdm draws it (`\\r` redraws, labelled with config.name, created
   with initial=<resumed step>): each step is drawn twice, first `set_postfix_str` with the step's
@@ -400,13 +400,15 @@ def main():
             say(f"Failed to load optimizer state from {optimizer_path}", str(error))
         say("Updating optimizer LR from params")
 
-    # The data loader: ai-toolkit finds a missing control image while caching the text embeddings.
+    # The data loader: each sample takes the controls it has, one per control_path folder that holds
+    # its name (toolkit/dataloader_mixins.py), so samples may have different counts; one with none
+    # fails while caching the text embeddings.
     say(f"  -  Found {len(targets)} images")
     for target in targets:
         stem = os.path.splitext(target)[0]
-        for control in dataset["control_path"]:
-            if not any(os.path.exists(os.path.join(control, stem + ext)) for ext in IMAGE_EXTENSIONS):
-                fail("ValueError", "Missing control images for QwenImageEditPlusModel",
+        found = [control for control in dataset["control_path"] if any(os.path.exists(os.path.join(control, stem + ext)) for ext in IMAGE_EXTENSIONS)]
+        if not found:
+            fail("ValueError", "Missing control images for QwenImageEditPlusModel",
                      "extensions_built_in/diffusion_models/qwen_image/qwen_image_edit_plus.py", 179, "get_prompt_embeds")
 
     logger = LossLog(os.path.join(folder, "loss_log.db")) if logging.get("use_ui_logger") else NoLog()

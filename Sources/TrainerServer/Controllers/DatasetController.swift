@@ -37,7 +37,7 @@ struct DatasetController: Sendable {
 
     @Sendable func createImport(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        let body = try request.decodeJSON(API.ImportCreate.self)
+        let body = try request.decodeJSON(API.ImportCreate.self, fields: ["fileName", "size"])
         let (record, upload) = try await importer.create(
             dataset, fileName: body.fileName, size: body.size, origin: request.origin(publicURL: publicURL, trustProxy: trustProxy), on: request.db)
         let signed = API.SignedUploads.Upload(path: record.fileName, key: record.objectKey, url: upload.url, method: upload.method, headers: upload.headers)
@@ -249,7 +249,10 @@ struct DatasetController: Sendable {
             requestSchema: [
                 "type": "object", "required": ["fileName", "size"], "additionalProperties": false,
                 "properties": [
-                    "fileName": ["type": "string", "minLength": 5, "maxLength": .int(VisibleName.maximumLength), "pattern": "(?i)\\.zip$"],
+                    "fileName": [
+                        "type": "string", "minLength": 5, "maxLength": .int(VisibleName.maximumLength),
+                        "allOf": [["pattern": .string(VisibleName.pattern)], ["pattern": "\\.[zZ][iI][pP]$"]],
+                    ],
                     "size": ["type": "integer", "minimum": 1, "description": "The zip's size in bytes; at most the dataset's size limit."],
                 ],
             ],

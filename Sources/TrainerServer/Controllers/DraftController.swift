@@ -17,7 +17,7 @@ struct DraftController: Sendable {
 
     @Sendable func start(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        let body = (request.body.data?.readableBytes ?? 0) > 0 ? try request.decodeJSON(API.DraftStart.self) : API.DraftStart(stems: nil)
+        let body = (request.body.data?.readableBytes ?? 0) > 0 ? try request.decodeJSON(API.DraftStart.self, fields: ["stems"]) : API.DraftStart(stems: nil)
         // An endpoint run outlives this request: it runs on the application's database.
         let run = try await drafts.start(dataset, userID: try request.principal.userID, stems: body.stems, on: request.application.db)
         return try JSON.response(try await run.shape(on: request.db), status: .accepted)
@@ -31,7 +31,7 @@ struct DraftController: Sendable {
 
     @Sendable func accept(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        let body = (request.body.data?.readableBytes ?? 0) > 0 ? try request.decodeJSON(API.DraftAccept.self) : API.DraftAccept(caption: nil)
+        let body = (request.body.data?.readableBytes ?? 0) > 0 ? try request.decodeJSON(API.DraftAccept.self, fields: ["caption"]) : API.DraftAccept(caption: nil)
         let report = try await drafts.accept(dataset, stem: request.parameters.get("stem") ?? "", editedText: body.caption, on: request.db)
         var response = dataset.shape
         response.validation = API.Validation(report)
@@ -61,13 +61,14 @@ struct DraftController: Sendable {
                 "type": "object", "additionalProperties": false,
                 "properties": [
                     "stems": [
-                        "type": ["array", "null"], "items": ["type": "string"],
+                        "type": ["array", "null"], "items": ["type": "string"], "minItems": 1,
                         "description": "The samples to draft; absent: every sample without an instruction or a draft.",
                     ]
                 ],
             ],
             responses: [
-                202: ("The run; follow GET …/drafts.", .ref("DraftRun")), 404: ("No such dataset of yours, or no such sample.", .ref("Error")),
+                202: ("The run; follow GET …/drafts.", .ref("DraftRun")), 400: ("A field that is not one of this request's.", .ref("Error")),
+                404: ("No such dataset of yours, or no such sample.", .ref("Error")),
                 409: ("A run is drafting for this dataset already.", .ref("Error")), 422: ("Every sample has an instruction or a draft.", .ref("Error")),
             ]
         ),
@@ -102,8 +103,8 @@ struct DraftController: Sendable {
                 "properties": ["caption": ["type": ["string", "null"], "maxLength": .int(DatasetService.maximumCaptionLength)]],
             ],
             responses: [
-                200: ("The dataset with its validation.", .ref("Dataset")), 404: ("No such dataset, or no draft for this sample.", .ref("Error")),
-                409: ("A job uses the dataset.", .ref("Error")),
+                200: ("The dataset with its validation.", .ref("Dataset")), 400: ("A field that is not one of this request's.", .ref("Error")),
+                404: ("No such dataset, or no draft for this sample.", .ref("Error")), 409: ("A job uses the dataset.", .ref("Error")),
             ]),
         APIOperation(
             method: .DELETE, path: "/api/datasets/{id}/drafts/{stem}", summary: "Reject a draft; the sample is left without an instruction.",

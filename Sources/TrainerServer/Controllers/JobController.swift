@@ -39,7 +39,7 @@ struct JobController: Sendable {
     }
 
     @Sendable func create(request: Request) async throws -> Response {
-        let body = try request.decodeJSON(API.JobCreate.self)
+        let body = try request.decodeJSON(API.JobCreate.self, fields: ["datasetId", "preset", "params"])
         try Self.refuseUnknownParameters(request)
         let preset = try JobService.preset(body.preset)
         let parameters = try JobService.parameters(from: body.params ?? API.JobParameters(), preset: preset)
@@ -135,9 +135,6 @@ struct JobController: Sendable {
     /// A misspelled parameter must not be silently ignored (ai-toolkit would do just that).
     static func refuseUnknownParameters(_ request: Request) throws {
         guard let data = request.body.data, let object = try? JSONSerialization.jsonObject(with: Data(buffer: data)) as? [String: Any] else { return }
-        if let unknown = object.keys.first(where: { !["datasetId", "preset", "params"].contains($0) }) {
-            throw APIError.badRequest("invalid_parameter", "'\(unknown)' is not a field of a job; send datasetId, preset and params.")
-        }
         if let params = object["params"] as? [String: Any], let unknown = params.keys.sorted().first(where: { !API.JobParameters.keys.contains($0) }) {
             throw APIError.badRequest(
                 "invalid_parameter", "params.\(unknown) is not a parameter; the parameters are \(API.JobParameters.keys.sorted().joined(separator: ", ")).")

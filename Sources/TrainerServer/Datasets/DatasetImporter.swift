@@ -51,7 +51,8 @@ struct DatasetImporter: Sendable {
 
     func create(_ dataset: Dataset, fileName: String, size: Int64, origin: URL, on db: any Database) async throws -> (DatasetImport, PresignedRequest) {
         try DatasetService.checkUnlocked(dataset)
-        guard let name = VisibleName.checked(fileName), name.lowercased().hasSuffix(".zip") else { throw Failure.notAZip(fileName) }
+        // As sent (the schema's pattern and lengths judge the raw name): something, then `.zip`.
+        guard fileName.unicodeScalars.count > 4, fileName.lowercased().hasSuffix(".zip"), let name = VisibleName.checked(fileName) else { throw Failure.notAZip(fileName) }
         guard size > 0, size <= datasets.limits.maximumBytes else { throw Failure.invalidSize(size, limit: datasets.limits.maximumBytes) }
         let record = DatasetImport(datasetID: dataset.id!, fileName: name, size: size, now: now())
         try await record.create(on: db)

@@ -79,6 +79,7 @@ struct DraftService: Sendable {
             return controls.isEmpty ? nil : InstructionDraft.Item(stem: stem, controls: controls, target: target.key)
         }
         if let stems {
+            if stems.isEmpty { throw Failure.nothingToDraft }
             return try stems.map { stem in
                 guard let found = item(stem) else { throw Failure.noSuchSample(stem) }
                 return found

@@ -32,6 +32,18 @@ extension Request {
         }
     }
 
+    /// Decodes a JSON object whose fields must be among `fields` (the schema's
+    /// `additionalProperties: false`): a misspelt field is refused, not ignored.
+    func decodeJSON<T: Decodable>(_ type: T.Type = T.self, fields: Set<String>) throws -> T {
+        let value = try decodeJSON(T.self)
+        if let data = body.data, let object = try? JSONSerialization.jsonObject(with: Data(buffer: data)) as? [String: Any],
+            let unknown = object.keys.sorted().first(where: { !fields.contains($0) })
+        {
+            throw APIError.badRequest("invalid_parameter", "'\(unknown)' is not a field of this request; send only \(fields.sorted().joined(separator: ", ")).")
+        }
+        return value
+    }
+
     private static func explain(_ error: DecodingError) -> String {
         func field(_ path: [any CodingKey]) -> String {
             path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")

@@ -165,7 +165,10 @@ function renderSamples(artifacts) {
       const controls = stem ? (state.controlsOf.get(stem) || []) : [];
       return el('figure', { className: 'sample-pair' },
         el('div', { className: 'sample-images' },
-          controls.map((role) => el('img', { src: `/api/datasets/${datasetId}/samples/${encodeURIComponent(stem)}/${role}`, alt: `Control image of ${stem}`, loading: 'lazy' })),
+          controls.map((role, n) => el('img', {
+            src: `/api/datasets/${datasetId}/samples/${encodeURIComponent(stem)}/${role}`,
+            alt: controls.length > 1 ? `Control image ${n + 1} of ${stem}` : `Control image of ${stem}`, loading: 'lazy', className: 'sample-control',
+          })),
           el('img', { src: artifactURL(artifact), alt: `Sample ${index + 1} at step ${step}`, loading: 'lazy' })),
         el('figcaption', { className: 'break', text: stem ? `${stem}: control → sample` : `Sample ${index + 1}` }));
     }))));
