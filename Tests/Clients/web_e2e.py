@@ -331,7 +331,6 @@ def main():
             button.click()
             journey.wait("the job page", lambda: "/jobs/" in driver.current_url and journey.finds("#job-page"))
             job_path = driver.current_url[len(base):]
-            job_id = job_path.split("/")[-1]
 
             print("watch it live")
             driver.execute_script("window.stillTheSamePage = true")
