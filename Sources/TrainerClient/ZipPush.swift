@@ -11,6 +11,8 @@ public struct ZipPush: Sendable {
     public enum Stage: Sendable, Equatable {
         case uploading(bytesDone: Int64, bytesTotal: Int64)
         case unpacking(filesDone: Int, filesTotal: Int)
+        /// Every entry checked; the files go into the dataset.
+        case writing(bytesDone: Int64, bytesTotal: Int64)
     }
 
     public struct Result: Sendable {
@@ -53,15 +55,21 @@ public struct ZipPush: Sendable {
         }
         var current = try await api.unpackImport(dataset.id, importID: started.import.id)
         while current.state == "unpacking" {
-            progress(.unpacking(filesDone: current.entriesDone, filesTotal: current.entriesTotal))
+            progress(Self.stage(of: current))
             try await Task.sleep(for: pollInterval)
             current = try await api.datasetImport(dataset.id, importID: current.id)
         }
         guard current.state == "done" else {
             throw PushError("The server refused \(URL(fileURLWithPath: path).lastPathComponent): \(current.error?.message ?? current.state) (\(current.error?.code ?? "failed"))")
         }
-        progress(.unpacking(filesDone: current.entriesDone, filesTotal: current.entriesTotal))
+        progress(.writing(bytesDone: current.bytesWritten, bytesTotal: current.bytesTotal))
         dataset = try await api.dataset(dataset.id)
         return Result(dataset: dataset, created: created, import: current)
+    }
+
+    static func stage(of unpacking: API.DatasetImport) -> Stage {
+        unpacking.entriesTotal > 0 && unpacking.entriesDone == unpacking.entriesTotal
+            ? .writing(bytesDone: unpacking.bytesWritten, bytesTotal: unpacking.bytesTotal)
+            : .unpacking(filesDone: unpacking.entriesDone, filesTotal: unpacking.entriesTotal)
     }
 }

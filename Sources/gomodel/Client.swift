@@ -128,6 +128,9 @@ struct Datasets: AsyncParsableCommand {
                                 + ProgressLine.render(
                                     .init(filesDone: done == total ? 1 : 0, filesTotal: 1, bytesDone: done, bytesTotal: total), elapsed: now.timeIntervalSince(started))
                         case .unpacking(let done, let total): "Unpacking on the server: \(done)/\(total) files checked"
+                        case .writing(let done, let total):
+                            "Writing into the dataset: "
+                                + ProgressLine.render(.init(filesDone: 0, filesTotal: 0, bytesDone: done, bytesTotal: total), elapsed: now.timeIntervalSince(started))
                         }
                     FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
                 }
@@ -144,7 +147,8 @@ struct Datasets: AsyncParsableCommand {
         private static func isLast(_ stage: ZipPush.Stage) -> Bool {
             switch stage {
             case .uploading(let done, let total): done == total
-            case .unpacking(let done, let total): done == total && total > 0
+            case .unpacking: false
+            case .writing(let done, let total): done == total
             }
         }
 

@@ -240,6 +240,8 @@ extension API {
         public let state: String
         public let entriesTotal: Int
         public let entriesDone: Int
+        /// What the checked files add up to, and how much of it is in the dataset so far.
+        public let bytesTotal: Int64
         public let bytesWritten: Int64
         public let placed: Int
         public let ignored: Int
@@ -248,7 +250,7 @@ extension API {
         public let updatedAt: Date
 
         public init(
-            id: UUID, datasetId: UUID, fileName: String, size: Int64, state: String, entriesTotal: Int, entriesDone: Int, bytesWritten: Int64, placed: Int,
+            id: UUID, datasetId: UUID, fileName: String, size: Int64, state: String, entriesTotal: Int, entriesDone: Int, bytesTotal: Int64, bytesWritten: Int64, placed: Int,
             ignored: Int, error: Failure?, createdAt: Date, updatedAt: Date
         ) {
             self.id = id
@@ -258,6 +260,7 @@ extension API {
             self.state = state
             self.entriesTotal = entriesTotal
             self.entriesDone = entriesDone
+            self.bytesTotal = bytesTotal
             self.bytesWritten = bytesWritten
             self.placed = placed
             self.ignored = ignored

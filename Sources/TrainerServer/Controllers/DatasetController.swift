@@ -317,13 +317,17 @@ struct DatasetController: Sendable {
     static let schemas: [String: SchemaValue] = [
         "DatasetImport": [
             "type": "object",
-            "required": ["id", "datasetId", "fileName", "size", "state", "entriesTotal", "entriesDone", "bytesWritten", "placed", "ignored", "createdAt", "updatedAt"],
+            "required": [
+                "id", "datasetId", "fileName", "size", "state", "entriesTotal", "entriesDone", "bytesTotal", "bytesWritten", "placed", "ignored", "createdAt", "updatedAt",
+            ],
             "properties": [
                 "id": ["type": "string", "format": "uuid"], "datasetId": ["type": "string", "format": "uuid"], "fileName": ["type": "string"], "size": ["type": "integer"],
                 "state": ["type": "string", "enum": ["awaiting_upload", "unpacking", "done", "failed"]],
                 "entriesTotal": ["type": "integer", "description": "Files the zip becomes (litter and folders not counted)."],
                 "entriesDone": ["type": "integer", "description": "Files unpacked and checked so far."],
-                "bytesWritten": ["type": "integer"], "placed": ["type": "integer", "description": "Files added to the dataset (when done)."],
+                "bytesTotal": ["type": "integer", "description": "What the files add up to, unpacked."],
+                "bytesWritten": ["type": "integer", "description": "How much of it is in the dataset so far (written once every entry is checked)."],
+                "placed": ["type": "integer", "description": "Files added to the dataset (when done)."],
                 "ignored": ["type": "integer", "description": "Folders and system litter (.DS_Store, __MACOSX/) skipped."],
                 "error": [
                     "type": "object", "required": ["code", "message"],

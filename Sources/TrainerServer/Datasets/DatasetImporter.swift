@@ -182,7 +182,7 @@ struct DatasetImporter: Sendable {
             }
             unpacked.append(Unpacked(file: file, path: path, bytes: bytes, sha256: sha256, probe: probe, caption: caption))
             record.entriesDone = index + 1
-            record.bytesWritten += bytes
+            record.bytesTotal += bytes
             if now().timeIntervalSince(lastSaved) >= 0.5 || index + 1 == plan.files.count {
                 record.updatedAt = now()
                 try await record.save(on: db)
@@ -204,8 +204,9 @@ struct DatasetImporter: Sendable {
         var written: UInt64 = 0
         var hash = SHA256()
         var head: [UInt8] = []
+        let checksum: CRC32
         do {
-            _ = try zip.archive.extract(entry, bufferSize: 1 << 16) { chunk in
+            checksum = try zip.archive.extract(entry, bufferSize: 1 << 16) { chunk in
                 written += UInt64(chunk.count)
                 if let refusal = ZipImport.checkUnpacked(written, of: file) { throw refusal }
                 hash.update(data: chunk)
@@ -214,10 +215,12 @@ struct DatasetImporter: Sendable {
             }
         } catch let refusal as ZipImport.Refusal {
             throw refusal
-        } catch Archive.ArchiveError.invalidCRC32 {
-            throw ZipImport.Refusal(.unreadableZip, "'\(file.entryPath)' is damaged in the zip (its checksum does not match); zip the folder again and upload it again.")
         } catch {
             throw ZipImport.Refusal(.unreadableZip, "'\(file.entryPath)' cannot be read from the zip (\(error)); the zip is damaged or cut short. Zip the folder again.")
+        }
+        // ZIPFoundation returns the CRC-32 of what it inflated; comparing is the caller's part.
+        if checksum != entry.checksum {
+            throw ZipImport.Refusal(.unreadableZip, "'\(file.entryPath)' is damaged in the zip (its checksum does not match); zip the folder again and upload it again.")
         }
         if written != file.bytes {
             throw ZipImport.Refusal(.unreadableZip, "'\(file.entryPath)' unpacks to \(written) bytes, not the \(file.bytes) the zip declares; the zip is damaged.")
@@ -237,11 +240,17 @@ struct DatasetImporter: Sendable {
         let rowOfKey = Dictionary(existing.map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
 
         let uploaded = UploadedKeys()
+        let importID = record.id!
         do {
             try await unpacked.concurrentMap(limit: 8) { item in
                 let placement = item.file.placement
                 try await bucket.upload(file: item.path, key: dataset.prefix + placement.relativeKey, contentType: UploadPlan.contentType(placement))
-                uploaded.add(placement.relativeKey)
+                // Progress of this phase too, at most twice a second (one UPDATE, not the row).
+                if let written = uploaded.add(placement.relativeKey, bytes: item.bytes, now: now()) {
+                    try await db.sql().raw(
+                        "UPDATE dataset_imports SET bytes_written = \(bind: written), updated_at = \(bind: now()) WHERE id = \(bind: importID)"
+                    ).run()
+                }
             }
         } catch {
             let created = uploaded.keys.filter { rowOfKey[$0]?.uploadedAt == nil }
@@ -256,6 +265,7 @@ struct DatasetImporter: Sendable {
         try await store(unpacked, rows: rowOfKey, in: dataset, replacing: replaced, on: db)
         for row in replaced { try? await bucket.delete(key: dataset.prefix + row.key) }
         record.placed = unpacked.count
+        record.bytesWritten = record.bytesTotal
         _ = try await datasets.refresh(dataset, on: db)
     }
 
@@ -293,11 +303,23 @@ private final class OpenZip: @unchecked Sendable {
     init(archive: Archive) { self.archive = archive }
 }
 
-/// The keys uploaded so far, from concurrent uploads.
+/// The keys uploaded so far, from concurrent uploads, and their bytes.
 private final class UploadedKeys: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [String] = []
+    private var bytes: Int64 = 0
+    private var reported = Date.distantPast
 
-    func add(_ key: String) { lock.withLock { stored.append(key) } }
+    /// Returns the bytes written so far when it is time to report them (twice a second).
+    func add(_ key: String, bytes added: Int64, now: Date) -> Int64? {
+        lock.withLock {
+            stored.append(key)
+            bytes += added
+            guard now.timeIntervalSince(reported) >= 0.5 else { return nil }
+            reported = now
+            return bytes
+        }
+    }
+
     var keys: [String] { lock.withLock { stored } }
 }

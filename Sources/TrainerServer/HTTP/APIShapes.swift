@@ -84,7 +84,7 @@ extension DatasetImport {
     var shape: API.DatasetImport {
         API.DatasetImport(
             id: id!, datasetId: $dataset.id, fileName: fileName, size: size, state: state.rawValue, entriesTotal: entriesTotal, entriesDone: entriesDone,
-            bytesWritten: bytesWritten, placed: placed, ignored: ignored,
+            bytesTotal: bytesTotal, bytesWritten: bytesWritten, placed: placed, ignored: ignored,
             error: errorCode.map { API.DatasetImport.Failure(code: $0, message: errorMessage ?? "") }, createdAt: createdAt, updatedAt: updatedAt)
     }
 }

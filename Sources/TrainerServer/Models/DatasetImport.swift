@@ -21,6 +21,8 @@ final class DatasetImport: Model, @unchecked Sendable {
     @Field(key: "state") var state: State
     @Field(key: "entries_total") var entriesTotal: Int
     @Field(key: "entries_done") var entriesDone: Int
+    /// The checked files' bytes, and how many of them are in the dataset so far.
+    @Field(key: "bytes_total") var bytesTotal: Int64
     @Field(key: "bytes_written") var bytesWritten: Int64
     @Field(key: "placed") var placed: Int
     @Field(key: "ignored") var ignored: Int
@@ -38,6 +40,7 @@ final class DatasetImport: Model, @unchecked Sendable {
         state = .awaitingUpload
         entriesTotal = 0
         entriesDone = 0
+        bytesTotal = 0
         bytesWritten = 0
         placed = 0
         ignored = 0

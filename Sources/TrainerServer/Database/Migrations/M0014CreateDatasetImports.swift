@@ -12,6 +12,7 @@ struct M0014CreateDatasetImports: AsyncMigration {
             .field("state", .string, .required)
             .field("entries_total", .int, .required)
             .field("entries_done", .int, .required)
+            .field("bytes_total", .int64, .required)
             .field("bytes_written", .int64, .required)
             .field("placed", .int, .required)
             .field("ignored", .int, .required)

@@ -424,9 +424,12 @@ async function importZip(file) {
     });
     let current = await api('POST', `/api/datasets/${datasetId}/imports/${created.import.id}/unpack`);
     while (current.state === 'unpacking') {
-      bar.max = current.entriesTotal || 1;
-      bar.value = current.entriesDone;
-      status.textContent = `unpacking on the server: ${current.entriesDone} of ${current.entriesTotal || '…'} files checked`;
+      const checked = current.entriesTotal > 0 && current.entriesDone === current.entriesTotal;
+      bar.max = (checked ? current.bytesTotal : current.entriesTotal) || 1;
+      bar.value = checked ? current.bytesWritten : current.entriesDone;
+      status.textContent = checked
+        ? `writing into the dataset: ${formatBytes(current.bytesWritten)} of ${formatBytes(current.bytesTotal)}`
+        : `unpacking on the server: ${current.entriesDone} of ${current.entriesTotal || '…'} files checked`;
       await new Promise((resolve) => setTimeout(resolve, 250));
       current = await api('GET', `/api/datasets/${datasetId}/imports/${current.id}`);
     }
