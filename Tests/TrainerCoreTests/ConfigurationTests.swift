@@ -34,6 +34,20 @@ import TrainerCore
         #expect(configuration.warnings.isEmpty)
     }
 
+    @Test func instructionDraftsGoToWorkersUnlessAnEndpointIsSet() throws {
+        let workers = try Configuration(environment: [:]).captions
+        #expect(workers.endpoint == nil && workers.workerModel == "Qwen/Qwen2.5-VL-7B-Instruct")
+        #expect(try Configuration(environment: ["GOMODEL_CAPTION_MODEL": "/models/qwen-vl"]).captions.workerModel == "/models/qwen-vl")
+        let endpoint = try Configuration(environment: [
+            "GOMODEL_CAPTION_URL": "https://api.openai.com/v1", "GOMODEL_CAPTION_API_KEY": "sk-x", "GOMODEL_CAPTION_MODEL": "gpt-4o-mini",
+        ]).captions.endpoint
+        #expect(endpoint?.baseURL.absoluteString == "https://api.openai.com/v1" && endpoint?.apiKey?.value == "sk-x" && endpoint?.model == "gpt-4o-mini")
+        #expect(problems(["GOMODEL_CAPTION_URL": "https://api.openai.com/v1"]).map(\.variable) == ["GOMODEL_CAPTION_MODEL"])
+        #expect(problems(["GOMODEL_CAPTION_API_KEY": "sk-x"]).map(\.variable) == ["GOMODEL_CAPTION_API_KEY"])
+        #expect(problems(["GOMODEL_CAPTION_URL": "api.openai.com", "GOMODEL_CAPTION_MODEL": "m"]).map(\.variable) == ["GOMODEL_CAPTION_URL"])
+        #expect(problems(["GOMODEL_CAPTION_COMMAND": "python 'unclosed"]).map(\.variable) == ["GOMODEL_CAPTION_COMMAND"])
+    }
+
     @Test func theBuiltInStoresBucketCanBeRenamed() throws {
         guard case .builtIn(let bucket) = try Configuration(environment: ["GOMODEL_STORE_BUCKET": "loras"]).objectStore else {
             Issue.record("expected the built-in store")
