@@ -57,6 +57,18 @@ public struct ServerAPI: Sendable {
         try await call(.GET, "api/datasets/\(id.uuidString.lowercased())/imports/\(importID.uuidString.lowercased())")
     }
 
+    public func startDrafts(_ id: UUID, stems: [String]?) async throws -> API.DraftRun {
+        try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/drafts", body: API.DraftStart(stems: stems))
+    }
+
+    public func drafts(_ id: UUID) async throws -> API.Drafts {
+        try await call(.GET, "api/datasets/\(id.uuidString.lowercased())/drafts")
+    }
+
+    public func acceptDraft(_ id: UUID, stem: String) async throws -> API.Dataset {
+        try await call(.POST, "api/datasets/\(id.uuidString.lowercased())/drafts/\(stem)/accept", body: API.DraftAccept(caption: nil))
+    }
+
     /// `preset` nil: the server's default.
     public func createJob(datasetID: UUID, preset: String?, parameters: API.JobParameters) async throws -> API.Job {
         try await call(.POST, "api/jobs", body: API.JobCreate(datasetId: datasetID, preset: preset, params: parameters))

@@ -36,7 +36,7 @@ struct Login: AsyncParsableCommand {
 struct Datasets: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Upload and manage datasets (after `gomodel login`).",
-        subcommands: [Push.self, List.self, Show.self, Remove.self]
+        subcommands: [Push.self, List.self, Show.self, Draft.self, Remove.self]
     )
 
     struct Push: AsyncParsableCommand {
@@ -195,6 +195,47 @@ struct Datasets: AsyncParsableCommand {
                         + (found.controlsPerSample.map { ", up to \($0) control image(s) per sample" } ?? ""))
                 if let caption = found.defaultCaption { print("Default caption: \(caption)") }
                 printValidation(found)
+            }
+        }
+    }
+
+    struct Draft: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Draft edit instructions with a vision model for the samples that have none, and show the drafts.",
+            discussion: """
+                The server's vision model (a GPU worker's Qwen2.5-VL, or GOMODEL_CAPTION_URL's endpoint) looks at each \
+                sample's controls and target. Drafts train nothing until accepted: review them on the dataset page \
+                (accept, edit or reject), or with --accept-all.
+                """)
+
+        @Argument(help: "The dataset's id or name.") var dataset: String
+        @ArgumentParser.Option(parsing: .upToNextOption, help: "Only these samples (stems); default: every sample without an instruction.") var stems: [String] = []
+        @ArgumentParser.Flag(help: "Accept this run's drafts as written.") var acceptAll = false
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let found = try await api.findDataset(dataset)
+                // Drafts waiting from earlier runs, to tell this run's apart.
+                let earlier = Set(try await api.drafts(found.id).drafts.map(\.stem)).subtracting(stems)
+                var run = try await api.startDrafts(found.id, stems: stems.isEmpty ? nil : stems)
+                FileHandle.standardError.write(Data("Drafting \(run.samplesTotal) instruction(s)\(run.mode == "worker" ? " on a GPU worker" : "")…\n".utf8))
+                var drafts: API.Drafts
+                repeat {
+                    try await Task.sleep(for: .seconds(1))
+                    drafts = try await api.drafts(found.id)
+                    run = drafts.run ?? run
+                } while run.state == "running"
+                // This run's drafts (earlier ones wait for review as they were).
+                let drafted = drafts.drafts.filter { !earlier.contains($0.stem) }
+                for draft in drafted { print("\(draft.stem): \(draft.text)") }
+                if let error = run.error { FileHandle.standardError.write(Data("\(error)\n".utf8)) }
+                guard run.state == "done" else { throw ExitCode.failure }
+                if acceptAll {
+                    for draft in drafted { _ = try await api.acceptDraft(found.id, stem: draft.stem) }
+                    print("Accepted \(drafted.count) draft(s).")
+                } else {
+                    print("\(drafted.count) draft(s) to review on the dataset page (they train nothing until accepted), or run again with --accept-all.")
+                }
             }
         }
     }

@@ -150,6 +150,12 @@ def on_a_gpu_worker(work):
         check(all(d["source"] == f"worker:{MODEL_DIR}" and d["text"] for d in drafts.values()), f"written by the worker's model ({list(drafts.values())})")
         check(server.api("GET", f"/api/datasets/{server.dataset}").get("lockedByJobId") is None, "the drafting job never locked the dataset")
         server.api("DELETE", f"/api/datasets/{server.dataset}/drafts/dog", expect=200)
+
+        # The CLI: draft one sample again and accept it.
+        shown = server.cli("datasets", "draft", "pairs", "--stems", "dog", "--accept-all")
+        captions = {f["stem"]: f["caption"] for f in server.api("GET", f"/api/datasets/{server.dataset}")["files"] if f["role"] == "caption"}
+        check(shown.startswith("dog: ") and "Accepted 1 draft(s)." in shown and captions.get("dog") == shown.splitlines()[0][len("dog: "):],
+              f"gomodel datasets draft --accept-all drafts on the worker and accepts ({shown!r}, {captions})")
     except Exception:
         for name in ("worker.log", "worker-serve.log"):
             path = os.path.join(work, name)
