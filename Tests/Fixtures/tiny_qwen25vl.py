@@ -15,7 +15,6 @@ vocabulary and seed. Same discipline as there: OUT_DIR stamped with BUILDER_VERS
 a build happens beside OUT_DIR and is renamed into place. Prints OUT_DIR.
 """
 import os
-import shutil
 import sys
 import tempfile
 
@@ -85,27 +84,7 @@ def build(out_dir):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: tiny_qwen25vl.py OUT_DIR")
-    out_dir = os.path.abspath(sys.argv[1])
-    stamp = os.path.join(out_dir, STAMP)
-    if os.path.isfile(stamp) and open(stamp).read().strip() == BUILDER_VERSION:
-        print(out_dir)
-        return
-    # Build beside OUT_DIR and rename, so a killed build never looks complete.
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".tinyqwen25vl-", dir=parent)
-    try:
-        build(work)
-        with open(os.path.join(work, STAMP), "w") as f:
-            f.write(BUILDER_VERSION + "\n")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.rename(work, out_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    print(out_dir)
+    tq.build_once(sys.argv, build, STAMP, BUILDER_VERSION)
 
 
 if __name__ == "__main__":

@@ -124,28 +124,34 @@ def build(out_dir):
     pipe.save_pretrained(out_dir, safe_serialization=True)
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: tiny_qwen_image_edit.py OUT_DIR")
-    out_dir = os.path.abspath(sys.argv[1])
-    stamp = os.path.join(out_dir, STAMP)
-    if os.path.isfile(stamp) and open(stamp).read().strip() == BUILDER_VERSION:
+def build_once(argv, build, stamp_name, version):
+    """The builders' command line: `SCRIPT OUT_DIR`. An OUT_DIR stamped with `version` is left alone;
+    otherwise `build(folder)` runs beside OUT_DIR and its folder is renamed into place, so a killed
+    build never looks complete. Prints OUT_DIR."""
+    if len(argv) != 2:
+        sys.exit(f"usage: {os.path.basename(argv[0])} OUT_DIR")
+    out_dir = os.path.abspath(argv[1])
+    stamp = os.path.join(out_dir, stamp_name)
+    if os.path.isfile(stamp) and open(stamp).read().strip() == version:
         print(out_dir)
         return
-    # Build beside OUT_DIR and rename, so a killed build never looks complete.
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".tinyqwen-", dir=parent)
+    work = tempfile.mkdtemp(prefix=".build-", dir=parent)
     try:
         build(work)
-        with open(os.path.join(work, STAMP), "w") as f:
-            f.write(BUILDER_VERSION + "\n")
+        with open(os.path.join(work, stamp_name), "w") as f:
+            f.write(version + "\n")
         shutil.rmtree(out_dir, ignore_errors=True)
         os.rename(work, out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     print(out_dir)
+
+
+def main():
+    build_once(sys.argv, build, STAMP, BUILDER_VERSION)
 
 
 if __name__ == "__main__":

@@ -121,17 +121,13 @@ struct DatasetController: Sendable {
         guard let stem = request.parameters.get("stem") else { throw APIError.notFound("Name the sample: /api/datasets/{id}/samples/{stem}.") }
         let body = try request.decodeJSON(API.CaptionUpdate.self)
         let report = try await datasets.setCaption(dataset, stem: stem, caption: body.caption, on: request.db)
-        var response = dataset.shape
-        response.validation = API.Validation(report)
-        return try JSON.response(response)
+        return try JSON.response(dataset.shape(validation: report))
     }
 
     @Sendable func deleteSample(request: Request) async throws -> Response {
         let dataset = try await find(request)
         let report = try await datasets.deleteSample(dataset, stem: request.parameters.get("stem") ?? "", on: request.db)
-        var response = dataset.shape
-        response.validation = API.Validation(report)
-        return try JSON.response(response)
+        return try JSON.response(dataset.shape(validation: report))
     }
 
     /// A redirect to a presigned GET of a sample's image (`target`, `control_1`…): the web app's thumbnails.

@@ -33,17 +33,13 @@ struct DraftController: Sendable {
         let dataset = try await find(request)
         let body = (request.body.data?.readableBytes ?? 0) > 0 ? try request.decodeJSON(API.DraftAccept.self, fields: ["caption"]) : API.DraftAccept(caption: nil)
         let report = try await drafts.accept(dataset, stem: request.parameters.get("stem") ?? "", editedText: body.caption, on: request.db)
-        var response = dataset.shape
-        response.validation = API.Validation(report)
-        return try JSON.response(response)
+        return try JSON.response(dataset.shape(validation: report))
     }
 
     @Sendable func reject(request: Request) async throws -> Response {
         let dataset = try await find(request)
         let report = try await drafts.reject(dataset, stem: request.parameters.get("stem") ?? "", on: request.db)
-        var response = dataset.shape
-        response.validation = API.Validation(report)
-        return try JSON.response(response)
+        return try JSON.response(dataset.shape(validation: report))
     }
 
     private func find(_ request: Request) async throws -> Dataset {

@@ -23,6 +23,13 @@ extension WorkerKey {
 }
 
 extension Dataset {
+    /// The dataset with its validation report, as the routes that change its files answer.
+    func shape(validation report: DatasetValidation.Report) -> API.Dataset {
+        var shaped = shape
+        shaped.validation = API.Validation(report)
+        return shaped
+    }
+
     var shape: API.Dataset {
         API.Dataset(
             id: id!, name: name, defaultCaption: defaultCaption, fileCount: fileCount, sampleCount: sampleCount, totalBytes: totalBytes,

@@ -150,41 +150,32 @@ struct JobService: Sendable {
             // Only what the dataset holds can make a valid parameter fail here (a sample pair's stem).
             throw Failure.parameterDoesNotFitDataset(error)
         }
-        let job = Job()
-        job.id = id
-        job.$user.id = userID
-        job.datasetID = dataset.id!
-        job.preset = preset.id
-        job.parameters = String(decoding: try JSONEncoder().encode(parameters), as: UTF8.self)
-        job.jobConfig = config.rendered()
-        job.status = .queued
-        job.attempt = 1
-        job.preemptions = 0
-        job.createdAt = now()
-        job.updatedAt = job.createdAt
-        job.cancelRequested = false
-        try await db.transaction { db in
-            try await job.create(on: db)
-            try await JobEvent(jobID: id, at: job.createdAt, status: JobStatus.queued.rawValue, message: "Queued (attempt 1).").create(on: db)
-            // The dataset must not change while a job may read it.
-            dataset.lockedByJobID = id
-            try await dataset.save(on: db)
-        }
-        created()
-        return job
+        return try await insert(
+            id: id, userID: userID, dataset: dataset, preset: preset.id, parameters: String(decoding: try JSONEncoder().encode(parameters), as: UTF8.self),
+            config: config.rendered(), message: "Queued (attempt 1).", locking: true, on: db)
     }
 
     /// A drafting job for GPU workers: the same queue, runners and attempts as training, but it
     /// reads the dataset without locking it (it changes nothing there; its drafts wait for review).
     func createDraftJob(userID: UUID, dataset: Dataset, request: InstructionDraft.WorkerRequest, on db: any Database) async throws -> Job {
-        let id = UUID()
+        try await insert(
+            id: UUID(), userID: userID, dataset: dataset, preset: InstructionDraft.jobPreset,
+            parameters: try Self.encoded(["samples": .int(request.items.count), "model": .string(request.model)] as JSONValue), config: try Self.encoded(request),
+            message: "Queued: draft instructions for \(request.items.count) sample(s).", locking: false, on: db)
+    }
+
+    /// A new job, queued as its first attempt, with its first event; `locking`: the dataset must
+    /// not change while the job may read it.
+    private func insert(
+        id: UUID, userID: UUID, dataset: Dataset, preset: String, parameters: String, config: String, message: String, locking: Bool, on db: any Database
+    ) async throws -> Job {
         let job = Job()
         job.id = id
         job.$user.id = userID
         job.datasetID = dataset.id!
-        job.preset = InstructionDraft.jobPreset
-        job.parameters = try Self.encoded(["samples": .int(request.items.count), "model": .string(request.model)] as JSONValue)
-        job.jobConfig = try Self.encoded(request)
+        job.preset = preset
+        job.parameters = parameters
+        job.jobConfig = config
         job.status = .queued
         job.attempt = 1
         job.preemptions = 0
@@ -193,8 +184,11 @@ struct JobService: Sendable {
         job.cancelRequested = false
         try await db.transaction { db in
             try await job.create(on: db)
-            try await JobEvent(jobID: id, at: job.createdAt, status: JobStatus.queued.rawValue, message: "Queued: draft instructions for \(request.items.count) sample(s).")
-                .create(on: db)
+            try await JobEvent(jobID: id, at: job.createdAt, status: JobStatus.queued.rawValue, message: message).create(on: db)
+            if locking {
+                dataset.lockedByJobID = id
+                try await dataset.save(on: db)
+            }
         }
         created()
         return job
