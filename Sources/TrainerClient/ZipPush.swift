@@ -36,7 +36,7 @@ public struct ZipPush: Sendable {
             throw PushError("\(path) is not a file; give a .zip file or a folder.")
         }
         var created = false
-        var dataset: API.Dataset
+        let dataset: API.Dataset
         if let existing = try await api.datasets().first(where: { $0.name == name }) {
             dataset = existing
         } else {
@@ -46,7 +46,16 @@ public struct ZipPush: Sendable {
         if let job = dataset.lockedByJobId {
             throw PushError("Dataset '\(name)' is in use by job \(job.uuidString.lowercased()) and cannot change until it ends; push to a new name instead.")
         }
-        let size = info.size
+        do {
+            return try await importZip(path, size: info.size, into: dataset, created: created, progress: progress)
+        } catch {
+            // A dataset made for this zip alone is not left behind empty (nor on Ctrl-C).
+            if created { try? await Task { try await api.deleteDataset(dataset.id) }.value }
+            throw error
+        }
+    }
+
+    private func importZip(_ path: String, size: Int64, into dataset: API.Dataset, created: Bool, progress: @escaping @Sendable (Stage) -> Void) async throws -> Result {
         let started = try await api.createImport(dataset.id, fileName: URL(fileURLWithPath: path).lastPathComponent, size: size)
         let request = PresignedRequest(method: started.upload.method, url: started.upload.url, headers: started.upload.headers)
         progress(.uploading(bytesDone: 0, bytesTotal: size))
@@ -63,8 +72,7 @@ public struct ZipPush: Sendable {
             throw PushError("The server refused \(URL(fileURLWithPath: path).lastPathComponent): \(current.error?.message ?? current.state) (\(current.error?.code ?? "failed"))")
         }
         progress(.writing(bytesDone: current.bytesWritten, bytesTotal: current.bytesTotal))
-        dataset = try await api.dataset(dataset.id)
-        return Result(dataset: dataset, created: created, import: current)
+        return Result(dataset: try await api.dataset(dataset.id), created: created, import: current)
     }
 
     static func stage(of unpacking: API.DatasetImport) -> Stage {

@@ -10,21 +10,34 @@ import TrainerCore
 public struct DraftHandler: JobHandler {
     let jobBucket: JobBucket
     let workRoot: String
-    /// The captioner's words; `--model M --request R` is appended.
-    let command: [String]
+    /// The captioner's words (`GOMODEL_CAPTION_COMMAND`); `--model M --request R` is appended.
+    /// nil: `python` with the `caption.py` shipped beside the binary.
+    let command: [String]?
     let environment: [String: String]
     public var stopGrace: Duration = .seconds(10)
 
-    public init(bucket: JobBucket, workRoot: String, command: [String], environment: [String: String]) {
+    public init(bucket: JobBucket, workRoot: String, command: [String]?, environment: [String: String]) {
         self.jobBucket = bucket
         self.workRoot = workRoot
         self.command = command
         self.environment = environment
     }
 
-    /// `python` with the captioner shipped in the binary's resources.
-    public static var defaultCommand: [String] {
-        ["python", Bundle.module.path(forResource: "caption", ofType: "py") ?? "caption.py"]
+    /// The resource folder SwiftPM puts beside the binary. Looked up by hand, only when a drafting
+    /// job comes: `Bundle.module` stops the process when the folder is missing, and a worker
+    /// deployed without it must still train.
+    static let resourceFolder = "gomodel_TrainerWorker.resources"
+
+    func captionerCommand() throws -> [String] {
+        if let command { return command }
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for folder in [binary, Bundle.main.bundleURL] {
+            let script = folder.appendingPathComponent(Self.resourceFolder).appendingPathComponent("caption.py").path
+            if FileManager.default.fileExists(atPath: script) { return ["python", script] }
+        }
+        throw JobFailure(
+            "This worker cannot draft instructions: \(Self.resourceFolder)/caption.py is not beside the gomodel binary. Copy that folder next to it (the worker image has it), or set GOMODEL_CAPTION_COMMAND."
+        )
     }
 
     public func run(_ taken: WorkerProtocolClient.TakenJob, progress: ProgressReporter) async throws -> JSONValue {
@@ -37,6 +50,7 @@ public struct DraftHandler: JobHandler {
         } catch {
             throw JobFailure("The drafting job's input is not valid: \(error)")
         }
+        let command = try captionerCommand()
         let bucket = try jobBucket.client(for: input)
         await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
         let datasetFolder = workRoot + "/datasets/" + input.dataset.datasetId
@@ -61,14 +75,15 @@ public struct DraftHandler: JobHandler {
             // Its stdout holds JSON lines only; its stderr (diagnostics, progress bars) is in the log.
             guard line.hasPrefix("{"), let json = try? JSONDecoder().decode(JSONValue.self, from: Data(line.utf8)) else { return }
             if json["event"]?.stringValue == "loaded" {
-                await progress.report(["phase": "drafting", "step": 0, "total_steps": .int(total), "message": "Drafting instructions"])
+                // The model generates from images as when sampling: the contract's phase for it.
+                await progress.report(["phase": "sampling", "step": 0, "total_steps": .int(total), "message": "Drafting instructions"])
             } else if let stem = json["id"]?.stringValue {
                 let reply: JSONValue = json["text"].map { ["stem": .string(stem), "text": $0] } ?? ["stem": .string(stem), "error": json["error"] ?? "no answer"]
                 let done = replies.withLockedValue {
                     $0.append(reply)
                     return $0.count
                 }
-                await progress.report(["phase": "drafting", "step": .int(done), "total_steps": .int(total), "message": .string("Drafted \(done) of \(total)")])
+                await progress.report(["phase": "sampling", "step": .int(done), "total_steps": .int(total), "message": .string("Drafted \(done) of \(total)")])
             }
         }
         if Task.isCancelled { throw CancellationError() }

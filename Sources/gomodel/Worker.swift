@@ -91,7 +91,7 @@ struct Worker: AsyncParsableCommand {
                 trainerCommand: command, trainerDirectory: configuration.worker.aiToolkitDirectory, trainerEnvironment: environment
             ),
             drafting: DraftHandler(
-                bucket: bucket, workRoot: configuration.worker.workDirectory, command: configuration.worker.captionCommand ?? DraftHandler.defaultCommand,
+                bucket: bucket, workRoot: configuration.worker.workDirectory, command: configuration.worker.captionCommand,
                 environment: environment))
         do {
             try await work(handler: handler, http: http, server: serverURL)

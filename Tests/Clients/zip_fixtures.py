@@ -219,7 +219,7 @@ def big_total_zip(path, total=320 * MiB, parts=5):
                         "csize": len(head_block) + len(block) * count + len(final),
                         "data": _chain([head_block], (block for _ in range(count)), [final])})
     _write_raw(path, entries)
-    return {"path": path, "code": "zip_bomb", "entry": None, "uncompressed": total}
+    return {"path": path, "code": "too_large", "entry": None, "uncompressed": total}
 
 
 # MARK: Bad zips

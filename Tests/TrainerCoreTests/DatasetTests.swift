@@ -249,7 +249,8 @@ import TrainerCore
         // 2 GiB of zeros in 2 MB: over the ratio; a small caption of spaces may compress any amount.
         #expect(code(pair + [entry("target/b.png", compressed: 2_000_000, size: 2 << 30)]) == "zip_bomb")
         #expect(code(pair + [entry("target/a.txt", compressed: 10, size: 4000)]) == nil)
-        #expect(code(pair, room: 1500) == "zip_bomb")
+        #expect(code(pair, room: 1500) == "too_large")
+        #expect(code(pair + [entry("target/b.png", compressed: 600 << 20, size: 600 << 20)]) == "too_large")
         #expect(code([entry("readme/", .directory), entry(".DS_Store")]) == "empty")
         #expect(code(Array(repeating: entry("x/"), count: 20_001)) == "zip_bomb")
     }

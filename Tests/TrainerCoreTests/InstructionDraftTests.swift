@@ -18,6 +18,7 @@ import TrainerCore
         ("- “Remove the car”", "Remove the car"),
         ("Replace\u{200B} the   tree\twith a lamp", "Replace the tree with a lamp"),
         ("Answer: `Blur the background`", "Blur the background"),
+        ("3.5x zoom on the face", "3.5x zoom on the face"),
     ])
     func aReplyBecomesOneCleanInstruction(reply: String, expected: String) {
         #expect(InstructionDraft.parse(reply) == expected)
@@ -58,6 +59,8 @@ import TrainerCore
         #expect(try JobInput(json: training.json).task == .train)
         let drafting = JobInput(task: .draftInstructions, trainerJobID: "j", attempt: 1, jobConfig: [:], dataset: dataset, output: output)
         #expect(drafting.json["task"] == "draft_instructions")
+        // Version 2: a worker that reads only version 1 refuses it by its version.
+        #expect(training.json["contract_version"] == 1 && drafting.json["contract_version"] == 2)
         #expect(try JobInput(json: drafting.json).task == .draftInstructions)
     }
 }

@@ -38,9 +38,12 @@ import TrainerCore
         #expect(rendered.components(separatedBy: "[name]").count == 2, "only meta.name may hold [name]")
     }
 
-    /// Every key ai-toolkit's own UI sets when 'Qwen-Image-Edit-2511' is picked
-    /// (ui/src/app/jobs/new/options.tsx at the pinned commit 27a03a91: `qwen_image_edit_plus:2511`,
-    /// its defaults when selected, and its "3 bit with ARA" adapter), against the 32 GB config.
+    /// Every key ai-toolkit's own UI sets when 'Qwen-Image-Edit-2511' is picked, against the 32 GB
+    /// config: the `qwen_image_edit_plus:2511` entry of ui/src/app/jobs/new/options.tsx (its
+    /// defaults when selected, and its "3 bit with ARA" adapter) at commit 27a03a91, the one the
+    /// worker pins. The vendored archive leaves `ui/` out, so the values below were transcribed from
+    /// ostris/ai-toolkit's repository at that commit; they are the UI's, not a copy of the preset
+    /// table (which the builder reads).
     @Test func the2511ConfigIsWhatAIToolkitsUIWritesForThatModel() throws {
         let preset = try #require(QwenImageEdit.preset("qwen-image-edit-2511"))
         let config = try QwenImageEdit.buildJobConfig(Self.job(QwenImageEdit.Parameters(), preset: preset))

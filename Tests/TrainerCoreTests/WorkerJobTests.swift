@@ -49,7 +49,7 @@ import TrainerCore
             }
         }
         #expect(problem { $0.removeAll { $0.0 == "contract_version" } }?.contains("contract_version is missing") == true)
-        #expect(problem { $0[0].1 = 2 }?.contains("is 2 but this worker speaks 1") == true)
+        #expect(problem { $0[0].1 = 3 }?.contains("is 3 but this worker speaks 1 to 2") == true)
         #expect(problem { $0.removeAll { $0.0 == "output" } } == "input.output is missing")
         #expect(problem { $0[$0.firstIndex { $0.0 == "output" }!].1 = ["bucket": 7, "prefix": "outputs/x/"] } == "input.output.bucket is not a string")
         #expect(problem { $0[$0.firstIndex { $0.0 == "output" }!].1 = ["bucket": "", "prefix": "outputs/x/"] } == "input.output.bucket is empty")

@@ -25,7 +25,7 @@ import VaporTesting
             let reporter = ProgressReporter(interval: .milliseconds(10)) { _ in }
             let inputs: [(JSONValue, String)] = [
                 (["trainer_job_id": "x"], "contract_version is missing"),
-                (["contract_version": 2], "is 2 but this worker speaks 1"),
+                (["contract_version": 3], "is 3 but this worker speaks 1 to 2"),
                 ("not an object", "The job's input is not valid"),
             ]
             for (input, expected) in inputs {

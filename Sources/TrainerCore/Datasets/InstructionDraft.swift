@@ -35,7 +35,10 @@ public enum InstructionDraft {
             text = String(text.dropFirst(label.count)).trimmingCharacters(in: .whitespaces)
         }
         if text.hasPrefix("- ") || text.hasPrefix("* ") { text = String(text.dropFirst(2)) }
-        if let first = text.first, first.isNumber, let dot = text.firstIndex(where: { $0 == "." || $0 == ")" }), text[..<dot].allSatisfy(\.isNumber) {
+        // "1. " or "2) " is a list mark; "3.5x zoom" is not.
+        if let first = text.first, first.isNumber, let dot = text.firstIndex(where: { $0 == "." || $0 == ")" }), text[..<dot].allSatisfy(\.isNumber),
+            text[text.index(after: dot)...].first == " "
+        {
             text = String(text[text.index(after: dot)...]).trimmingCharacters(in: .whitespaces)
         }
         for (open, close) in [("\"", "\""), ("'", "'"), ("“", "”"), ("`", "`")] where text.count >= 2 && text.hasPrefix(open) && text.hasSuffix(close) {

@@ -27,12 +27,16 @@ public enum ZipImport {
         public var maximumRatio: UInt64 = 100
         /// Entries this small may have any ratio (a caption of 4000 spaces).
         public var ratioFloor: UInt64 = 1 << 20
+        /// One file, as for an upload (`UploadPlan.maximumFileBytes`).
+        public var maximumEntryBytes = UInt64(UploadPlan.maximumFileBytes)
 
         public init() {}
     }
 
     public enum Code: String, Sendable, Equatable {
         case zipBomb = "zip_bomb"
+        /// More than the dataset has room for, or a file larger than an upload may be.
+        case tooLarge = "too_large"
         case pathTraversal = "path_traversal"
         case symlink
         case duplicateName = "duplicate_name"
@@ -71,9 +75,7 @@ public enum ZipImport {
     /// The files the zip becomes, or the first reason to refuse it. `room` is how many bytes
     /// the dataset may still take (its limit less what it holds).
     public static func plan(_ entries: [Entry], room: Int64, limits: Limits = Limits()) -> Result<Plan, Refusal> {
-        if entries.count > limits.maximumEntries {
-            return .failure(Refusal(.zipBomb, "The zip has \(entries.count) entries; at most \(limits.maximumEntries) are allowed. Split it into several zips."))
-        }
+        if entries.count > limits.maximumEntries { return .failure(tooManyEntries(limits)) }
         var files: [PlannedFile] = []
         var ignored = 0
         var byRoleAndStem: [String: String] = [:]
@@ -119,10 +121,14 @@ public enum ZipImport {
                         "'\(path)' unpacks to \(entry.uncompressedSize) bytes from \(entry.compressedSize) (over \(limits.maximumRatio) times); images do not compress like that, so the zip is refused as a zip bomb."
                     ))
             }
+            if entry.uncompressedSize > limits.maximumEntryBytes {
+                return .failure(
+                    Refusal(.tooLarge, "'\(path)' unpacks to \(entry.uncompressedSize) bytes; a file may have at most \(limits.maximumEntryBytes). Compress or downscale it."))
+            }
             total += entry.uncompressedSize
             if total > UInt64(max(room, 0)) {
                 return .failure(
-                    Refusal(.zipBomb, "The zip unpacks to more than the \(max(room, 0)) bytes the dataset has room for; compress the images or split the dataset."))
+                    Refusal(.tooLarge, "The zip unpacks to more than the \(max(room, 0)) bytes the dataset has room for; compress the images or split the dataset."))
             }
             files.append(PlannedFile(entryPath: path, placement: placement, bytes: entry.uncompressedSize))
         }
@@ -138,6 +144,10 @@ public enum ZipImport {
         case .caption: "caption"
         case .control(let index): "control image \(index)"
         }
+    }
+
+    public static func tooManyEntries(_ limits: Limits) -> Refusal {
+        Refusal(.zipBomb, "The zip has more than \(limits.maximumEntries) entries; split it into several zips.")
     }
 
     /// An entry whose bytes run past the size its header declared is a bomb in disguise: the

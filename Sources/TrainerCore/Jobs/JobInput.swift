@@ -4,7 +4,10 @@ import Foundation
 /// queue or from RunPod. The server encodes this type and the worker decodes it, so the two sides
 /// share one definition of its fields and their names; `contractVersion` changes when they change.
 public struct JobInput: Codable, Sendable, Equatable {
-    public static let contractVersion = 1
+    /// The newest version this worker reads. Training inputs are version 1, as they always were;
+    /// drafting inputs are version 2, so a worker from before drafting refuses them by their
+    /// version (saying to update it) instead of taking them for an ai-toolkit config.
+    public static let contractVersion = 2
 
     public struct Dataset: Codable, Sendable, Equatable {
         public var datasetId: String
@@ -92,7 +95,7 @@ public struct JobInput: Codable, Sendable, Equatable {
         task: Task = .train, trainerJobID: String, attempt: Int, jobConfig: JSONValue, dataset: Dataset, output: Output,
         progressChannel: ProgressChannel? = nil, storeKey: StoreKey? = nil
     ) {
-        self.contractVersion = Self.contractVersion
+        self.contractVersion = task == .train ? 1 : 2
         self.task = task
         self.trainerJobID = trainerJobID
         self.attempt = attempt
@@ -141,8 +144,8 @@ public struct JobInput: Codable, Sendable, Equatable {
         guard let version = json[CodingKeys.contractVersion.rawValue]?.numberValue else {
             throw InputError(description: "input.contract_version is missing; this worker speaks contract version \(Self.contractVersion)")
         }
-        guard Int(version) == Self.contractVersion else {
-            throw InputError(description: "input.contract_version is \(Int(version)) but this worker speaks \(Self.contractVersion); update the worker image or the server")
+        guard (1...Self.contractVersion).contains(Int(version)) else {
+            throw InputError(description: "input.contract_version is \(Int(version)) but this worker speaks 1 to \(Self.contractVersion); update the worker image or the server")
         }
         do {
             self = try JSONDecoder().decode(Self.self, from: Data(json.rendered().utf8))

@@ -12,7 +12,7 @@ public enum QwenImageEdit {
 
     /// A model people can train. The releases share ai-toolkit's model class, config and limits;
     /// what differs is this row, written as ai-toolkit's own UI writes that model
-    /// (`ui/src/app/jobs/new/options.tsx` at the pinned commit).
+    /// (`ui/src/app/jobs/new/options.tsx` of ostris/ai-toolkit at the pinned commit 27a03a91).
     public struct Preset: Sendable, Equatable, Identifiable {
         public let id: String
         public let label: String

@@ -42,12 +42,13 @@ struct DatasetController: Sendable {
             dataset, fileName: body.fileName, size: body.size, origin: request.origin(publicURL: publicURL, trustProxy: trustProxy), on: request.db)
         let signed = API.SignedUploads.Upload(path: record.fileName, key: record.objectKey, url: upload.url, method: upload.method, headers: upload.headers)
         return try JSON.response(
-            API.CreatedImport(import: record.shape, upload: signed, expiresAt: datasets.now().addingTimeInterval(DatasetService.uploadWindow)), status: .created)
+            API.CreatedImport(import: record.shape(now: datasets.now()), upload: signed, expiresAt: datasets.now().addingTimeInterval(DatasetService.uploadWindow)),
+            status: .created)
     }
 
     @Sendable func showImport(request: Request) async throws -> Response {
         let dataset = try await find(request)
-        return try JSON.response(try await importer.find(request.parameters.get("importId", as: UUID.self), of: dataset, on: request.db).shape)
+        return try JSON.response(try await importer.find(request.parameters.get("importId", as: UUID.self), of: dataset, on: request.db).shape(now: datasets.now()))
     }
 
     @Sendable func unpackImport(request: Request) async throws -> Response {
@@ -55,7 +56,7 @@ struct DatasetController: Sendable {
         let record = try await importer.find(request.parameters.get("importId", as: UUID.self), of: dataset, on: request.db)
         // The unpacking outlives this request: it runs on the application's database.
         try await importer.startUnpacking(record, of: dataset, on: request.application.db)
-        return try JSON.response(record.shape, status: .accepted)
+        return try JSON.response(record.shape(now: datasets.now()), status: .accepted)
     }
 
     @Sendable func create(request: Request) async throws -> Response {
@@ -330,7 +331,10 @@ struct DatasetController: Sendable {
                     "properties": [
                         "code": [
                             "type": "string",
-                            "enum": ["zip_bomb", "path_traversal", "symlink", "duplicate_name", "not_an_image", "unreadable_zip", "layout", "empty", "storage"],
+                            "enum": [
+                                "zip_bomb", "too_large", "path_traversal", "symlink", "duplicate_name", "not_an_image", "unreadable_zip", "layout", "empty", "storage",
+                                "interrupted",
+                            ],
                         ],
                         "message": ["type": "string"],
                     ],

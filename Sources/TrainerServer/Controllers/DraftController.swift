@@ -20,13 +20,13 @@ struct DraftController: Sendable {
         let body = (request.body.data?.readableBytes ?? 0) > 0 ? try request.decodeJSON(API.DraftStart.self, fields: ["stems"]) : API.DraftStart(stems: nil)
         // An endpoint run outlives this request: it runs on the application's database.
         let run = try await drafts.start(dataset, userID: try request.principal.userID, stems: body.stems, on: request.application.db)
-        return try JSON.response(try await run.shape(on: request.db), status: .accepted)
+        return try JSON.response(try await run.shape(now: drafts.now(), on: request.db), status: .accepted)
     }
 
     @Sendable func list(request: Request) async throws -> Response {
         let dataset = try await find(request)
         let (run, found) = try await drafts.list(dataset, on: request.db)
-        return try JSON.response(API.Drafts(run: try await run?.shape(on: request.db), drafts: found.map(\.shape)))
+        return try JSON.response(API.Drafts(run: try await run?.shape(now: drafts.now(), on: request.db), drafts: found.map(\.shape)))
     }
 
     @Sendable func accept(request: Request) async throws -> Response {

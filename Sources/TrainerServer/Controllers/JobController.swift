@@ -245,7 +245,11 @@ struct JobController: Sendable {
             responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")), 409: ("The job already ended.", .ref("Error"))]),
         APIOperation(
             method: .POST, path: "/api/jobs/{id}/retry", summary: "A new attempt of a failed, cancelled or timed-out job; it resumes from its last checkpoint.",
-            responses: [200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")), 409: ("The job completed or still runs.", .ref("Error"))]),
+            responses: [
+                200: ("The job.", .ref("Job")), 404: ("No such job of yours.", .ref("Error")),
+                409: ("The job completed or still runs, or a zip is being unpacked into its dataset.", .ref("Error")),
+                422: ("Its dataset is not sound now (error.details lists its problems).", .ref("Error")),
+            ]),
         APIOperation(
             method: .GET, path: "/api/jobs/{id}/artifacts/{artifactId}", summary: "Download an artifact: a redirect to a presigned URL valid 15 minutes.",
             responses: [303: ("To the file.", nil), 404: ("No such job or artifact of yours.", .ref("Error"))]),

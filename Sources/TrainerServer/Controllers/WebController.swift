@@ -209,7 +209,7 @@ struct WebController: Sendable {
         try await signedIn(request) { user, csrf in
             let rows = try await Dataset.newestFirst(of: user.id!, on: request.db).all().map(DatasetRow.init)
             let wanted = (try? request.query.get(UUID.self, at: "dataset")).flatMap { id in rows.first { $0.id == id }?.id }
-            let defaults = QwenImageEdit.Parameters()
+            let defaults = QwenImageEdit.defaultPreset.defaults
             let content = NewJobContent(
                 datasets: rows, selectedDatasetId: wanted ?? rows.first(where: \.sound)?.id,
                 presets: QwenImageEdit.presets.map { .init(id: $0.id, label: $0.label, baseModel: $0.baseModel, selected: $0 == QwenImageEdit.defaultPreset) },

@@ -54,6 +54,13 @@ struct DatasetImporter: Sendable {
         // As sent (the schema's pattern and lengths judge the raw name): something, then `.zip`.
         guard fileName.unicodeScalars.count > 4, fileName.lowercased().hasSuffix(".zip"), let name = VisibleName.checked(fileName) else { throw Failure.notAZip(fileName) }
         guard size > 0, size <= datasets.limits.maximumBytes else { throw Failure.invalidSize(size, limit: datasets.limits.maximumBytes) }
+        // Imports never unpacked, whose upload URL has expired, go (zip and row): nothing piles up.
+        let expired = try await DatasetImport.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$state == .awaitingUpload)
+            .filter(\.$createdAt < now().addingTimeInterval(-DatasetService.uploadWindow)).all()
+        for old in expired {
+            try await bucket.delete(key: old.objectKey)
+            try await old.delete(on: db)
+        }
         let record = DatasetImport(datasetID: dataset.id!, fileName: name, size: size, now: now())
         try await record.create(on: db)
         let upload = bucket.presignedPut(
@@ -69,8 +76,8 @@ struct DatasetImporter: Sendable {
     }
 
     /// Checks the upload, claims the import (one unpacking at a time, whoever asks twice) and
-    /// unpacks it in the background; `done` is called when it has ended, for tests.
-    func startUnpacking(_ record: DatasetImport, of dataset: Dataset, on db: any Database, done: @escaping @Sendable () -> Void = {}) async throws {
+    /// unpacks it in the background.
+    func startUnpacking(_ record: DatasetImport, of dataset: Dataset, on db: any Database) async throws {
         try DatasetService.checkUnlocked(dataset)
         let cutoff = now().addingTimeInterval(-Self.staleAfter)
         guard record.state == .awaitingUpload || (record.state == .unpacking && record.updatedAt < cutoff) else { throw Failure.alreadyStarted(record.state) }
@@ -89,10 +96,24 @@ struct DatasetImporter: Sendable {
         guard !claimed.isEmpty else { throw Failure.alreadyStarted(.unpacking) }
         record.state = .unpacking
         record.updatedAt = time
+        // The unpacking works on its own copies: the request answers with `record` meanwhile.
+        let importID = record.id!
+        let datasetID = dataset.id!
         Task {
-            await unpack(record, into: dataset, on: db)
-            done()
+            guard let own = try? await DatasetImport.find(importID, on: db), let target = try? await Dataset.find(datasetID, on: db) else { return }
+            await unpack(own, into: target, on: db)
         }
+    }
+
+    /// Whether an import is unpacking now (not one its server left when it stopped).
+    static func isUnpacking(_ record: DatasetImport, now: Date) -> Bool {
+        record.state == .unpacking && record.updatedAt >= now.addingTimeInterval(-staleAfter)
+    }
+
+    /// The dataset's import that is unpacking now, if any: its files are about to change.
+    static func unpacking(into datasetID: UUID, now: Date, on db: any Database) async throws -> DatasetImport? {
+        try await DatasetImport.query(on: db).filter(\.$dataset.$id == datasetID).filter(\.$state == .unpacking)
+            .filter(\.$updatedAt >= now.addingTimeInterval(-staleAfter)).first()
     }
 
     // MARK: Unpacking
@@ -111,9 +132,21 @@ struct DatasetImporter: Sendable {
     /// the bucket and the local folder removed.
     func unpack(_ record: DatasetImport, into dataset: Dataset, on db: any Database) async {
         let folder = workDirectory + "/" + record.id!.uuidString.lowercased()
+        // Whatever an interrupted earlier unpacking counted starts again.
+        (record.entriesTotal, record.entriesDone, record.bytesTotal, record.bytesWritten, record.placed, record.ignored) = (0, 0, 0, 0, 0, 0)
+        // A heartbeat while a long download or upload reports nothing, so the import does not look
+        // abandoned (and claimable) while it still runs.
+        let importID = record.id!
+        let heartbeat = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                _ = try? await db.sql().raw("UPDATE dataset_imports SET updated_at = \(bind: now()) WHERE id = \(bind: importID) AND state = 'unpacking'").run()
+            }
+        }
+        defer { heartbeat.cancel() }
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let unpacked = try await checkedEntries(of: record, in: folder, room: datasets.limits.maximumBytes - dataset.totalBytes, on: db)
+            let unpacked = try await checkedEntries(of: record, in: folder, dataset: dataset, on: db)
             try await write(unpacked, of: record, into: dataset, on: db)
             record.state = .done
         } catch let refusal as ZipImport.Refusal {
@@ -123,7 +156,7 @@ struct DatasetImporter: Sendable {
         } catch {
             record.state = .failed
             record.errorCode = "storage"
-            record.errorMessage = "The zip could not be unpacked into the bucket (\(error)); nothing of it was kept. Start the import again."
+            record.errorMessage = "The zip could not be written into the dataset (\(error)); what it added was removed. Start the import again."
         }
         record.updatedAt = now()
         try? await record.save(on: db)
@@ -133,7 +166,7 @@ struct DatasetImporter: Sendable {
 
     /// Reads the zip's directory, applies the rules, and unpacks every planned entry to `folder`,
     /// checking its size, CRC and header. Nothing reaches the dataset here.
-    private func checkedEntries(of record: DatasetImport, in folder: String, room: Int64, on db: any Database) async throws -> [Unpacked] {
+    private func checkedEntries(of record: DatasetImport, in folder: String, dataset: Dataset, on db: any Database) async throws -> [Unpacked] {
         let zipPath = folder + "/upload.zip"
         guard try await bucket.download(key: record.objectKey, to: zipPath) != nil else {
             throw ZipImport.Refusal(.unreadableZip, "The zip is no longer in the bucket; start a new import and upload it again.")
@@ -148,6 +181,8 @@ struct DatasetImporter: Sendable {
         let zip = OpenZip(archive: archive)
         var entries: [ZipImport.Entry] = []
         for entry in archive {
+            // Counted while reading, so a directory of millions of entries is never held.
+            guard entries.count < limits.maximumEntries else { throw ZipImport.tooManyEntries(limits) }
             let kind: ZipImport.Entry.Kind =
                 switch entry.type {
                 case .file: .file
@@ -157,7 +192,11 @@ struct DatasetImporter: Sendable {
             entries.append(ZipImport.Entry(path: entry.path, kind: kind, compressedSize: entry.compressedSize, uncompressedSize: entry.uncompressedSize))
             zip.entries[entry.path] = entry
         }
-        let plan = try ZipImport.plan(entries, room: room, limits: limits).get()
+        // Room: the dataset's limit less what it holds, counting back the files the zip replaces.
+        let planned = try ZipImport.plan(entries, room: Int64.max, limits: limits).get()
+        let keys = planned.files.map(\.placement.relativeKey)
+        let replaced = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key ~~ keys).all(\.$bytes).reduce(Int64(0)) { $0 + ($1 ?? 0) }
+        let plan = try ZipImport.plan(entries, room: datasets.limits.maximumBytes - dataset.totalBytes + replaced, limits: limits).get()
         record.entriesTotal = plan.files.count
         record.ignored = plan.ignored
         record.updatedAt = now()
@@ -229,8 +268,8 @@ struct DatasetImporter: Sendable {
     }
 
     /// Uploads the checked files into the dataset and records them in one transaction. If an
-    /// upload fails, the objects it created are deleted again (the ones that replaced an existing
-    /// file are recorded: the bucket and the rows always agree).
+    /// upload or the recording fails, the objects it created are deleted again (the ones that
+    /// replaced an existing file are recorded: the bucket and the rows always agree).
     private func write(_ unpacked: [Unpacked], of record: DatasetImport, into dataset: Dataset, on db: any Database) async throws {
         guard let current = try await Dataset.find(dataset.id, on: db) else { throw DatasetService.Failure.notFound }
         try DatasetService.checkUnlocked(current)
@@ -241,6 +280,8 @@ struct DatasetImporter: Sendable {
 
         let uploaded = UploadedKeys()
         let importID = record.id!
+        // `cat.jpg` in the zip replaces an earlier `cat.png` of the same role, as an upload does.
+        let replaced = existing.filter { old in !keys.contains(old.key) && unpacked.contains { $0.file.placement.role.name == old.role && $0.file.placement.stem == old.stem } }
         do {
             try await unpacked.concurrentMap(limit: 8) { item in
                 let placement = item.file.placement
@@ -252,6 +293,7 @@ struct DatasetImporter: Sendable {
                     ).run()
                 }
             }
+            try await store(unpacked, rows: rowOfKey, in: dataset, replacing: replaced, on: db)
         } catch {
             let created = uploaded.keys.filter { rowOfKey[$0]?.uploadedAt == nil }
             _ = try? await created.concurrentMap(limit: 8) { try await bucket.delete(key: dataset.prefix + $0) }
@@ -260,9 +302,6 @@ struct DatasetImporter: Sendable {
                 in: dataset, replacing: [], on: db)
             throw error
         }
-        // `cat.jpg` in the zip replaces an earlier `cat.png` of the same role, as an upload does.
-        let replaced = existing.filter { old in !keys.contains(old.key) && unpacked.contains { $0.file.placement.role.name == old.role && $0.file.placement.stem == old.stem } }
-        try await store(unpacked, rows: rowOfKey, in: dataset, replacing: replaced, on: db)
         for row in replaced { try? await bucket.delete(key: dataset.prefix + row.key) }
         record.placed = unpacked.count
         record.bytesWritten = record.bytesTotal
@@ -290,6 +329,11 @@ struct DatasetImporter: Sendable {
                 try await row.save(on: db)
             }
             for row in replaced { try await row.delete(on: db) }
+            // A caption that comes with the zip supersedes a draft, as a typed one does.
+            let captioned = unpacked.filter { $0.file.placement.role == .caption }.map(\.file.placement.stem)
+            if !captioned.isEmpty {
+                try await CaptionDraft.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem ~~ captioned).delete()
+            }
         }
     }
 }

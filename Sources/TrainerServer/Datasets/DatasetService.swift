@@ -30,6 +30,7 @@ struct DatasetService: Sendable {
         case noFiles(String)
         case invalidPaths([UploadPlan.Rejection])
         case tooLarge(bytes: Int64, limit: Int64)
+        case importing(fileName: String)
 
         var description: String {
             switch self {
@@ -45,6 +46,7 @@ struct DatasetService: Sendable {
             case .noFiles(let what): "The request lists no \(what)."
             case .invalidPaths(let rejections):
                 "\(rejections.count) of the files cannot be uploaded, nothing was signed: " + DatasetService.list(rejections.map { "'\($0.path)' \($0.reason)" })
+            case .importing(let fileName): "'\(fileName)' is being unpacked into this dataset; delete it when the import has ended."
             case .tooLarge(let bytes, let limit):
                 "With these files the dataset would hold \(bytes) bytes (counting uploads still under way); at most \(limit) are allowed. Compress the images or leave some samples out."
             }
@@ -98,6 +100,8 @@ struct DatasetService: Sendable {
     /// can be deleted again, never rows pointing at nothing or objects nobody can reach.
     func delete(_ dataset: Dataset, on db: any Database) async throws {
         try Self.checkUnlocked(dataset)
+        // Its files would land in a deleted dataset's prefix, for nobody.
+        if let unpacking = try await DatasetImporter.unpacking(into: dataset.id!, now: now(), on: db) { throw Failure.importing(fileName: unpacking.fileName) }
         try await bucket.deleteAll(prefix: dataset.prefix)
         try await bucket.deleteAll(prefix: DatasetImport.prefix(of: dataset))
         try await db.transaction { db in
@@ -260,6 +264,9 @@ struct DatasetService: Sendable {
         try await db.transaction { [stored] db in
             for row in stored { try await row.save(on: db) }
             for row in replaced { try await row.delete(on: db) }
+            // An uploaded caption supersedes a draft, as a typed one does.
+            let captioned = stored.filter { $0.role == "caption" }.map(\.stem)
+            if !captioned.isEmpty { try await CaptionDraft.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem ~~ captioned).delete() }
         }
         for row in replaced { try? await bucket.delete(key: prefix + row.key) }
         return (failures, try await refresh(dataset, on: db))
@@ -301,8 +308,6 @@ struct DatasetService: Sendable {
             try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!)
                 .filter(\.$role == "target").filter(\.$stem == stem).filter(\.$uploadedAt != nil).first() != nil
         else { throw Failure.noSuchSample(stem) }
-        // A typed caption supersedes a draft, as an accepted one does.
-        try await CaptionDraft.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).delete()
         let placement = DatasetLayout.Placement(role: .caption, stem: stem, fileExtension: "txt")
         let existing = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key == placement.relativeKey).first()
         if text.isEmpty {
@@ -320,6 +325,8 @@ struct DatasetService: Sendable {
             row.pendingSHA256 = nil
             try await row.save(on: db)
         }
+        // A typed caption supersedes a draft, as an accepted one does (once it is saved).
+        try await CaptionDraft.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$stem == stem).delete()
         return try await refresh(dataset, on: db)
     }
 

@@ -5,6 +5,7 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import ObjectStorage
+import SQLKit
 import TrainerCore
 
 /// "Draft instructions": a vision model writes an edit instruction for each sample that has
@@ -25,6 +26,7 @@ struct DraftService: Sendable {
 
     enum Failure: Error, Equatable, CustomStringConvertible {
         case nothingToDraft
+        case noStems
         case noSuchSample(String)
         case alreadyRunning
         case noSuchDraft(String)
@@ -32,6 +34,7 @@ struct DraftService: Sendable {
         var description: String {
             switch self {
             case .nothingToDraft: "Every sample has an instruction or a draft already; reject a draft to draft it again, or name samples in `stems`."
+            case .noStems: "`stems` names no sample; leave it out to draft every sample without an instruction."
             case .noSuchSample(let stem): "The dataset has no sample '\(stem)' with a target image and its controls."
             case .alreadyRunning: "Instructions are being drafted for this dataset; wait until that run ends."
             case .noSuchDraft(let stem): "Sample '\(stem)' has no draft; GET /api/datasets/{id}/drafts lists them."
@@ -55,7 +58,8 @@ struct DraftService: Sendable {
         if let endpoint = settings.endpoint {
             let run = DraftRun(datasetID: dataset.id!, mode: .endpoint, samples: items.count, now: now())
             try await run.create(on: db)
-            Task { await draft(items, through: endpoint, run: run, dataset: dataset, on: db) }
+            let runID = run.id!
+            Task { await draft(items, through: endpoint, runID: runID, dataset: dataset, on: db) }
             return run
         }
         let job = try await jobs.createDraftJob(userID: userID, dataset: dataset, request: InstructionDraft.WorkerRequest(model: settings.workerModel, items: items), on: db)
@@ -65,8 +69,9 @@ struct DraftService: Sendable {
         return run
     }
 
-    /// An endpoint run whose progress has not moved for this long was cut off (a restart).
-    static let staleAfter: TimeInterval = 300
+    /// An endpoint run whose progress has not moved for this long was cut off (a restart): one
+    /// sample may take 4 tries of up to 2 minutes.
+    static let staleAfter: TimeInterval = 900
 
     /// The samples to draft: each with its controls (in order) and target.
     private func items(of dataset: Dataset, stems: [String]?, on db: any Database) async throws -> [InstructionDraft.Item] {
@@ -79,8 +84,10 @@ struct DraftService: Sendable {
             return controls.isEmpty ? nil : InstructionDraft.Item(stem: stem, controls: controls, target: target.key)
         }
         if let stems {
-            if stems.isEmpty { throw Failure.nothingToDraft }
-            return try stems.map { stem in
+            // Named samples are drafted again even if they have a draft; each once.
+            if stems.isEmpty { throw Failure.noStems }
+            var seen = Set<String>()
+            return try stems.filter { seen.insert($0).inserted }.map { stem in
                 guard let found = item(stem) else { throw Failure.noSuchSample(stem) }
                 return found
             }
@@ -93,9 +100,22 @@ struct DraftService: Sendable {
 
     // MARK: Through an endpoint
 
-    private func draft(_ items: [InstructionDraft.Item], through endpoint: CaptionSettings.Endpoint, run: DraftRun, dataset: Dataset, on db: any Database) async {
+    /// Runs on its own: the run's row is changed only by SQL here (the request that started it
+    /// answers with its own copy), progress at most twice a second.
+    private func draft(_ items: [InstructionDraft.Item], through endpoint: CaptionSettings.Endpoint, runID: UUID, dataset: Dataset, on db: any Database) async {
         let counts = DraftCounts()
         let source = "endpoint:\(endpoint.model)"
+        @Sendable func save(state: DraftRun.State = .running, error: String? = nil) async {
+            let (done, drafted, _) = counts.snapshot
+            _ = try? await db.sql().raw(
+                """
+                UPDATE draft_runs SET samples_done = \(bind: done), drafted = \(bind: drafted), state = \(bind: state.rawValue), error = \(bind: error),
+                updated_at = \(bind: now()) WHERE id = \(bind: runID)
+                """
+            ).run()
+        }
+        var state = DraftRun.State.done
+        var message: String?
         do {
             try await items.concurrentMap(limit: concurrency) { item in
                 do {
@@ -111,24 +131,16 @@ struct DraftService: Sendable {
                 } catch {
                     counts.failed("\(item.stem): \(error)")
                 }
-                let (done, drafted, _) = counts.snapshot
-                run.samplesDone = done
-                run.drafted = drafted
-                run.updatedAt = now()
-                try? await run.save(on: db)
+                if counts.progressDue(now: now()) { await save() }
             }
             let (_, drafted, failures) = counts.snapshot
-            run.state = drafted > 0 || failures.isEmpty ? .done : .failed
-            run.error = failures.isEmpty ? nil : "\(failures.count) sample(s) got no draft: " + DatasetService.list(failures, limit: 5)
+            state = drafted > 0 || failures.isEmpty ? .done : .failed
+            message = failures.isEmpty ? nil : "\(failures.count) sample(s) got no draft: " + DatasetService.list(failures, limit: 5)
         } catch {
-            run.state = .failed
-            run.error = "\(error)"
+            state = .failed
+            message = "\(error)"
         }
-        let (done, drafted, _) = counts.snapshot
-        run.samplesDone = done
-        run.drafted = drafted
-        run.updatedAt = now()
-        try? await run.save(on: db)
+        await save(state: state, error: message)
         _ = try? await datasets.refresh(dataset, on: db)
     }
 
@@ -145,8 +157,11 @@ struct DraftService: Sendable {
     private func ask(_ endpoint: CaptionSettings.Endpoint, about item: InstructionDraft.Item, in dataset: Dataset) async throws -> String {
         var images: [InstructionDraft.Image] = []
         for key in item.images {
-            guard let (info, bytes) = try await datasets.bucket.fetchPrefix(key: dataset.prefix + key, count: Int(UploadPlan.maximumFileBytes)) else {
+            guard let (info, bytes) = try await datasets.bucket.fetchPrefix(key: dataset.prefix + key, count: Self.maximumImageBytes + 1) else {
                 throw EndpointError(status: 0, message: "\(key) is not in the bucket")
+            }
+            guard bytes.count <= Self.maximumImageBytes else {
+                throw EndpointError(status: 413, message: "\(key) has over 20 MB, more than chat endpoints take; draft its instruction by hand or on a GPU worker")
             }
             images.append(InstructionDraft.Image(mediaType: info.contentType ?? "image/png", bytes: bytes))
         }
@@ -181,6 +196,9 @@ struct DraftService: Sendable {
             return text
         }
     }
+
+    /// OpenAI's limit for one image in a chat request.
+    static let maximumImageBytes = 20 << 20
 
     // MARK: Drafts
 
@@ -225,6 +243,17 @@ struct DraftService: Sendable {
         if let dataset = try await Dataset.find(job.datasetID, on: db) { _ = try await datasets.refresh(dataset, on: db) }
     }
 
+    /// A retried drafting job: its run is running again.
+    static func reopen(runOf job: Job, at time: Date, on db: any Database) async throws {
+        guard let run = try await DraftRun.query(on: db).filter(\.$jobID == job.id).first() else { return }
+        run.state = .running
+        run.error = nil
+        run.samplesDone = 0
+        run.drafted = 0
+        run.updatedAt = time
+        try await run.save(on: db)
+    }
+
     func list(_ dataset: Dataset, on db: any Database) async throws -> (run: DraftRun?, drafts: [CaptionDraft]) {
         let run = try await DraftRun.query(on: db).filter(\.$dataset.$id == dataset.id!).sort(\.$createdAt, .descending).first()
         let drafts = try await CaptionDraft.query(on: db).filter(\.$dataset.$id == dataset.id!).sort(\.$stem).all()
@@ -255,6 +284,7 @@ private final class DraftCounts: @unchecked Sendable {
     private var done = 0
     private var draftedCount = 0
     private var failures: [String] = []
+    private var reported = Date.distantPast
 
     func drafted() {
         lock.withLock {
@@ -269,4 +299,13 @@ private final class DraftCounts: @unchecked Sendable {
         }
     }
     var snapshot: (Int, Int, [String]) { lock.withLock { (done, draftedCount, failures) } }
+
+    /// Whether to save the progress now (at most twice a second).
+    func progressDue(now: Date) -> Bool {
+        lock.withLock {
+            guard now.timeIntervalSince(reported) >= 0.5 else { return false }
+            reported = now
+            return true
+        }
+    }
 }

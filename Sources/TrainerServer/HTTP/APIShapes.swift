@@ -88,11 +88,18 @@ extension QwenImageEdit.Preset {
 }
 
 extension DatasetImport {
-    var shape: API.DatasetImport {
-        API.DatasetImport(
-            id: id!, datasetId: $dataset.id, fileName: fileName, size: size, state: state.rawValue, entriesTotal: entriesTotal, entriesDone: entriesDone,
-            bytesTotal: bytesTotal, bytesWritten: bytesWritten, placed: placed, ignored: ignored,
-            error: errorCode.map { API.DatasetImport.Failure(code: $0, message: errorMessage ?? "") }, createdAt: createdAt, updatedAt: updatedAt)
+    /// An unpacking its server left when it stopped reads as failed (`interrupted`); unpacking it
+    /// again is allowed.
+    func shape(now: Date) -> API.DatasetImport {
+        let interrupted = state == .unpacking && !DatasetImporter.isUnpacking(self, now: now)
+        let error =
+            interrupted
+            ? API.DatasetImport.Failure(code: "interrupted", message: "The unpacking stopped when its server did; ask to unpack it again.")
+            : errorCode.map { API.DatasetImport.Failure(code: $0, message: errorMessage ?? "") }
+        return API.DatasetImport(
+            id: id!, datasetId: $dataset.id, fileName: fileName, size: size, state: interrupted ? DatasetImport.State.failed.rawValue : state.rawValue,
+            entriesTotal: entriesTotal, entriesDone: entriesDone, bytesTotal: bytesTotal, bytesWritten: bytesWritten, placed: placed, ignored: ignored, error: error,
+            createdAt: createdAt, updatedAt: updatedAt)
     }
 }
 
@@ -101,10 +108,17 @@ extension CaptionDraft {
 }
 
 extension DraftRun {
-    /// A worker run's progress is its job's (step = samples done).
-    func shape(on db: any Database) async throws -> API.DraftRun {
+    /// A worker run's progress is its job's (step = samples done); an endpoint run whose server
+    /// stopped meanwhile reads as failed.
+    func shape(now: Date, on db: any Database) async throws -> API.DraftRun {
         var done = samplesDone
+        var state = state
+        var error = error
         if state == .running, let jobID, let job = try await Job.find(jobID, on: db), let step = job.latestProgress?.step { done = step }
+        if state == .running, mode == .endpoint, updatedAt < now.addingTimeInterval(-DraftService.staleAfter) {
+            state = .failed
+            error = "Drafting stopped when its server did; start it again."
+        }
         return API.DraftRun(
             id: id!, mode: mode.rawValue, jobId: jobID, state: state.rawValue, samplesTotal: samplesTotal, samplesDone: done, drafted: drafted, error: error,
             createdAt: createdAt, updatedAt: updatedAt)

@@ -21,7 +21,7 @@ extension DatasetService.Failure: APIErrorConvertible {
     var status: HTTPResponseStatus {
         switch self {
         case .notFound, .noSuchSample, .noSuchImage: .notFound
-        case .nameTaken, .inUse: .conflict
+        case .nameTaken, .inUse, .importing: .conflict
         case .invalidName, .captionTooLong, .tooManyFiles, .noFiles: .badRequest
         case .invalidPaths, .tooLarge: .unprocessableEntity
         }
@@ -31,7 +31,7 @@ extension DatasetService.Failure: APIErrorConvertible {
         switch self {
         case .notFound, .noSuchSample, .noSuchImage: "not_found"
         case .nameTaken: "name_taken"
-        case .inUse: "dataset_in_use"
+        case .inUse, .importing: "dataset_in_use"
         case .invalidName: "invalid_name"
         case .captionTooLong: "invalid_caption"
         case .tooManyFiles: "too_many_files"
@@ -72,6 +72,7 @@ extension DraftService.Failure: APIErrorConvertible {
     var status: HTTPResponseStatus {
         switch self {
         case .noSuchSample, .noSuchDraft: .notFound
+        case .noStems: .badRequest
         case .alreadyRunning: .conflict
         case .nothingToDraft: .unprocessableEntity
         }
@@ -80,6 +81,7 @@ extension DraftService.Failure: APIErrorConvertible {
     var code: String {
         switch self {
         case .noSuchSample, .noSuchDraft: "not_found"
+        case .noStems: "invalid_parameter"
         case .alreadyRunning: "drafting"
         case .nothingToDraft: "nothing_to_draft"
         }

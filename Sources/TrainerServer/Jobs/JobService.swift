@@ -130,7 +130,7 @@ struct JobService: Sendable {
         {
             throw Failure.uploadInProgress(key: pending.key, until: signed.addingTimeInterval(DatasetService.uploadWindow))
         }
-        if let unpacking = try await DatasetImport.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$state == .unpacking).first() {
+        if let unpacking = try await DatasetImporter.unpacking(into: dataset.id!, now: now(), on: db) {
             throw Failure.importInProgress(fileName: unpacking.fileName)
         }
         let (files, report) = try await datasets.currentReport(dataset, on: db)
@@ -496,6 +496,14 @@ struct JobService: Sendable {
         guard let dataset = try await Dataset.find(job.datasetID, on: db) else {
             throw Failure.datasetGone
         }
+        if !job.isDraftJob {
+            // The dataset may have changed since: it must be sound now, as for a new job.
+            if let unpacking = try await DatasetImporter.unpacking(into: dataset.id!, now: now(), on: db) {
+                throw Failure.importInProgress(fileName: unpacking.fileName)
+            }
+            let report = try await datasets.currentReport(dataset, on: db).report
+            guard report.isSound else { throw Failure.datasetNotReady(report.findings.filter { $0.severity == .error }) }
+        }
         let time = now()
         Self.prepareNextAttempt(job, at: time)
         job.error = nil
@@ -506,10 +514,13 @@ struct JobService: Sendable {
         job.cancelRequested = false
         try await db.transaction { db in
             try await job.save(on: db)
-            try await JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue, message: "Queued again (attempt \(job.attempt)); it resumes from the last checkpoint.")
-                .create(on: db)
-            dataset.lockedByJobID = job.id
-            try await dataset.save(on: db)
+            if job.isDraftJob { try await DraftService.reopen(runOf: job, at: time, on: db) }
+            let message = job.isDraftJob ? "Queued again (attempt \(job.attempt))." : "Queued again (attempt \(job.attempt)); it resumes from the last checkpoint."
+            try await JobEvent(jobID: job.id!, at: time, status: JobStatus.queued.rawValue, message: message).create(on: db)
+            if !job.isDraftJob {
+                dataset.lockedByJobID = job.id
+                try await dataset.save(on: db)
+            }
         }
         created()
     }

@@ -217,7 +217,28 @@ function renderDraftRun() {
   else if (running) status.textContent = run.mode === 'worker' ? `Drafting on a GPU worker: ${run.samplesDone} of ${run.samplesTotal}…` : `Drafting: ${run.samplesDone} of ${run.samplesTotal}…`;
   else if (run.state === 'failed') status.textContent = `Drafting failed: ${run.error || 'no drafts'}`;
   else status.textContent = state.drafts.size ? toReview + (run.error ? ` (${run.error})` : '') : (run.error || '');
-  if (running) setTimeout(load, 1000);
+  if (running) followDraftRun();
+}
+
+/** Follows a running draft run by its status alone (the grid, with any caption being typed,
+ * stays as it is), then loads the page's data once when it has ended. */
+let following = false;
+async function followDraftRun() {
+  if (following) return;
+  following = true;
+  try {
+    while (state.draftRun && state.draftRun.state === 'running') {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const drafts = await api('GET', `/api/datasets/${datasetId}/drafts`);
+      state.draftRun = drafts.run || null;
+      if (state.draftRun && state.draftRun.state === 'running') renderDraftRun();
+    }
+  } catch (error) {
+    toast(error.message);
+  } finally {
+    following = false;
+  }
+  await load();
 }
 
 document.getElementById('draft-instructions').addEventListener('click', async () => {
