@@ -127,6 +127,7 @@ struct Datasets: AsyncParsableCommand {
                             "Uploading the zip: "
                                 + ProgressLine.render(
                                     .init(filesDone: done == total ? 1 : 0, filesTotal: 1, bytesDone: done, bytesTotal: total), elapsed: now.timeIntervalSince(started))
+                        case .unpacking(_, 0): "Unpacking on the server: reading the zip's directory…"
                         case .unpacking(let done, let total): "Unpacking on the server: \(done)/\(total) files checked"
                         case .writing(let done, let total):
                             "Writing into the dataset: "
