@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Fluent
 import Foundation
 import NIOCore
 import ObjectStorage
@@ -117,6 +118,29 @@ import ZIPFoundation
             var other = try await DatasetTests.User(store, email: "other@example.com")
             #expect(try await other.client.send(.GET, "/api/datasets/\(datasetID)/imports/\(id)").status == .notFound)
             #expect(try await other.client.send(.POST, "/api/datasets/\(datasetID)/imports", body: #"{"fileName": "pairs.zip", "size": 100}"#).status == .notFound)
+        }
+    }
+
+    @Test func anUnpackingImportHoldsTheDatasetUntilItsServerIsGone() async throws {
+        try await withRunningStore { store in
+            var user = try await DatasetTests.User(store, email: "zip@example.com")
+            let datasetID = try await user.createDataset()
+            try await user.upload(datasetID, DatasetTests.pair)
+            // An import unpacking now (as another instance would be).
+            let record = DatasetImport(datasetID: try #require(UUID(uuidString: datasetID)), fileName: "pairs.zip", size: 10, now: Date())
+            record.state = .unpacking
+            try await record.create(on: store.app.db)
+            let deleted = try await user.client.send(.DELETE, "/api/datasets/\(datasetID)")
+            #expect(deleted.status == .conflict && deleted.body.string.contains("being unpacked"), "\(deleted.body.string)")
+            let job = try await user.client.send(.POST, "/api/jobs", body: #"{"datasetId": "\#(datasetID)"}"#)
+            #expect(job.status == .conflict && job.body.string.contains("being unpacked"), "\(job.body.string)")
+
+            // Its server stopped: no heartbeat for over 5 minutes. It reads as interrupted, and holds nothing.
+            record.updatedAt = Date().addingTimeInterval(-DatasetImporter.staleAfter - 1)
+            try await record.save(on: store.app.db)
+            let shown = try await user.client.send(.GET, "/api/datasets/\(datasetID)/imports/\(record.id!.uuidString)").json
+            #expect(shown["state"] as? String == "failed" && (shown["error"] as? [String: Any])?["code"] as? String == "interrupted")
+            #expect(try await user.client.send(.POST, "/api/jobs", body: #"{"datasetId": "\#(datasetID)"}"#).status == .created)
         }
     }
 }

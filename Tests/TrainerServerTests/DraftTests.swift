@@ -69,4 +69,30 @@ import VaporTesting
             #expect(try await user.client.send(.POST, "/api/datasets/\(datasetID)/drafts").status == .conflict)
         }
     }
+
+    @Test func anUploadedCaptionSupersedesADraftAndARetryChecksTheDataset() async throws {
+        try await withRunningStore { store in
+            var user = try await DatasetTests.User(store, email: "drafts@example.com")
+            let datasetID = try await user.createDataset(defaultCaption: "make it look painted")
+            try await user.upload(datasetID, DatasetTests.pair + Self.unCaptioned)
+            let id = try #require(UUID(uuidString: datasetID))
+            // A training job that failed, then a draft appears for owl.
+            let created = try await user.client.send(.POST, "/api/jobs", body: #"{"datasetId": "\#(datasetID)"}"#)
+            let jobID = try #require(try created.json["id"] as? String)
+            let job = try #require(try await Job.find(UUID(uuidString: jobID), on: store.app.db))
+            job.status = .failed
+            try await job.save(on: store.app.db)
+            let dataset = try #require(try await Dataset.find(id, on: store.app.db))
+            dataset.lockedByJobID = nil
+            try await dataset.save(on: store.app.db)
+            try await DraftService.store("Make the owl gold.", for: "owl", source: "endpoint:test", in: id, at: Date(), on: store.app.db)
+            let retried = try await user.client.send(.POST, "/api/jobs/\(job.id!.uuidString)/retry")
+            #expect(retried.status == .unprocessableEntity && retried.body.string.contains("waiting for review"), "\(retried.body.string)")
+
+            // Uploading owl's caption ends its draft; the retry goes ahead.
+            try await user.upload(datasetID, [("target/owl.txt", Array("make the owl silver".utf8))])
+            #expect((try await user.client.send(.GET, "/api/datasets/\(datasetID)/drafts").json["drafts"] as? [Any])?.isEmpty == true)
+            #expect(try await user.client.send(.POST, "/api/jobs/\(job.id!.uuidString)/retry").status == .ok)
+        }
+    }
 }
