@@ -235,8 +235,9 @@ def main():
             write(os.path.join(folder, "target", "zebra.png"), real_png(320, 320, (20, 20, 20)))  # a stray, to be removed
             fix = os.path.join(work, "fix")
             write(os.path.join(fix, "control", "owl.png"), real_png(320, 320, colours["owl"]))
-            # dog gets a second control image: a dataset whose samples have 1 and 2.
+            # dog gets a second and a third control image: a dataset whose samples have 1 and 3.
             write(os.path.join(fix, "control_2", "dog.png"), real_png(320, 320, (10, 200, 200)))
+            write(os.path.join(fix, "control_3", "dog.png"), real_png(320, 320, (200, 200, 10)))
 
             driver = browser()
             journey = Journey(driver, base)
@@ -274,7 +275,7 @@ def main():
             journey.page_checks("dataset-broken")
 
             print("fix both: upload the missing control; draft the missing instruction, review it")
-            journey.upload_folder(fix, 13)
+            journey.upload_folder(fix, 14)
             journey.wait("owl's finding to go", lambda: journey.findings_of("owl") == [])
             journey.find("#draft-instructions").click()
             journey.wait("fox's drafted instruction", lambda: "has-draft" in (journey.pairs()["fox"].get_attribute("class") or ""))
@@ -354,7 +355,7 @@ def main():
             check(len(journey.finds("#job-samples .sample-pair img")) >= 4, "samples are shown beside their control images")
             controls_shown = {figure.find_element(By.CSS_SELECTOR, "figcaption").text.split(":")[0]: len(figure.find_elements(By.CSS_SELECTOR, "img.sample-control"))
                               for figure in journey.finds("#job-samples .sample-step:first-of-type .sample-pair")}
-            check(controls_shown == {"cat": 1, "dog": 2}, f"each sample beside its own controls: cat 1, dog 2 ({controls_shown})")
+            check(controls_shown == {"cat": 1, "dog": 3}, f"each sample beside its own controls: cat 1, dog 3 ({controls_shown})")
             sample_url = journey.find("#job-samples .sample-pair img:last-child").get_attribute("src")
             sample = urllib.request.urlopen(urllib.request.Request(sample_url, headers={"Cookie": journey.cookie_header()}), timeout=10).read()
             check(sample.startswith(b"\xff\xd8"), "a sample image's address leads to its JPEG")

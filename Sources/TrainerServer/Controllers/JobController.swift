@@ -277,8 +277,9 @@ struct JobController: Sendable {
         "Job": [
             "type": "object", "required": ["id", "datasetId", "status", "attempt", "createdAt"],
             "properties": [
-                "id": ["type": "string", "format": "uuid"], "datasetId": ["type": "string", "format": "uuid"], "preset": ["type": "string"],
-                "params": ["type": "object"],
+                "id": ["type": "string", "format": "uuid"], "datasetId": ["type": "string", "format": "uuid"],
+                "preset": ["type": "string", "description": "The preset it trains (GET /api/presets), or draft-instructions for a job drafting instructions."],
+                "params": ["type": "object", "description": "The training parameters; for a drafting job, samples and model."],
                 "status": ["type": "string", "enum": ["queued", "submitted", "running", "completed", "failed", "cancelled", "timed_out"]],
                 "runnerStatus": ["type": "string", "description": "RunPod's own status string, unknown ones included."],
                 "attempt": ["type": "integer"],

@@ -18,6 +18,8 @@ struct DatasetImporter: Sendable {
     /// Where zips are unpacked: `{GOMODEL_DATA_DIR}/imports`, one folder per import, removed after.
     let workDirectory: String
     var limits = ZipImport.Limits()
+    /// Unpackings at once on this server: each may need twice its zip's size on local disk.
+    let slots = Slots(2)
 
     var bucket: Bucket { datasets.bucket }
     var now: @Sendable () -> Date { datasets.now }
@@ -144,6 +146,7 @@ struct DatasetImporter: Sendable {
             }
         }
         defer { heartbeat.cancel() }
+        await slots.acquire()
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             let unpacked = try await checkedEntries(of: record, in: folder, dataset: dataset, on: db)
@@ -162,6 +165,7 @@ struct DatasetImporter: Sendable {
         try? await record.save(on: db)
         try? await bucket.delete(key: record.objectKey)
         try? FileManager.default.removeItem(atPath: folder)
+        await slots.release()
     }
 
     /// Reads the zip's directory, applies the rules, and unpacks every planned entry to `folder`,
@@ -366,4 +370,28 @@ private final class UploadedKeys: @unchecked Sendable {
     }
 
     var keys: [String] { lock.withLock { stored } }
+}
+
+/// A counting semaphore for async work: `acquire` waits while all slots are taken.
+actor Slots {
+    private var free: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(_ count: Int) { free = count }
+
+    func acquire() async {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            free += 1
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
 }
