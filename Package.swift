@@ -87,8 +87,9 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
-            // The captioner the worker runs beside ai-toolkit (caption jobs), found through Bundle.module.
+            // The captioner the worker runs beside ai-toolkit (drafting jobs), found beside the binary.
             resources: [.copy("Captioner/caption.py")],
             swiftSettings: upcoming
         ),

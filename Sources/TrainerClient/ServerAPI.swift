@@ -152,6 +152,29 @@ public struct ServerAPI: Sendable {
 
     struct Empty: Decodable {}
 
+    public func promote(_ id: UUID, step: Int?) async throws -> API.Job {
+        try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/promote", body: API.Promotion(step: step))
+    }
+
+    /// Where an artifact of a job (nil: its result) downloads from: the presigned URL the server
+    /// redirects to, valid 15 minutes.
+    public func downloadURL(job id: UUID, artifactID: String?) async throws -> URL {
+        let path = "api/jobs/\(id.uuidString.lowercased())/" + (artifactID.map { "artifacts/\($0)" } ?? "result")
+        var request = HTTPClientRequest(url: baseURL.appendingPathComponent(path).absoluteString)
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: .seconds(60))
+        } catch {
+            throw ServerAPIError(status: 0, code: "unreachable", message: "Could not reach the server at \(baseURL.absoluteString): \(error).")
+        }
+        let data = Data(buffer: try await response.body.collect(upTo: 1 << 20))
+        guard (300..<400).contains(response.status.code), let location = response.headers.first(name: "Location"), let url = URL(string: location) else {
+            throw ServerAPIError(status: Int(response.status.code), body: data)
+        }
+        return url
+    }
+
     func call<Response: Decodable>(_ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<Int>.none) async throws -> Response {
         var request = HTTPClientRequest(url: baseURL.appendingPathComponent(path).absoluteString)
         request.method = method

@@ -294,6 +294,8 @@ private func onInterrupt(_ handler: @escaping @Sendable () -> Void) -> any Dispa
 func withClient<T>(_ login: ClientLogin, _ body: (ServerAPI, HTTPClient) async throws -> T) async throws -> T {
     var configuration = HTTPClient.Configuration()
     configuration.timeout.connect = .seconds(10)
+    // Downloads read the server's redirect themselves: the API token must not follow it to the bucket.
+    configuration.redirectConfiguration = .disallow
     let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     do {
         let result = try await body(ServerAPI(baseURL: login.server, token: login.token, http: http), http)

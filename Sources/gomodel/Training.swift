@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOConcurrencyHelpers
 import TrainerClient
 import TrainerCore
 
@@ -50,7 +51,8 @@ struct Train: AsyncParsableCommand {
 }
 
 struct Jobs: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Follow and manage training jobs.", subcommands: [List.self, Show.self, Watch.self, Cancel.self, Retry.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Follow and manage training jobs.", subcommands: [List.self, Show.self, Watch.self, Cancel.self, Retry.self, Promote.self, Download.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List your jobs, newest first.")
@@ -101,6 +103,82 @@ struct Jobs: AsyncParsableCommand {
             try await withClient(try ClientLogin.load()) { api, _ in
                 let cancelled = try await api.cancelJob(try jobID(job))
                 print(cancelled.status == "cancelled" ? "Cancelled." : "Cancel requested; the job stops shortly.")
+            }
+        }
+    }
+
+    struct Promote: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a checkpoint a completed or cancelled job's result (what downloads give), or the final LoRA again.")
+        @Argument(help: "The job's id.") var job: String
+        @ArgumentParser.Option(help: "The checkpoint's step (`gomodel jobs show` lists them).") var step: Int?
+        @ArgumentParser.Flag(help: "Make the final LoRA the result again.") var final = false
+
+        func validate() throws {
+            if (step == nil) == !final { throw ValidationError("Give --step N, or --final for the final LoRA.") }
+        }
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let promoted = try await api.promote(try jobID(job), step: final ? nil : step)
+                print(
+                    promoted.result.map { $0.promoted ? "The checkpoint of step \($0.step ?? 0) is now the result." : "The final LoRA is the result." }
+                        ?? "The job has no result yet.")
+            }
+        }
+    }
+
+    struct Download: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Download a job's result (the promoted checkpoint, else the final LoRA), a checkpoint, or all its files.",
+            discussion: "Run it again to continue an interrupted download; every file is checked against the SHA-256 the job recorded.")
+        @Argument(help: "The job's id.") var job: String
+        @ArgumentParser.Option(help: "The checkpoint of this step instead of the result.") var step: Int?
+        @ArgumentParser.Flag(help: "Every file: the LoRA, checkpoints, samples, log, loss curve and config (not the optimizer states).") var all = false
+        @ArgumentParser.Option(name: .shortAndLong, help: "The folder to save into.") var output = "."
+
+        func run() async throws {
+            if step != nil && all { throw ValidationError("Give --step N or --all, not both.") }
+            try await withClient(try ClientLogin.load()) { api, http in
+                let shown = try await api.job(try jobID(job))
+                let wanted: [(API.Job.Artifact, Bool)]
+                if all {
+                    wanted = shown.artifacts.filter { $0.kind != "optimizer" }.map { ($0, false) }
+                } else if let step {
+                    guard let checkpoint = shown.artifacts.first(where: { $0.kind == "checkpoint" && $0.step == step }) else {
+                        let steps = shown.artifacts.filter { $0.kind == "checkpoint" }.compactMap(\.step).sorted()
+                        let listed = steps.map(String.init).joined(separator: ", ")
+                        throw ValidationError("The job has no checkpoint at step \(step)" + (steps.isEmpty ? "." : "; it has \(listed)."))
+                    }
+                    wanted = [(checkpoint, false)]
+                } else {
+                    guard let result = shown.result, let artifact = shown.artifacts.first(where: { $0.id == result.artifactId }) else {
+                        throw ValidationError("The job has no LoRA yet; wait until it completes, or download a checkpoint with --step.")
+                    }
+                    wanted = [(artifact, true)]
+                }
+                let terminal = isatty(STDERR_FILENO) == 1
+                let started = Date()
+                let download = ArtifactDownload(api: api, http: http)
+                for (artifact, isResult) in wanted {
+                    let drawn = NIOLockedValueBox(Date.distantPast)
+                    let (path, alreadyThere) = try await download.run(job: shown, artifact: artifact, isResult: isResult, into: output) { progress in
+                        let now = Date()
+                        let due = drawn.withLockedValue { last in
+                            guard progress.bytesDone == progress.bytesTotal || now.timeIntervalSince(last) >= (terminal ? 0.1 : 5) else { return false }
+                            last = now
+                            return true
+                        }
+                        guard due else { return }
+                        let line =
+                            "\(progress.file): "
+                            + ProgressLine.render(
+                                .init(filesDone: 0, filesTotal: 0, bytesDone: progress.bytesDone, bytesTotal: progress.bytesTotal), elapsed: now.timeIntervalSince(started))
+                        FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[K" + line : line + "\n").utf8))
+                    }
+                    if terminal && !alreadyThere { FileHandle.standardError.write(Data("\n".utf8)) }
+                    print(alreadyThere ? "\(path) (already there, checked)" : path)
+                }
             }
         }
     }

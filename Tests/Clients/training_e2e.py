@@ -9,6 +9,7 @@ ending the job cancelled with its last checkpoint still downloadable; SIGTERM st
 and its trainer and handing the job back (preempted, queued again at once); `gomodel workers list|revoke` stopping a
 revoked key's worker and requeueing its job; `gomodel worker --test-input` with a bad and a good input.
 """
+import hashlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 
 from support import check, download_artifact, gomodel_cli, push_pairs, sign_in, wait_serving
 
@@ -83,6 +85,43 @@ def main():
             length = struct.unpack("<Q", data[:8])[0]
             header = json.loads(data[8:8 + length])
             check('"step": 60' in header["__metadata__"]["training_info"], "the downloaded LoRA is a safetensors file with its training step")
+
+            print("promote a checkpoint; gomodel jobs download (the result, a step, all; resumed, checksum-checked)")
+            run = lambda *args: subprocess.run([GOMODEL, *args], env=env, capture_output=True, text=True, timeout=120)  # noqa: E731
+            checkpoint = next(a for a in job["artifacts"] if a["kind"] == "checkpoint" and a.get("step") == 30)
+            name = checkpoint["key"].split("/")[-1]
+            check("step 30 is now the result" in cli("jobs", "promote", job["id"], "--step", "30"), "jobs promote --step 30")
+            check(api(f"/api/jobs/{job['id']}")["result"] == {"artifactId": checkpoint["id"], "kind": "checkpoint", "step": 30, "promoted": True},
+                  "the job's result is step 30's checkpoint")
+            folder = os.path.join(work, "downloads")
+            got = cli("jobs", "download", job["id"], "-o", folder).strip()
+            path = os.path.join(folder, name)
+            check(got == path and hashlib.sha256(open(path, "rb").read()).hexdigest() == checkpoint["sha256"],
+                  "jobs download gives the promoted checkpoint by default, its SHA-256 as recorded")
+            check("already there, checked" in cli("jobs", "download", job["id"], "-o", folder), "a second download checks the file and sends nothing")
+            # An interrupted download: the first half in NAME.part; the next run continues it.
+            resumed = os.path.join(work, "resumed")
+            os.makedirs(resumed)
+            whole = open(path, "rb").read()
+            open(os.path.join(resumed, name + ".part"), "wb").write(whole[: len(whole) // 2])
+            cli("jobs", "download", job["id"], "--step", "30", "-o", resumed)
+            check(open(os.path.join(resumed, name), "rb").read() == whole and not os.path.exists(os.path.join(resumed, name + ".part")),
+                  "an interrupted download continues from its part and ends whole")
+            # A part that is not the file's beginning: the checksum catches it, and the part goes.
+            broken = os.path.join(work, "broken")
+            os.makedirs(broken)
+            open(os.path.join(broken, name + ".part"), "wb").write(b"\0" * (len(whole) // 2))
+            bad = run("jobs", "download", job["id"], "--step", "30", "-o", broken)
+            check(bad.returncode != 0 and "damaged" in bad.stderr and not os.listdir(broken), f"a damaged download is refused and removed ({bad.stderr.strip()[-200:]})")
+            missing = run("jobs", "download", job["id"], "--step", "31", "-o", broken)
+            check(missing.returncode != 0 and "no checkpoint at step 31" in missing.stderr, "an unknown step is refused, naming the steps there are")
+            everything = cli("jobs", "download", job["id"], "--all", "-o", os.path.join(work, "all")).split()
+            kinds = {a["kind"] for a in job["artifacts"] if a["kind"] != "optimizer"}
+            check(len(everything) == len([a for a in job["artifacts"] if a["kind"] != "optimizer"]) and "sample" in kinds and "lora" in kinds,
+                  f"--all downloads every file but the optimizer states ({len(everything)} files)")
+            foreign = run("jobs", "promote", str(uuid.uuid4()), "--step", "30")
+            check(foreign.returncode != 0 and "No job with this id" in foreign.stderr, "an unknown job id is refused")
+            check("final LoRA is the result" in cli("jobs", "promote", job["id"], "--final"), "jobs promote --final")
 
             print("a worker killed mid-run")
             first.kill()

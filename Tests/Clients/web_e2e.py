@@ -377,6 +377,18 @@ def main():
             header = json.loads(data[8:8 + length])
             check('"step": 150' in header["__metadata__"]["training_info"], "the downloaded LoRA is a safetensors file of step 150")
 
+            print("promote a checkpoint: the download follows")
+            promote = journey.find("#job-samples .sample-step button.promote")
+            step = int(promote.get_attribute("aria-label").split("step ")[1].split(" ")[0])
+            promote.click()
+            journey.wait("the promoted step's badge", lambda: journey.finds("#job-samples .result-badge"))
+            check(journey.find("#lora-download").text == f"Download LoRA (step {step})", f"the download button names step {step}")
+            request = urllib.request.Request(journey.find("#lora-download").get_attribute("href"), headers={"Cookie": journey.cookie_header()})
+            data = urllib.request.urlopen(request, timeout=30).read()
+            header = json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
+            check(f'"step": {step}' in header["__metadata__"]["training_info"], f"the download is now step {step}'s checkpoint")
+            journey.page_checks("job-promoted")
+
             journey.open("/jobs")
             check(journey.find("#job-table [data-field=status]").text == "completed", "the job list shows the job completed")
             journey.page_checks("jobs")

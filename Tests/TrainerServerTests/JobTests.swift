@@ -167,6 +167,58 @@ import VaporTesting
         }
     }
 
+    @Test func aCheckpointOfAnEndedJobCanBeItsResult() async throws {
+        try await Self.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String).lowercased()
+            #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/promote", body: #"{"step": 50}"#).status == .conflict, "a queued job has no result")
+            try await setup.tick()
+            let submitted = try #require(setup.fake.jobs.first)
+            let prefix = "outputs/\(id)/"
+            // The LoRA and step 50's checkpoint are in the bucket; step 100's was removed since.
+            let bucket = S3Client(endpoint: setup.store.endpoint, httpClient: setup.store.http)
+            for key in ["lora/gm_x.safetensors", "checkpoints/gm_x_000000050.safetensors"] {
+                try await bucket.putObject(key: prefix + key, bytes: ByteBuffer(string: key))
+            }
+            setup.fake.complete(
+                submitted.id,
+                output: [
+                    "steps": 100,
+                    "artifacts": [
+                        ["kind": "lora", "key": .string(prefix + "lora/gm_x.safetensors")],
+                        ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000050.safetensors"), "step": 50],
+                        ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000100.safetensors"), "step": 100],
+                    ],
+                ])
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            var shown = try await setup.job(id)
+            #expect((shown["result"] as? [String: Any])?["kind"] as? String == "lora" && (shown["result"] as? [String: Any])?["promoted"] as? Bool == false)
+
+            let promoted = try await setup.user.client.send(.POST, "/api/jobs/\(id)/promote", body: #"{"step": 50}"#)
+            #expect(promoted.status == .ok, "\(promoted.body.string)")
+            let result = try #require(try promoted.json["result"] as? [String: Any])
+            #expect(result["step"] as? Int == 50 && result["promoted"] as? Bool == true && result["kind"] as? String == "checkpoint")
+            // The default download follows.
+            let download = try await setup.user.client.send(.GET, "/api/jobs/\(id)/result")
+            #expect(download.status == .seeOther && download.headers.first(name: .location)?.contains("gm_x_000000050.safetensors") == true)
+
+            let gone = try await setup.user.client.send(.POST, "/api/jobs/\(id)/promote", body: #"{"step": 100}"#)
+            #expect(gone.status == .gone && gone.body.string.contains("no longer in the bucket"), "\(gone.body.string)")
+            let unknown = try await setup.user.client.send(.POST, "/api/jobs/\(id)/promote", body: #"{"step": 70}"#)
+            #expect(unknown.status == .notFound && unknown.body.string.contains("no checkpoint at step 70"))
+            #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/promote", body: "{}").status == .badRequest, "step is required (null: the final LoRA)")
+            var other = try await DatasetTests.User(setup.store, email: "eve@example.com")
+            #expect(try await other.client.send(.POST, "/api/jobs/\(id)/promote", body: #"{"step": 50}"#).status == .notFound)
+            #expect(try await other.client.send(.GET, "/api/jobs/\(id)/result").status == .notFound)
+
+            #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/promote", body: #"{"step": null}"#).status == .ok)
+            shown = try await setup.job(id)
+            #expect((shown["result"] as? [String: Any])?["promoted"] as? Bool == false)
+            let events = try #require(shown["events"] as? [[String: Any]]).compactMap { $0["message"] as? String }
+            #expect(events.contains("The checkpoint of step 50 is now the result.") && events.last == "The final LoRA is the result again.")
+        }
+    }
+
     @Test func aPlainClientGetsTheJobOnceFromTheEventStream() async throws {
         try await Self.withSetup { setup in
             let id = try #require(try await setup.createJob()["id"] as? String)

@@ -59,6 +59,23 @@ extension API {
         public var cost: Double?
         /// Only in `GET /api/jobs/{id}`.
         public var events: [Event]?
+        /// What "download the LoRA" gives: a promoted checkpoint, else the final LoRA.
+        public var result: Result?
+
+        public struct Result: Codable, Sendable, Equatable {
+            public let artifactId: String
+            /// `lora` (the final one) or `checkpoint` (promoted).
+            public let kind: String
+            public let step: Int?
+            public let promoted: Bool
+
+            public init(artifactId: String, kind: String, step: Int?, promoted: Bool) {
+                self.artifactId = artifactId
+                self.kind = kind
+                self.step = step
+                self.promoted = promoted
+            }
+        }
 
         public init(
             id: UUID, datasetId: UUID, preset: String, params: JSONValue?, status: String, runnerStatus: String?, attempt: Int, progress: JobProgress?,
@@ -155,6 +172,26 @@ extension API {
             self.isDefault = isDefault
             self.profiles = profiles
             self.defaults = defaults
+        }
+    }
+
+    /// `POST /api/jobs/{id}/promote`: a checkpoint's step, or nil for the final LoRA.
+    public struct Promotion: Codable, Sendable {
+        public let step: Int?
+
+        enum CodingKeys: String, CodingKey { case step }
+
+        public init(step: Int?) { self.step = step }
+
+        /// `step` must be there, as `null` when it is the final LoRA (the schema requires it).
+        public init(from decoder: any Decoder) throws {
+            step = try decoder.container(keyedBy: CodingKeys.self).decode(Int?.self, forKey: .step)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            // `step: null` is the request for the final LoRA: written out, not left away.
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(step, forKey: .step)
         }
     }
 

@@ -111,6 +111,12 @@ public struct JobArtifact: Sendable, Equatable, Codable {
 
     /// The artifacts of a result or progress `output`, keeping only well-formed ones whose key
     /// lies under `prefix` (a worker must not point us at other jobs' or users' objects).
+    /// The job's result: the checkpoint promoted to it, else the final LoRA.
+    public static func result(of artifacts: [JobArtifact], promotedStep: Int?) -> JobArtifact? {
+        if let promotedStep, let checkpoint = artifacts.first(where: { $0.kind == .checkpoint && $0.step == promotedStep }) { return checkpoint }
+        return artifacts.first { $0.kind == .lora }
+    }
+
     public static func list(in output: JSONValue?, prefix: String) -> [JobArtifact] {
         guard case .array(let items)? = output?["artifacts"] else { return [] }
         return items.compactMap { item in

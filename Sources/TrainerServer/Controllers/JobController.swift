@@ -30,6 +30,8 @@ struct JobController: Sendable {
         jobs.post(":id", "cancel", use: cancel)
         jobs.post(":id", "retry", use: retry)
         jobs.get(":id", "artifacts", ":artifactId", use: artifact)
+        jobs.post(":id", "promote", use: promote)
+        jobs.get(":id", "result", use: result)
         routes.get("presets", use: presets)
     }
 
@@ -78,6 +80,26 @@ struct JobController: Sendable {
         guard let wanted = request.parameters.get("artifactId"), let artifact = job.storedArtifacts.first(where: { Self.artifactID($0.key) == wanted }) else {
             throw APIError.notFound("The job has no such artifact; GET /api/jobs/{id} lists them.")
         }
+        return try redirect(to: artifact, request)
+    }
+
+    /// The job's result (a promoted checkpoint, else the final LoRA): what "download" means.
+    @Sendable func result(request: Request) async throws -> Response {
+        let job = try await find(request)
+        guard let artifact = JobArtifact.result(of: job.storedArtifacts, promotedStep: job.promotedStep) else {
+            throw APIError.notFound("The job has no LoRA yet (it has not completed, and no checkpoint was made its result).")
+        }
+        return try redirect(to: artifact, request)
+    }
+
+    @Sendable func promote(request: Request) async throws -> Response {
+        let job = try await find(request)
+        let body = try request.decodeJSON(API.Promotion.self, fields: ["step"])
+        try await jobs.promote(job, step: body.step, stored: { artifact in try await bucket.head(key: artifact.key) != nil }, on: request.db)
+        return try JSON.response(job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond))
+    }
+
+    private func redirect(to artifact: JobArtifact, _ request: Request) throws -> Response {
         let name = String(artifact.key.split(separator: "/").last ?? "artifact")
         let url = bucket.presignedGet(key: artifact.key, downloadName: name, origin: try request.origin(publicURL: publicURL, trustProxy: trustProxy)).url
         return Response(status: .seeOther, headers: ["Location": url.absoluteString, "Cache-Control": "no-store"])
@@ -253,6 +275,21 @@ struct JobController: Sendable {
         APIOperation(
             method: .GET, path: "/api/jobs/{id}/artifacts/{artifactId}", summary: "Download an artifact: a redirect to a presigned URL valid 15 minutes.",
             responses: [303: ("To the file.", nil), 404: ("No such job or artifact of yours.", .ref("Error"))]),
+        APIOperation(
+            method: .GET, path: "/api/jobs/{id}/result",
+            summary: "Download the job's result: the checkpoint promoted to it, else the final LoRA (a redirect to a presigned URL valid 15 minutes).",
+            responses: [303: ("To the file.", nil), 404: ("No such job of yours, or no LoRA yet.", .ref("Error"))]),
+        APIOperation(
+            method: .POST, path: "/api/jobs/{id}/promote",
+            summary: "Make one of a completed or cancelled job's checkpoints its result (step), or the final LoRA again (step null); downloads follow.",
+            requestSchema: [
+                "type": "object", "required": ["step"], "additionalProperties": false,
+                "properties": ["step": ["type": ["integer", "null"], "minimum": 0, "description": "A checkpoint's step; null: the final LoRA."]],
+            ],
+            responses: [
+                200: ("The job, with its result.", .ref("Job")), 404: ("No such job of yours, or no checkpoint at that step.", .ref("Error")),
+                409: ("The job is not completed or cancelled.", .ref("Error")), 410: ("The checkpoint is no longer in the bucket.", .ref("Error")),
+            ]),
     ]
 
     static let schemas: [String: SchemaValue] = [
@@ -302,6 +339,13 @@ struct JobController: Sendable {
                     ],
                 ],
                 "error": ["type": "string"], "errorDetail": ["type": "string"], "cancelRequested": ["type": "boolean"],
+                "result": [
+                    "type": "object", "required": ["artifactId", "kind", "promoted"], "description": "What downloading the job's LoRA gives (GET …/result).",
+                    "properties": [
+                        "artifactId": ["type": "string"], "kind": ["type": "string", "enum": ["lora", "checkpoint"]], "step": ["type": "integer"],
+                        "promoted": ["type": "boolean"],
+                    ],
+                ],
                 "createdAt": ["type": "string", "format": "date-time"], "submittedAt": ["type": "string", "format": "date-time"],
                 "startedAt": ["type": "string", "format": "date-time"], "finishedAt": ["type": "string", "format": "date-time"],
                 "queueSeconds": ["type": "number"], "executionSeconds": ["type": "number"],

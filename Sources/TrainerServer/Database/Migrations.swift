@@ -19,5 +19,6 @@ public enum Migrations {
         M0013CreateKnownDevices(),
         M0014CreateDatasetImports(),
         M0015CreateCaptionDrafts(),
+        M0016JobPromotedStep(),
     ]
 }

@@ -83,7 +83,7 @@ struct DatasetImporter: Sendable {
         try DatasetService.checkUnlocked(dataset)
         let cutoff = now().addingTimeInterval(-Self.staleAfter)
         guard record.state == .awaitingUpload || (record.state == .unpacking && record.updatedAt < cutoff) else { throw Failure.alreadyStarted(record.state) }
-        guard let (info, _) = try await bucket.fetchPrefix(key: record.objectKey, count: 0) else { throw Failure.notUploaded }
+        guard let info = try await bucket.head(key: record.objectKey) else { throw Failure.notUploaded }
         guard info.size == record.size else { throw Failure.sizeDiffers(uploaded: info.size, declared: record.size) }
         // One claim wins, however many requests ask at once.
         let time = now()

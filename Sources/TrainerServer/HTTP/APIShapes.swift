@@ -55,7 +55,7 @@ extension Job {
     func shape(now: Date, pricePerSecond: Double? = nil) -> API.Job {
         let queueSeconds = (startedAt ?? finishedAt ?? now).timeIntervalSince(createdAt)
         let executionSeconds = startedAt.map { (finishedAt ?? now).timeIntervalSince($0) }
-        return API.Job(
+        var shaped = API.Job(
             id: id!, datasetId: datasetID, preset: preset, params: try? JSONDecoder().decode(JSONValue.self, from: Data(parameters.utf8)),
             status: status.rawValue, runnerStatus: runnerStatus, attempt: attempt, progress: latestProgress, runpodJobId: runPodJobID,
             artifacts: storedArtifacts.map {
@@ -65,6 +65,10 @@ extension Job {
             startedAt: startedAt, finishedAt: finishedAt, queueSeconds: queueSeconds, executionSeconds: executionSeconds,
             cost: pricePerSecond.map { price in ((executionSeconds ?? 0) * price * 10000).rounded() / 10000 }
         )
+        shaped.result = JobArtifact.result(of: storedArtifacts, promotedStep: promotedStep).map {
+            API.Job.Result(artifactId: JobController.artifactID($0.key), kind: $0.kind.rawValue, step: $0.step, promoted: $0.kind == .checkpoint)
+        }
+        return shaped
     }
 }
 

@@ -94,6 +94,9 @@ extension JobService.Failure: APIErrorConvertible {
         case .notFound: .notFound
         case .invalidParameters: .badRequest
         case .parameterDoesNotFitDataset, .datasetNotReady: .unprocessableEntity
+        case .notPromotable: .conflict
+        case .noSuchCheckpoint: .notFound
+        case .checkpointGone: .gone
         case .uploadInProgress, .importInProgress, .alreadyEnded, .notRetryable, .datasetGone: .conflict
         }
     }
@@ -104,6 +107,9 @@ extension JobService.Failure: APIErrorConvertible {
         case .invalidParameters, .parameterDoesNotFitDataset: "invalid_parameter"
         case .uploadInProgress, .importInProgress: "upload_in_progress"
         case .datasetNotReady: "dataset_not_ready"
+        case .notPromotable: "not_promotable"
+        case .noSuchCheckpoint: "not_found"
+        case .checkpointGone: "checkpoint_gone"
         case .alreadyEnded: "job_finished"
         case .notRetryable: "job_not_retryable"
         case .datasetGone: "dataset_gone"

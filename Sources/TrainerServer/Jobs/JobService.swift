@@ -24,6 +24,9 @@ struct JobService: Sendable {
         case alreadyEnded(JobStatus)
         case notRetryable(JobStatus)
         case datasetGone
+        case notPromotable(JobStatus)
+        case noSuchCheckpoint(Int)
+        case checkpointGone(Int)
 
         var description: String {
             switch self {
@@ -39,6 +42,9 @@ struct JobService: Sendable {
             case .notRetryable(let status):
                 status == .completed ? "The job completed; start a new job to train again." : "The job is still \(status.rawValue); cancel it first or wait until it ends."
             case .datasetGone: "The job's dataset was deleted; it cannot be retried."
+            case .notPromotable(let status): "Only a completed or cancelled job's checkpoint can be its result; this job is \(status.rawValue)."
+            case .noSuchCheckpoint(let step): "The job has no checkpoint at step \(step); GET /api/jobs/{id} lists its checkpoints (artifacts of kind checkpoint)."
+            case .checkpointGone(let step): "The checkpoint of step \(step) is no longer in the bucket; pick another one."
             }
         }
 
@@ -457,6 +463,28 @@ struct JobService: Sendable {
         if dataset.lockedByJobID != active?.id {
             dataset.lockedByJobID = active?.id
             try await dataset.save(on: db)
+        }
+    }
+
+    // MARK: The result
+
+    /// Makes the checkpoint of `step` the job's result (nil: the final LoRA again). `stored` tells
+    /// whether an artifact's object is still in the bucket.
+    func promote(_ job: Job, step: Int?, stored: (JobArtifact) async throws -> Bool, on db: any Database) async throws {
+        guard [.completed, .cancelled].contains(job.status) else { throw Failure.notPromotable(job.status) }
+        let message: String
+        if let step {
+            guard let checkpoint = job.storedArtifacts.first(where: { $0.kind == .checkpoint && $0.step == step }) else { throw Failure.noSuchCheckpoint(step) }
+            guard try await stored(checkpoint) else { throw Failure.checkpointGone(step) }
+            message = "The checkpoint of step \(step) is now the result."
+        } else {
+            message = "The final LoRA is the result again."
+        }
+        job.promotedStep = step
+        job.updatedAt = now()
+        try await db.transaction { db in
+            try await job.save(on: db)
+            try await JobEvent(jobID: job.id!, at: job.updatedAt, status: job.status.rawValue, message: message).create(on: db)
         }
     }
 

@@ -47,6 +47,8 @@ final class Job: Model, @unchecked Sendable {
     @OptionalField(key: "lease_until") var leaseUntil: Date?
     @OptionalField(key: "next_poll_at") var nextPollAt: Date?
     @Field(key: "cancel_requested") var cancelRequested: Bool
+    /// The checkpoint its owner made the result (nil: the final LoRA).
+    @OptionalField(key: "promoted_step") var promotedStep: Int?
 
     init() {}
 

@@ -109,6 +109,22 @@ struct Bucket: Sendable {
         }
     }
 
+    /// What HEAD tells of an object; nil when there is no such object.
+    func head(key: String) async throws -> ObjectInfo? {
+        switch backend {
+        case .remote(let client):
+            return try await client.headObject(key: key)
+        case .builtIn(let store, _, _):
+            do {
+                let stored = try await store.headObject(bucket: name, key: key)
+                return ObjectInfo(
+                    key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
+            } catch let error as S3StoreError where error.code == "NoSuchKey" {
+                return nil
+            }
+        }
+    }
+
     /// Streams an object into a local file (a zip to unpack); nil when there is no such object.
     func download(key: String, to path: String) async throws -> ObjectInfo? {
         switch backend {

@@ -124,10 +124,14 @@ function renderFiles(artifacts) {
     el('a', { href: artifactURL(artifact), download: '' }, kindLabel(artifact)), ' ',
     el('span', { className: 'hint break', text: `${artifact.key.split('/').pop()} · ${formatBytes(artifact.bytes || 0)}` })))
     : [el('li', { className: 'hint', text: 'None yet.' })]));
-  const lora = artifacts.find((artifact) => artifact.kind === 'lora');
+  // The download button gives the job's result: a promoted checkpoint, else the final LoRA.
+  const result = state.job && state.job.result;
   const download = document.getElementById('lora-download');
-  download.hidden = !lora;
-  if (lora) download.href = artifactURL(lora);
+  download.hidden = !result;
+  if (result) {
+    download.href = `/api/jobs/${jobId}/result`;
+    download.textContent = result.promoted ? `Download LoRA (step ${result.step})` : 'Download LoRA';
+  }
   loadLossFile(artifacts);
 }
 
@@ -146,6 +150,29 @@ async function loadSamplePairs() {
   if (state.job) renderSamples(state.job.artifacts || []);
 }
 
+/** "Use as result" beside a step's samples, when the job has ended and that step's checkpoint exists. */
+function promoteButton(artifacts, step) {
+  const job = state.job;
+  if (!job || !['completed', 'cancelled'].includes(job.status)) return null;
+  if (!artifacts.some((artifact) => artifact.kind === 'checkpoint' && artifact.step === step)) return null;
+  if (job.result && job.result.promoted && job.result.step === step) return el('span', { className: 'badge ok result-badge', text: 'The result' });
+  const button = el('button', { type: 'button', className: 'small promote', text: 'Use as result', 'aria-label': `Use the checkpoint of step ${step} as the result` });
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      const job = await api('POST', `/api/jobs/${jobId}/promote`, { step });
+      state.job = job;
+      renderFiles(job.artifacts || []);
+      renderSamples(job.artifacts || []);
+      toast(`The checkpoint of step ${step} is now the result.`);
+    } catch (error) {
+      button.disabled = false;
+      toast(error.message);
+    }
+  });
+  return button;
+}
+
 function renderSamples(artifacts) {
   const samples = artifacts.filter((artifact) => artifact.kind === 'sample');
   const box = document.getElementById('job-samples');
@@ -159,7 +186,7 @@ function renderSamples(artifacts) {
     byStep.get(step).push({ index, artifact });
   }
   const rows = [...byStep.entries()].sort((a, b) => b[0] - a[0]).map(([step, items]) => el('section', { className: 'sample-step' },
-    el('h3', { text: `Step ${step}` }),
+    el('h3', { text: `Step ${step}` }, promoteButton(artifacts, step)),
     el('div', { className: 'sample-row' }, items.sort((a, b) => a.index - b.index).map(({ index, artifact }) => {
       const stem = state.samplePairs[index];
       const controls = stem ? (state.controlsOf.get(stem) || []) : [];
