@@ -127,7 +127,7 @@ import ZIPFoundation
             let datasetID = try await user.createDataset()
             try await user.upload(datasetID, DatasetTests.pair)
             // An import unpacking now (as another instance would be).
-            let record = DatasetImport(datasetID: try #require(UUID(uuidString: datasetID)), fileName: "pairs.zip", size: 10, now: Date())
+            let record = DatasetImport(datasetID: try #require(UUID(uuidString: datasetID)), fileName: "pairs.zip", size: 10, now: store.clock.now)
             record.state = .unpacking
             try await record.create(on: store.app.db)
             let deleted = try await user.client.send(.DELETE, "/api/datasets/\(datasetID)")
@@ -136,7 +136,7 @@ import ZIPFoundation
             #expect(job.status == .conflict && job.body.string.contains("being unpacked"), "\(job.body.string)")
 
             // Its server stopped: no heartbeat for over 5 minutes. It reads as interrupted, and holds nothing.
-            record.updatedAt = Date().addingTimeInterval(-DatasetImporter.staleAfter - 1)
+            record.updatedAt = store.clock.now.addingTimeInterval(-DatasetImporter.staleAfter - 1)
             try await record.save(on: store.app.db)
             let shown = try await user.client.send(.GET, "/api/datasets/\(datasetID)/imports/\(record.id!.uuidString)").json
             #expect(shown["state"] as? String == "failed" && (shown["error"] as? [String: Any])?["code"] as? String == "interrupted")
