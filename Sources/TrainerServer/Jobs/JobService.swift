@@ -534,6 +534,8 @@ struct JobService: Sendable {
         }
         let time = now()
         Self.prepareNextAttempt(job, at: time)
+        // The new attempt makes a new final LoRA; a checkpoint promoted before is no longer the result.
+        job.promotedStep = nil
         job.error = nil
         job.errorDetail = nil
         job.submittedAt = nil
