@@ -40,6 +40,11 @@ public struct TrainingHandler: JobHandler {
         let started = Date()
         let job: WorkerJob
         do { job = try WorkerJob(input: taken.input) } catch { throw JobFailure("The job's input is not valid: \(error.description)") }
+        // Without HF_TOKEN ai-toolkit would ask for a login on a terminal nobody watches, after training.
+        if let repo = job.hubRepo, (trainerEnvironment["HF_TOKEN"] ?? ProcessInfo.processInfo.environment["HF_TOKEN"] ?? "").isEmpty {
+            throw JobFailure(
+                "This job pushes the LoRA to the Hugging Face repo '\(repo)', but this worker has no HF_TOKEN; give the worker a write token (HF_TOKEN) and retry the job.")
+        }
         let bucket = try self.bucket(for: job)
         guard job.datasetBucket == bucket.endpoint.bucket, job.outputBucket == bucket.endpoint.bucket else {
             throw JobFailure("This worker writes to bucket '\(bucket.endpoint.bucket)' but the job uses '\(job.datasetBucket)'; give the worker the server's R2_* settings.")

@@ -26,6 +26,8 @@ struct Train: AsyncParsableCommand {
     @ArgumentParser.Option(help: "GPU memory: 32gb (3-bit), 48gb (8-bit) or 80gb (no quantisation).") var profile: String?
     @ArgumentParser.Option(help: "Trigger word added to every caption: 1 to 50 ASCII letters, digits, _ or -.") var triggerWord: String?
     @ArgumentParser.Option(parsing: .upToNextOption, help: "Stems of the samples used for sample images.") var samplePairs: [String] = []
+    @ArgumentParser.Option(help: "A Hugging Face repo (me/name) to push the LoRA to at the end; the worker needs HF_TOKEN.") var hfRepo: String?
+    @ArgumentParser.Flag(help: "Make the Hugging Face repo public if the push creates it (default: private).") var hfPublic = false
     @ArgumentParser.Flag(help: "Follow the job until it ends.") var watch = false
 
     func run() async throws {
@@ -38,6 +40,8 @@ struct Train: AsyncParsableCommand {
             parameters.profile = profile
             parameters.triggerWord = triggerWord
             parameters.samplePairs = samplePairs.isEmpty ? nil : samplePairs
+            parameters.hfRepo = hfRepo
+            parameters.hfPublic = hfPublic ? true : nil
             let job = try await api.createJob(datasetID: found.id, preset: preset, parameters: parameters)
             // Unbuffered, like the live lines that follow.
             FileHandle.standardOutput.write(Data("Queued job \(job.id.uuidString.lowercased()) on '\(found.name)'.\n".utf8))

@@ -51,6 +51,7 @@ def main():
                     worker_env.update(R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],
                                       R2_SECRET_ACCESS_KEY=store["secretAccessKey"])
                 worker_env.pop("GOMODEL_DATA_DIR")
+                worker_env.pop("HF_TOKEN", None)
                 return worker_env
 
             def start_worker(name, step_seconds, store_settings=True, worker_key=None):
@@ -122,6 +123,14 @@ def main():
             foreign = run("jobs", "promote", str(uuid.uuid4()), "--step", "30")
             check(foreign.returncode != 0 and "No job with this id" in foreign.stderr, "an unknown job id is refused")
             check("final LoRA is the result" in cli("jobs", "promote", job["id"], "--final"), "jobs promote --final")
+
+            print("a Hugging Face push needs the worker's HF_TOKEN, and says so before training")
+            bad_repo = run("train", "--dataset", "pairs", "--hf-repo", "not a repo")
+            check(bad_repo.returncode != 0 and "hfRepo" in bad_repo.stderr, "a malformed repo id is refused naming the field")
+            pushing = cli("train", "--dataset", "pairs", "--steps", "20", "--hf-repo", "me/watercolour-lora").split("Queued job ")[1].split(" ")[0]
+            ended = wait("the push job to end", lambda: (lambda j: j if j["status"] in ("completed", "failed") else None)(api(f"/api/jobs/{pushing}")))
+            check(ended["status"] == "failed" and "HF_TOKEN" in ended["error"] and "me/watercolour-lora" in ended["error"] and not ended["artifacts"],
+                  f"without HF_TOKEN the job fails at once, naming the repo and the variable ({ended['error']})")
 
             print("a worker killed mid-run")
             first.kill()

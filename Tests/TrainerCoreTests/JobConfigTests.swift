@@ -97,6 +97,29 @@ import TrainerCore
         #expect(QwenImageEdit.presets.map(\.id) == ["qwen-image-edit-2509", "qwen-image-edit-2511"] && QwenImageEdit.defaultPreset.id == "qwen-image-edit-2509")
     }
 
+    @Test func aHuggingFacePushIsAIToolkitsOwn() throws {
+        var parameters = QwenImageEdit.Parameters()
+        parameters.hfRepo = "me/watercolour-lora"
+        let config = try QwenImageEdit.buildJobConfig(Self.job(parameters))
+        guard case .array(let processes)? = config["config"]?["process"], let save = processes.first?["save"] else {
+            Issue.record("unexpected shape")
+            return
+        }
+        // SaveConfig's keys (toolkit/config_modules.py); private unless asked otherwise.
+        #expect(save["push_to_hub"] == true && save["hf_repo_id"] == "me/watercolour-lora" && save["hf_private"] == true)
+        parameters.hfPublic = true
+        guard case .array(let public_)? = try QwenImageEdit.buildJobConfig(Self.job(parameters))["config"]?["process"] else { return }
+        #expect(public_.first?["save"]?["hf_private"] == false)
+        let input = JobInput(
+            trainerJobID: "j", attempt: 1, jobConfig: config, dataset: .init(datasetId: "d", bucket: "b", prefix: "datasets/d/"),
+            output: .init(bucket: "b", prefix: "outputs/j/"))
+        #expect(try WorkerJob(input: input.json).hubRepo == "me/watercolour-lora")
+        for bad in ["watercolour", "me/", "/x", "me/x/y", "me/../x", "me/x y", "me/${HOME}"] {
+            parameters.hfRepo = bad
+            #expect(QwenImageEdit.validate(parameters).map(\.field) == ["hfRepo"], "\(bad)")
+        }
+    }
+
     @Test func theProfilesDifferOnlyInQuantisation() throws {
         func model(_ profile: QwenImageEdit.Profile) throws -> JSONValue? {
             var parameters = QwenImageEdit.Parameters()

@@ -128,9 +128,12 @@ extension API {
         public var seed: Int?
         public var triggerWord: String?
         public var samplePairs: [String]?
+        public var hfRepo: String?
+        public var hfPublic: Bool?
 
         public static let keys: Set<String> = [
             "steps", "learningRate", "rank", "profile", "resolutions", "saveEvery", "sampleEvery", "keepCheckpoints", "seed", "triggerWord", "samplePairs",
+            "hfRepo", "hfPublic",
         ]
 
         public init() {}

@@ -91,6 +91,11 @@ public enum QwenImageEdit {
         /// Stems of the samples whose controls and captions make the sample prompts; nil: the
         /// first two samples of the dataset.
         public var samplePairs: [String]?
+        /// A Hugging Face model repo (`user/name`) ai-toolkit pushes the LoRA folder to at the end,
+        /// with the worker's `HF_TOKEN`; nil: no push.
+        public var hfRepo: String?
+        /// Whether a repo it creates is public (nil: private).
+        public var hfPublic: Bool?
 
         public init() {}
     }
@@ -112,6 +117,9 @@ public enum QwenImageEdit {
         /// time, and nothing a config or caption could read as syntax.
         public static let triggerWordPattern = "^[A-Za-z0-9_-]{1,50}$"
         public static let samplePairs = 4
+        /// Hugging Face's rule for a repo id: owner/name of letters, digits, `-`, `_` and `.`, no
+        /// `..`, not ending in `.`. The check and the OpenAPI document both use this one pattern.
+        public static let hfRepoPattern = #"^(?!.*\.\.)(?!.*\.$)[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"#
     }
 
     /// A parameter out of range, naming the field as the API spells it.
@@ -158,6 +166,11 @@ public enum QwenImageEdit {
         }
         if let pairs = parameters.samplePairs {
             check(pairs.count <= Limits.samplePairs, "samplePairs", "may pick at most 4 samples; got \(pairs.count)")
+        }
+        if let repo = parameters.hfRepo {
+            check(
+                isHubRepo(repo), "hfRepo",
+                "must be a Hugging Face repo id such as 'me/watercolour-lora' (letters, digits, '-', '_', '.'); got '\(repo)'")
         }
         return problems
     }
@@ -237,15 +250,18 @@ public enum QwenImageEdit {
         let qtype = job.preset.transformerQuantization[parameters.profile]
         let quantize = qtype != nil
 
+        var save: [(String, JSONValue)] = [
+            ("dtype", "bf16"), ("save_every", .int(parameters.saveEvery)), ("max_step_saves_to_keep", .int(parameters.keepCheckpoints)),
+            ("save_format", "safetensors"), ("push_to_hub", .bool(parameters.hfRepo != nil)),
+        ]
+        // ai-toolkit's own push at the end (SaveConfig: hf_repo_id, hf_private), with HF_TOKEN.
+        if let repo = parameters.hfRepo { save += [("hf_repo_id", .string(repo)), ("hf_private", .bool(!(parameters.hfPublic ?? false)))] }
         let process: JSONValue = [
             "type": "diffusion_trainer",
             "training_folder": .string("\(workRoot)/output"),
             "device": "cuda",
             "network": ["type": "lora", "linear": .int(parameters.rank), "linear_alpha": .int(parameters.rank)],
-            "save": [
-                "dtype": "bf16", "save_every": .int(parameters.saveEvery), "max_step_saves_to_keep": .int(parameters.keepCheckpoints), "save_format": "safetensors",
-                "push_to_hub": false,
-            ],
+            "save": .object(save),
             "logging": ["log_every": 1, "use_ui_logger": true],
             "datasets": [.object(dataset)],
             "train": [
@@ -337,6 +353,11 @@ public enum QwenImageEdit {
 
     static func isSafeInConfig(_ sample: Sample) -> Bool {
         !sample.controls.joined().contains(where: DatasetLayout.trainerReservedCharacters.contains)
+    }
+
+    private static func isHubRepo(_ text: String) -> Bool {
+        guard let regex = try? Regex(Limits.hfRepoPattern), let match = try? regex.wholeMatch(in: text) else { return false }
+        return match != nil
     }
 
     private static func isTriggerScalar(_ scalar: Unicode.Scalar) -> Bool {

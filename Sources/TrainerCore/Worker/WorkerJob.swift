@@ -37,6 +37,12 @@ public struct WorkerJob: Sendable, Equatable {
         outputPrefix = input.output.prefix
     }
 
+    /// The Hugging Face repo ai-toolkit pushes to at the end, when the config asks for a push.
+    public var hubRepo: String? {
+        guard case .array(let processes)? = jobConfig["config"]?["process"], let save = processes.first?["save"], save["push_to_hub"] == true else { return nil }
+        return save["hf_repo_id"]?.stringValue ?? ""
+    }
+
     /// `config.name`, which names the output folder and files.
     public var runName: String { jobConfig["config"]?["name"]?.stringValue ?? "" }
 

@@ -210,6 +210,11 @@ struct JobController: Sendable {
                 "seed": ["type": "integer", "minimum": .int(Limits.seed.lowerBound), "maximum": .int(Limits.seed.upperBound), "default": .int(defaults.seed)],
                 "triggerWord": ["type": "string", "pattern": .string("^$|" + Limits.triggerWordPattern), "description": "Replaces [trigger] in captions; empty: none."],
                 "samplePairs": ["type": "array", "maxItems": .int(Limits.samplePairs), "items": ["type": "string"], "description": "Stems of the samples used for sample images."],
+                "hfRepo": [
+                    "type": "string", "pattern": .string("^$|" + Limits.hfRepoPattern),
+                    "description": "A Hugging Face model repo (me/name) the LoRA folder is pushed to at the end, with the worker's HF_TOKEN; empty: none.",
+                ],
+                "hfPublic": ["type": "boolean", "default": false, "description": "Whether a repo the push creates is public."],
             ],
         ]
     }()

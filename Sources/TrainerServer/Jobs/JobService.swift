@@ -85,6 +85,8 @@ struct JobService: Sendable {
         if let value = input.seed { parameters.seed = value }
         if let value = input.triggerWord, !value.isEmpty { parameters.triggerWord = value }
         if let value = input.samplePairs { parameters.samplePairs = value }
+        if let value = input.hfRepo, !value.isEmpty { parameters.hfRepo = value }
+        if let value = input.hfPublic { parameters.hfPublic = value }
         let problems = QwenImageEdit.validate(parameters)
         if !problems.isEmpty {
             throw Failure.invalidParameters(problems)

@@ -97,6 +97,8 @@ form.addEventListener('submit', async (event) => {
   };
   const trigger = form.elements.triggerWord.value.trim();
   if (trigger) params.triggerWord = trigger;
+  const repo = form.elements.hfRepo.value.trim();
+  if (repo) params.hfRepo = repo;
   const button = document.getElementById('train-button');
   button.disabled = true;
   try {
