@@ -87,7 +87,6 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
             ],
             // The captioner the worker runs beside ai-toolkit (drafting jobs), found beside the binary.
             resources: [.copy("Captioner/caption.py")],
@@ -100,7 +99,6 @@ let package = Package(
                 "TrainerCore",
                 "ObjectStorage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
             ],

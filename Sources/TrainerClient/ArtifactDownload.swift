@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import Crypto
 import Foundation
 import NIOCore
 import NIOFileSystem
@@ -35,7 +34,7 @@ public struct ArtifactDownload: Sendable {
         let part = path + ".part"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         if FileManager.default.fileExists(atPath: path) {
-            if let expected = artifact.sha256, try Self.sha256(of: path) == expected { return (path, true) }
+            if let expected = artifact.sha256, try await FileDigest.sha256(ofFile: path) == expected { return (path, true) }
             if artifact.sha256 == nil, let bytes = artifact.bytes, (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) == bytes { return (path, true) }
             throw PushError("\(path) exists and is not this job's \(name); move it away or download into another folder (-o).")
         }
@@ -67,20 +66,12 @@ public struct ArtifactDownload: Sendable {
             }
         }
         if let expected = artifact.sha256 {
-            guard try Self.sha256(of: part) == expected else {
+            guard try await FileDigest.sha256(ofFile: part) == expected else {
                 try? FileManager.default.removeItem(atPath: part)
                 throw PushError("\(name) arrived damaged (its SHA-256 is not the job's record); the partial file was removed: run the command again.")
             }
         }
         try FileManager.default.moveItem(atPath: part, toPath: path)
         return (path, false)
-    }
-
-    static func sha256(of path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw PushError("\(path) cannot be read.") }
-        defer { try? handle.close() }
-        var hash = SHA256()
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hash.update(data: chunk) }
-        return SigV4Signer.hex(Array(hash.finalize()))
     }
 }

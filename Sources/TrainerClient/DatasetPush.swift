@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import Crypto
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -235,18 +234,8 @@ public struct DatasetPush: Sendable {
     static func hash(_ files: [LocalFile], concurrency: Int) async throws -> [LocalFile] {
         try await files.concurrentMap(limit: concurrency) { file in
             var hashed = file
-            hashed.sha256 = try await sha256(of: file.absolutePath)
+            hashed.sha256 = try await FileDigest.sha256(ofFile: file.absolutePath)
             return hashed
-        }
-    }
-
-    static func sha256(of path: String) async throws -> String {
-        try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { file in
-            var hasher = SHA256()
-            for try await chunk in file.readChunks(chunkLength: .mebibytes(1)) {
-                chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
-            }
-            return SigV4Signer.hex(Array(hasher.finalize()))
         }
     }
 }

@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import Crypto
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -463,7 +462,7 @@ actor Uploads {
             if done[relative] == size { continue }
             if onlyStable, seen[relative] != size, complete[relative] == nil { continue }
             artifact.bytes = size
-            artifact.sha256 = Self.sha256(of: path)
+            artifact.sha256 = try? await FileDigest.sha256(ofFile: path)
             try await send(path, to: artifact.key)
             done[relative] = size
             record(artifact)
@@ -475,7 +474,7 @@ actor Uploads {
         for (step, copy) in announced.withLockedValue({ $0.optimizerStates }).sorted(by: { $0.key < $1.key }) {
             var artifact = job.optimizerState(step: step)
             artifact.bytes = FileManager.default.sizeOfFile(atPath: copy)
-            artifact.sha256 = Self.sha256(of: copy)
+            artifact.sha256 = try? await FileDigest.sha256(ofFile: copy)
             try await send(copy, to: artifact.key)
             record(artifact)
             announced.withLockedValue { _ = $0.optimizerStates.removeValue(forKey: step) }
@@ -490,22 +489,10 @@ actor Uploads {
 
     func put(file: String, key: String, kind: JobArtifact.Kind) async throws {
         guard FileManager.default.fileExists(atPath: file) else { return }
-        let sha256 = Self.sha256(of: file)
+        // No checksum rather than a wrong one when the file cannot be read.
+        let sha256 = try? await FileDigest.sha256(ofFile: file)
         try await send(file, to: key)
         record(JobArtifact(kind: kind, key: key, bytes: FileManager.default.sizeOfFile(atPath: file), sha256: sha256))
-    }
-
-    /// The file's SHA-256, recorded with its artifact so that downloads can be checked end to end.
-    static func sha256(of path: String) -> String? {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? handle.close() }
-        var hash = SHA256()
-        do {
-            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hash.update(data: chunk) }
-        } catch {
-            return nil  // no checksum rather than a wrong one
-        }
-        return SigV4Signer.hex(Array(hash.finalize()))
     }
 
     /// One upload (the client retries what can be retried); a refusal fails the job saying so.

@@ -86,8 +86,7 @@ struct Bucket: Sendable {
             } catch let error as S3StoreError where error.code == "NoSuchKey" {
                 return nil
             }
-            let info = ObjectInfo(
-                key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
+            let info = ObjectInfo(key: key, stored: stored)
             let length = min(Int64(count), stored.size)
             do {
                 let chunk = length == 0 ? ByteBuffer() : try await file.readChunk(fromAbsoluteOffset: 0, length: .bytes(length))
@@ -117,8 +116,7 @@ struct Bucket: Sendable {
         case .builtIn(let store, _, _):
             do {
                 let stored = try await store.headObject(bucket: name, key: key)
-                return ObjectInfo(
-                    key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
+                return ObjectInfo(key: key, stored: stored)
             } catch let error as S3StoreError where error.code == "NoSuchKey" {
                 return nil
             }
@@ -155,8 +153,7 @@ struct Bucket: Sendable {
                 try? await file.close()
                 throw error
             }
-            return ObjectInfo(
-                key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
+            return ObjectInfo(key: key, stored: stored)
         }
     }
 
@@ -198,6 +195,13 @@ struct Bucket: Sendable {
         }
         try await keys.concurrentMap(limit: 16) { try await delete(key: $0) }
         return keys.count
+    }
+}
+
+extension ObjectInfo {
+    /// What HEAD would tell of an object of the built-in store.
+    init(key: String, stored: StoredObject) {
+        self.init(key: key, size: stored.size, etag: stored.etag, contentType: stored.contentType, lastModified: stored.lastModified, metadata: stored.metadata ?? [:])
     }
 }
 
