@@ -156,6 +156,24 @@ public struct ServerAPI: Sendable {
         try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/promote", body: API.Promotion(step: step))
     }
 
+    public func createWebhook(_ body: API.WebhookCreate) async throws -> API.WebhookEndpoint { try await call(.POST, "api/webhooks", body: body) }
+
+    public func webhooks() async throws -> [API.WebhookEndpoint] {
+        let list: API.WebhookEndpointList = try await call(.GET, "api/webhooks")
+        return list.webhooks
+    }
+
+    public func deleteWebhook(_ id: UUID) async throws {
+        let _: Empty = try await call(.DELETE, "api/webhooks/\(id.uuidString.lowercased())")
+    }
+
+    public func testWebhook(_ id: UUID) async throws -> API.WebhookDelivery { try await call(.POST, "api/webhooks/\(id.uuidString.lowercased())/test") }
+
+    public func webhookDeliveries(_ id: UUID) async throws -> [API.WebhookDelivery] {
+        let list: API.WebhookDeliveryList = try await call(.GET, "api/webhooks/\(id.uuidString.lowercased())/deliveries")
+        return list.deliveries
+    }
+
     /// Where an artifact of a job (nil: its result) downloads from: the presigned URL the server
     /// redirects to, valid 15 minutes.
     public func downloadURL(job id: UUID, artifactID: String?) async throws -> URL {

@@ -37,7 +37,7 @@ import VaporTesting
         func tick() async throws { try await runner.tick(on: db) }
     }
 
-    static func withSetup(waits: any Clock<Duration> = ContinuousClock(), _ test: (inout Setup) async throws -> Void) async throws {
+    static func withSetup(environment: [String: String] = [:], waits: any Clock<Duration> = ContinuousClock(), _ test: (inout Setup) async throws -> Void) async throws {
         let fake = FakeRunPod()
         try await fake.start()
         do {
@@ -45,7 +45,7 @@ import VaporTesting
                 environment: [
                     "RUNPOD_ENDPOINT_ID": FakeRunPod.endpointID, "RUNPOD_API_KEY": FakeRunPod.apiKey, "RUNPOD_BASE_URL": fake.baseURL.absoluteString,
                     "GOMODEL_GPU_PRICE_PER_SECOND": "0.001",
-                ], publicURL: true, waits: waits
+                ].merging(environment) { _, given in given }, publicURL: true, waits: waits
             ) { store in
                 var user = try await DatasetTests.User(store, email: "ann@example.com")
                 let datasetID = try await user.createDataset()

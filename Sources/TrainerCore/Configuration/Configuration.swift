@@ -23,6 +23,9 @@ public struct Configuration: Sendable {
     public var datasetLimits: DatasetValidation.Limits
     /// Who drafts edit instructions: an OpenAI-compatible endpoint, or GPU workers.
     public var captions: CaptionSettings
+    /// `GOMODEL_WEBHOOKS_ALLOW_PRIVATE`: outgoing webhooks may go to loopback and private
+    /// addresses (an intranet receiver; the tests). Off: public addresses only.
+    public var webhooksAllowPrivate: Bool
     /// Variables that look like ours but are not known (likely typos); logged at start.
     public var warnings: [String]
 
@@ -123,6 +126,8 @@ public struct Configuration: Sendable {
         captions = CaptionSettings(
             endpoint: captionURL.map { CaptionSettings.Endpoint(baseURL: $0, apiKey: captionKey, model: captionModel ?? "") },
             workerModel: captionURL == nil ? captionModel ?? InstructionDraft.defaultWorkerModel : InstructionDraft.defaultWorkerModel)
+
+        webhooksAllowPrivate = reader.bool("GOMODEL_WEBHOOKS_ALLOW_PRIVATE", default: false)
 
         if runPod != nil, case .builtIn = objectStore, publicURL == nil {
             reader.problem(

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Fluent
 import FluentPostgresDriver
 import FluentSQLiteDriver
@@ -59,6 +60,16 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     ).register(signedIn: signedIn)
     DraftController(drafts: DraftService(datasets: datasets, jobs: jobs, settings: configuration.captions, http: app.http.client.shared)).register(signedIn: signedIn)
     RunPodWebhookController(jobs: jobs, now: dependencies.now).register(public: api)
+    let webhookWakeup = Wakeup()
+    // Its own client: redirects are not followed (a receiver must not bounce us to a private address).
+    let webhookHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5))))
+    app.lifecycle.use(HTTPClientShutdown(client: webhookHTTP))
+    let webhooks = WebhookService(now: dependencies.now, allowPrivateTargets: configuration.webhooksAllowPrivate, http: webhookHTTP, wakeup: webhookWakeup)
+    app.storage[WebhookServiceKey.self] = webhooks
+    WebhookController(webhooks: webhooks).register(signedIn: signedIn)
+    if dependencies.runsBackgroundServices {
+        app.lifecycle.use(BackgroundLoop(name: "webhooks", wakeup: webhookWakeup, clock: dependencies.clock) { try await webhooks.deliverDue(on: $0) })
+    }
     if let runPod = configuration.runPod {
         let client = RunPodClient(baseURL: runPod.baseURL, endpointID: runPod.endpointID, apiKey: runPod.apiKey, http: app.http.client.shared)
         let runner = JobRunner(
@@ -107,12 +118,14 @@ public func configure(_ app: Application, configuration: Configuration, dependen
 enum APIDescription {
     static let operations =
         AuthController.operations + TokenController.operations + InviteController.operations + WorkerKeyController.operations
-        + DatasetController.operations + DraftController.operations + JobController.operations + RunPodWebhookController.operations + SystemController.operations
+        + DatasetController.operations + DraftController.operations + JobController.operations + WebhookController.operations + RunPodWebhookController.operations
+        + SystemController.operations
     static let schemas = AuthController.schemas.merging(TokenController.schemas) { current, _ in current }
         .merging(WorkerKeyController.schemas) { current, _ in current }
         .merging(DatasetController.schemas) { current, _ in current }
         .merging(DraftController.schemas) { current, _ in current }
         .merging(JobController.schemas) { current, _ in current }
+        .merging(WebhookController.schemas) { current, _ in current }
 }
 
 func useDatabase(_ app: Application, configuration: Configuration) throws {

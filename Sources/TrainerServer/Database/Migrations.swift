@@ -20,5 +20,6 @@ public enum Migrations {
         M0014CreateDatasetImports(),
         M0015CreateCaptionDrafts(),
         M0016JobPromotedStep(),
+        M0017CreateWebhooks(),
     ]
 }

@@ -409,7 +409,15 @@ struct JobService: Sendable {
                 "UPDATE jobs SET status = \(bind: job.status.rawValue), updated_at = \(bind: job.updatedAt) WHERE id = \(bind: job.id!) AND status = \(bind: previous.rawValue)"
             if let condition { query = query + " AND " + condition }
             guard try await sql.raw(query + " RETURNING id").all().count == 1 else { return false }
+            // What was stored before this change (the row is locked now), for the checkpoints it adds.
+            var artifactsBefore: [JobArtifact] = []
+            if job.storedArtifacts.contains(where: { $0.kind == .checkpoint }),
+                let stored = try await sql.raw("SELECT artifacts FROM jobs WHERE id = \(bind: job.id!)").first()?.decode(column: "artifacts", as: String?.self)
+            {
+                artifactsBefore = (try? JSONDecoder().decode([JobArtifact].self, from: Data(stored.utf8))) ?? []
+            }
             try await job.save(on: db)
+            try await WebhookService.announce(job, from: previous, artifactsBefore: artifactsBefore, at: job.updatedAt, on: db)
             for event in events { try await event.create(on: db) }
             // The dataset may change again once no active job uses it (in the same transaction,
             // so a crash cannot leave it locked by a finished job).
