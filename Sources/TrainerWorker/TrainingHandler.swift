@@ -27,12 +27,16 @@ public struct TrainingHandler: JobHandler {
     /// How often `loss.csv` is uploaded while training (also at the end).
     public var lossUploadInterval: Duration = .seconds(30)
 
+    /// This machine, as each result reports it for the job's record.
+    let machine: TrainerEnvironment
+
     public init(bucket: JobBucket, workRoot: String, trainerCommand: [String], trainerDirectory: String?, trainerEnvironment: [String: String]) {
         self.jobBucket = bucket
         self.workRoot = workRoot
         self.trainerCommand = trainerCommand
         self.trainerDirectory = trainerDirectory
         self.trainerEnvironment = trainerEnvironment
+        machine = TrainerEnvironment(trainerCommand: trainerCommand, trainerDirectory: trainerDirectory, environment: trainerEnvironment)
     }
 
     public func run(_ taken: WorkerProtocolClient.TakenJob, progress: ProgressReporter) async throws -> JSONValue {
@@ -62,6 +66,7 @@ public struct TrainingHandler: JobHandler {
         try FileManager.default.createDirectory(atPath: outputFolder, withIntermediateDirectories: true)
 
         await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
+        let environment = await machine.report()
         _ = try await DatasetSync(bucket: bucket).sync(prefix: job.datasetPrefix, into: workRoot + "/datasets/" + job.datasetID)
         let restored = try await restore(job, into: outputFolder, from: bucket)
 
@@ -117,6 +122,7 @@ public struct TrainingHandler: JobHandler {
         }
         if let loss = final.curve.points.last?.loss { result.append(("final_loss", .double(loss))) }
         if let restored { result.append(("resumed_from_step", .int(restored.step))) }
+        result.append(("environment", environment))
         // Stopped (SIGTERM, or a stop the runtime does not report): what was saved is in the bucket.
         if Task.isCancelled { throw JobPreempted(output: .object(result)) }
         guard status == 0 else {

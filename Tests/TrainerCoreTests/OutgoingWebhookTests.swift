@@ -23,8 +23,10 @@ import TrainerCore
 
     @Test func aTargetIsAnHTTPURLWithoutCredentials() {
         #expect((try? OutgoingWebhook.target("https://hooks.example.com/gomodel?tag=1").get())?.host == "hooks.example.com")
+        #expect((try? OutgoingWebhook.target("HTTPS://hooks.example.com:8443/x").get())?.absoluteString == "https://hooks.example.com:8443/x")
         for bad in [
-            "ftp://example.com/", "example.com/hook", "https://", "https://u:p@example.com/", "https://example.com/#x",
+            "ftp://example.com/", "example.com/hook", "https://", "https://u:p@example.com/", "https://example.com/#x", "http://1.1.1.1:99999/", "http://1.1.1.1:0/",
+            "http://localhost:70000/",
             "https://example.com/" + String(repeating: "a", count: 2001),
         ] {
             #expect((try? OutgoingWebhook.target(bad).get()) == nil, "\(bad)")

@@ -103,7 +103,7 @@ import VaporTesting
             #expect(try await events(foreign).isEmpty, "another user's webhook hears nothing of this job")
             let completed = try #require(try await WebhookDelivery.query(on: setup.db).filter(\.$eventType == "job.completed").first())
             let payload = try JSONDecoder().decode(JSONValue.self, from: Data(completed.payload.utf8))
-            #expect(payload["type"] == "job.completed" && payload["data"]?["job"]?["id"] == .string(id) && payload["data"]?["job"]?["status"] == "completed")
+            #expect(payload["type"] == "job.completed" && payload["data"]?["job"]?["id"] == .string(id.uppercased()) && payload["data"]?["job"]?["status"] == "completed")
             #expect(payload["timestamp"]?.stringValue?.hasSuffix("Z") == true)
         }
     }

@@ -109,7 +109,11 @@ public enum OutgoingWebhook {
         guard components.user == nil, components.password == nil else {
             return .failure(.init(message: "must not carry a user name or password; put a secret in the path or verify the signature instead"))
         }
-        guard components.fragment == nil, let url = components.url else { return .failure(.init(message: "must not have a #fragment")) }
+        guard components.fragment == nil else { return .failure(.init(message: "must not have a #fragment")) }
+        if let port = components.port, !(1...65535).contains(port) { return .failure(.init(message: "has the port \(port); ports are 1 to 65535")) }
+        var normalized = components
+        normalized.scheme = scheme
+        guard let url = normalized.url else { return .failure(.init(message: "is not a valid URL")) }
         return .success(url)
     }
 }

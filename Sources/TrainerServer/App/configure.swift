@@ -68,7 +68,10 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     app.storage[WebhookServiceKey.self] = webhooks
     WebhookController(webhooks: webhooks).register(signedIn: signedIn)
     if dependencies.runsBackgroundServices {
-        app.lifecycle.use(BackgroundLoop(name: "webhooks", wakeup: webhookWakeup, clock: dependencies.clock) { try await webhooks.deliverDue(on: $0) })
+        app.lifecycle.use(
+            BackgroundLoop(name: "webhooks", wakeup: webhookWakeup, clock: dependencies.clock, drain: { await webhooks.sends.drain() }) {
+                try await webhooks.deliverDue(on: $0, waitForSends: false)
+            })
     }
     if let runPod = configuration.runPod {
         let client = RunPodClient(baseURL: runPod.baseURL, endpointID: runPod.endpointID, apiKey: runPod.apiKey, http: app.http.client.shared)

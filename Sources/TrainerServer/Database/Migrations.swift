@@ -21,5 +21,6 @@ public enum Migrations {
         M0015CreateCaptionDrafts(),
         M0016JobPromotedStep(),
         M0017CreateWebhooks(),
+        M0018CreateJobAttempts(),
     ]
 }

@@ -75,3 +75,36 @@ final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
         await drain()
     }
 }
+
+/// Calls an instance has in flight, one task each, at most `limit` at once and one per key: a
+/// call that hangs (an answer lost, a slow network, a slow webhook receiver) delays only its own
+/// piece of work, never the others. Shared by every copy of its owner.
+final class InFlightCalls: Sendable {
+    let limit: Int
+    private let running = NIOLockedValueBox<[UUID: Task<Void, Never>]>([:])
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Starts `work` for `key`, unless a call for it is in flight or `limit` are; returns its task.
+    func start(_ key: UUID, _ work: @escaping @Sendable () async -> Void) -> Task<Void, Never>? {
+        running.withLockedValue { running in
+            guard running[key] == nil, running.count < limit else { return nil }
+            // The task removes itself under the same lock, so only after it was added.
+            let task = Task {
+                await work()
+                _ = self.running.withLockedValue { $0.removeValue(forKey: key) }
+            }
+            running[key] = task
+            return task
+        }
+    }
+
+    var inFlight: Int { running.withLockedValue { $0.count } }
+
+    /// Waits for the calls in flight (a server shutting down).
+    func drain() async {
+        for task in running.withLockedValue({ Array($0.values) }) { await task.value }
+    }
+}

@@ -48,7 +48,9 @@ struct JobRunner: Sendable {
     static let submitBatch = 20
     static let pollBatch = 100
     /// This instance's RunPod calls, each a task of its own: a hung call holds up its own job only.
-    var calls = RunPodCalls()
+    /// Well inside RunPod's limits (`/run` 1000 and `/status` 2000 per 10 s): each call takes a
+    /// round trip, so 64 in flight make at most a few hundred a second.
+    var calls = InFlightCalls(limit: 64)
 
     /// One round: claims the work that is due and starts a RunPod call for each piece. With
     /// `waitForCalls` (tests) it returns when they have ended; the server's loop does not wait, so
@@ -333,40 +335,5 @@ struct JobRunner: Sendable {
             // Throttled or unreachable even after retries: try again a little later.
             try await release(job, nextPollAt: now().addingTimeInterval(Self.pollWhileRunning * 2), on: db)
         }
-    }
-}
-
-/// The RunPod calls an instance has in flight, one task each, at most `limit` at once and one per
-/// job: a call that hangs (RunPod's answer lost, a slow network) delays only its own job, never the
-/// submissions and polls of the others. Shared by every copy of the runner.
-final class RunPodCalls: Sendable {
-    /// Well inside RunPod's limits (`/run` 1000 and `/status` 2000 per 10 s): each call takes a
-    /// round trip, so 64 in flight make at most a few hundred a second.
-    let limit: Int
-    private let running = NIOLockedValueBox<[UUID: Task<Void, Never>]>([:])
-
-    init(limit: Int = 64) {
-        self.limit = limit
-    }
-
-    /// Starts `work` for `job`, unless a call for it is in flight or `limit` are; returns its task.
-    func start(_ job: UUID, _ work: @escaping @Sendable () async -> Void) -> Task<Void, Never>? {
-        running.withLockedValue { running in
-            guard running[job] == nil, running.count < limit else { return nil }
-            // The task removes itself under the same lock, so only after it was added.
-            let task = Task {
-                await work()
-                _ = self.running.withLockedValue { $0.removeValue(forKey: job) }
-            }
-            running[job] = task
-            return task
-        }
-    }
-
-    var inFlight: Int { running.withLockedValue { $0.count } }
-
-    /// Waits for the calls in flight (a server shutting down).
-    func drain() async {
-        for task in running.withLockedValue({ Array($0.values) }) { await task.value }
     }
 }

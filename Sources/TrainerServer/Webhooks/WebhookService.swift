@@ -19,8 +19,8 @@ struct WebhookService: Sendable {
     let wakeup: Wakeup
     /// How long a receiver has to answer.
     var timeout: Duration = .seconds(10)
-    /// How many deliveries one round sends at once.
-    static let batch = 8
+    /// The sends in flight, each a task of its own: a slow receiver holds up only its own deliveries.
+    var sends = InFlightCalls(limit: 32)
     static let maximumLoggedAttempts = 30
 
     enum Failure: Error {
@@ -83,7 +83,7 @@ struct WebhookService: Sendable {
     /// Queues a `webhook.test` event for this endpoint alone.
     func sendTest(to endpoint: WebhookEndpoint, on db: any Database) async throws -> WebhookDelivery {
         let time = now()
-        let data: JSONValue = ["webhookId": .string(endpoint.id!.uuidString.lowercased()), "message": "A test event from gomodel."]
+        let data: JSONValue = ["webhookId": .string(endpoint.id!.uuidString), "message": "A test event from gomodel."]
         let delivery = Self.delivery(
             to: endpoint.id!, key: "\(OutgoingWebhook.EventType.test.rawValue):\(UUID().uuidString.lowercased())", type: .test, jobID: nil,
             payload: OutgoingWebhook.payload(type: .test, at: time, data: data), at: time)
@@ -202,8 +202,9 @@ struct WebhookService: Sendable {
     /// What an event says about its job.
     static func data(of job: Job, step: Int?) -> JSONValue {
         var fields: [(String, JSONValue)] = [
-            ("id", .string(job.id!.uuidString.lowercased())), ("status", .string(job.status.rawValue)), ("preset", .string(job.preset)),
-            ("datasetId", .string(job.datasetID.uuidString.lowercased())), ("attempt", .int(job.attempt)),
+            // Ids as the API writes them, so a receiver can look the job up as it is.
+            ("id", .string(job.id!.uuidString)), ("status", .string(job.status.rawValue)), ("preset", .string(job.preset)),
+            ("datasetId", .string(job.datasetID.uuidString)), ("attempt", .int(job.attempt)),
         ]
         let progress = job.latestProgress
         if let step = progress?.step { fields.append(("step", .int(step))) }
@@ -221,9 +222,14 @@ struct WebhookService: Sendable {
 
     // MARK: Sending
 
-    /// Sends the deliveries that are due, a batch at a time; returns whether more are due.
-    /// Each is leased first, so several server instances never send one delivery at once.
-    func deliverDue(on db: any Database) async throws -> Bool {
+    /// Starts a send for each delivery that is due, as many as there is room for in flight;
+    /// returns whether more were due. With `waitForSends` (tests) it returns when they have
+    /// ended; the server's loop does not wait. Each is leased first, so several server instances
+    /// never send one delivery at once.
+    @discardableResult
+    func deliverDue(on db: any Database, waitForSends: Bool = true) async throws -> Bool {
+        let room = sends.limit - sends.inFlight
+        guard room > 0 else { return false }
         let time = now()
         let leaseUntil = time.addingTimeInterval(Double(timeout.components.seconds) * 3 + 30)
         let sql = try db.sql()
@@ -232,7 +238,7 @@ struct WebhookService: Sendable {
             """
             UPDATE webhook_deliveries SET lease_until = \(bind: leaseUntil)
             WHERE id IN (SELECT id FROM webhook_deliveries WHERE state = \(bind: pending) AND next_attempt_at <= \(bind: time)
-                AND (lease_until IS NULL OR lease_until < \(bind: time)) ORDER BY next_attempt_at LIMIT \(unsafeRaw: String(Self.batch)))
+                AND (lease_until IS NULL OR lease_until < \(bind: time)) ORDER BY next_attempt_at LIMIT \(unsafeRaw: String(room)))
             AND state = \(bind: pending) AND (lease_until IS NULL OR lease_until < \(bind: time))
             RETURNING id
             """
@@ -240,15 +246,18 @@ struct WebhookService: Sendable {
         let ids = try rows.map { try $0.decode(column: "id", as: UUID.self) }
         guard !ids.isEmpty else { return false }
         let deliveries = try await WebhookDelivery.query(on: db).filter(\.$id ~~ ids).with(\.$endpoint).all()
-        await withTaskGroup(of: Void.self) { group in
-            for delivery in deliveries {
-                group.addTask {
-                    let attempt = await send(delivery)
-                    do { try await record(attempt, of: delivery, on: db) } catch {}
-                }
+        var started: [Task<Void, Never>] = []
+        for delivery in deliveries {
+            let task = sends.start(delivery.id!) {
+                let attempt = await send(delivery)
+                // Unrecorded (the endpoint deleted meanwhile, the database away), the lease runs
+                // out and it is sent again.
+                try? await record(attempt, of: delivery, on: db)
             }
+            if let task { started.append(task) }
         }
-        return ids.count == Self.batch
+        if waitForSends { for task in started { await task.value } }
+        return ids.count == room
     }
 
     /// One try: the receiver's status code or why there was none.
@@ -263,8 +272,11 @@ struct WebhookService: Sendable {
         let endpoint = delivery.endpoint
         let timestamp = Int(started.timeIntervalSince1970)
         let body = Array(delivery.payload.utf8)
-        guard let url = URL(string: endpoint.url), let signature = Self.signature(secret: endpoint.secret, id: delivery.messageID, timestamp: timestamp, body: body) else {
-            return attempt(nil, "The endpoint's URL or secret is not valid.")
+        // Checked again: the rules may be stricter than when the URL was stored.
+        guard case .success(let url) = OutgoingWebhook.target(endpoint.url),
+            let signature = Self.signature(secret: endpoint.secret, id: delivery.messageID, timestamp: timestamp, body: body)
+        else {
+            return attempt(nil, "The endpoint's URL or secret is not valid; delete the webhook and add it again.")
         }
         do {
             try await checkAddress(of: url)
@@ -273,7 +285,7 @@ struct WebhookService: Sendable {
         } catch {
             return attempt(nil, "\(error)")
         }
-        var request = HTTPClientRequest(url: endpoint.url)
+        var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
         request.headers.add(name: "user-agent", value: "gomodel-webhooks/1")
@@ -288,6 +300,10 @@ struct WebhookService: Sendable {
             return attempt(Int(response.status.code), nil)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
             return attempt(nil, "No answer within \(timeout.components.seconds) s.")
+        } catch let error as HTTPClientError where error == .connectTimeout {
+            return attempt(nil, "Could not connect within 5 s.")
+        } catch let error as IOError {
+            return attempt(nil, "Could not connect: \(String(cString: strerror(error.errnoCode))).")
         } catch {
             return attempt(nil, String(describing: error).prefix(300).description)
         }

@@ -128,3 +128,114 @@ if (keySection) {
 
   load();
 }
+
+// Webhooks: add (the secret shown once), send a test event, see each delivery's tries, delete.
+{
+  const hookForm = document.getElementById('webhook-form');
+  const hookRows = document.getElementById('webhook-rows');
+  const noHooks = document.getElementById('no-webhooks');
+  const secretBox = document.getElementById('new-webhook');
+  const secretValue = document.getElementById('new-webhook-secret');
+  const panel = document.getElementById('webhook-deliveries');
+  const deliveryRows = document.getElementById('delivery-rows');
+  const noDeliveries = document.getElementById('no-deliveries');
+  let shown = null; // the webhook whose deliveries are on the page
+  let refresh = null;
+
+  const button = (text, label, data, className = 'small') => el('button', { type: 'button', className, dataset: data, 'aria-label': label, text });
+  const hookRow = (hook) => el('tr', { dataset: { webhookId: hook.id } },
+    el('td', { className: 'break' }, hook.url, hook.description ? el('div', { className: 'summary', text: hook.description }) : ''),
+    el('td', { text: hook.events.join(', ') }),
+    el('td', {}, el('time', { datetime: hook.createdAt, text: formatTime(hook.createdAt) })),
+    el('td', {}, el('div', { className: 'actions' },
+      button('Send test event', `Send a test event to ${hook.url}`, { testWebhook: hook.id }),
+      button('Deliveries', `Deliveries to ${hook.url}`, { showDeliveries: hook.id }),
+      button('Delete', `Delete the webhook to ${hook.url}`, { deleteWebhook: hook.id }, 'danger small'))));
+
+  const tries = (delivery) => delivery.attempts.length === 0 ? 'not yet'
+    : delivery.attempts.map((attempt) => attempt.statusCode ? String(attempt.statusCode) : `error (${attempt.error})`).join(', ');
+  const deliveryRow = (delivery) => el('tr', {},
+    el('td', { text: delivery.eventType }),
+    el('td', {}, el('time', { datetime: delivery.createdAt, text: formatTime(delivery.createdAt) })),
+    el('td', { text: delivery.state }),
+    el('td', { className: 'break', text: tries(delivery) }),
+    el('td', {}, delivery.state === 'pending' && delivery.nextAttemptAt ? el('time', { datetime: delivery.nextAttemptAt, text: formatTime(delivery.nextAttemptAt) }) : '—'));
+
+  const loadHooks = async () => {
+    try {
+      const { webhooks } = await api('GET', '/api/webhooks');
+      hookRows.replaceChildren(...webhooks.map(hookRow));
+      noHooks.hidden = webhooks.length > 0;
+    } catch (error) {
+      toast(error.message);
+    }
+  };
+
+  // The log of one webhook, followed while any of its deliveries is pending.
+  const showDeliveries = async (id, url) => {
+    shown = id;
+    clearTimeout(refresh);
+    document.getElementById('deliveries-url').textContent = url;
+    panel.hidden = false;
+    try {
+      const { deliveries } = await api('GET', `/api/webhooks/${id}/deliveries`);
+      if (shown !== id) return;
+      deliveryRows.replaceChildren(...deliveries.map(deliveryRow));
+      noDeliveries.hidden = deliveries.length > 0;
+      if (deliveries.some((delivery) => delivery.state === 'pending')) refresh = setTimeout(() => showDeliveries(id, url), 2000);
+    } catch (error) {
+      toast(error.message);
+    }
+  };
+
+  hookForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const events = [...hookForm.querySelectorAll('input[name=events]:checked')].map((box) => box.value);
+    if (events.length === 0) {
+      toast('Choose at least one event.');
+      return;
+    }
+    const description = hookForm.elements.description.value.trim();
+    try {
+      const hook = await api('POST', '/api/webhooks', { url: hookForm.elements.url.value.trim(), events, ...(description ? { description } : {}) });
+      secretValue.value = hook.secret;
+      secretBox.hidden = false;
+      secretValue.focus();
+      secretValue.select();
+      hookForm.reset();
+      await loadHooks();
+    } catch (error) {
+      toast(error.message);
+    }
+  });
+
+  copies('copy-webhook-secret', secretValue, 'secret');
+
+  hookRows.addEventListener('click', async (event) => {
+    const target = event.target.closest('button');
+    if (!target) return;
+    const url = target.closest('tr').cells[0].firstChild.textContent;
+    try {
+      if (target.dataset.testWebhook) {
+        await api('POST', `/api/webhooks/${target.dataset.testWebhook}/test`);
+        toast('Test event queued; its answer shows in the deliveries.');
+        await showDeliveries(target.dataset.testWebhook, url);
+      } else if (target.dataset.showDeliveries) {
+        await showDeliveries(target.dataset.showDeliveries, url);
+      } else if (target.dataset.deleteWebhook) {
+        if (!confirm(`Delete the webhook to ${url}? Deliveries not yet sent are dropped.`)) return;
+        await api('DELETE', `/api/webhooks/${target.dataset.deleteWebhook}`);
+        if (shown === target.dataset.deleteWebhook) {
+          shown = null;
+          panel.hidden = true;
+        }
+        toast('Webhook deleted.');
+        await loadHooks();
+      }
+    } catch (error) {
+      toast(error.message);
+    }
+  });
+
+  loadHooks();
+}
