@@ -156,6 +156,15 @@ public struct ServerAPI: Sendable {
         try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/promote", body: API.Promotion(step: step))
     }
 
+    public func record(_ id: UUID) async throws -> API.JobRecord { try await call(.GET, "api/jobs/\(id.uuidString.lowercased())/record") }
+
+    public func estimate(preset: String?, profile: String?, steps: Int) async throws -> API.Estimate {
+        var query = "api/estimate?steps=\(steps)"
+        if let preset { query += "&preset=" + (preset.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? preset) }
+        if let profile { query += "&profile=" + (profile.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? profile) }
+        return try await call(.GET, query)
+    }
+
     public func createWebhook(_ body: API.WebhookCreate) async throws -> API.WebhookEndpoint { try await call(.POST, "api/webhooks", body: body) }
 
     public func webhooks() async throws -> [API.WebhookEndpoint] {
@@ -193,8 +202,10 @@ public struct ServerAPI: Sendable {
         return url
     }
 
+    /// `path` may end in a query (`api/estimate?steps=3000`), already encoded.
     func call<Response: Decodable>(_ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<Int>.none) async throws -> Response {
-        var request = HTTPClientRequest(url: baseURL.appendingPathComponent(path).absoluteString)
+        let parts = path.split(separator: "?", maxSplits: 1).map(String.init)
+        var request = HTTPClientRequest(url: baseURL.appendingPathComponent(parts[0]).absoluteString + (parts.count > 1 ? "?" + parts[1] : ""))
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.headers.add(name: "Accept", value: "application/json")

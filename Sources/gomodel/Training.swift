@@ -14,7 +14,13 @@ struct Train: AsyncParsableCommand {
         discussion: "Unset options take the preset's defaults: 3000 steps, learning rate 0.0001, rank 16, the 32gb profile."
     )
 
-    @ArgumentParser.Option(help: "The dataset's id or name.") var dataset: String
+    @ArgumentParser.Option(help: "The dataset's id or name (with --from-record: the recorded dataset unless given).") var dataset: String?
+    @ArgumentParser.Option(
+        help: ArgumentHelp(
+            "A job's reproducibility record (`gomodel jobs record JOB -o FILE`): train again with every parameter it states, the seed too.",
+            discussion: "Options given beside it override the record's. The dataset must still hold what the record lists, unless --allow-changed-dataset."))
+    var fromRecord: String?
+    @ArgumentParser.Flag(help: "With --from-record: train even if the dataset's content differs from the record's.") var allowChangedDataset = false
     @ArgumentParser.Option(
         help: ArgumentHelp(
             "The model: \(QwenImageEdit.presets.map(\.id).joined(separator: " or ")) (default \(QwenImageEdit.defaultPreset.id)).",
@@ -30,21 +36,34 @@ struct Train: AsyncParsableCommand {
     @ArgumentParser.Flag(help: "Make the Hugging Face repo public if the push creates it (default: private).") var hfPublic = false
     @ArgumentParser.Flag(help: "Follow the job until it ends.") var watch = false
 
+    func validate() throws {
+        if dataset == nil && fromRecord == nil { throw ValidationError("Give --dataset NAME (or --from-record FILE).") }
+        if allowChangedDataset && fromRecord == nil { throw ValidationError("--allow-changed-dataset goes with --from-record.") }
+    }
+
     func run() async throws {
+        let record = try fromRecord.map(Self.readRecord)
         try await withClient(try ClientLogin.load()) { api, _ in
-            let found = try await api.findDataset(dataset)
-            var parameters = API.JobParameters()
-            parameters.steps = steps
-            parameters.learningRate = lr
-            parameters.rank = rank
-            parameters.profile = profile
-            parameters.triggerWord = triggerWord
-            parameters.samplePairs = samplePairs.isEmpty ? nil : samplePairs
-            parameters.hfRepo = hfRepo
-            parameters.hfPublic = hfPublic ? true : nil
-            let job = try await api.createJob(datasetID: found.id, preset: preset, parameters: parameters)
+            let found = try await api.findDataset(dataset ?? record!.dataset.id.uuidString)
+            var parameters = record?.job.parameters ?? API.JobParameters()
+            if let steps { parameters.steps = steps }
+            if let lr { parameters.learningRate = lr }
+            if let rank { parameters.rank = rank }
+            if let profile { parameters.profile = profile }
+            if let triggerWord { parameters.triggerWord = triggerWord }
+            if !samplePairs.isEmpty { parameters.samplePairs = samplePairs }
+            if let hfRepo { parameters.hfRepo = hfRepo }
+            if hfPublic { parameters.hfPublic = true }
+            if let record { try await Self.checkDataset(found, against: record, allowChanged: allowChangedDataset, api: api) }
+            let chosenPreset = preset ?? record?.job.preset
+            let job = try await api.createJob(datasetID: found.id, preset: chosenPreset, parameters: parameters)
             // Unbuffered, like the live lines that follow.
             FileHandle.standardOutput.write(Data("Queued job \(job.id.uuidString.lowercased()) on '\(found.name)'.\n".utf8))
+            if let steps = job.params?["steps"]?.numberValue,
+                let estimate = try? await api.estimate(preset: job.preset, profile: job.params?["profile"]?.stringValue, steps: Int(steps))
+            {
+                print("Estimated GPU time: \(ProgressLine.duration(estimate.seconds)) (\(estimate.basis)).")
+            }
             if watch {
                 try await follow(job.id, api: api)
             } else {
@@ -54,9 +73,41 @@ struct Train: AsyncParsableCommand {
     }
 }
 
+extension Train {
+    static func readRecord(_ path: String) throws -> API.JobRecord {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("Cannot read \(path).") }
+        do {
+            return try API.decoder.decode(API.JobRecord.self, from: data)
+        } catch {
+            throw ValidationError("\(path) is not a job record (`gomodel jobs record JOB -o FILE` writes one): \(error)")
+        }
+    }
+
+    /// The dataset must hold what the record lists: a rerun on other images is another training.
+    static func checkDataset(_ dataset: API.Dataset, against record: API.JobRecord, allowChanged: Bool, api: ServerAPI) async throws {
+        let current = try await api.dataset(dataset.id)
+        guard let recorded = record.dataset.sha256, current.contentSha256 != recorded else { return }
+        let now = Dictionary((current.files ?? []).map { ($0.key, $0.sha256) }) { first, _ in first }
+        let then = Dictionary(record.dataset.files.map { ($0.path, $0.sha256) }) { first, _ in first }
+        var changes: [String] = []
+        for (path, sha256) in then.sorted(by: { $0.key < $1.key }) {
+            if let nowSHA = now[path] {
+                if nowSHA != sha256 { changes.append("\(path) differs") }
+            } else {
+                changes.append("\(path) is gone")
+            }
+        }
+        changes += now.keys.filter { then[$0] == nil }.sorted().map { "\($0) is new" }
+        let listed = changes.prefix(10).joined(separator: "; ") + (changes.count > 10 ? "; and \(changes.count - 10) more" : "")
+        let message = "The dataset '\(dataset.name)' is not what the record trained (\(listed.isEmpty ? "its content differs" : listed))."
+        guard allowChanged else { throw ValidationError(message + " Restore those files, or pass --allow-changed-dataset to train on it as it is now.") }
+        FileHandle.standardError.write(Data("Warning: \(message) Training on it as it is now.\n".utf8))
+    }
+}
+
 struct Jobs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Follow and manage training jobs.", subcommands: [List.self, Show.self, Watch.self, Cancel.self, Retry.self, Promote.self, Download.self])
+        abstract: "Follow and manage training jobs.", subcommands: [List.self, Show.self, Watch.self, Cancel.self, Retry.self, Promote.self, Download.self, Record.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List your jobs, newest first.")
@@ -182,6 +233,31 @@ struct Jobs: AsyncParsableCommand {
                     }
                     if terminal && !alreadyThere { FileHandle.standardError.write(Data("\n".utf8)) }
                     print(alreadyThere ? "\(path) (already there, checked)" : path)
+                }
+            }
+        }
+    }
+
+    struct Record: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Save a job's reproducibility record: every parameter, the config sent, the dataset's file digests, and each attempt's worker, GPU, trainer commit and packages.",
+            discussion: "`gomodel train --from-record FILE` starts the same training again.")
+        @Argument(help: "The job's id.") var job: String
+        @ArgumentParser.Option(name: .shortAndLong, help: "The file to write (default: standard output).") var output: String?
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let record = try await api.record(try jobID(job))
+                let encoder = JSONEncoder()
+                encoder.dateEncodingStrategy = .iso8601
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                let data = try encoder.encode(record) + Data("\n".utf8)
+                if let output {
+                    try data.write(to: URL(fileURLWithPath: output))
+                    print("Saved the record of \(job) to \(output).")
+                } else {
+                    FileHandle.standardOutput.write(data)
                 }
             }
         }

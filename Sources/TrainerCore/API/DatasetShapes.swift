@@ -18,6 +18,8 @@ extension API {
         public let updatedAt: Date
         public var validation: Validation?
         public var files: [DatasetFile]?
+        /// With `files`: the digest of their content, as a job's reproducibility record states it.
+        public var contentSha256: String?
         /// Paths of a completion that could not be recorded, and why.
         public var failures: [Item]?
 

@@ -211,3 +211,40 @@ extension API {
         }
     }
 }
+
+extension API {
+    /// `GET /api/estimate`: a run's GPU time, and where the figures come from.
+    public struct Estimate: Codable, Sendable {
+        public let preset: String
+        public let profile: String
+        public let steps: Int
+        public let seconds: Double
+        public let secondsPerStep: Double
+        public let overheadSeconds: Double
+        /// `learned` (from completed runs) or `assumed`.
+        public let source: String
+        /// The source for people: "the median of the last 3 completed runs on NVIDIA H100 80GB HBM3".
+        public let basis: String
+        public let gpuName: String?
+        public let runs: Int?
+        /// With GOMODEL_GPU_PRICE_PER_SECOND.
+        public let cost: Double?
+
+        public init(
+            preset: String, profile: String, steps: Int, seconds: Double, secondsPerStep: Double, overheadSeconds: Double, source: String, basis: String,
+            gpuName: String?, runs: Int?, cost: Double?
+        ) {
+            self.preset = preset
+            self.profile = profile
+            self.steps = steps
+            self.seconds = seconds
+            self.secondsPerStep = secondsPerStep
+            self.overheadSeconds = overheadSeconds
+            self.source = source
+            self.basis = basis
+            self.gpuName = gpuName
+            self.runs = runs
+            self.cost = cost
+        }
+    }
+}

@@ -76,6 +76,7 @@ struct DatasetController: Sendable {
         var response = dataset.shape
         response.validation = API.Validation(report)
         response.files = files.map(\.shape)
+        response.contentSha256 = JobService.datasetContent(files).sha256
         return try JSON.response(response)
     }
 
@@ -351,6 +352,9 @@ struct DatasetController: Sendable {
                 "errorCount": ["type": "integer"], "warningCount": ["type": "integer"],
                 "sound": ["type": "boolean"], "lockedByJobId": ["type": "string", "format": "uuid"],
                 "createdAt": ["type": "string", "format": "date-time"], "updatedAt": ["type": "string", "format": "date-time"],
+                "contentSha256": [
+                    "type": "string", "description": "With files: the digest of their content, as a job's reproducibility record (GET /api/jobs/{id}/record) states it.",
+                ],
                 "validation": .ref("Validation"),
                 "files": [
                     "type": "array",

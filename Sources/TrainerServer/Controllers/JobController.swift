@@ -32,7 +32,61 @@ struct JobController: Sendable {
         jobs.get(":id", "artifacts", ":artifactId", use: artifact)
         jobs.post(":id", "promote", use: promote)
         jobs.get(":id", "result", use: result)
+        jobs.get(":id", "record", use: record)
         routes.get("presets", use: presets)
+        routes.get("estimate", use: estimate)
+    }
+
+    /// The job's reproducibility record (`API.JobRecord`).
+    @Sendable func record(request: Request) async throws -> Response {
+        let job = try await find(request)
+        guard !job.isDraftJob else { throw APIError.conflict("not_a_training", "A drafting job trains nothing; it has no reproducibility record.") }
+        let attempts = try await JobAttempt.query(on: request.db).filter(\.$job.$id == job.id!).sort(\.$attempt).all()
+        let dataset = try await datasets.lookup(job.datasetID, userID: try request.principal.userID, on: request.db)
+        let parameters = try JSONDecoder().decode(API.JobParameters.self, from: Data(job.parameters.utf8))
+        let files = job.datasetFiles.flatMap { try? JSONDecoder().decode([RunRecord.DatasetFile].self, from: Data($0.utf8)) } ?? []
+        let record = API.JobRecord(
+            recordVersion: RunRecord.version, serverVersion: GomodelVersion.current,
+            job: .init(
+                id: job.id!, createdAt: job.createdAt, status: job.status.rawValue, preset: job.preset,
+                baseModel: QwenImageEdit.presets.first { $0.id == job.preset }?.baseModel, parameters: parameters, promotedStep: job.promotedStep),
+            config: try JSONDecoder().decode(JSONValue.self, from: Data(job.jobConfig.utf8)),
+            dataset: .init(id: job.datasetID, name: dataset?.name, sha256: job.datasetSHA256, files: files),
+            attempts: attempts.map { attempt in
+                .init(
+                    attempt: attempt.attempt, status: attempt.status, runnerId: attempt.runnerID, startedAt: attempt.startedAt, endedAt: attempt.endedAt,
+                    environment: attempt.environment.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }, checkpoints: attempt.checkpointSteps,
+                    resumedFromStep: attempt.resumedFromStep, stepsTrained: attempt.stepsTrained, secondsPerStep: attempt.secondsPerStep,
+                    datasetSha256: attempt.datasetSHA256)
+            },
+            artifacts: job.shape(now: jobs.now()).artifacts)
+        let response = try JSON.response(record)
+        let name = "gomodel-record-\(job.id!.uuidString.lowercased()).json"
+        response.headers.replaceOrAdd(name: .contentDisposition, value: "inline; filename=\"\(name)\"")
+        return response
+    }
+
+    /// `GET /api/estimate?preset=&profile=&steps=`: a run's GPU time (and cost), learned from
+    /// this server's completed runs of that preset and profile when there are some.
+    @Sendable func estimate(request: Request) async throws -> Response {
+        _ = try request.principal.userID
+        let preset = try JobService.preset(try? request.query.get(String.self, at: "preset"))
+        var input = API.JobParameters()
+        input.profile = try? request.query.get(String.self, at: "profile")
+        guard let steps = try? request.query.get(Int.self, at: "steps") else {
+            throw APIError.badRequest("invalid_parameter", "Give the run's steps, e.g. /api/estimate?steps=3000 (and preset, profile).")
+        }
+        input.steps = steps
+        let parameters = try JobService.parameters(from: input, preset: preset)
+        let learned = try await JobAttempt.learnedSpeed(preset: preset.id, profile: parameters.profile.rawValue, on: request.db)
+        let seconds = TrainingEstimate.seconds(steps: parameters.steps, profile: parameters.profile, learned: learned)
+        return try JSON.response(
+            API.Estimate(
+                preset: preset.id, profile: parameters.profile.rawValue, steps: parameters.steps, seconds: seconds.rounded(),
+                secondsPerStep: learned?.secondsPerStep ?? TrainingEstimate.secondsPerStep(parameters.profile),
+                overheadSeconds: learned?.overheadSeconds ?? TrainingEstimate.overheadSeconds, source: learned == nil ? "assumed" : "learned",
+                basis: TrainingEstimate.source(learned), gpuName: learned?.gpuName, runs: learned?.runs,
+                cost: gpuPricePerSecond.map { (seconds * $0 * 100).rounded() / 100 }))
     }
 
     @Sendable func presets(request: Request) async throws -> Response {
@@ -295,9 +349,89 @@ struct JobController: Sendable {
                 200: ("The job, with its result.", .ref("Job")), 404: ("No such job of yours, or no checkpoint at that step.", .ref("Error")),
                 409: ("The job is not completed or cancelled.", .ref("Error")), 410: ("The checkpoint is no longer in the bucket.", .ref("Error")),
             ]),
+        APIOperation(
+            method: .GET, path: "/api/jobs/{id}/record",
+            summary:
+                "The job's reproducibility record: every parameter (the seed too), the config sent, the dataset's files with their SHA-256 and a digest, and each attempt's worker, GPU, trainer commit, package versions and checkpoints. `gomodel train --from-record` starts the same training again.",
+            responses: [
+                200: ("The record.", .ref("JobRecord")), 404: ("No such job of yours.", .ref("Error")),
+                409: ("A drafting job, which trains nothing.", .ref("Error")),
+            ]),
+        APIOperation(
+            method: .GET, path: "/api/estimate",
+            summary:
+                "A run's GPU time (and cost, with a price set): the median speed of this server's last completed runs of the preset and profile on one GPU when there are some, assumed figures otherwise; `source` and `basis` say which.",
+            query: [
+                "steps": (["type": "integer", "minimum": .int(QwenImageEdit.Limits.steps.lowerBound), "maximum": .int(QwenImageEdit.Limits.steps.upperBound)], true),
+                "preset": (["type": "string", "enum": .array(QwenImageEdit.presets.map { .string($0.id) })], false),
+                "profile": (["type": "string", "enum": .array(QwenImageEdit.Profile.allCases.map { .string($0.rawValue) })], false),
+            ],
+            responses: [200: ("The estimate.", .ref("Estimate")), 400: ("No steps, or a step count, preset or profile that is not valid.", .ref("Error"))]),
     ]
 
     static let schemas: [String: SchemaValue] = [
+        "Estimate": [
+            "type": "object", "required": ["preset", "profile", "steps", "seconds", "secondsPerStep", "overheadSeconds", "source", "basis"],
+            "properties": [
+                "preset": ["type": "string"], "profile": ["type": "string"], "steps": ["type": "integer"], "seconds": ["type": "number", "minimum": 0],
+                "secondsPerStep": ["type": "number", "minimum": 0], "overheadSeconds": ["type": "number", "minimum": 0],
+                "source": ["type": "string", "enum": ["learned", "assumed"]], "basis": ["type": "string", "description": "Where the figures come from, for people."],
+                "gpuName": ["type": "string"], "runs": ["type": "integer", "minimum": 1], "cost": ["type": "number"],
+            ],
+        ],
+        "JobRecord": [
+            "type": "object", "required": ["recordVersion", "serverVersion", "job", "config", "dataset", "attempts", "artifacts"],
+            "properties": [
+                "recordVersion": ["type": "integer", "const": .int(RunRecord.version)], "serverVersion": ["type": "string"],
+                "job": [
+                    "type": "object", "required": ["id", "createdAt", "status", "preset", "parameters"],
+                    "properties": [
+                        "id": ["type": "string", "format": "uuid"], "createdAt": ["type": "string", "format": "date-time"], "status": ["type": "string"],
+                        "preset": ["type": "string"], "baseModel": ["type": "string"], "parameters": parametersSchema, "promotedStep": ["type": "integer"],
+                    ],
+                ],
+                "config": ["type": "object", "description": "The ai-toolkit config sent to the worker."],
+                "dataset": [
+                    "type": "object", "required": ["id", "files"],
+                    "properties": [
+                        "id": ["type": "string", "format": "uuid"], "name": ["type": "string"],
+                        "sha256": ["type": "string", "description": "SHA-256 of one line `{sha256}  {path}` per file, sorted by path (sha256sum's form)."],
+                        "files": [
+                            "type": "array",
+                            "items": [
+                                "type": "object", "required": ["path", "bytes"],
+                                "properties": ["path": ["type": "string"], "bytes": ["type": "integer"], "sha256": ["type": "string"]],
+                            ],
+                        ],
+                    ],
+                ],
+                "attempts": [
+                    "type": "array",
+                    "items": [
+                        "type": "object", "required": ["attempt", "status", "checkpoints"],
+                        "properties": [
+                            "attempt": ["type": "integer"], "status": ["type": "string"], "runnerId": ["type": "string"],
+                            "startedAt": ["type": "string", "format": "date-time"], "endedAt": ["type": "string", "format": "date-time"],
+                            "environment": [
+                                "type": "object", "description": "The worker's report: worker_version, gpu_name, trainer_commit, python, packages (name → version).",
+                            ],
+                            "checkpoints": ["type": "array", "items": ["type": "integer"]], "resumedFromStep": ["type": "integer"],
+                            "stepsTrained": ["type": "integer"], "secondsPerStep": ["type": "number"], "datasetSha256": ["type": "string"],
+                        ],
+                    ],
+                ],
+                "artifacts": [
+                    "type": "array",
+                    "items": [
+                        "type": "object", "required": ["id", "kind", "key"],
+                        "properties": [
+                            "id": ["type": "string"], "kind": ["type": "string"], "key": ["type": "string"], "bytes": ["type": "integer"], "step": ["type": "integer"],
+                            "sha256": ["type": "string"],
+                        ],
+                    ],
+                ],
+            ],
+        ],
         "Preset": [
             "type": "object", "required": ["id", "label", "baseModel", "isDefault", "profiles", "defaults"],
             "properties": [

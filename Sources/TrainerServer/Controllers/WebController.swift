@@ -87,7 +87,6 @@ struct WebController: Sendable {
         struct Profile: Encodable {
             let id: String
             let label: String
-            let secondsPerStep: Double
             let selected: Bool
         }
 
@@ -105,9 +104,6 @@ struct WebController: Sendable {
         let learningRate: String
         let rank: Int
         let profiles: [Profile]
-        let overheadSeconds: Double
-        /// Empty when no price is configured.
-        let pricePerSecond: String
     }
 
     struct JobRow: Encodable {
@@ -131,6 +127,8 @@ struct WebController: Sendable {
 
     struct JobContent: Encodable {
         let job: JobRow
+        /// A training job has a reproducibility record; a drafting job does not.
+        let hasRecord: Bool
     }
 
     // MARK: Routes
@@ -216,10 +214,8 @@ struct WebController: Sendable {
                 selectedPresetLabel: QwenImageEdit.defaultPreset.label,
                 steps: defaults.steps, learningRate: String(defaults.learningRate), rank: defaults.rank,
                 profiles: QwenImageEdit.Profile.allCases.map {
-                    .init(id: $0.rawValue, label: $0.label, secondsPerStep: TrainingEstimate.secondsPerStep($0), selected: $0 == defaults.profile)
-                },
-                overheadSeconds: TrainingEstimate.overheadSeconds,
-                pricePerSecond: gpuPricePerSecond.map { String($0) } ?? ""
+                    .init(id: $0.rawValue, label: $0.label, selected: $0 == defaults.profile)
+                }
             )
             return try await render(request, "job-new", page: Page(title: "New training", section: "jobs", script: "job-new", email: user.email, csrfToken: csrf, content: content))
         }
@@ -232,7 +228,9 @@ struct WebController: Sendable {
             let dataset = try await datasets.lookup(job.datasetID, userID: user.id!, on: request.db)
             let row = Self.row(job, datasetName: dataset?.name)
             return try await render(
-                request, "job", page: Page(title: "Job \(row.shortId)", section: "jobs", script: "job", email: user.email, csrfToken: csrf, content: JobContent(job: row)))
+                request, "job",
+                page: Page(
+                    title: "Job \(row.shortId)", section: "jobs", script: "job", email: user.email, csrfToken: csrf, content: JobContent(job: row, hasRecord: !job.isDraftJob)))
         }
     }
 

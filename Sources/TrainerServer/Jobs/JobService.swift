@@ -1,5 +1,7 @@
+import Crypto
 import Fluent
 import Foundation
+import ObjectStorage
 import RunPod
 import SQLKit
 import TrainerCore
@@ -158,8 +160,10 @@ struct JobService: Sendable {
             // Only what the dataset holds can make a valid parameter fail here (a sample pair's stem).
             throw Failure.parameterDoesNotFitDataset(error)
         }
+        let job = Job()
+        try Self.takeSnapshot(of: files, into: job)
         return try await insert(
-            id: id, userID: userID, dataset: dataset, preset: preset.id, parameters: String(decoding: try JSONEncoder().encode(parameters), as: UTF8.self),
+            job, id: id, userID: userID, dataset: dataset, preset: preset.id, parameters: String(decoding: try JSONEncoder().encode(parameters), as: UTF8.self),
             config: config.rendered(), message: "Queued (attempt 1).", locking: true, on: db)
     }
 
@@ -167,7 +171,7 @@ struct JobService: Sendable {
     /// reads the dataset without locking it (it changes nothing there; its drafts wait for review).
     func createDraftJob(userID: UUID, dataset: Dataset, request: InstructionDraft.WorkerRequest, on db: any Database) async throws -> Job {
         try await insert(
-            id: UUID(), userID: userID, dataset: dataset, preset: InstructionDraft.jobPreset,
+            Job(), id: UUID(), userID: userID, dataset: dataset, preset: InstructionDraft.jobPreset,
             parameters: try Self.encoded(["samples": .int(request.items.count), "model": .string(request.model)] as JSONValue), config: try Self.encoded(request),
             message: "Queued: draft instructions for \(request.items.count) sample(s).", locking: false, on: db)
     }
@@ -175,9 +179,9 @@ struct JobService: Sendable {
     /// A new job, queued as its first attempt, with its first event; `locking`: the dataset must
     /// not change while the job may read it.
     private func insert(
-        id: UUID, userID: UUID, dataset: Dataset, preset: String, parameters: String, config: String, message: String, locking: Bool, on db: any Database
+        _ job: Job, id: UUID, userID: UUID, dataset: Dataset, preset: String, parameters: String, config: String, message: String, locking: Bool,
+        on db: any Database
     ) async throws -> Job {
-        let job = Job()
         job.id = id
         job.$user.id = userID
         job.datasetID = dataset.id!
@@ -373,7 +377,7 @@ struct JobService: Sendable {
         }
         job.leaseOwner = nil
         job.leaseUntil = nil
-        return try await commit(job, from: previous, events: [event], on: db)
+        return try await commit(job, from: previous, events: [event], output: report.output, on: db)
     }
 
     /// Makes `job` its own next attempt, queued, with nothing of the last attempt's runner: a new
@@ -418,6 +422,7 @@ struct JobService: Sendable {
             }
             try await job.save(on: db)
             try await WebhookService.announce(job, from: previous, artifactsBefore: artifactsBefore, at: job.updatedAt, on: db)
+            try await JobAttempt.record(job, from: previous, output: output, at: job.updatedAt, on: db)
             for event in events { try await event.create(on: db) }
             // The dataset may change again once no active job uses it (in the same transaction,
             // so a crash cannot leave it locked by a finished job).
@@ -539,8 +544,10 @@ struct JobService: Sendable {
             if let unpacking = try await DatasetImporter.unpacking(into: dataset.id!, now: now(), on: db) {
                 throw Failure.importInProgress(fileName: unpacking.fileName)
             }
-            let report = try await datasets.currentReport(dataset, on: db).report
+            let (files, report) = try await datasets.currentReport(dataset, on: db)
             guard report.isSound else { throw Failure.datasetNotReady(report.findings.filter { $0.severity == .error }) }
+            // The new attempt trains the dataset as it is now.
+            try Self.takeSnapshot(of: files, into: job)
         }
         let time = now()
         Self.prepareNextAttempt(job, at: time)
@@ -563,6 +570,20 @@ struct JobService: Sendable {
             }
         }
         created()
+    }
+
+    /// Records the dataset's files and their digest on the job, for its reproducibility record.
+    static func takeSnapshot(of files: [DatasetFile], into job: Job) throws {
+        let content = datasetContent(files)
+        job.datasetFiles = try encoded(content.files)
+        job.datasetSHA256 = content.sha256
+    }
+
+    /// A dataset's stored files and the digest of their content (`RunRecord.digestText`).
+    static func datasetContent(_ files: [DatasetFile]) -> (files: [RunRecord.DatasetFile], sha256: String?) {
+        let entries = files.compactMap { file in file.bytes.map { RunRecord.DatasetFile(path: file.key, bytes: $0, sha256: file.sha256) } }
+            .sorted { $0.path < $1.path }
+        return (entries, RunRecord.digestText(of: entries).map { SigV4Signer.hex(Array(SHA256.hash(data: Data($0.utf8)))) })
     }
 
     static func encoded(_ value: some Encodable) throws -> String {

@@ -49,6 +49,10 @@ final class Job: Model, @unchecked Sendable {
     @Field(key: "cancel_requested") var cancelRequested: Bool
     /// The checkpoint its owner made the result (nil: the final LoRA).
     @OptionalField(key: "promoted_step") var promotedStep: Int?
+    /// The dataset's files as this attempt trains them (`[RunRecord.DatasetFile]`, JSON), and
+    /// their digest (`RunRecord.digestText`): taken when the job is made and at each retry.
+    @OptionalField(key: "dataset_files") var datasetFiles: String?
+    @OptionalField(key: "dataset_sha256") var datasetSHA256: String?
 
     init() {}
 

@@ -55,6 +55,8 @@ struct APIOperation: Sendable {
     let summary: String
     var access: Access = .signedIn
     var requestSchema: SchemaValue? = nil
+    /// Query parameters: name → (schema, required).
+    var query: [String: (SchemaValue, Bool)] = [:]
     /// Status → (description, schema of the JSON body or nil for none).
     var responses: [Int: (String, SchemaValue?)]
     var produces: String = "application/json"
@@ -102,9 +104,13 @@ enum OpenAPIDocument {
             "responses": .object(responses),
             "security": operation.access == .anyone ? [] : [["bearer": []], ["session": []]],
         ]
-        let parameters = operation.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { name -> SchemaValue in
-            ["name": .string(String(name.dropFirst().dropLast())), "in": "path", "required": true, "schema": ["type": "string"]]
-        }
+        let parameters =
+            operation.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { name -> SchemaValue in
+                ["name": .string(String(name.dropFirst().dropLast())), "in": "path", "required": true, "schema": ["type": "string"]]
+            }
+            + operation.query.sorted { $0.key < $1.key }.map { name, parameter -> SchemaValue in
+                ["name": .string(name), "in": "query", "required": .bool(parameter.1), "schema": parameter.0]
+            }
         if !parameters.isEmpty { result["parameters"] = .array(parameters) }
         if let schema = operation.requestSchema {
             result["requestBody"] = ["required": true, "content": ["application/json": ["schema": nullableOptionals(schema)]]]

@@ -64,16 +64,32 @@ async function loadDataset() {
   }
 }
 
+// The server's estimate (GET /api/estimate): learned from its completed runs of this preset and
+// profile when it has some, assumed otherwise; the basis is shown beside it.
+let estimateTimer = null;
+let estimateAsked = 0;
 function updateEstimate() {
-  const steps = Number(form.elements.steps.value);
-  const profile = form.querySelector('input[name=profile]:checked');
-  const output = document.getElementById('estimate');
-  if (!steps || !profile) { output.textContent = ''; return; }
-  const seconds = Number(form.dataset.overheadSeconds) + steps * Number(profile.dataset.secondsPerStep);
-  let text = `Rough estimate: ${formatDuration(seconds)} of GPU time`;
-  const price = Number(form.dataset.pricePerSecond);
-  if (form.dataset.pricePerSecond && price > 0) text += `, about ${(seconds * price).toFixed(2)} at this server's GPU price`;
-  output.textContent = text + '.';
+  clearTimeout(estimateTimer);
+  estimateTimer = setTimeout(async () => {
+    const steps = Number(form.elements.steps.value);
+    const profile = form.querySelector('input[name=profile]:checked');
+    const preset = form.querySelector('input[name=preset]:checked');
+    const output = document.getElementById('estimate');
+    if (!Number.isInteger(steps) || steps < 1 || !profile) { output.textContent = ''; return; }
+    const asked = ++estimateAsked;
+    const query = new URLSearchParams({ steps: String(steps), profile: profile.value });
+    if (preset) query.set('preset', preset.value);
+    try {
+      const estimate = await api('GET', `/api/estimate?${query}`);
+      if (asked !== estimateAsked) return;
+      let text = `${estimate.source === 'learned' ? 'Estimate' : 'Rough estimate'}: ${formatDuration(estimate.seconds)} of GPU time`;
+      if (estimate.cost !== undefined) text += `, about ${estimate.cost.toFixed(2)} at this server's GPU price`;
+      output.textContent = `${text} (${estimate.basis}).`;
+    } catch (error) {
+      // Steps out of range: the form's own check says so on submit.
+      if (asked === estimateAsked) output.textContent = '';
+    }
+  }, 200);
 }
 
 form.addEventListener('input', updateEstimate);
