@@ -156,6 +156,8 @@ public struct ServerAPI: Sendable {
         try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/promote", body: API.Promotion(step: step))
     }
 
+    public func usage() async throws -> API.Usage { try await call(.GET, "api/usage") }
+
     public func record(_ id: UUID) async throws -> API.JobRecord { try await call(.GET, "api/jobs/\(id.uuidString.lowercased())/record") }
 
     public func estimate(preset: String?, profile: String?, steps: Int) async throws -> API.Estimate {

@@ -28,7 +28,7 @@ actor TrainerEnvironment {
         if let gpu = await Self.output(of: ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])?.split(whereSeparator: \.isNewline).first {
             fields.append(("gpu_name", .string(String(gpu).trimmingCharacters(in: .whitespaces))))
         } else {
-            fields.append(("gpu_name", "none"))
+            fields.append(("gpu_name", "no GPU"))
         }
         if let commit = trainerCommit() { fields.append(("trainer_commit", .string(commit))) }
         // The trainer's own Python, when the trainer is run by one (`python run.py`).

@@ -320,3 +320,19 @@ func readLineFromInput(prompt: String) throws -> String {
     }
     return line
 }
+
+struct Usage: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What your datasets and job outputs hold, your storage quota, and how long the server keeps data.")
+
+    func run() async throws {
+        try await withClient(try ClientLogin.load()) { api, _ in
+            let usage = try await api.usage()
+            var line = "Using \(ProgressLine.bytes(usage.usedBytes))"
+            if let quota = usage.quotaBytes { line += " of your \(ProgressLine.bytes(quota)) quota" }
+            print(line + ": datasets \(ProgressLine.bytes(usage.datasetBytes)), job outputs \(ProgressLine.bytes(usage.outputBytes)).")
+            if let days = usage.retentionDays {
+                print("Job outputs are deleted \(days) days after the job ends, and datasets \(days) days after they last changed or trained.")
+            }
+        }
+    }
+}

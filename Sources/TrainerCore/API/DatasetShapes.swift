@@ -20,6 +20,8 @@ extension API {
         public var files: [DatasetFile]?
         /// With `files`: the digest of their content, as a job's reproducibility record states it.
         public var contentSha256: String?
+        /// With `files`: when retention (GOMODEL_RETENTION_DAYS) deletes it unless it changes or trains before.
+        public var expiresAt: Date?
         /// Paths of a completion that could not be recorded, and why.
         public var failures: [Item]?
 
@@ -369,5 +371,24 @@ extension API {
         public let caption: String?
 
         public init(caption: String?) { self.caption = caption }
+    }
+}
+
+extension API {
+    /// `GET /api/usage`: what you hold, your quota (GOMODEL_STORAGE_QUOTA) and the server's retention.
+    public struct Usage: Codable, Sendable {
+        public let datasetBytes: Int64
+        public let outputBytes: Int64
+        public let usedBytes: Int64
+        public let quotaBytes: Int64?
+        public let retentionDays: Int?
+
+        public init(datasetBytes: Int64, outputBytes: Int64, usedBytes: Int64, quotaBytes: Int64?, retentionDays: Int?) {
+            self.datasetBytes = datasetBytes
+            self.outputBytes = outputBytes
+            self.usedBytes = usedBytes
+            self.quotaBytes = quotaBytes
+            self.retentionDays = retentionDays
+        }
     }
 }

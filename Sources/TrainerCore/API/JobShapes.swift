@@ -61,6 +61,9 @@ extension API {
         public var events: [Event]?
         /// What "download the LoRA" gives: a promoted checkpoint, else the final LoRA.
         public var result: Result?
+        /// When retention (GOMODEL_RETENTION_DAYS) deletes its outputs, and when it did.
+        public var outputsExpireAt: Date?
+        public var outputsDeletedAt: Date?
 
         public struct Result: Codable, Sendable, Equatable {
             public let artifactId: String

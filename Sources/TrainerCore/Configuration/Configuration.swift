@@ -26,6 +26,12 @@ public struct Configuration: Sendable {
     /// `GOMODEL_WEBHOOKS_ALLOW_PRIVATE`: outgoing webhooks may go to loopback and private
     /// addresses (an intranet receiver; the tests). Off: public addresses only.
     public var webhooksAllowPrivate: Bool
+    /// `GOMODEL_RETENTION_DAYS`: a finished job's outputs, and a dataset neither changed nor
+    /// trained on, are deleted this many days later (nil: kept).
+    public var retentionDays: Int?
+    /// `GOMODEL_STORAGE_QUOTA`: the bytes each user may hold (datasets and job outputs), checked
+    /// when uploads are signed (nil: no quota).
+    public var storageQuota: Int64?
     /// Variables that look like ours but are not known (likely typos); logged at start.
     public var warnings: [String]
 
@@ -128,6 +134,8 @@ public struct Configuration: Sendable {
             workerModel: captionURL == nil ? captionModel ?? InstructionDraft.defaultWorkerModel : InstructionDraft.defaultWorkerModel)
 
         webhooksAllowPrivate = reader.bool("GOMODEL_WEBHOOKS_ALLOW_PRIVATE", default: false)
+        retentionDays = reader.integer("GOMODEL_RETENTION_DAYS", in: 1...3650)
+        storageQuota = reader.byteSize("GOMODEL_STORAGE_QUOTA")
 
         if runPod != nil, case .builtIn = objectStore, publicURL == nil {
             reader.problem(

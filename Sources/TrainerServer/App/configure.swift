@@ -48,15 +48,23 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         builtInStore = (store, credentials)
     }
     let bucket = Bucket.make(configuration.objectStore, builtIn: builtInStore, publicURL: configuration.publicURL, http: app.http.client.shared, now: dependencies.now)
-    let datasets = DatasetService(bucket: bucket, limits: configuration.datasetLimits, now: dependencies.now)
+    var datasets = DatasetService(bucket: bucket, limits: configuration.datasetLimits, now: dependencies.now)
+    datasets.storageQuota = configuration.storageQuota
+    let retention = Retention(days: configuration.retentionDays, datasets: datasets, bucket: bucket, registry: registry, now: dependencies.now)
+    app.storage[RetentionKey.self] = retention
+    if dependencies.runsBackgroundServices {
+        app.lifecycle.use(BackgroundLoop(name: "retention", wakeup: Wakeup(), clock: dependencies.clock, interval: .seconds(60)) { try await retention.sweep(on: $0) })
+    }
     let importer = DatasetImporter(datasets: datasets, threadPool: app.threadPool, workDirectory: configuration.dataDirectory + "/imports")
-    DatasetController(datasets: datasets, importer: importer, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy)
-        .register(signedIn: signedIn)
+    DatasetController(
+        datasets: datasets, importer: importer, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy, retention: retention
+    )
+    .register(signedIn: signedIn)
     let wakeup = Wakeup()
     let jobs = JobService(datasets: datasets, now: dependencies.now, created: { wakeup.signal() })
     JobController(
         jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy,
-        gpuPricePerSecond: configuration.gpuPricePerSecond, clock: dependencies.clock
+        gpuPricePerSecond: configuration.gpuPricePerSecond, retention: retention, clock: dependencies.clock
     ).register(signedIn: signedIn)
     DraftController(drafts: DraftService(datasets: datasets, jobs: jobs, settings: configuration.captions, http: app.http.client.shared)).register(signedIn: signedIn)
     RunPodWebhookController(jobs: jobs, now: dependencies.now).register(public: api)
@@ -110,7 +118,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         NIOLeafFiles(fileio: app.fileio, limits: [.toSandbox, .requireExtensions, .onlyLeafExtensions], sandboxDirectory: views, viewDirectory: views))
     let web = app.grouped(WebSecurityHeaders(storeOrigin: bucket.browserOrigin))
     web.get("assets", "**", use: WebResources.serveAsset)
-    WebController(datasets: datasets, jobs: jobs, signupPolicy: configuration.signupPolicy, gpuPricePerSecond: configuration.gpuPricePerSecond)
+    WebController(datasets: datasets, jobs: jobs, signupPolicy: configuration.signupPolicy, retention: retention)
         .register(web.grouped(AuthenticationMiddleware(accounts: accounts, cookie: cookie)))
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)

@@ -12,10 +12,12 @@ struct DatasetController: Sendable {
     /// GOMODEL_PUBLIC_URL, when set, is where clients reach us (and the built-in store).
     let publicURL: URL?
     let trustProxy: Bool
+    let retention: Retention
 
     // MARK: Routes
 
     func register(signedIn routes: any RoutesBuilder) {
+        routes.get("usage", use: usage)
         let datasets = routes.grouped("datasets")
         datasets.post(use: create)
         datasets.get(use: list)
@@ -77,7 +79,17 @@ struct DatasetController: Sendable {
         response.validation = API.Validation(report)
         response.files = files.map(\.shape)
         response.contentSha256 = JobService.datasetContent(files).sha256
+        response.expiresAt = retention.datasetExpires(dataset, lastTrained: try await Retention.lastTrained(dataset.id!, on: request.db))
         return try JSON.response(response)
+    }
+
+    /// What the user holds, against their quota and the server's retention.
+    @Sendable func usage(request: Request) async throws -> Response {
+        let usage = try await datasets.usage(of: try request.principal.userID, on: request.db)
+        return try JSON.response(
+            API.Usage(
+                datasetBytes: usage.datasets, outputBytes: usage.outputs, usedBytes: usage.datasets + usage.outputs, quotaBytes: datasets.storageQuota,
+                retentionDays: retention.days))
     }
 
     @Sendable func update(request: Request) async throws -> Response {
@@ -225,7 +237,7 @@ struct DatasetController: Sendable {
                         ],
                     ]
                 ),
-                422: ("Refused paths (each in error.details), or the dataset would be too large.", .ref("Error")),
+                422: ("Refused paths (each in error.details), the dataset would be too large, or your storage quota would be passed (quota_exceeded).", .ref("Error")),
                 404: ("No such dataset of yours.", .ref("Error")), 409: ("A job uses the dataset.", .ref("Error")),
             ]
         ),
@@ -273,9 +285,24 @@ struct DatasetController: Sendable {
                     ]
                 ),
                 400: ("Not a .zip name, or a size out of range.", .ref("Error")), 404: ("No such dataset of yours.", .ref("Error")),
-                409: ("A job uses the dataset.", .ref("Error")),
+                409: ("A job uses the dataset.", .ref("Error")), 422: ("The zip would pass your storage quota (quota_exceeded).", .ref("Error")),
             ]
         ),
+        APIOperation(
+            method: .GET, path: "/api/usage", summary: "What your datasets and job outputs hold, your storage quota, and how long the server keeps data.",
+            responses: [
+                200: (
+                    "Your usage.",
+                    [
+                        "type": "object", "required": ["datasetBytes", "outputBytes", "usedBytes"],
+                        "properties": [
+                            "datasetBytes": ["type": "integer", "minimum": 0], "outputBytes": ["type": "integer", "minimum": 0], "usedBytes": ["type": "integer", "minimum": 0],
+                            "quotaBytes": ["type": "integer", "description": "GOMODEL_STORAGE_QUOTA; absent without a quota."],
+                            "retentionDays": ["type": "integer", "description": "GOMODEL_RETENTION_DAYS; absent when data is kept."],
+                        ],
+                    ]
+                )
+            ]),
         APIOperation(
             method: .GET, path: "/api/datasets/{id}/imports/{importId}", summary: "A zip import: its state and progress, and why it was refused.",
             responses: [200: ("The import.", .ref("DatasetImport")), 404: ("No such import of this dataset of yours.", .ref("Error"))]),
@@ -352,6 +379,10 @@ struct DatasetController: Sendable {
                 "errorCount": ["type": "integer"], "warningCount": ["type": "integer"],
                 "sound": ["type": "boolean"], "lockedByJobId": ["type": "string", "format": "uuid"],
                 "createdAt": ["type": "string", "format": "date-time"], "updatedAt": ["type": "string", "format": "date-time"],
+                "expiresAt": [
+                    "type": "string", "format": "date-time",
+                    "description": "With files: when retention (GOMODEL_RETENTION_DAYS) deletes it unless it changes or trains before.",
+                ],
                 "contentSha256": [
                     "type": "string", "description": "With files: the digest of their content, as a job's reproducibility record (GET /api/jobs/{id}/record) states it.",
                 ],

@@ -14,7 +14,16 @@ struct JobController: Sendable {
     let publicURL: URL?
     let trustProxy: Bool
     let gpuPricePerSecond: Double?
+    let retention: Retention
     let clock: any Clock<Duration>
+
+    /// The job as the API shows it: times and cost as of now, and when retention deletes its outputs.
+    func shaped(_ job: Job) -> API.Job {
+        var shaped = job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond)
+        shaped.outputsExpireAt = retention.outputsExpire(job)
+        shaped.outputsDeletedAt = job.outputsDeletedAt
+        return shaped
+    }
 
     /// A short stable id for an artifact: the first 16 hex digits of its key's SHA-256.
     static func artifactID(_ key: String) -> String {
@@ -101,17 +110,17 @@ struct JobController: Sendable {
         let parameters = try JobService.parameters(from: body.params ?? API.JobParameters(), preset: preset)
         let dataset = try await datasets.find(body.datasetId, userID: try request.principal.userID, on: request.db)
         let job = try await jobs.create(userID: try request.principal.userID, dataset: dataset, preset: preset, parameters: parameters, on: request.db)
-        return try JSON.response(job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond), status: .created)
+        return try JSON.response(shaped(job), status: .created)
     }
 
     @Sendable func list(request: Request) async throws -> Response {
         let all = try await Job.newestFirst(of: request.principal.userID, on: request.db).limit(500).all()
-        return try JSON.response(API.JobList(jobs: all.map { $0.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond) }))
+        return try JSON.response(API.JobList(jobs: all.map(shaped)))
     }
 
     @Sendable func show(request: Request) async throws -> Response {
         let job = try await find(request)
-        var response = job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond)
+        var response = shaped(job)
         response.events = try await jobs.events(of: job, on: request.db).map(\.shape)
         return try JSON.response(response)
     }
@@ -119,13 +128,13 @@ struct JobController: Sendable {
     @Sendable func cancel(request: Request) async throws -> Response {
         let job = try await find(request)
         try await jobs.requestCancel(job, on: request.db)
-        return try JSON.response(job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond))
+        return try JSON.response(shaped(job))
     }
 
     @Sendable func retry(request: Request) async throws -> Response {
         let job = try await find(request)
         try await jobs.retry(job, on: request.db)
-        return try JSON.response(job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond))
+        return try JSON.response(shaped(job))
     }
 
     /// A redirect to a presigned GET of the artifact, valid 15 minutes, saved under its file name.
@@ -150,7 +159,7 @@ struct JobController: Sendable {
         let job = try await find(request)
         let body = try request.decodeJSON(API.Promotion.self, fields: ["step"])
         try await jobs.promote(job, step: body.step, stored: { artifact in try await bucket.head(key: artifact.key) != nil }, on: request.db)
-        return try JSON.response(job.shape(now: jobs.now(), pricePerSecond: gpuPricePerSecond))
+        return try JSON.response(shaped(job))
     }
 
     private func redirect(to artifact: JobArtifact, _ request: Request) throws -> Response {
@@ -170,8 +179,7 @@ struct JobController: Sendable {
         let userID = try request.principal.userID
         let db = request.db
         let jobs = jobs
-        let now = jobs.now
-        let price = gpuPricePerSecond
+        let controller = self
         let clock = clock
         let body = Response.Body(asyncStream: { writer in
             var lastSeen: Date?
@@ -183,7 +191,7 @@ struct JobController: Sendable {
                     let current = try await jobs.find(id, userID: userID, on: db)
                     if current.updatedAt != lastSeen {
                         lastSeen = current.updatedAt
-                        let data = try API.encoder.encode(current.shape(now: now(), pricePerSecond: price))
+                        let data = try API.encoder.encode(controller.shaped(current))
                         try await writer.write(.buffer(ByteBuffer(string: "event: job\ndata: " + String(decoding: data, as: UTF8.self) + "\n\n")))
                         quiet = 0
                         if current.status.isFinal || !follows { break }
@@ -489,6 +497,8 @@ struct JobController: Sendable {
                 "startedAt": ["type": "string", "format": "date-time"], "finishedAt": ["type": "string", "format": "date-time"],
                 "queueSeconds": ["type": "number"], "executionSeconds": ["type": "number"],
                 "cost": ["type": "number", "description": "GPU seconds times GOMODEL_GPU_PRICE_PER_SECOND (so far, or final); absent when no price is set."],
+                "outputsExpireAt": ["type": "string", "format": "date-time", "description": "When retention (GOMODEL_RETENTION_DAYS) deletes its outputs."],
+                "outputsDeletedAt": ["type": "string", "format": "date-time", "description": "When retention deleted its outputs."],
                 "events": [
                     "type": "array",
                     "items": [

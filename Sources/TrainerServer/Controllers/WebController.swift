@@ -11,7 +11,7 @@ struct WebController: Sendable {
     let datasets: DatasetService
     let jobs: JobService
     let signupPolicy: SignupPolicy
-    let gpuPricePerSecond: Double?
+    let retention: Retention
 
     // MARK: Contexts
 
@@ -81,6 +81,19 @@ struct WebController: Sendable {
     struct DatasetContent: Encodable {
         let dataset: DatasetRow
         let maximumFilesPerBatch: Int
+        let expiry: Expiry?
+    }
+
+    /// When retention deletes what a page shows; `soon` within `Retention.warning`.
+    struct Expiry: Encodable {
+        let at: String
+        let soon: Bool
+
+        init?(_ date: Date?, now: Date) {
+            guard let date else { return nil }
+            at = date.formatted(.iso8601)
+            soon = date.timeIntervalSince(now) < Retention.warning
+        }
     }
 
     struct NewJobContent: Encodable {
@@ -129,6 +142,7 @@ struct WebController: Sendable {
         let job: JobRow
         /// A training job has a reproducibility record; a drafting job does not.
         let hasRecord: Bool
+        let expiry: Expiry?
     }
 
     // MARK: Routes
@@ -188,7 +202,9 @@ struct WebController: Sendable {
     @Sendable func dataset(request: Request) async throws -> Response {
         try await signedIn(request) { user, csrf in
             let dataset = try await datasets.find(request.parameters.get("id", as: UUID.self), userID: user.id!, on: request.db)
-            let content = DatasetContent(dataset: DatasetRow(dataset), maximumFilesPerBatch: UploadPlan.maximumFilesPerBatch)
+            let expires = retention.datasetExpires(dataset, lastTrained: try await Retention.lastTrained(dataset.id!, on: request.db))
+            let content = DatasetContent(
+                dataset: DatasetRow(dataset), maximumFilesPerBatch: UploadPlan.maximumFilesPerBatch, expiry: Expiry(expires, now: datasets.now()))
             return try await render(
                 request, "dataset", page: Page(title: dataset.name, section: "datasets", script: "dataset", email: user.email, csrfToken: csrf, content: content))
         }
@@ -230,7 +246,8 @@ struct WebController: Sendable {
             return try await render(
                 request, "job",
                 page: Page(
-                    title: "Job \(row.shortId)", section: "jobs", script: "job", email: user.email, csrfToken: csrf, content: JobContent(job: row, hasRecord: !job.isDraftJob)))
+                    title: "Job \(row.shortId)", section: "jobs", script: "job", email: user.email, csrfToken: csrf,
+                    content: JobContent(job: row, hasRecord: !job.isDraftJob, expiry: Expiry(retention.outputsExpire(job), now: jobs.now()))))
         }
     }
 

@@ -22,5 +22,6 @@ public enum Migrations {
         M0016JobPromotedStep(),
         M0017CreateWebhooks(),
         M0018CreateJobAttempts(),
+        M0019JobOutputBytes(),
     ]
 }

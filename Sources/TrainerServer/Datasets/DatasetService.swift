@@ -12,6 +12,8 @@ struct DatasetService: Sendable {
     let bucket: Bucket
     let limits: DatasetValidation.Limits
     let now: @Sendable () -> Date
+    /// `GOMODEL_STORAGE_QUOTA`: what one user may hold, datasets and job outputs together.
+    var storageQuota: Int64?
 
     /// How long presigned upload URLs stay valid.
     static let uploadWindow: TimeInterval = 900
@@ -31,6 +33,7 @@ struct DatasetService: Sendable {
         case invalidPaths([UploadPlan.Rejection])
         case tooLarge(bytes: Int64, limit: Int64)
         case importing(fileName: String)
+        case quotaExceeded(used: Int64, adding: Int64, quota: Int64)
 
         var description: String {
             switch self {
@@ -49,6 +52,8 @@ struct DatasetService: Sendable {
             case .importing(let fileName): "'\(fileName)' is being unpacked into this dataset; delete it when the import has ended."
             case .tooLarge(let bytes, let limit):
                 "With these files the dataset would hold \(bytes) bytes (counting uploads still under way); at most \(limit) are allowed. Compress the images or leave some samples out."
+            case .quotaExceeded(let used, let adding, let quota):
+                "Your datasets and job outputs hold \(used) bytes; these \(adding) more would pass your storage quota of \(quota) bytes (GOMODEL_STORAGE_QUOTA). Delete datasets you no longer need or old jobs, or ask the operator for more."
             }
         }
     }
@@ -113,6 +118,31 @@ struct DatasetService: Sendable {
         }
     }
 
+    // MARK: Quota
+
+    /// What `userID` holds: their datasets' files and their jobs' outputs.
+    func usage(of userID: UUID, on db: any Database) async throws -> (datasets: Int64, outputs: Int64) {
+        // (No plain SQL SUM: PostgreSQL answers NUMERIC for a sum of bigints.)
+        let datasets = try await Dataset.query(on: db).filter(\.$user.$id == userID).all(\.$totalBytes).reduce(0, +)
+        let outputs = try await Job.query(on: db).filter(\.$user.$id == userID).filter(\.$outputsDeletedAt == nil).all(\.$outputBytes).reduce(0) { $0 + ($1 ?? 0) }
+        return (datasets, outputs)
+    }
+
+    /// Refuses growth of `dataset` by `bytes` that would take its owner past the storage quota.
+    func checkQuota(_ dataset: Dataset, growingBy bytes: Int64, on db: any Database) async throws {
+        guard let quota = storageQuota, bytes > 0 else { return }
+        let usage = try await usage(of: dataset.$user.id, on: db)
+        let used = usage.datasets + usage.outputs
+        if used + bytes > quota { throw Failure.quotaExceeded(used: used, adding: bytes, quota: quota) }
+    }
+
+    /// How many more bytes the owner of `dataset` may store (`Int64.max` without a quota).
+    func quotaRoom(_ dataset: Dataset, on db: any Database) async throws -> Int64 {
+        guard let quota = storageQuota else { return .max }
+        let usage = try await usage(of: dataset.$user.id, on: db)
+        return quota - usage.datasets - usage.outputs
+    }
+
     // MARK: Uploads
 
     struct SignedUpload {
@@ -157,6 +187,7 @@ struct DatasetService: Sendable {
         if total > limits.maximumBytes {
             throw Failure.tooLarge(bytes: total, limit: limits.maximumBytes)
         }
+        try await checkQuota(dataset, growingBy: total - dataset.totalBytes, on: db)
 
         // One statement for the whole batch: a pending row per file, new or existing.
         let insert = sql.insert(into: DatasetFile.schema)

@@ -23,7 +23,7 @@ extension DatasetService.Failure: APIErrorConvertible {
         case .notFound, .noSuchSample, .noSuchImage: .notFound
         case .nameTaken, .inUse, .importing: .conflict
         case .invalidName, .captionTooLong, .tooManyFiles, .noFiles: .badRequest
-        case .invalidPaths, .tooLarge: .unprocessableEntity
+        case .invalidPaths, .tooLarge, .quotaExceeded: .unprocessableEntity
         }
     }
 
@@ -38,6 +38,7 @@ extension DatasetService.Failure: APIErrorConvertible {
         case .noFiles: "no_files"
         case .invalidPaths: "invalid_paths"
         case .tooLarge: "dataset_too_large"
+        case .quotaExceeded: "quota_exceeded"
         }
     }
 

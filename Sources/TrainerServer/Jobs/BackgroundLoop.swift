@@ -22,8 +22,8 @@ final class Wakeup: Sendable {
     }
 }
 
-/// Runs `round` once a second while the server runs, at once again when it reports work left
-/// over or `wakeup` is signalled; a failed round is logged and the next one tries again (leases
+/// Runs `round` every `interval` (a second unless given) while the server runs, at once again
+/// when it reports work left over or `wakeup` is signalled; a failed round is logged and the next one tries again (leases
 /// make every step safe to repeat).
 final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
     let name: String
@@ -32,15 +32,17 @@ final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
     /// Waits for work a round started and did not wait for, at shutdown.
     let drain: @Sendable () async -> Void
     let clock: any Clock<Duration>
+    let interval: Duration
     private var task: Task<Void, Never>?
 
     init(
-        name: String, wakeup: Wakeup, clock: any Clock<Duration>, drain: @escaping @Sendable () async -> Void = {},
+        name: String, wakeup: Wakeup, clock: any Clock<Duration>, interval: Duration = .seconds(1), drain: @escaping @Sendable () async -> Void = {},
         round: @escaping @Sendable (any Database) async throws -> Bool
     ) {
         self.name = name
         self.wakeup = wakeup
         self.clock = clock
+        self.interval = interval
         self.drain = drain
         self.round = round
     }
@@ -50,6 +52,7 @@ final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
         let name = name
         let wakeup = wakeup
         let clock = clock
+        let ticks = Int(interval / .milliseconds(50))
         let logger = application.logger
         let db = application.db
         task = Task {
@@ -61,7 +64,7 @@ final class BackgroundLoop: LifecycleHandler, @unchecked Sendable {
                     logger.warning("\(name) round failed; retrying", metadata: ["error": "\(error)"])
                 }
                 var waited = 0
-                while !more, waited < 20, !wakeup.take(), !Task.isCancelled {
+                while !more, waited < ticks, !wakeup.take(), !Task.isCancelled {
                     try? await clock.sleep(for: .milliseconds(50))
                     waited += 1
                 }

@@ -420,6 +420,7 @@ struct JobService: Sendable {
             {
                 artifactsBefore = (try? JSONDecoder().decode([JobArtifact].self, from: Data(stored.utf8))) ?? []
             }
+            job.outputBytes = job.storedArtifacts.reduce(0) { $0 + ($1.bytes ?? 0) }
             try await job.save(on: db)
             try await WebhookService.announce(job, from: previous, artifactsBefore: artifactsBefore, at: job.updatedAt, on: db)
             try await JobAttempt.record(job, from: previous, output: output, at: job.updatedAt, on: db)

@@ -53,6 +53,10 @@ final class Job: Model, @unchecked Sendable {
     /// their digest (`RunRecord.digestText`): taken when the job is made and at each retry.
     @OptionalField(key: "dataset_files") var datasetFiles: String?
     @OptionalField(key: "dataset_sha256") var datasetSHA256: String?
+    /// The bytes of its artifacts (kept with them, for quotas and metrics).
+    @OptionalField(key: "output_bytes") var outputBytes: Int64?
+    /// When retention (`GOMODEL_RETENTION_DAYS`) deleted its outputs.
+    @OptionalField(key: "outputs_deleted_at") var outputsDeletedAt: Date?
 
     init() {}
 

@@ -1,6 +1,6 @@
 // API tokens: create (shown once, with a copy button) and revoke; for administrators, worker
 // keys likewise.
-import { api, el, formatTime, toast } from './common.js';
+import { api, el, formatBytes, formatTime, toast } from './common.js';
 
 const form = document.getElementById('token-form');
 const rows = document.getElementById('token-rows');
@@ -184,7 +184,7 @@ if (keySection) {
       noDeliveries.hidden = deliveries.length > 0;
       if (deliveries.some((delivery) => delivery.state === 'pending')) refresh = setTimeout(() => showDeliveries(id, url), 2000);
     } catch (error) {
-      toast(error.message);
+      if (shown === id) toast(error.message);
     }
   };
 
@@ -224,11 +224,14 @@ if (keySection) {
         await showDeliveries(target.dataset.showDeliveries, url);
       } else if (target.dataset.deleteWebhook) {
         if (!confirm(`Delete the webhook to ${url}? Deliveries not yet sent are dropped.`)) return;
-        await api('DELETE', `/api/webhooks/${target.dataset.deleteWebhook}`);
+        // Stop following its deliveries first: a refresh due meanwhile (or run while the dialog
+        // was open) would otherwise ask for the log of a deleted webhook and show it again.
         if (shown === target.dataset.deleteWebhook) {
           shown = null;
+          clearTimeout(refresh);
           panel.hidden = true;
         }
+        await api('DELETE', `/api/webhooks/${target.dataset.deleteWebhook}`);
         toast('Webhook deleted.');
         await loadHooks();
       }
@@ -239,3 +242,20 @@ if (keySection) {
 
   loadHooks();
 }
+
+// What this account holds, against its quota, and how long the server keeps data.
+(async () => {
+  const line = document.getElementById('storage-usage');
+  try {
+    const usage = await api('GET', '/api/usage');
+    let text = `Using ${formatBytes(usage.usedBytes)}`;
+    if (usage.quotaBytes !== undefined) text += ` of your ${formatBytes(usage.quotaBytes)} quota`;
+    text += `: datasets ${formatBytes(usage.datasetBytes)}, job outputs ${formatBytes(usage.outputBytes)}.`;
+    if (usage.retentionDays !== undefined) {
+      text += ` Job outputs are deleted ${usage.retentionDays} days after the job ends, and datasets ${usage.retentionDays} days after they last changed or trained.`;
+    }
+    line.textContent = text;
+  } catch (error) {
+    line.textContent = error.message;
+  }
+})();
