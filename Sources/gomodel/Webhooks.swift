@@ -107,5 +107,6 @@ private func describe(_ attempt: API.WebhookAttempt) -> String {
         return (200..<300).contains(status)
             ? "Delivered: the receiver answered \(status) in \(attempt.milliseconds) ms." : "The receiver answered \(status); it is tried again later."
     }
-    return "Not delivered: \(attempt.error ?? "no answer"); it is tried again later."
+    let reason = attempt.error.map { $0.hasSuffix(".") ? String($0.dropLast()) : $0 } ?? "no answer"
+    return "Not delivered: \(reason); it is tried again later."
 }

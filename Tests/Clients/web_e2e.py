@@ -6,10 +6,16 @@ Journey: sign up → create a dataset → upload a generated folder of pairs thr
 the pair grid with thumbnails and the findings of two broken pairs (a target without its control,
 one without a caption) → fix them (upload the missing control, write the caption) → the XSS
 caption shows as text → train with the form → the step counter and the loss chart change without
-reloading → download the LoRA (a safetensors header) → a second user gets 404 on the first user's
-pages. Every page is checked with axe-core (serious or critical violations fail the test) and
+reloading → download the LoRA (a safetensors header) → webhooks on the account page (the server
+runs with GOMODEL_WEBHOOKS_ALLOW_PRIVATE=1; a receiver here answers 204): add one for some events,
+its whsec_ secret shown once, "Send test event" delivered (204, signature checked here), one to a
+port where nothing listens stays pending with its errored tries refreshed in place, deleting them
+(confirm dialog) → a second user gets 404 on the first user's pages. Every page is checked with axe-core (serious or critical violations fail the test) and
 screenshotted at desktop (1280×800) and phone (390×844) widths into test-output/screenshots/.
 """
+import base64
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -17,10 +23,12 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException, StaleElementReferenceException
@@ -28,7 +36,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support import check, gomodel_cli, wait_serving
+from support import check, free_port, gomodel_cli, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -57,6 +65,36 @@ def write(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(data if isinstance(data, bytes) else data.encode())
+
+
+class HookReceiver:
+    """A webhook endpoint here: answers every POST 204 and keeps (headers, body) of each."""
+
+    def __init__(self):
+        self.requests = []
+        got = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/gomodel"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def signed_with(secret, headers, body):
+    """Whether a webhook request carries a Standard Webhooks signature made with this secret."""
+    signed = f"{headers.get('webhook-id')}.{headers.get('webhook-timestamp')}.".encode() + body
+    expected = "v1," + base64.b64encode(hmac.new(base64.b64decode(secret[len("whsec_"):]), signed, hashlib.sha256).digest()).decode()
+    return any(hmac.compare_digest(expected, given) for given in headers.get("webhook-signature", "").split(" "))
 
 
 def browser():
@@ -204,8 +242,10 @@ def main():
         captioner = FakeOpenAI(key="sk-web")
         captioner.reply = lambda body, images: "Instruction: \"Turn the fox into a watercolour painting.\""
         captioner.start()
+        hooks = HookReceiver()
+        # GOMODEL_WEBHOOKS_ALLOW_PRIVATE: webhooks may go to this machine's receiver.
         server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(env, GOMODEL_CAPTION_URL=captioner.base_url, GOMODEL_CAPTION_API_KEY="sk-web",
-                                                                        GOMODEL_CAPTION_MODEL="gpt-4o-mini"),
+                                                                        GOMODEL_CAPTION_MODEL="gpt-4o-mini", GOMODEL_WEBHOOKS_ALLOW_PRIVATE="1"),
                                   stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT)
         worker = None
         driver = None
@@ -323,7 +363,8 @@ def main():
             check(any(node.text == XSS for node in journey.finds("#pair-picker .caption-preview")), "the XSS caption is text in the picker too")
             journey.no_alert("the new-training page")
             check(not driver.execute_script("return document.getElementById('pwned')"), "the caption made no element on the new-training page")
-            estimate = journey.find("#estimate").text
+            # The form asks for it 200 ms after it loads (debounced like its other changes).
+            estimate = journey.wait("the estimate", lambda: (lambda text: text if "GPU time" in text else None)(journey.find("#estimate").text))
             check("GPU time" in estimate and "about" in estimate, f"the form shows a time and cost estimate: {estimate!r}")
             journey.page_checks("job-new")
             steps = journey.find("#steps")
@@ -413,6 +454,79 @@ def main():
             check(not journey.finds("#worker-key-rows button[aria-label='Revoke spare']"), "a revoked key has no revoke button")
             journey.page_checks("account")
 
+            print("webhooks on the account page: add, send a test event, watch deliveries, delete")
+            check(journey.find("#no-webhooks").is_displayed() and not journey.finds("#webhook-rows tr"), "no webhooks yet, and the page says so")
+            journey.find("#webhook-url").send_keys(hooks.url)
+            chosen = ["job.completed", "job.failed"]
+            for box in journey.finds("#webhook-form input[name=events]"):
+                if box.is_selected() != (box.get_attribute("value") in chosen):
+                    box.click()
+            journey.find("#webhook-description").send_keys("CI pipeline")
+            journey.find("#webhook-form button[type=submit]").click()
+            secret = journey.wait("the signing secret", lambda: (lambda v: v if v.startswith("whsec_") else None)(journey.find("#new-webhook-secret").get_attribute("value")))
+            check(journey.find("#new-webhook").is_displayed() and len(base64.b64decode(secret[6:])) == 32, "the new webhook's whsec_ secret is shown, with a Copy button")
+            check(journey.find("#copy-webhook-secret").is_displayed(), "and a Copy button beside it")
+            journey.wait("the webhook listed", lambda: len(journey.finds("#webhook-rows tr")) == 1)
+            row = journey.find("#webhook-rows tr")
+            hook_id = row.get_attribute("data-webhook-id")
+            cells = [cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td")]
+            check(cells[0].startswith(hooks.url) and "CI pipeline" in cells[0] and cells[1] == ", ".join(chosen),
+                  f"it is listed with its URL, note and only the chosen events ({cells[:2]})")
+            check(not journey.find("#no-webhooks").is_displayed(), "the empty note is gone")
+            driver.execute_script("window.stillTheSamePage = true")
+            journey.find(f"#webhook-rows button[aria-label='Send a test event to {hooks.url}']").click()
+
+            def delivery_cells(state=None):
+                rows = journey.finds("#delivery-rows tr")
+                cells = [cell.text for cell in rows[0].find_elements(By.CSS_SELECTOR, "td")] if len(rows) == 1 else None
+                return cells if cells and (state is None or cells[2] == state) else None
+            cells = journey.wait("the test event delivered", lambda: delivery_cells("delivered"))
+            check(journey.find("#webhook-deliveries").is_displayed() and journey.find("#deliveries-url").text == hooks.url,
+                  "the deliveries of this webhook are shown")
+            check(cells[0] == "webhook.test" and cells[3] == "204" and cells[4] == "—", f"the test event: delivered, one try answered 204, no next try ({cells})")
+            check(driver.execute_script("return window.stillTheSamePage === true"), "without reloading the page")
+            check(len(hooks.requests) == 1, f"the receiver got one request ({len(hooks.requests)})")
+            headers, body = hooks.requests[0]
+            payload = json.loads(body)
+            check(signed_with(secret, headers, body) and payload["type"] == "webhook.test" and payload["data"]["webhookId"] == hook_id,
+                  "a webhook.test signed with the secret the page showed, naming the webhook by its id")
+            journey.page_checks("account-webhooks")
+            driver.refresh()
+            journey.wait("the webhooks after reload", lambda: len(journey.finds("#webhook-rows tr")) == 1)
+            check(not journey.find("#new-webhook").is_displayed() and secret not in driver.page_source, "after a reload the secret is not shown again")
+
+            print("a webhook to where nothing listens: its delivery stays pending, the page follows it")
+            gone_url = f"http://127.0.0.1:{free_port()}/nobody"
+            journey.find("#webhook-url").send_keys(gone_url)
+            journey.find("#webhook-form button[type=submit]").click()
+            journey.wait("the second webhook listed", lambda: len(journey.finds("#webhook-rows tr")) == 2)
+            events = journey.finds("#webhook-rows tr")[1].find_elements(By.CSS_SELECTOR, "td")[1].text
+            check(sorted(events.split(", ")) == sorted(["job.started", "job.completed", "job.failed", "job.cancelled", "checkpoint.saved"]),
+                  f"all events by default ({events})")
+            driver.execute_script("window.stillTheSamePage = true")
+            journey.find(f"#webhook-rows button[aria-label='Send a test event to {gone_url}']").click()
+            cells = journey.wait("the test event tried", lambda: (lambda c: c if c and c[3].startswith("error (") else None)(delivery_cells("pending")))
+            check(journey.find("#deliveries-url").text == gone_url and cells[3].startswith("error (Could not connect") and cells[4] not in ("", "—"),
+                  f"pending, its try an error, a next try at a time ({cells})")
+            cells = journey.wait("the retry, about 5 s later, to show", lambda: (lambda c: c if c and c[3].count("error (") >= 2 else None)(delivery_cells("pending")), timeout=20)
+            check(driver.execute_script("return window.stillTheSamePage === true"), f"the table refreshes itself while it is pending ({cells[3]})")
+            journey.page_checks("account-webhooks-pending")
+            journey.find(f"#webhook-rows button[aria-label='Delete the webhook to {gone_url}']").click()
+            alert = driver.switch_to.alert
+            check(gone_url in alert.text, f"deleting asks first ({alert.text})")
+            alert.accept()
+            journey.wait("the webhook gone", lambda: len(journey.finds("#webhook-rows tr")) == 1)
+            time.sleep(2.5)  # longer than the deliveries table's refresh
+            toast = driver.execute_script("return document.getElementById('toast').textContent")
+            shown = journey.find("#webhook-deliveries").is_displayed()
+            check(not shown and toast == "Webhook deleted.",
+                  f"its deliveries are no longer shown, nor followed: the refresh stopped with it (deliveries shown: {shown}; toast: {toast!r})")
+
+            journey.find(f"#webhook-rows button[aria-label='Delete the webhook to {hooks.url}']").click()
+            driver.switch_to.alert.accept()
+            journey.wait("no webhooks left", lambda: not journey.finds("#webhook-rows tr") and journey.find("#no-webhooks").is_displayed())
+            check(journey.status_of(f"/api/webhooks/{hook_id}") == 404, "the webhook is gone (404)")
+
             print("many samples: 60 flat-named pairs through the plain file picker; the grid pages")
             flat = os.path.join(work, "flat")
             paths = []
@@ -465,6 +579,7 @@ def main():
             if driver:
                 driver.quit()
             captioner.stop()
+            hooks.server.shutdown()
             for process in (worker, server):
                 if process:
                     process.terminate()

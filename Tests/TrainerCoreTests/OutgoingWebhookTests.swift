@@ -26,7 +26,7 @@ import TrainerCore
         #expect((try? OutgoingWebhook.target("HTTPS://hooks.example.com:8443/x").get())?.absoluteString == "https://hooks.example.com:8443/x")
         for bad in [
             "ftp://example.com/", "example.com/hook", "https://", "https://u:p@example.com/", "https://example.com/#x", "http://1.1.1.1:99999/", "http://1.1.1.1:0/",
-            "http://localhost:70000/",
+            "http://localhost:70000/", "http://1.1.1.1:99999999999999999999/",
             "https://example.com/" + String(repeating: "a", count: 2001),
         ] {
             #expect((try? OutgoingWebhook.target(bad).get()) == nil, "\(bad)")

@@ -110,7 +110,11 @@ public enum OutgoingWebhook {
             return .failure(.init(message: "must not carry a user name or password; put a secret in the path or verify the signature instead"))
         }
         guard components.fragment == nil else { return .failure(.init(message: "must not have a #fragment")) }
-        if let port = components.port, !(1...65535).contains(port) { return .failure(.init(message: "has the port \(port); ports are 1 to 65535")) }
+        // Read from the text: a port too long for an Int leaves `port` nil.
+        if let range = components.rangeOfPort {
+            let text = String(components.string?[range] ?? "")
+            guard let port = Int(text), (1...65535).contains(port) else { return .failure(.init(message: "has the port \(text); ports are 1 to 65535")) }
+        }
         var normalized = components
         normalized.scheme = scheme
         guard let url = normalized.url else { return .failure(.init(message: "is not a valid URL")) }

@@ -44,6 +44,8 @@ struct WebhookService: Sendable {
             }
             if !events.contains(type) { events.append(type) }
         }
+        // One order however they were listed.
+        events.sort { OutgoingWebhook.EventType.subscribable.firstIndex(of: $0)! < OutgoingWebhook.EventType.subscribable.firstIndex(of: $1)! }
         guard !events.isEmpty else {
             throw APIError.badRequest("invalid_parameter", "'events' is empty; name at least one event, or leave it out for all of them.")
         }
@@ -142,8 +144,10 @@ struct WebhookService: Sendable {
     }
 
     static func render(_ address: [UInt8]) -> String {
-        if address.count == 4 { return address.map(String.init).joined(separator: ".") }
-        return stride(from: 0, to: address.count, by: 2).map { String(format: "%x", Int(address[$0]) << 8 | Int(address[$0 + 1])) }.joined(separator: ":")
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let family = address.count == 4 ? AF_INET : AF_INET6
+        guard address.withUnsafeBytes({ inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }) != nil else { return "an address" }
+        return String(cString: text)
     }
 
     // MARK: The outbox
