@@ -291,6 +291,14 @@ private func onInterrupt(_ handler: @escaping @Sendable () -> Void) -> any Dispa
 }
 
 /// Runs `body` with an API client for the login, shutting the HTTP client down afterwards.
+/// A command that cannot do what was asked, for a reason its message gives (printed without the
+/// usage text, which a `ValidationError` of the arguments gets).
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ description: String) { self.description = description }
+}
+
 func withClient<T>(_ login: ClientLogin, _ body: (ServerAPI, HTTPClient) async throws -> T) async throws -> T {
     var configuration = HTTPClient.Configuration()
     configuration.timeout.connect = .seconds(10)

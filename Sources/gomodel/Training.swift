@@ -62,7 +62,7 @@ struct Train: AsyncParsableCommand {
             if let steps = job.params?["steps"]?.numberValue,
                 let estimate = try? await api.estimate(preset: job.preset, profile: job.params?["profile"]?.stringValue, steps: Int(steps))
             {
-                print("Estimated GPU time: \(ProgressLine.duration(estimate.seconds)) (\(estimate.basis)).")
+                FileHandle.standardOutput.write(Data("Estimated GPU time: \(ProgressLine.duration(estimate.seconds)) (\(estimate.basis)).\n".utf8))
             }
             if watch {
                 try await follow(job.id, api: api)
@@ -75,12 +75,24 @@ struct Train: AsyncParsableCommand {
 
 extension Train {
     static func readRecord(_ path: String) throws -> API.JobRecord {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("Cannot read \(path).") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw CommandFailure("Cannot read \(path).") }
+        let record: API.JobRecord
         do {
-            return try API.decoder.decode(API.JobRecord.self, from: data)
-        } catch {
-            throw ValidationError("\(path) is not a job record (`gomodel jobs record JOB -o FILE` writes one): \(error)")
+            record = try API.decoder.decode(API.JobRecord.self, from: data)
+        } catch let error as DecodingError {
+            let field: String
+            switch error {
+            case .keyNotFound(let key, let context): field = (context.codingPath + [key]).map(\.stringValue).joined(separator: ".") + " is missing"
+            case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+                field = context.codingPath.isEmpty ? "it is not JSON" : context.codingPath.map(\.stringValue).joined(separator: ".") + " is not valid"
+            @unknown default: field = "it cannot be read"
+            }
+            throw CommandFailure("\(path) is not a job record (\(field)); `gomodel jobs record JOB -o FILE` writes one.")
         }
+        guard record.recordVersion == RunRecord.version else {
+            throw CommandFailure("\(path) is a record of version \(record.recordVersion); this gomodel reads version \(RunRecord.version). Use a gomodel of its version.")
+        }
+        return record
     }
 
     /// The dataset must hold what the record lists: a rerun on other images is another training.
@@ -100,7 +112,7 @@ extension Train {
         changes += now.keys.filter { then[$0] == nil }.sorted().map { "\($0) is new" }
         let listed = changes.prefix(10).joined(separator: "; ") + (changes.count > 10 ? "; and \(changes.count - 10) more" : "")
         let message = "The dataset '\(dataset.name)' is not what the record trained (\(listed.isEmpty ? "its content differs" : listed))."
-        guard allowChanged else { throw ValidationError(message + " Restore those files, or pass --allow-changed-dataset to train on it as it is now.") }
+        guard allowChanged else { throw CommandFailure(message + " Restore those files, or pass --allow-changed-dataset to train on it as it is now.") }
         FileHandle.standardError.write(Data("Warning: \(message) Training on it as it is now.\n".utf8))
     }
 }

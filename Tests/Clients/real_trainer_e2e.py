@@ -12,13 +12,17 @@ Checks: the job completes; steps and loss are seen live, and the sampling phase;
 point per step, equal to ai-toolkit's own loss_log.db; samples are decodable JPEGs served through
 the job's artifact route; every checkpoint and the optimizer state saved with it are uploaded at
 every save (distinct states); a SIGKILLed worker's job is resumed by another worker from the last
-uploaded checkpoint with that step's optimizer state, and ends at the right step; the final LoRA
-loads in diffusers' QwenImageEditPlusPipeline and changes its output.
+uploaded checkpoint with that step's optimizer state, and ends at the right step; the job's
+reproducibility record names both attempts, the trainer's commit, the Python and the package
+versions ai-toolkit ran with, the resume step, the seed and the dataset's file digests; the final
+LoRA loads in diffusers' QwenImageEditPlusPipeline and changes its output.
 """
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
+import platform
 import re
 import signal
 import sqlite3
@@ -36,6 +40,9 @@ GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "Tests", "Fixtures")
 AI_TOOLKIT_DIR = os.environ["AI_TOOLKIT_DIR"]
+# The commit every part pins, named once in the requirements file; the extracted archive has no
+# .git, so the worker is told it as the worker image's .git/HEAD would.
+PINNED_COMMIT = re.search(r"^# ai-toolkit commit: *(\w+)", open(os.path.join(ROOT, "deploy", "worker", "ai-toolkit-requirements.txt")).read(), re.M).group(1)
 # The tiny model is built once and kept (it is the same for the same builder version).
 MODEL_DIR = os.environ.get("TINY_MODEL_DIR") or os.path.join(ROOT, ".build-aitk", "tiny-qwen-image-edit-2509")
 # Long enough that the first worker is killed mid-run after two uploaded saves (0.25 s a step).
@@ -108,7 +115,7 @@ def main():
                 worker_env = dict(env, R2_BUCKET=store["bucket"], R2_ENDPOINT=store["endpoint"], R2_ACCESS_KEY_ID=store["accessKeyId"],
                                   R2_SECRET_ACCESS_KEY=store["secretAccessKey"], AI_TOOLKIT_DIR=AI_TOOLKIT_DIR, TINY_MODEL_DIR=MODEL_DIR,
                                   GOMODEL_TRAINER_COMMAND=f"{sys.executable} {os.path.join(FIXTURES, 'real-trainer.py')}",
-                                  GOMODEL_WORKDIR=os.path.join(work, "work-" + name),
+                                  GOMODEL_WORKDIR=os.path.join(work, "work-" + name), AI_TOOLKIT_COMMIT=PINNED_COMMIT,
                                   # One CPU thread: torch's spinning OpenMP threads slow a tiny model down
                                   # a hundredfold when another process wants the cores (a build, a test).
                                   OMP_NUM_THREADS="1")
@@ -186,6 +193,22 @@ def main():
             check(f"gomodel worker: Resuming from step {resume_step} with its optimizer state" in trainer_log and state_key in trainer_log,
                   f"the state saved with that same checkpoint ({state_key}, the worker's first log line)")
             check(done["progress"]["step"] == STEPS, f"and ended at step {STEPS} (progress shows {done['progress'].get('step')})")
+
+            print("the reproducibility record names what trained it")
+            record = api(f"/api/jobs/{job_id}/record")
+            attempts = record["attempts"]
+            check([a["status"] for a in attempts] == ["interrupted", "completed"], f"attempt 1 (its worker killed) and attempt 2 ({[a['status'] for a in attempts]})")
+            machine = attempts[1].get("environment") or {}
+            check(machine.get("trainer_commit") == PINNED_COMMIT, f"the trainer's commit, the pinned one ({machine.get('trainer_commit')})")
+            packages = machine.get("packages") or {}
+            for name in ("torch", "diffusers", "transformers", "safetensors"):
+                check(packages.get(name) == importlib.metadata.version(name), f"{name} {packages.get(name)}, as installed where ai-toolkit ran")
+            check(machine.get("python") == platform.python_version() and machine.get("gpu_name"), f"Python {machine.get('python')} on {machine.get('gpu_name')}")
+            check(attempts[1]["resumedFromStep"] == resume_step and attempts[1]["stepsTrained"] == STEPS - resume_step,
+                  f"attempt 2 resumed from step {resume_step} and trained the rest ({attempts[1]['resumedFromStep']}, {attempts[1]['stepsTrained']})")
+            check(record["job"]["parameters"]["seed"] == 42 and record["job"]["preset"] == "qwen-image-edit-2511", "the seed and the preset")
+            check(len(record["dataset"]["files"]) == 12 and all(len(f["sha256"]) == 64 for f in record["dataset"]["files"]),
+                  "the dataset's 12 files, each with its SHA-256")
 
             steps_seen = {p["step"] for p in seen if p.get("phase") == "training" and p.get("step")}
             check(len(steps_seen) >= 5, f"steps were seen live ({sorted(steps_seen)})")

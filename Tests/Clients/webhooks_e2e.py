@@ -27,7 +27,7 @@ Checks:
   endpoint arrives meanwhile (sends do not wait for each other);
 - a deleted webhook (`gomodel webhooks remove`) is 404 and gets none of the job's events;
 - a second server, without GOMODEL_WEBHOOKS_ALLOW_PRIVATE, refuses loopback, private and
-  link-local targets (127.0.0.1, localhost, [::1], 10.x, 169.254.169.254) with 400 private_address,
+  link-local targets (127.0.0.1, localhost, [::1], 10.x, 169.254.169.254) with 422 private_address,
   through the API and the CLI, and takes a public address.
 """
 import base64
@@ -408,7 +408,7 @@ def main():
             for url in (f"http://127.0.0.1:{port}/x", f"http://localhost:{port}/x", f"http://[::1]:{port}/x", "http://10.1.2.3/hook",
                         "http://169.254.169.254/latest/meta-data", R + "/all"):
                 status, body = call(base2, token2, "POST", "/api/webhooks", {"url": url})
-                check(status == 400 and body["error"]["code"] == "private_address", f"{url}: 400 private_address ({body['error']['message']})")
+                check(status == 422 and body["error"]["code"] == "private_address", f"{url}: 422 private_address ({body['error']['message']})")
             bad = run("webhooks", "add", f"http://localhost:{port}/x", environment=env2)
             check(bad.returncode != 0 and "GOMODEL_WEBHOOKS_ALLOW_PRIVATE" in bad.stderr, f"gomodel webhooks add says why ({bad.stderr.strip()})")
             status, public = call(base2, token2, "POST", "/api/webhooks", {"url": "https://1.1.1.1/hooks/gomodel"})

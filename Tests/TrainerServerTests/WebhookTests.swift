@@ -25,7 +25,7 @@ import VaporTesting
         try await JobTests.withSetup { setup in
             for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook", "http://169.254.169.254/latest/meta-data", "http://[::1]:9/", "http://10.1.2.3/"] {
                 let refused = try await setup.user.client.send(.POST, "/api/webhooks", body: #"{"url": "\#(url)"}"#)
-                #expect(refused.status == .badRequest && refused.body.string.contains("private_address"), "\(url): \(refused.body.string)")
+                #expect(refused.status == .unprocessableEntity && refused.body.string.contains("private_address"), "\(url): \(refused.body.string)")
             }
             for (body, code) in [
                 (#"{"url": "ftp://example.com/x"}"#, "invalid_url"), (#"{"url": "http://user:pw@example.com/x"}"#, "invalid_url"),

@@ -1,7 +1,7 @@
 import Foundation
 
 /// What a job's reproducibility record is made of, besides its stored config: the dataset's
-/// content as one digest, and each attempt's training speed.
+/// content as one digest, and each attempt's overhead besides its steps.
 public enum RunRecord {
     public static let version = 1
 
@@ -30,14 +30,12 @@ public enum RunRecord {
         return lines.joined()
     }
 
-    /// How fast an attempt trained: seconds per step from the trainer's last reported speed, and
-    /// the rest of its time (loading, caching, sampling, uploads) as overhead. Nil without a speed
-    /// or trained steps.
-    public static func timing(steps: Int?, resumedFromStep: Int?, durationSeconds: Double?, itPerSec: Double?) -> (secondsPerStep: Double, overheadSeconds: Double)? {
-        guard let steps, let durationSeconds, let itPerSec, itPerSec > 0, itPerSec.isFinite else { return nil }
+    /// The rest of an attempt's time besides its steps (loading, caching, sampling, uploads), given
+    /// the seconds per step the trainer last reported while training. Nil without trained steps.
+    public static func overhead(steps: Int?, resumedFromStep: Int?, durationSeconds: Double?, secondsPerStep: Double?) -> Double? {
+        guard let steps, let durationSeconds, let secondsPerStep, secondsPerStep > 0 else { return nil }
         let trained = steps - (resumedFromStep ?? 0)
         guard trained > 0 else { return nil }
-        let secondsPerStep = 1 / itPerSec
-        return (secondsPerStep, max(0, durationSeconds - Double(trained) * secondsPerStep))
+        return max(0, durationSeconds - Double(trained) * secondsPerStep)
     }
 }

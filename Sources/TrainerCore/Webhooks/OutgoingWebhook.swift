@@ -97,11 +97,25 @@ public enum OutgoingWebhook {
     }
 
     public static let maximumURLLength = 2000
+    /// What an endpoint's URL looks like (ECMA and Swift regex alike; the OpenAPI document states
+    /// it): http(s), a host name, IPv4 or bracketed IPv6 address, a port of 1–65535, then a path
+    /// and query of URL characters (percent escapes whole), no user name and no fragment.
+    public static let urlPattern =
+        #"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])"#
+        + #"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"#
+        + #"([/?]([A-Za-z0-9._~:/?@!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)?$"#
 
     /// An endpoint's URL: http or https, a host, no credentials or fragment. Where the host
     /// points is checked separately (`NetworkAddress`), at registration and before every send.
     public static func target(_ text: String) -> Result<URL, TargetProblem> {
         guard text.utf8.count <= maximumURLLength else { return .failure(.init(message: "is longer than \(maximumURLLength) characters")) }
+        guard let pattern = try? Regex(urlPattern), (try? pattern.wholeMatch(in: text)) != nil else {
+            return .failure(
+                .init(
+                    message:
+                        "must be an http:// or https:// URL with a host, an optional port of 1 to 65535, and no user name, fragment or spaces, e.g. https://example.com/hooks/gomodel"
+                ))
+        }
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(), ["http", "https"].contains(scheme) else {
             return .failure(.init(message: "must be an http:// or https:// URL, e.g. https://example.com/hooks/gomodel"))
         }

@@ -60,7 +60,10 @@ struct WebhookController: Sendable {
             requestSchema: [
                 "type": "object", "required": ["url"],
                 "properties": [
-                    "url": ["type": "string", "maxLength": .int(OutgoingWebhook.maximumURLLength), "description": "An http:// or https:// URL at a public address."],
+                    "url": [
+                        "type": "string", "maxLength": .int(OutgoingWebhook.maximumURLLength), "pattern": .string(OutgoingWebhook.urlPattern),
+                        "description": "An http:// or https:// URL at a public address.",
+                    ],
                     "events": [
                         "type": "array", "minItems": 1,
                         "items": ["type": "string", "enum": .array(OutgoingWebhook.EventType.subscribable.map { .string($0.rawValue) })],
@@ -71,8 +74,9 @@ struct WebhookController: Sendable {
             ],
             responses: [
                 201: ("The webhook, with its secret.", .ref("Webhook")),
-                400: ("Not a valid URL, an unknown event, or an address that is not public.", .ref("Error")),
+                400: ("Not a valid URL, or an unknown event.", .ref("Error")),
                 409: ("You have the most webhooks an account may have.", .ref("Error")),
+                422: ("The host resolves to no address (unresolvable_host), or to one that is not public (private_address).", .ref("Error")),
             ]),
         APIOperation(
             method: .GET, path: "/api/webhooks", summary: "List your webhooks (without their secrets).",

@@ -104,11 +104,14 @@ struct WebhookService: Sendable {
     func checkAddress(of url: URL) async throws {
         guard !allowPrivateTargets, let host = url.host else { return }
         let addresses = try await Self.resolve(host: host, port: url.port ?? (url.scheme == "https" ? 443 : 80))
-        guard !addresses.isEmpty else { throw APIError.badRequest("unresolvable_host", "The webhook's host '\(host)' does not resolve to any address.") }
+        guard !addresses.isEmpty else {
+            throw APIError(status: .unprocessableEntity, code: "unresolvable_host", message: "The webhook's host '\(host)' does not resolve to any address; check its spelling.")
+        }
         if let refused = addresses.first(where: { !NetworkAddress.isPublic($0) }) {
-            throw APIError.badRequest(
-                "private_address",
-                "The webhook's host '\(host)' resolves to \(Self.render(refused)), a loopback, private or link-local address; webhooks go to public addresses only (an operator may allow private ones with GOMODEL_WEBHOOKS_ALLOW_PRIVATE=1)."
+            throw APIError(
+                status: .unprocessableEntity, code: "private_address",
+                message:
+                    "The webhook's host '\(host)' resolves to \(Self.render(refused)), a loopback, private or link-local address; webhooks go to public addresses only (an operator may allow private ones with GOMODEL_WEBHOOKS_ALLOW_PRIVATE=1)."
             )
         }
     }
