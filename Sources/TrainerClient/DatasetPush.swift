@@ -127,6 +127,10 @@ public struct DatasetPush: Sendable {
             // Interrupted (Ctrl-C, a lost server): record what did arrive, so the next run skips
             // it. In a task of its own, since this one may be cancelled.
             await Task { await queue.flush() }.value
+            // A dataset this run made and nothing reached (a quota, a size limit) is not left behind empty.
+            if created, counter.withLockedValue({ $0.filesDone }) == 0, let now = try? await api.dataset(dataset.id), now.fileCount == 0 {
+                try? await Task { try await api.deleteDataset(dataset.id) }.value
+            }
             throw error
         }
         await queue.flush()

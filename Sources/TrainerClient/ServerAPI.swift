@@ -156,6 +156,10 @@ public struct ServerAPI: Sendable {
         try await call(.POST, "api/jobs/\(id.uuidString.lowercased())/promote", body: API.Promotion(step: step))
     }
 
+    public func deleteJob(_ id: UUID) async throws {
+        let _: Empty = try await call(.DELETE, "api/jobs/\(id.uuidString.lowercased())")
+    }
+
     public func usage() async throws -> API.Usage { try await call(.GET, "api/usage") }
 
     public func record(_ id: UUID) async throws -> API.JobRecord { try await call(.GET, "api/jobs/\(id.uuidString.lowercased())/record") }

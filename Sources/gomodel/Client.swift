@@ -338,6 +338,9 @@ struct Usage: AsyncParsableCommand {
             var line = "Using \(ProgressLine.bytes(usage.usedBytes))"
             if let quota = usage.quotaBytes { line += " of your \(ProgressLine.bytes(quota)) quota" }
             print(line + ": datasets \(ProgressLine.bytes(usage.datasetBytes)), job outputs \(ProgressLine.bytes(usage.outputBytes)).")
+            if let quota = usage.quotaBytes, usage.usedBytes >= quota {
+                print("You are at your quota: uploads are refused until you delete datasets (`gomodel datasets rm`) or ended jobs (`gomodel jobs rm`).")
+            }
             if let days = usage.retentionDays {
                 print("Job outputs are deleted \(days) days after the job ends, and datasets \(days) days after they last changed or trained.")
             }

@@ -119,7 +119,8 @@ extension Train {
 
 struct Jobs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Follow and manage training jobs.", subcommands: [List.self, Show.self, Watch.self, Cancel.self, Retry.self, Promote.self, Download.self, Record.self])
+        abstract: "Follow and manage training jobs.",
+        subcommands: [List.self, Show.self, Watch.self, Cancel.self, Retry.self, Promote.self, Download.self, Record.self, Remove.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List your jobs, newest first.")
@@ -271,6 +272,29 @@ struct Jobs: AsyncParsableCommand {
                 } else {
                     FileHandle.standardOutput.write(data)
                 }
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rm", abstract: "Delete an ended job: its LoRA, checkpoints and samples in the bucket, its events and its record.")
+        @Argument(help: "The job's id.") var job: String
+        @ArgumentParser.Flag(name: .shortAndLong, help: "Do not ask for confirmation.") var yes = false
+
+        func run() async throws {
+            try await withClient(try ClientLogin.load()) { api, _ in
+                let id = try jobID(job)
+                if !yes {
+                    guard isatty(STDIN_FILENO) == 1 else { throw ValidationError("Add --yes to delete job \(job) without a terminal to confirm on.") }
+                    print("Delete job \(job) and all its outputs? Type 'yes' to confirm: ", terminator: "")
+                    guard readLine(strippingNewline: true) == "yes" else {
+                        print("Not deleted.")
+                        return
+                    }
+                }
+                try await api.deleteJob(id)
+                print("Deleted job \(job).")
             }
         }
     }

@@ -101,6 +101,34 @@ import VaporTesting
             let zip = try await user.client.send(.POST, "/api/datasets/\(dataset)/imports", body: #"{"fileName": "more.zip", "size": 6000}"#)
             #expect(zip.status == .unprocessableEntity && zip.body.string.contains("quota_exceeded"), "\(zip.body.string)")
             #expect(try await user.client.send(.GET, "/api/usage").json["quotaBytes"] as? Int == 10000)
+            // Uploads signed and not yet completed count in every dataset, not only their own.
+            let other = try await user.createDataset("other")
+            #expect(try await user.sign(dataset, [("control/dog.png", TestImage.png(filler: 2000))]).status == .ok)
+            let elsewhere = try await user.sign(other, [("control/owl.png", TestImage.png(filler: 4000))])
+            #expect(elsewhere.status == .unprocessableEntity && elsewhere.body.string.contains("quota_exceeded"), "\(elsewhere.body.string)")
+        }
+    }
+
+    @Test func anEndedJobCanBeDeletedWithItsOutputs() async throws {
+        try await JobTests.withSetup { setup in
+            let id = try #require(try await setup.createJob()["id"] as? String).lowercased()
+            try await setup.tick()
+            let bucket = S3Client(endpoint: setup.store.endpoint, httpClient: setup.store.http)
+            _ = try await bucket.putObject(key: "outputs/\(id)/lora/gm_x.safetensors", bytes: ByteBuffer(string: "lora"))
+            let active = try await setup.user.client.send(.DELETE, "/api/jobs/\(id)")
+            #expect(active.status == .conflict && active.body.string.contains("job_active"), "\(active.body.string)")
+            var other = try await DatasetTests.User(setup.store, email: "eve@example.com")
+            #expect(try await other.client.send(.DELETE, "/api/jobs/\(id)").status == .notFound)
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
+            try await setup.tick()
+            #expect(try await setup.job(id)["status"] as? String == "cancelled")
+            #expect(try await setup.user.client.send(.DELETE, "/api/jobs/\(id)").status == .noContent)
+            #expect(try await bucket.listAllObjects(prefix: "outputs/\(id)/").isEmpty)
+            #expect(try await setup.user.client.send(.GET, "/api/jobs/\(id)").status == .notFound)
+            #expect(try await setup.user.client.send(.GET, "/api/jobs/\(id)/record").status == .notFound)
+            #expect(try await JobEvent.query(on: setup.db).filter(\.$job.$id == UUID(uuidString: id)!).count() == 0)
+            let dataset = try await setup.user.client.send(.GET, "/api/datasets/\(setup.datasetID)").json
+            #expect(dataset["lockedByJobId"] == nil, "the dataset is free")
         }
     }
 }

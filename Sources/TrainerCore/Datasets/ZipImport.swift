@@ -74,7 +74,8 @@ public enum ZipImport {
 
     /// The files the zip becomes, or the first reason to refuse it. `room` is how many bytes
     /// the dataset may still take (its limit less what it holds).
-    public static func plan(_ entries: [Entry], room: Int64, limits: Limits = Limits()) -> Result<Plan, Refusal> {
+    /// `roomIsQuota`: the room left is the owner's storage quota's, not the dataset's limit.
+    public static func plan(_ entries: [Entry], room: Int64, roomIsQuota: Bool = false, limits: Limits = Limits()) -> Result<Plan, Refusal> {
         if entries.count > limits.maximumEntries { return .failure(tooManyEntries(limits)) }
         var files: [PlannedFile] = []
         var ignored = 0
@@ -128,7 +129,11 @@ public enum ZipImport {
             total += entry.uncompressedSize
             if total > UInt64(max(room, 0)) {
                 return .failure(
-                    Refusal(.tooLarge, "The zip unpacks to more than the \(max(room, 0)) bytes the dataset has room for; compress the images or split the dataset."))
+                    Refusal(
+                        .tooLarge,
+                        roomIsQuota
+                            ? "The zip unpacks to more than the \(max(room, 0)) bytes your storage quota (GOMODEL_STORAGE_QUOTA) leaves room for; delete datasets or jobs you no longer need, or ask the operator for more."
+                            : "The zip unpacks to more than the \(max(room, 0)) bytes the dataset has room for; compress the images or split the dataset."))
             }
             files.append(PlannedFile(entryPath: path, placement: placement, bytes: entry.uncompressedSize))
         }

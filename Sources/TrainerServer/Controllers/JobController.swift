@@ -42,8 +42,14 @@ struct JobController: Sendable {
         jobs.post(":id", "promote", use: promote)
         jobs.get(":id", "result", use: result)
         jobs.get(":id", "record", use: record)
+        jobs.delete(":id", use: delete)
         routes.get("presets", use: presets)
         routes.get("estimate", use: estimate)
+    }
+
+    @Sendable func delete(request: Request) async throws -> Response {
+        try await jobs.delete(try await find(request), bucket: bucket, on: request.db)
+        return Response(status: .noContent)
     }
 
     /// The job's reproducibility record (`API.JobRecord`).
@@ -356,6 +362,13 @@ struct JobController: Sendable {
             responses: [
                 200: ("The job, with its result.", .ref("Job")), 404: ("No such job of yours, or no checkpoint at that step.", .ref("Error")),
                 409: ("The job is not completed or cancelled.", .ref("Error")), 410: ("The checkpoint is no longer in the bucket.", .ref("Error")),
+            ]),
+        APIOperation(
+            method: .DELETE, path: "/api/jobs/{id}",
+            summary: "Delete an ended job: its outputs in the bucket (LoRA, checkpoints, samples), then the job, its events and its record.",
+            responses: [
+                204: ("Deleted.", nil), 404: ("No such job of yours.", .ref("Error")),
+                409: ("The job has not ended (job_active); cancel it first.", .ref("Error")),
             ]),
         APIOperation(
             method: .GET, path: "/api/jobs/{id}/record",

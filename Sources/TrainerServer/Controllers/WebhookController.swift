@@ -58,7 +58,7 @@ struct WebhookController: Sendable {
             summary:
                 "Register a webhook for your jobs' events, signed the Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature) with its secret, shown only in this response. Failed deliveries are retried with exponential backoff for a day.",
             requestSchema: [
-                "type": "object", "required": ["url"],
+                "type": "object", "required": ["url"], "additionalProperties": false,
                 "properties": [
                     "url": [
                         "type": "string", "maxLength": .int(OutgoingWebhook.maximumURLLength), "pattern": .string(OutgoingWebhook.urlPattern),

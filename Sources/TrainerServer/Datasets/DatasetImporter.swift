@@ -57,7 +57,7 @@ struct DatasetImporter: Sendable {
         guard fileName.unicodeScalars.count > 4, fileName.lowercased().hasSuffix(".zip"), let name = VisibleName.checked(fileName) else { throw Failure.notAZip(fileName) }
         guard size > 0, size <= datasets.limits.maximumBytes else { throw Failure.invalidSize(size, limit: datasets.limits.maximumBytes) }
         // The zip itself is held until it is unpacked; it unpacks to at least its size.
-        try await datasets.checkQuota(dataset, growingBy: size, on: db)
+        try await datasets.checkQuota(dataset, newTotal: dataset.totalBytes + size, on: db)
         // Imports never unpacked, whose upload URL has expired, go (zip and row): nothing piles up.
         let expired = try await DatasetImport.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$state == .awaitingUpload)
             .filter(\.$createdAt < now().addingTimeInterval(-DatasetService.uploadWindow)).all()
@@ -203,8 +203,9 @@ struct DatasetImporter: Sendable {
         let keys = planned.files.map(\.placement.relativeKey)
         let replaced = try await DatasetFile.query(on: db).filter(\.$dataset.$id == dataset.id!).filter(\.$key ~~ keys).all(\.$bytes).reduce(Int64(0)) { $0 + ($1 ?? 0) }
         // The owner's storage quota bounds it too.
-        let room = min(datasets.limits.maximumBytes - dataset.totalBytes, try await datasets.quotaRoom(dataset, on: db)) + replaced
-        let plan = try ZipImport.plan(entries, room: room, limits: limits).get()
+        let limitRoom = datasets.limits.maximumBytes - dataset.totalBytes
+        let quotaRoom = try await datasets.quotaRoom(dataset, on: db)
+        let plan = try ZipImport.plan(entries, room: min(limitRoom, quotaRoom) + replaced, roomIsQuota: quotaRoom < limitRoom, limits: limits).get()
         record.entriesTotal = plan.files.count
         record.ignored = plan.ignored
         record.updatedAt = now()

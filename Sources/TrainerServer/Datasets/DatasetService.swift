@@ -53,7 +53,7 @@ struct DatasetService: Sendable {
             case .tooLarge(let bytes, let limit):
                 "With these files the dataset would hold \(bytes) bytes (counting uploads still under way); at most \(limit) are allowed. Compress the images or leave some samples out."
             case .quotaExceeded(let used, let adding, let quota):
-                "Your datasets and job outputs hold \(used) bytes; these \(adding) more would pass your storage quota of \(quota) bytes (GOMODEL_STORAGE_QUOTA). Delete datasets you no longer need or old jobs, or ask the operator for more."
+                "Your datasets and job outputs hold \(used) bytes; these \(adding) more would pass your storage quota of \(quota) bytes (GOMODEL_STORAGE_QUOTA). Delete datasets you no longer need or ended jobs (DELETE /api/jobs/{id}, `gomodel jobs rm`), or ask the operator for more."
             }
         }
     }
@@ -128,19 +128,31 @@ struct DatasetService: Sendable {
         return (datasets, outputs)
     }
 
-    /// Refuses growth of `dataset` by `bytes` that would take its owner past the storage quota.
-    func checkQuota(_ dataset: Dataset, growingBy bytes: Int64, on db: any Database) async throws {
-        guard let quota = storageQuota, bytes > 0 else { return }
+    /// What the owner of `dataset` holds elsewhere: their other datasets (with uploads signed and
+    /// not yet completed, which may still arrive) and their jobs' outputs.
+    private func heldBesides(_ dataset: Dataset, on db: any Database) async throws -> Int64 {
         let usage = try await usage(of: dataset.$user.id, on: db)
-        let used = usage.datasets + usage.outputs
-        if used + bytes > quota { throw Failure.quotaExceeded(used: used, adding: bytes, quota: quota) }
+        let others = try await Dataset.query(on: db).filter(\.$user.$id == dataset.$user.id).filter(\.$id != dataset.id!).all(\.$id)
+        let pending =
+            others.isEmpty
+            ? 0
+            : try await DatasetFile.query(on: db).filter(\.$dataset.$id ~~ others).filter(\.$uploadedAt == nil)
+                .filter(\.$signedAt > now().addingTimeInterval(-Self.uploadWindow)).all(\.$pendingBytes).reduce(Int64(0)) { $0 + ($1 ?? 0) }
+        return usage.datasets - dataset.totalBytes + usage.outputs + pending
     }
 
-    /// How many more bytes the owner of `dataset` may store (`Int64.max` without a quota).
+    /// Refuses to let `dataset` hold `newTotal` bytes (its pending uploads counted) if that takes
+    /// its owner past the storage quota.
+    func checkQuota(_ dataset: Dataset, newTotal: Int64, on db: any Database) async throws {
+        guard let quota = storageQuota, newTotal > dataset.totalBytes else { return }
+        let besides = try await heldBesides(dataset, on: db)
+        if besides + newTotal > quota { throw Failure.quotaExceeded(used: besides + dataset.totalBytes, adding: newTotal - dataset.totalBytes, quota: quota) }
+    }
+
+    /// How many more bytes `dataset` may take within its owner's quota (`Int64.max` without one).
     func quotaRoom(_ dataset: Dataset, on db: any Database) async throws -> Int64 {
         guard let quota = storageQuota else { return .max }
-        let usage = try await usage(of: dataset.$user.id, on: db)
-        return quota - usage.datasets - usage.outputs
+        return quota - (try await heldBesides(dataset, on: db)) - dataset.totalBytes
     }
 
     // MARK: Uploads
@@ -187,7 +199,7 @@ struct DatasetService: Sendable {
         if total > limits.maximumBytes {
             throw Failure.tooLarge(bytes: total, limit: limits.maximumBytes)
         }
-        try await checkQuota(dataset, growingBy: total - dataset.totalBytes, on: db)
+        try await checkQuota(dataset, newTotal: total, on: db)
 
         // One statement for the whole batch: a pending row per file, new or existing.
         let insert = sql.insert(into: DatasetFile.schema)

@@ -98,7 +98,7 @@ extension JobService.Failure: APIErrorConvertible {
         case .notPromotable: .conflict
         case .noSuchCheckpoint: .notFound
         case .checkpointGone: .gone
-        case .uploadInProgress, .importInProgress, .alreadyEnded, .notRetryable, .datasetGone: .conflict
+        case .uploadInProgress, .importInProgress, .alreadyEnded, .notRetryable, .datasetGone, .stillActive: .conflict
         }
     }
 
@@ -114,6 +114,7 @@ extension JobService.Failure: APIErrorConvertible {
         case .alreadyEnded: "job_finished"
         case .notRetryable: "job_not_retryable"
         case .datasetGone: "dataset_gone"
+        case .stillActive: "job_active"
         }
     }
 

@@ -29,6 +29,7 @@ struct JobService: Sendable {
         case notPromotable(JobStatus)
         case noSuchCheckpoint(Int)
         case checkpointGone(Int)
+        case stillActive(JobStatus)
 
         var description: String {
             switch self {
@@ -47,6 +48,7 @@ struct JobService: Sendable {
             case .notPromotable(let status): "Only a completed or cancelled job's checkpoint can be its result; this job is \(status.rawValue)."
             case .noSuchCheckpoint(let step): "The job has no checkpoint at step \(step); GET /api/jobs/{id} lists its checkpoints (artifacts of kind checkpoint)."
             case .checkpointGone(let step): "The checkpoint of step \(step) is no longer in the bucket; pick another one."
+            case .stillActive(let status): "The job is \(status.rawValue); cancel it first (POST /api/jobs/{id}/cancel), then delete it once it has ended."
             }
         }
 
@@ -529,6 +531,22 @@ struct JobService: Sendable {
         let sql = try db.sql()
         try await sql.raw("UPDATE jobs SET cancel_requested = \(bind: true), updated_at = \(bind: time) WHERE id = \(bind: job.id!)").run()
         try await JobEvent(jobID: job.id!, at: time, status: job.status.rawValue, message: "Cancel requested.").create(on: db)
+    }
+
+    /// Deletes an ended job: its outputs in the bucket first, then its rows (events, attempts),
+    /// so nothing is left that no row knows. Its reproducibility record goes with it.
+    func delete(_ job: Job, bucket: Bucket, on db: any Database) async throws {
+        guard job.status.isFinal else { throw Failure.stillActive(job.status) }
+        try await bucket.deleteAll(prefix: job.outputPrefix)
+        try await db.transaction { db in
+            // Only if it has not started again meanwhile (a retry).
+            guard try await Job.query(on: db).filter(\.$id == job.id!).filter(\.$status ~~ [.completed, .failed, .cancelled, .timedOut]).count() == 1 else {
+                throw Failure.stillActive(.queued)
+            }
+            try await JobEvent.query(on: db).filter(\.$job.$id == job.id!).delete()
+            try await JobAttempt.query(on: db).filter(\.$job.$id == job.id!).delete()
+            try await job.delete(on: db)
+        }
     }
 
     /// A new attempt of a failed, cancelled or timed-out job, with the same output prefix so the
