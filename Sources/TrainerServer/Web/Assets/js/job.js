@@ -37,6 +37,7 @@ function render(job) {
   document.getElementById('job-error').textContent = job.error || '';
   document.getElementById('cancel-job').hidden = finalStates.includes(job.status) || job.cancelRequested;
   document.getElementById('retry-job').hidden = !['failed', 'cancelled', 'timed_out'].includes(job.status);
+  document.getElementById('delete-job').hidden = !finalStates.includes(job.status);
 
   if (typeof progress.loss === 'number' && typeof progress.step === 'number') state.losses.set(progress.step, progress.loss);
   drawLoss();
@@ -264,6 +265,15 @@ document.getElementById('retry-job').addEventListener('click', async () => {
     state.lossFileVersion = null;
     toast('Queued again; it resumes from its last checkpoint.');
     listen();
+  } catch (error) { toast(error.message); }
+});
+
+document.getElementById('delete-job').addEventListener('click', async () => {
+  if (!confirm('Delete this job with its LoRA, checkpoints and samples? This cannot be undone.')) return;
+  try {
+    await api('DELETE', `/api/jobs/${jobId}`);
+    stop('Deleted.');
+    window.location.assign('/jobs');
   } catch (error) { toast(error.message); }
 });
 
