@@ -23,10 +23,6 @@ struct WebhookService: Sendable {
     var sends = InFlightCalls(limit: 32)
     static let maximumLoggedAttempts = 30
 
-    enum Failure: Error {
-        case notFound
-    }
-
     // MARK: Endpoints
 
     func create(userID: UUID, _ body: API.WebhookCreate, on db: any Database) async throws -> WebhookEndpoint {
@@ -36,16 +32,16 @@ struct WebhookService: Sendable {
         case .failure(let problem): throw APIError.badRequest("invalid_url", "The webhook URL \(problem.message).")
         }
         try await checkAddress(of: url)
-        var events: [OutgoingWebhook.EventType] = []
-        for name in body.events ?? OutgoingWebhook.EventType.subscribable.map(\.rawValue) {
-            guard let type = OutgoingWebhook.EventType(rawValue: name), OutgoingWebhook.EventType.subscribable.contains(type) else {
-                throw APIError.badRequest(
-                    "invalid_parameter", "'\(name)' is not an event; choose from \(OutgoingWebhook.EventType.subscribable.map(\.rawValue).joined(separator: ", ")).")
+        let subscribable = OutgoingWebhook.EventType.subscribable
+        var chosen: Set<OutgoingWebhook.EventType> = []
+        for name in body.events ?? subscribable.map(\.rawValue) {
+            guard let type = OutgoingWebhook.EventType(rawValue: name), subscribable.contains(type) else {
+                throw APIError.badRequest("invalid_parameter", "'\(name)' is not an event; choose from \(subscribable.map(\.rawValue).joined(separator: ", ")).")
             }
-            if !events.contains(type) { events.append(type) }
+            chosen.insert(type)
         }
         // One order however they were listed.
-        events.sort { OutgoingWebhook.EventType.subscribable.firstIndex(of: $0)! < OutgoingWebhook.EventType.subscribable.firstIndex(of: $1)! }
+        let events = subscribable.filter(chosen.contains)
         guard !events.isEmpty else {
             throw APIError.badRequest("invalid_parameter", "'events' is empty; name at least one event, or leave it out for all of them.")
         }
