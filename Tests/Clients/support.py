@@ -1,4 +1,5 @@
 """Helpers shared by the scripts in Tests/Clients (each adds its own folder to sys.path by being run)."""
+import json
 import os
 import socket
 import struct
@@ -26,6 +27,19 @@ def png(width, height, filler=2048):
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
     return b"\x89PNG\r\n\x1a\n" + chunk + os.urandom(filler)
+
+
+def wait_for(what, condition, seconds=60, interval=0.05):
+    """Polls `condition` until it returns something true, and returns that; fails after `seconds`
+    saying `what` was awaited."""
+    deadline = time.time() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out ({seconds} s) waiting for {what}")
+        time.sleep(interval)  # polling
 
 
 def wait_serving(data_dir, seconds=30):
@@ -99,3 +113,22 @@ def download_artifact(base, token, job_id, artifact):
             raise
         return urllib.request.urlopen(redirect.headers["Location"]).read()
     raise AssertionError("the artifact route did not redirect")
+
+
+def api_call(base, token, method, path, body=None, timeout=60):
+    """(status, parsed JSON body or None) of an API call, error answers too; a body that is not
+    JSON comes back as {"raw": text}. Without a token, no Authorization header."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, (json.loads(raw) if raw else None)
+    except ValueError:
+        return status, {"raw": raw.decode(errors="replace")}

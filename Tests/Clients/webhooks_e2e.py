@@ -40,15 +40,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from support import check, free_port, gomodel_cli, push_pairs, sign_in, wait_serving
+from support import api_call, check, free_port, gomodel_cli, push_pairs, sign_in, wait_for, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -126,26 +124,7 @@ class Receiver:
 
 def call(base, token, method, path, body=None):
     """(status, parsed JSON or None) of an API call."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:
-            raw = response.read()
-            return response.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        return error.code, (json.loads(raw) if raw else None)
-
-
-def wait(what, condition, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
+    return api_call(base, token, method, path, body, timeout=20)
 
 
 def parse_time(text):
@@ -265,13 +244,13 @@ def main():
             status, queued = api("POST", f"/api/webhooks/{everything['id']}/test")
             check(status == 202 and queued["eventType"] == "webhook.test" and queued["messageId"].startswith("msg_") and queued["state"] == "pending",
                   f"POST /api/webhooks/ID/test queues a webhook.test delivery ({status}: {queued['state']})")
-            got = wait("the test event", lambda: receiver.at("/all"))[0]
+            got = wait_for("the test event", lambda: receiver.at("/all"))[0]
             check(got["library"] and got["by_hand"], "it arrives, its signature verified by standardwebhooks and by hand")
             check(got["headers"]["webhook-id"] == queued["messageId"] and got["headers"]["content-type"] == "application/json"
                   and abs(int(got["headers"]["webhook-timestamp"]) - time.time()) < 60, "with the delivery's webhook-id, a current webhook-timestamp, JSON")
             check(got["json"]["type"] == "webhook.test" and got["json"]["data"]["webhookId"] == everything["id"]
                   and abs(parse_time(got["json"]["timestamp"]) - time.time()) < 60, f"the body is {{type, timestamp, data}} ({got['json']})")
-            done = wait("the delivery recorded", lambda: [d for d in deliveries(everything["id"]) if d["id"] == queued["id"] and d["state"] == "delivered"])[0]
+            done = wait_for("the delivery recorded", lambda: [d for d in deliveries(everything["id"]) if d["id"] == queued["id"] and d["state"] == "delivered"])[0]
             check(statuses(done) == [200] and done["deliveredAt"] and "nextAttemptAt" not in done and done["payload"].encode() == got["body"],
                   "its log shows one try answered 200, and the payload is the body the receiver got, byte for byte")
             # A tampered body, a wrong secret, a stale timestamp: caught by both checks.
@@ -326,7 +305,7 @@ def main():
             print("a training job; the endpoint answers 500 to its first delivery")
             receiver.script["/all"] = [500]
             job_id = cli("train", "--dataset", "pairs", "--steps", "30").split("Queued job ")[1].split(" ")[0]
-            job = wait("the job to end", lambda: (lambda j: j if j["status"] in ("completed", "failed", "cancelled") else None)(api("GET", f"/api/jobs/{job_id}")[1]), 120)
+            job = wait_for("the job to end", lambda: (lambda j: j if j["status"] in ("completed", "failed", "cancelled") else None)(api("GET", f"/api/jobs/{job_id}")[1]), 120)
             check(job["status"] == "completed", f"the job completed ({job['status']}: {job.get('error')})")
             checkpoints = {a["step"]: a for a in job["artifacts"] if a["kind"] == "checkpoint" and a["key"].endswith(".safetensors")}
             check(len(checkpoints) >= 2, f"it saved {len(checkpoints)} checkpoints, at steps {sorted(checkpoints)}")
@@ -335,7 +314,7 @@ def main():
             def of_job(path):
                 return [r for r in receiver.at(path) if r["json"]["type"] != "webhook.test"]
 
-            wait("every event delivered to /all", lambda: sorted(r["json"]["type"] for r in of_job("/all") if r["answer"] == 200) == expected, 30)
+            wait_for("every event delivered to /all", lambda: sorted(r["json"]["type"] for r in of_job("/all") if r["answer"] == 200) == expected, 30)
             got = of_job("/all")
             check(all(r["library"] and r["by_hand"] for r in got), f"all {len(got)} requests verified by standardwebhooks and by hand")
             first, ok = got[0], [r for r in got if r["answer"] == 200]
@@ -376,7 +355,7 @@ def main():
             check([r["json"]["type"] for r in receiver.at("/doomed")] == ["webhook.test"], "the deleted webhook got none of the job's events")
             check(not of_job("/flaky"), "nor did the job.failed-only one")
 
-            pending = wait("the unreachable endpoint's job.started delivery tried",
+            pending = wait_for("the unreachable endpoint's job.started delivery tried",
                            lambda: [d for d in deliveries(gone["id"]) if d["eventType"] == "job.started" and d["attempts"]])[0]
             check(pending["state"] == "pending" and all("statusCode" not in a and a.get("error", "").startswith("Could not connect") for a in pending["attempts"])
                   and parse_time(pending["nextAttemptAt"]) > time.time() and pending["jobId"] == job["id"],
@@ -389,12 +368,12 @@ def main():
             receiver.secrets["/slow"] = slow["secret"]
             receiver.script["/slow"] = ["slow"]
             api("POST", f"/api/webhooks/{slow['id']}/test")
-            wait("the slow request", lambda: receiver.at("/slow"))
+            wait_for("the slow request", lambda: receiver.at("/slow"))
             status, quick = api("POST", f"/api/webhooks/{everything['id']}/test")
             asked = time.time()
-            wait("a test event to another endpoint meanwhile", lambda: [r for r in receiver.at("/all") if r["headers"]["webhook-id"] == quick["messageId"]])
+            wait_for("a test event to another endpoint meanwhile", lambda: [r for r in receiver.at("/all") if r["headers"]["webhook-id"] == quick["messageId"]])
             meanwhile = time.time() - asked
-            tried = wait("the slow delivery's try", lambda: [d for d in deliveries(slow["id"]) if d["attempts"]], 20)[0]
+            tried = wait_for("the slow delivery's try", lambda: [d for d in deliveries(slow["id"]) if d["attempts"]], 20)[0]
             check(tried["state"] == "pending" and "statusCode" not in tried["attempts"][0] and "No answer within 10 s" in tried["attempts"][0].get("error", "")
                   and tried["attempts"][0]["milliseconds"] >= 9500 and parse_time(tried["nextAttemptAt"]) > time.time(),
                   f"a try unanswered in 10 s is recorded as such ({tried['attempts'][0]}), still pending")

@@ -24,7 +24,6 @@ make and the progress zip still fits; the server saves progress about twice a se
 build takes over a second to check the progress zip's entries (the check needs more than one save).
 """
 import hashlib
-import json
 import os
 import pty
 import re
@@ -41,7 +40,7 @@ import urllib.request
 import zipfile
 
 import zip_fixtures as fixtures
-from support import check, free_port, png, wait_serving
+from support import api_call, check, free_port, png, wait_for, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 RCLONE = sys.argv[2] if len(sys.argv) > 2 else None
@@ -52,18 +51,6 @@ IMPORT_FIELDS = {"id", "datasetId", "fileName", "size", "state", "entriesTotal",
                  "createdAt", "updatedAt"}
 # Files of the data folder that change by themselves; everything else there must be as before.
 OWN_FILES = re.compile(r"^(gomodel\.sqlite.*|serve-address|store-credentials\.json)$")
-
-
-def wait_until(condition, seconds, what):
-    """Polls `condition` until it returns something true; fails after `seconds` saying `what`."""
-    deadline = time.time() + seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"{what}: not within {seconds} s")
-        time.sleep(0.02)  # polling
 
 
 class Server:
@@ -107,20 +94,7 @@ class Server:
 
     def api(self, token, method, path, body=None):
         """(status, JSON body or None) of an API call."""
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Authorization": f"Bearer {token}"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
-        try:
-            return status, (json.loads(raw) if raw else None)
-        except ValueError:
-            return status, {"raw": raw.decode(errors="replace")}
+        return api_call(self.base, token, method, path, body)
 
     def dataset(self, token, dataset_id):
         status, body = self.api(token, "GET", f"/api/datasets/{dataset_id}")
@@ -239,14 +213,14 @@ class Snapshot:
         check(files == self.files, f"{label}: the dataset's files are those before ({len(files)} rows)")
         # The zip object may be deleted just after the import ends: wait for it, with a deadline.
         try:
-            wait_until(lambda: self.server.objects() == self.objects, 15, "the bucket back as before")
+            wait_for("the bucket back as before", lambda: self.server.objects() == self.objects, 15, interval=0.02)
         except AssertionError:
             now = self.server.objects()
             raise AssertionError(f"{label}: the bucket changed: added {sorted(set(now) - set(self.objects))[:8]}, "
                                  f"removed {sorted(set(self.objects) - set(now))[:8]}")
         check(True, f"{label}: the bucket holds exactly the objects it held before (no zip object, nothing unpacked)")
         try:
-            wait_until(lambda: self.server.stray_files() == self.strays, 15, "no stray files")
+            wait_for("no stray files", lambda: self.server.stray_files() == self.strays, 15, interval=0.02)
         except AssertionError:
             raise AssertionError(f"{label}: files left behind: {sorted(set(self.server.stray_files()) - set(self.strays))[:8]}")
         check(True, f"{label}: no file left behind in the data folder or the server's TMPDIR")
@@ -282,7 +256,7 @@ def poll_import(server, token, dataset_id, import_id, seconds=180):
         assert status == 200, f"GET import: {status} {body}"
         seen.append(body)
         return body if body["state"] in ("done", "failed") else None
-    return wait_until(ended, seconds, f"import {import_id} to end"), seen
+    return wait_for(f"import {import_id} to end", ended, seconds, interval=0.02), seen
 
 
 def api_import(server, token, dataset_id, fixture, label):
@@ -336,7 +310,7 @@ def check_good(server, token, dataset_id, fixture, label):
 
 
 def check_zip_gone(server, zip_key, label):
-    wait_until(lambda: zip_key not in server.objects(), 15, f"{label}: the zip object deleted")
+    wait_for(f"{label}: the zip object deleted", lambda: zip_key not in server.objects(), 15, interval=0.02)
     check(True, f"{label}: the zip object is gone from the bucket")
 
 
@@ -356,7 +330,7 @@ def good_imports(server, token, zips, work, full):
     check_good(server, token, fal_id, fal, "fal zip")
     wanted = {f"datasets/{fal_id.lower()}/{key}" for key in expected_keys(fal)}
     try:
-        wait_until(lambda: set(server.objects()) - set(before) == wanted, 15, "only the dataset's objects added")
+        wait_for("only the dataset's objects added", lambda: set(server.objects()) - set(before) == wanted, 15, interval=0.02)
     except AssertionError:
         raise AssertionError(f"fal zip: the bucket gained {sorted(set(server.objects()) - set(before) - wanted)[:5]} besides the dataset's files")
     check(True, "fal zip: the bucket gained exactly the dataset's objects (the zip object is gone)")
@@ -604,7 +578,7 @@ def main():
             rclone = subprocess.Popen([RCLONE, "serve", "s3", "--auth-key", f"{R2_KEY},{R2_SECRET}", "--addr", f"127.0.0.1:{port}",
                                        "--log-level", "ERROR", root], stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "rclone.log"), "w"))
             try:
-                wait_until(lambda: _connects(port), 10, "rclone serve s3 listening")
+                wait_for("rclone serve s3 listening", lambda: _connects(port), 10, interval=0.02)
                 os.makedirs(os.path.join(work, "r2"))
                 scenario("rclone serve s3 as the R2/S3 store", os.path.join(work, "r2"), {
                     "R2_BUCKET": "trainer", "R2_ENDPOINT": f"http://127.0.0.1:{port}",
