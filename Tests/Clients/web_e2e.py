@@ -5,8 +5,12 @@ Usage: python web_e2e.py path/to/gomodel
 Journey: sign up → create a dataset → upload a generated folder of pairs through the file input →
 the pair grid with thumbnails and the findings of two broken pairs (a target without its control,
 one without a caption) → fix them (upload the missing control, write the caption) → the XSS
-caption shows as text → train with the form → the step counter and the loss chart change without
-reloading → download the LoRA (a safetensors header) → webhooks on the account page (the server
+caption shows as text → train with the form (its estimate from GET /api/estimate, assumed before
+any run, follows the profile) → the step counter and the loss chart change without reloading (no
+Delete job button while it runs) → the reproducibility record (its link and JSON) → download the
+LoRA (a safetensors header) → the form again: the estimate is learned from the completed run (the
+stand-in worker's "no GPU") → a second job cancelled, then deleted from its page (confirm dialog;
+gone from /jobs, its API 404) → webhooks on the account page (the server
 runs with GOMODEL_WEBHOOKS_ALLOW_PRIVATE=1; a receiver here answers 204): add one for some events,
 its whsec_ secret shown once, "Send test event" delivered (204, signature checked here), one to a
 port where nothing listens stays pending with its errored tries refreshed in place, deleting them
@@ -26,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,6 +197,19 @@ class Journey:
                 return response.status
         except urllib.error.HTTPError as error:
             return error.code
+
+    def get_json(self, path):
+        """A GET with the page's session, its JSON body."""
+        request = urllib.request.Request(self.base + path, headers={"Cookie": self.cookie_header()})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def estimate(self, ready=lambda text: True, other_than=None):
+        """The new-training form's estimate once it shows one (and, after a change, a new one)."""
+        def shown():
+            text = self.find("#estimate").text
+            return text if "GPU time" in text and text != other_than and ready(text) else None
+        return self.wait("the estimate", shown)
 
     def cookie_header(self):
         return "; ".join(f"{c['name']}={c['value']}" for c in self.driver.get_cookies())
@@ -364,8 +382,17 @@ def main():
             journey.no_alert("the new-training page")
             check(not driver.execute_script("return document.getElementById('pwned')"), "the caption made no element on the new-training page")
             # The form asks for it 200 ms after it loads (debounced like its other changes).
-            estimate = journey.wait("the estimate", lambda: (lambda text: text if "GPU time" in text else None)(journey.find("#estimate").text))
-            check("GPU time" in estimate and "about" in estimate, f"the form shows a time and cost estimate: {estimate!r}")
+            estimate = journey.estimate()
+            check(estimate.startswith("Rough estimate: ") and " of GPU time, about " in estimate
+                  and estimate.endswith(" at this server's GPU price (assumed: no completed run of this preset and profile yet)."),
+                  f"the form shows the server's time and cost estimate, assumed before any run: {estimate!r}")
+            profile = journey.find("input[name=profile]:checked").get_attribute("value")
+            other_profile = next(box for box in journey.finds("input[name=profile]") if box.get_attribute("value") != profile).get_attribute("value")
+            journey.find(f"input[name=profile][value='{other_profile}']").click()
+            changed = journey.estimate(other_than=estimate)
+            check(changed.startswith("Rough estimate: ") and "(assumed: " in changed, f"choosing the {other_profile} profile asks again: {changed!r}")
+            journey.find(f"input[name=profile][value='{profile}']").click()
+            check(journey.estimate(other_than=changed) == estimate, f"and back to {profile}, the first estimate again")
             journey.page_checks("job-new")
             steps = journey.find("#steps")
             steps.clear()
@@ -376,9 +403,11 @@ def main():
 
             print("watch it live")
             driver.execute_script("window.stillTheSamePage = true")
-            seen_steps, seen_points = set(), set()
+            seen_steps, seen_points, delete_shown_while_running = set(), set(), set()
 
             def progressed():
+                if journey.find("#job-status").text in ("queued", "running"):
+                    delete_shown_while_running.add(journey.find("#delete-job").is_displayed())
                 text = journey.find("#job-step").text
                 if "/" in text:
                     seen_steps.add(text)
@@ -390,7 +419,9 @@ def main():
             journey.shot("job-running-desktop")
             check(driver.execute_script("return window.stillTheSamePage === true"), "without reloading the page")
             check(True, f"steps seen {sorted(seen_steps)}; chart points seen {sorted(seen_points, key=int)}")
+            check(delete_shown_while_running == {False}, "the Delete job button is hidden while the job runs")
             journey.wait("the job to complete", lambda: journey.find("#job-status").text == "completed", timeout=90)
+            journey.wait("the Delete job button once it has ended", lambda: journey.find("#delete-job").is_displayed())
             check(driver.execute_script("return window.stillTheSamePage === true"), "still the same page at the end")
             journey.wait("the samples by step", lambda: len(journey.finds("#job-samples .sample-step")) >= 2)
             check(len(journey.finds("#job-samples .sample-pair img")) >= 4, "samples are shown beside their control images")
@@ -407,6 +438,22 @@ def main():
             check(len([a for a in journey.finds("#job-files a") if "Checkpoint" in a.text]) >= 1, "checkpoints are listed with downloads")
             check(journey.find("#job-runpod").text not in ("", "—"), "the job id at the runner (RunPod's, or the built-in queue's) is shown")
             check("completed" in journey.find("#job-log").text, "the log tail shows the job's events")
+
+            print("the reproducibility record")
+            job_id = job_path.split("/")[-1]
+            link = journey.find("#record-download")
+            href = link.get_attribute("href")
+            check(link.is_displayed() and link.text == "Reproducibility record", "the job page links its reproducibility record")
+            check(urllib.parse.urlsplit(href).path.lower() == f"/api/jobs/{job_id}/record".lower()
+                  and (link.get_attribute("download") or "").endswith(".json"), f"the link downloads /api/jobs/{{id}}/record as a .json file ({href})")
+            record = journey.get_json(urllib.parse.urlsplit(href).path)
+            check(record["job"]["id"].lower() == job_id.lower(), f"the record is this job's ({record['job']['id']})")
+            digest = record["dataset"]["sha256"] or ""
+            check(len(digest) == 64 and all(c in "0123456789abcdef" for c in digest.lower()), f"with its dataset's SHA-256 ({digest})")
+            gpu = record["attempts"][0]["environment"]["gpu_name"] if record["attempts"] and record["attempts"][0].get("environment") else None
+            check(gpu == "no GPU", f"and the worker's environment: the stand-in reports gpu_name 'no GPU' ({gpu!r})")
+            seed = record["job"]["parameters"].get("seed")
+            check(isinstance(seed, int) and not isinstance(seed, bool), f"every parameter, the seed filled in ({seed!r})")
             journey.page_checks("job")
 
             print("download the LoRA")
@@ -429,6 +476,45 @@ def main():
             header = json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
             check(f'"step": {step}' in header["__metadata__"]["training_info"], f"the download is now step {step}'s checkpoint")
             journey.page_checks("job-promoted")
+
+            print("the estimate, learned from the completed run")
+            journey.open(f"/jobs/new?dataset={dataset_id}")
+            check(journey.find("input[name=profile]:checked").get_attribute("value") == profile, f"the form offers the completed job's profile ({profile})")
+            learned = journey.estimate(lambda text: text.startswith("Estimate: "))
+            check(" of GPU time, about " in learned and learned.endswith(" at this server's GPU price (the median of the last 1 completed run on no GPU)."),
+                  f"the estimate is learned from the one completed run: {learned!r}")
+            served = journey.get_json(f"/api/estimate?steps={journey.find('#steps').get_attribute('value')}&profile={profile}")
+            check(served["source"] == "learned" and served["runs"] == 1 and served["gpuName"] == "no GPU", f"as the server says ({served['basis']})")
+            journey.find(f"input[name=profile][value='{other_profile}']").click()
+            assumed = journey.estimate(other_than=learned)
+            check(assumed.startswith("Rough estimate: ") and assumed.endswith("(assumed: no completed run of this preset and profile yet)."),
+                  f"another profile has no completed run: assumed again ({assumed!r})")
+            journey.find(f"input[name=profile][value='{profile}']").click()
+            check(journey.estimate(other_than=assumed) == learned, "and back: learned again")
+            journey.page_checks("job-new-learned")
+
+            print("a second job, cancelled, then deleted from its page")
+            journey.find("#train-button").click()  # the default 3000 steps: minutes for the stand-in, plenty of time to cancel
+            journey.wait("the second job's page", lambda: "/jobs/" in driver.current_url and driver.current_url[len(base):] != job_path and journey.finds("#job-page"))
+            second_path = driver.current_url[len(base):]
+            second_id = second_path.split("/")[-1]
+            journey.wait("the second job to run", lambda: journey.find("#job-status").text == "running" and "/" in journey.find("#job-step").text, timeout=60)
+            check(not journey.find("#delete-job").is_displayed() and journey.find("#cancel-job").is_displayed(), "while it runs: Cancel, and no Delete job")
+            journey.find("#cancel-job").click()
+            driver.switch_to.alert.accept()
+            journey.wait("the second job cancelled", lambda: journey.find("#job-status").text == "cancelled", timeout=60)
+            journey.wait("the Delete job button on the cancelled job", lambda: journey.find("#delete-job").is_displayed())
+            check(not journey.find("#cancel-job").is_displayed(), "an ended job has no Cancel button")
+            journey.page_checks("job-cancelled")
+            journey.find("#delete-job").click()
+            alert = driver.switch_to.alert
+            check("cannot be undone" in alert.text, f"deleting asks first ({alert.text})")
+            alert.accept()
+            journey.wait("the job list after deleting", lambda: urllib.parse.urlsplit(driver.current_url).path == "/jobs" and journey.finds("#job-table"))
+            listed = [row.get_attribute("data-job-id").lower() for row in journey.finds("#job-table tbody tr")]
+            check(second_id.lower() not in listed and job_id.lower() in listed, f"the deleted job is no longer listed, the first one still is ({len(listed)} listed)")
+            check(journey.status_of(f"/api/jobs/{second_id}") == 404, "the deleted job is gone (404)")
+            check(journey.status_of(second_path) == 404, "and so is its page")
 
             journey.open("/jobs")
             check(journey.find("#job-table [data-field=status]").text == "completed", "the job list shows the job completed")
