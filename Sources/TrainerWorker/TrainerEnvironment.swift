@@ -84,12 +84,17 @@ actor TrainerEnvironment {
         process.standardInput = FileHandle.nullDevice
         do { try process.run() } catch { return nil }
         let deadline = Date().addingTimeInterval(30)
-        let reading = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }
+        // The read blocks until the command closes its output: on a Dispatch thread, not one of
+        // the few the async tasks share.
+        let pipe = output.fileHandleForReading
+        async let reading = withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: pipe.readDataToEndOfFile()) }
+        }
         while process.isRunning {
             if Date() > deadline { process.terminate() }
             try? await Task.sleep(for: .milliseconds(50))
         }
-        let data = await reading.value
+        let data = await reading
         return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
     }
 }
