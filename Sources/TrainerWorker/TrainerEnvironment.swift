@@ -1,6 +1,10 @@
 import Foundation
 import TrainerCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What a job's reproducibility record says about the machine that trained it: this worker's
 /// version, the GPU, the trainer's commit and the versions of the packages it trains with.
 /// Read once per worker (the first job), each part best-effort: a part that cannot be read is
@@ -87,14 +91,22 @@ actor TrainerEnvironment {
         // The read blocks until the command closes its output: on a Dispatch thread, not one of
         // the few the async tasks share.
         let pipe = output.fileHandleForReading
-        async let reading = withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: pipe.readDataToEndOfFile()) }
+        // Unstructured: a command that never ends is left with its read, not waited for.
+        let reading = Task {
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().async { continuation.resume(returning: pipe.readDataToEndOfFile()) }
+            }
         }
         while process.isRunning {
+            if Date() > deadline.addingTimeInterval(5) {
+                // Deaf to SIGTERM (a driver call stuck in the kernel): left behind, the job goes on.
+                kill(process.processIdentifier, SIGKILL)
+                return nil
+            }
             if Date() > deadline { process.terminate() }
             try? await Task.sleep(for: .milliseconds(50))
         }
-        let data = await reading
+        let data = await reading.value
         return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
     }
 }

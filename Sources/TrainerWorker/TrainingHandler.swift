@@ -65,10 +65,14 @@ public struct TrainingHandler: JobHandler {
         try FileManager.default.createDirectory(atPath: jobFolder, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: outputFolder, withIntermediateDirectories: true)
 
-        await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
+        // In every update from here, so a failed attempt's record says where it ran too.
         let environment = await machine.report()
+        await progress.attach("environment", environment)
+        await progress.report(["phase": "syncing", "message": "Downloading the dataset"])
         _ = try await DatasetSync(bucket: bucket).sync(prefix: job.datasetPrefix, into: workRoot + "/datasets/" + job.datasetID)
         let restored = try await restore(job, into: outputFolder, from: bucket)
+        // The checkpoints listed up to this step are earlier attempts' (the record tells them apart).
+        if let restored { await progress.attach("resumed_from_step", .int(restored.step)) }
 
         let configPath = jobFolder + "/config.json"
         try job.config(workRoot: workRoot).rendered().write(toFile: configPath, atomically: true, encoding: .utf8)

@@ -38,6 +38,9 @@ public actor ProgressReporter {
     private var sending: Task<Void, Never>?
     private var lastSent: (at: ContinuousClock.Instant, phase: JSONValue?)?
     private var closed = false
+    /// Fields every later update carries (a newer update replaces an unsent one, so what must
+    /// arrive is in each).
+    private var attached: [(String, JSONValue)] = []
 
     public init(interval: Duration, phaseChangeInterval: Duration? = nil, send: @escaping @Sendable (JSONValue) async throws -> Void) {
         self.interval = interval
@@ -45,9 +48,19 @@ public actor ProgressReporter {
         self.send = send
     }
 
+    /// Adds `value` as `key` to this and every later update.
+    public func attach(_ key: String, _ value: JSONValue) {
+        attached.removeAll { $0.0 == key }
+        attached.append((key, value))
+    }
+
     public func report(_ progress: JSONValue) {
         guard !closed else { return }
-        pending = progress
+        if case .object(let fields) = progress, !attached.isEmpty {
+            pending = .object(fields.filter { field in !attached.contains { $0.0 == field.0 } } + attached)
+        } else {
+            pending = progress
+        }
         guard sending == nil else { return }
         sending = Task { await self.deliver() }
     }

@@ -290,7 +290,6 @@ private func onInterrupt(_ handler: @escaping @Sendable () -> Void) -> any Dispa
     return source
 }
 
-/// Runs `body` with an API client for the login, shutting the HTTP client down afterwards.
 /// A command that cannot do what was asked, for a reason its message gives (printed without the
 /// usage text, which a `ValidationError` of the arguments gets).
 struct CommandFailure: Error, CustomStringConvertible {
@@ -299,6 +298,7 @@ struct CommandFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// Runs `body` with an API client for the login, shutting the HTTP client down afterwards.
 func withClient<T>(_ login: ClientLogin, _ body: (ServerAPI, HTTPClient) async throws -> T) async throws -> T {
     var configuration = HTTPClient.Configuration()
     configuration.timeout.connect = .seconds(10)

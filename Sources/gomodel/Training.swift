@@ -46,6 +46,12 @@ struct Train: AsyncParsableCommand {
         try await withClient(try ClientLogin.load()) { api, _ in
             let found = try await api.findDataset(dataset ?? record!.dataset.id.uuidString)
             var parameters = record?.job.parameters ?? API.JobParameters()
+            // A rerun does not overwrite what the recorded one published, unless told to.
+            if let recorded = parameters.hfRepo, hfRepo == nil {
+                FileHandle.standardError.write(Data("Note: the recorded run pushed to the Hugging Face repo \(recorded); this one does not (--hf-repo to push).\n".utf8))
+                parameters.hfRepo = nil
+                parameters.hfPublic = nil
+            }
             if let steps { parameters.steps = steps }
             if let lr { parameters.learningRate = lr }
             if let rank { parameters.rank = rank }
@@ -98,7 +104,11 @@ extension Train {
     /// The dataset must hold what the record lists: a rerun on other images is another training.
     static func checkDataset(_ dataset: API.Dataset, against record: API.JobRecord, allowChanged: Bool, api: ServerAPI) async throws {
         let current = try await api.dataset(dataset.id)
-        guard let recorded = record.dataset.sha256, current.contentSha256 != recorded else { return }
+        guard let recorded = record.dataset.sha256 else {
+            FileHandle.standardError.write(Data("Warning: the record has no digest of its dataset (a file's SHA-256 was unknown); the dataset cannot be compared.\n".utf8))
+            return
+        }
+        guard current.contentSha256 != recorded else { return }
         let now = Dictionary((current.files ?? []).map { ($0.key, $0.sha256) }) { first, _ in first }
         let then = Dictionary(record.dataset.files.map { ($0.path, $0.sha256) }) { first, _ in first }
         var changes: [String] = []

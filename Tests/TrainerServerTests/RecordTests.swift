@@ -63,7 +63,7 @@ import VaporTesting
             try await setup.tick()
             let second = try #require(setup.fake.jobs.last)
             setup.fake.start(second.id)
-            setup.fake.progress(second.id, ["step": 90, "total_steps": 100, "it_per_sec": 0.5, "artifacts": [checkpoint(50)]])
+            setup.fake.progress(second.id, ["step": 90, "total_steps": 100, "it_per_sec": 0.5, "resumed_from_step": 50, "artifacts": [checkpoint(50)]])
             setup.store.clock.advance(by: 6)
             try await setup.tick()
             setup.fake.complete(
@@ -78,7 +78,7 @@ import VaporTesting
             record = try await setup.user.client.send(.GET, "/api/jobs/\(id)/record").json
             let attempts = try #require(record["attempts"] as? [[String: Any]])
             #expect(attempts.map { $0["status"] as? String } == ["failed", "completed"])
-            #expect(attempts.map { $0["checkpoints"] as? [Int] } == [[50], [50, 100]])
+            #expect(attempts.map { $0["checkpoints"] as? [Int] } == [[50], [100]], "each attempt's own saves, not those it resumed with")
             #expect(attempts[0]["runnerId"] as? String == first.id && attempts[1]["runnerId"] as? String == second.id)
             let environment = try #require(attempts[1]["environment"] as? [String: Any])
             #expect(environment["gpu_name"] as? String == "NVIDIA H100 80GB HBM3" && (environment["packages"] as? [String: String])?["torch"] == "2.7.0")

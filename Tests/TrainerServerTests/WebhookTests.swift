@@ -108,6 +108,81 @@ import VaporTesting
         }
     }
 
+    @Test func aFailureARetryAndACancelAreAnnouncedPerAttempt() async throws {
+        try await JobTests.withSetup(environment: Self.allowPrivate) { setup in
+            let endpoint = try #require(try await setup.user.client.send(.POST, "/api/webhooks", body: #"{"url": "http://127.0.0.1:9/all"}"#).json["id"] as? String)
+            let id = try #require(try await setup.createJob()["id"] as? String).lowercased()
+            try await setup.tick()
+            let first = try #require(setup.fake.jobs.first)
+            setup.fake.start(first.id)
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            setup.fake.fail(first.id, error: "CUDA out of memory")
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/retry").status == .ok)
+            try await setup.tick()
+            let second = try #require(setup.fake.jobs.last)
+            setup.fake.start(second.id)
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
+            try await setup.tick()
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            let heard = try await WebhookDelivery.query(on: setup.db).filter(\.$endpoint.$id == UUID(uuidString: endpoint)!).all().map { delivery in
+                let data = try JSONDecoder().decode(JSONValue.self, from: Data(delivery.payload.utf8))
+                return "\(delivery.eventType) \(Int(data["data"]?["job"]?["attempt"]?.numberValue ?? 0))"
+            }
+            #expect(heard.sorted() == ["job.cancelled 2", "job.failed 1", "job.started 1", "job.started 2"], "\(heard)")
+            let failed = try #require(try await WebhookDelivery.query(on: setup.db).filter(\.$eventType == "job.failed").first())
+            #expect(failed.payload.contains("CUDA out of memory"), "the error comes with it")
+
+            // One test event at a time: the next waits until the first is delivered or given up.
+            #expect(try await setup.user.client.send(.POST, "/api/webhooks/\(endpoint)/test").status == .accepted)
+            let again = try await setup.user.client.send(.POST, "/api/webhooks/\(endpoint)/test")
+            #expect(again.status == .conflict && again.body.string.contains("test_pending"), "\(again.body.string)")
+        }
+    }
+
+    @Test func anEndpointHasOneSendInFlightAndTheOthersGoOn() async throws {
+        try await JobTests.withSetup(environment: Self.allowPrivate) { setup in
+            let slow = try await Receiver.start(answers: [.ok], delay: .milliseconds(800))
+            let quick = try await Receiver.start(answers: [.ok])
+            defer {
+                Task {
+                    try? await slow.stop()
+                    try? await quick.stop()
+                }
+            }
+            let slowID = try #require(try await setup.user.client.send(.POST, "/api/webhooks", body: #"{"url": "\#(slow.url)/s"}"#).json["id"] as? String)
+            let quickID = try #require(try await setup.user.client.send(.POST, "/api/webhooks", body: #"{"url": "\#(quick.url)/q"}"#).json["id"] as? String)
+            // Three events for the slow endpoint (a job's), one for the quick one.
+            let id = try #require(try await setup.createJob()["id"] as? String).lowercased()
+            try await setup.tick()
+            let run = try #require(setup.fake.jobs.first)
+            setup.fake.start(run.id)
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
+            try await setup.tick()
+            setup.store.clock.advance(by: 6)
+            try await setup.tick()
+            #expect(try await setup.user.client.send(.DELETE, "/api/webhooks/\(quickID)").status == .noContent)
+            let quickAgain = try #require(try await setup.user.client.send(.POST, "/api/webhooks", body: #"{"url": "\#(quick.url)/q"}"#).json["id"] as? String)
+            #expect(try await setup.user.client.send(.POST, "/api/webhooks/\(quickAgain)/test").status == .accepted)
+            let webhooks = try #require(setup.store.app.storage[WebhookServiceKey.self])
+            // One round: one send to the slow endpoint, one to the quick one; the slow one's other
+            // events wait for the next rounds.
+            _ = try await webhooks.deliverDue(on: setup.db)
+            #expect(slow.requests.count == 1 && quick.requests.count == 1, "\(slow.requests.count), \(quick.requests.count)")
+            let waiting = try await WebhookDelivery.query(on: setup.db).filter(\.$endpoint.$id == UUID(uuidString: slowID)!).filter(\.$state == .pending).all()
+            #expect(waiting.count == 1 && waiting.allSatisfy { $0.leaseUntil == nil && $0.attempts == 0 }, "released for the next round")
+            _ = try await webhooks.deliverDue(on: setup.db)
+            #expect(slow.requests.count == 2)
+        }
+    }
+
     @Test func aDeliveryIsSignedRetriedAfterAFailureAndLogged() async throws {
         try await JobTests.withSetup(environment: Self.allowPrivate) { setup in
             let receiver = try await Receiver.start(answers: [.internalServerError, .noContent])

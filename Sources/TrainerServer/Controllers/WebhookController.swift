@@ -89,7 +89,10 @@ struct WebhookController: Sendable {
             responses: [204: ("Deleted.", nil), 404: ("No such webhook of yours.", .ref("Error"))]),
         APIOperation(
             method: .POST, path: "/api/webhooks/{id}/test", summary: "Send a webhook.test event to this webhook now.",
-            responses: [202: ("The queued delivery; its log shows the answer.", .ref("WebhookDelivery")), 404: ("No such webhook of yours.", .ref("Error"))]),
+            responses: [
+                202: ("The queued delivery; its log shows the answer.", .ref("WebhookDelivery")), 404: ("No such webhook of yours.", .ref("Error")),
+                409: ("A test event to it is still waiting to be delivered (test_pending).", .ref("Error")),
+            ]),
         APIOperation(
             method: .GET, path: "/api/webhooks/{id}/deliveries", summary: "The webhook's last 50 deliveries, newest first, each with every try and the receiver's status code.",
             responses: [

@@ -98,7 +98,7 @@ extension JobService.Failure: APIErrorConvertible {
         case .notPromotable: .conflict
         case .noSuchCheckpoint: .notFound
         case .checkpointGone: .gone
-        case .uploadInProgress, .importInProgress, .alreadyEnded, .notRetryable, .datasetGone, .stillActive: .conflict
+        case .uploadInProgress, .importInProgress, .alreadyEnded, .notRetryable, .datasetGone, .stillActive, .outputsDeleted, .changedMeanwhile: .conflict
         }
     }
 
@@ -115,6 +115,8 @@ extension JobService.Failure: APIErrorConvertible {
         case .notRetryable: "job_not_retryable"
         case .datasetGone: "dataset_gone"
         case .stillActive: "job_active"
+        case .outputsDeleted: "outputs_deleted"
+        case .changedMeanwhile: "job_changed"
         }
     }
 

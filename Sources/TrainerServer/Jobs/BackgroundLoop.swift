@@ -106,6 +106,9 @@ final class InFlightCalls: Sendable {
 
     var inFlight: Int { running.withLockedValue { $0.count } }
 
+    /// The keys with a call in flight.
+    var busy: [UUID] { running.withLockedValue { Array($0.keys) } }
+
     /// Waits for the calls in flight (a server shutting down).
     func drain() async {
         for task in running.withLockedValue({ Array($0.values) }) { await task.value }

@@ -30,6 +30,8 @@ struct JobService: Sendable {
         case noSuchCheckpoint(Int)
         case checkpointGone(Int)
         case stillActive(JobStatus)
+        case outputsDeleted
+        case changedMeanwhile
 
         var description: String {
             switch self {
@@ -49,6 +51,9 @@ struct JobService: Sendable {
             case .noSuchCheckpoint(let step): "The job has no checkpoint at step \(step); GET /api/jobs/{id} lists its checkpoints (artifacts of kind checkpoint)."
             case .checkpointGone(let step): "The checkpoint of step \(step) is no longer in the bucket; pick another one."
             case .stillActive(let status): "The job is \(status.rawValue); cancel it first (POST /api/jobs/{id}/cancel), then delete it once it has ended."
+            case .outputsDeleted:
+                "The job's outputs were deleted, its checkpoints with them, so it cannot resume; train again from its record (gomodel train --from-record)."
+            case .changedMeanwhile: "The job changed while this request ran (another retry, or a delete); reload it and try again."
             }
         }
 
@@ -533,16 +538,31 @@ struct JobService: Sendable {
         try await JobEvent(jobID: job.id!, at: time, status: job.status.rawValue, message: "Cancel requested.").create(on: db)
     }
 
-    /// Deletes an ended job: its outputs in the bucket first, then its rows (events, attempts),
-    /// so nothing is left that no row knows. Its reproducibility record goes with it.
+    /// Deletes an ended job: claims it (so it cannot be retried meanwhile), deletes its outputs
+    /// in the bucket, then its rows (events, attempts), so nothing is left that no row knows. Its
+    /// reproducibility record goes with it.
     func delete(_ job: Job, bucket: Bucket, on db: any Database) async throws {
         guard job.status.isFinal else { throw Failure.stillActive(job.status) }
-        try await bucket.deleteAll(prefix: job.outputPrefix)
-        try await db.transaction { db in
-            // Only if it has not started again meanwhile (a retry).
-            guard try await Job.query(on: db).filter(\.$id == job.id!).filter(\.$status ~~ [.completed, .failed, .cancelled, .timedOut]).count() == 1 else {
-                throw Failure.stillActive(.queued)
+        let claimed = try await db.sql().raw(
+            """
+            UPDATE jobs SET outputs_deleted_at = COALESCE(outputs_deleted_at, \(bind: now()))
+            WHERE id = \(bind: job.id!) AND status IN (\(binds: [JobStatus.completed, .failed, .cancelled, .timedOut].map(\.rawValue))) RETURNING id
+            """
+        ).all()
+        guard claimed.count == 1 else {
+            let current = try await Job.find(job.id, on: db)
+            throw Failure.stillActive(current?.status ?? job.status)
+        }
+        do {
+            try await bucket.deleteAll(prefix: job.outputPrefix)
+        } catch {
+            // Kept as it was, to be deleted again.
+            if job.outputsDeletedAt == nil {
+                try? await db.sql().raw("UPDATE jobs SET outputs_deleted_at = NULL WHERE id = \(bind: job.id!)").run()
             }
+            throw error
+        }
+        try await db.transaction { db in
             try await JobEvent.query(on: db).filter(\.$job.$id == job.id!).delete()
             try await JobAttempt.query(on: db).filter(\.$job.$id == job.id!).delete()
             try await job.delete(on: db)
@@ -555,6 +575,9 @@ struct JobService: Sendable {
         guard [.failed, .cancelled, .timedOut].contains(job.status) else {
             throw Failure.notRetryable(job.status)
         }
+        // Its checkpoints are gone (retention, a delete under way): nothing to resume from.
+        guard job.outputsDeletedAt == nil else { throw Failure.outputsDeleted }
+        let previous = job.status
         guard let dataset = try await Dataset.find(job.datasetID, on: db) else {
             throw Failure.datasetGone
         }
@@ -578,7 +601,13 @@ struct JobService: Sendable {
         job.startedAt = nil
         job.finishedAt = nil
         job.cancelRequested = false
-        try await db.transaction { db in
+        let retried = try await db.transaction { db in
+            // Only the job as it was read: ended, and its outputs not claimed by a delete since.
+            guard
+                try await db.sql().raw(
+                    "UPDATE jobs SET updated_at = \(bind: time) WHERE id = \(bind: job.id!) AND status = \(bind: previous.rawValue) AND outputs_deleted_at IS NULL RETURNING id"
+                ).all().count == 1
+            else { return false }
             try await job.save(on: db)
             if job.isDraftJob { try await DraftService.reopen(runOf: job, at: time, on: db) }
             let message = job.isDraftJob ? "Queued again (attempt \(job.attempt))." : "Queued again (attempt \(job.attempt)); it resumes from the last checkpoint."
@@ -587,7 +616,9 @@ struct JobService: Sendable {
                 dataset.lockedByJobID = job.id
                 try await dataset.save(on: db)
             }
+            return true
         }
+        guard retried else { throw Failure.changedMeanwhile }
         created()
     }
 

@@ -21,7 +21,7 @@ final class JobAttempt: Model, @unchecked Sendable {
     /// The worker's `environment` report (JSON).
     @OptionalField(key: "environment") var environment: String?
     @OptionalField(key: "gpu_name") var gpuName: String?
-    /// The checkpoint steps it saved (JSON array).
+    /// The checkpoint steps it saved itself (JSON array; not those it resumed with).
     @Field(key: "checkpoints") var checkpoints: String
     @OptionalField(key: "resumed_from_step") var resumedFromStep: Int?
     @OptionalField(key: "steps_trained") var stepsTrained: Int?
@@ -69,9 +69,11 @@ final class JobAttempt: Model, @unchecked Sendable {
             self.environment = environment.rendered()
             gpuName = environment["gpu_name"]?.stringValue.map { String($0.prefix(200)) }
         }
-        let saved = JobArtifact.list(in: output, prefix: job.outputPrefix).filter { $0.kind == .checkpoint }.compactMap(\.step)
-        if !saved.isEmpty { checkpoints = JSONValue.array(Set(checkpointSteps + saved).sorted().map { .int($0) }).rendered() }
         if let resumed = output["resumed_from_step"]?.numberValue { resumedFromStep = Int(resumed) }
+        // Its own saves: the listed checkpoints after the one it resumed from.
+        let saved = JobArtifact.list(in: output, prefix: job.outputPrefix).filter { $0.kind == .checkpoint }.compactMap(\.step)
+        let own = Set(checkpointSteps + saved).filter { $0 > (resumedFromStep ?? .min) }.sorted()
+        if own != checkpointSteps { checkpoints = JSONValue.array(own.map { .int($0) }).rendered() }
         // The speed of the training steps, as last reported (sampling and saving report none).
         if let speed = JobProgress(output: output).itPerSec, speed > 0 { secondsPerStep = 1 / speed }
         guard completed else { return }

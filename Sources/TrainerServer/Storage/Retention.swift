@@ -41,13 +41,15 @@ struct Retention: Sendable {
 
     /// When a dataset goes unless it changes or trains before (nil: kept).
     func datasetExpires(_ dataset: Dataset, lastTrained: Date?) -> Date? {
-        guard let window else { return nil }
+        // A job uses it now: kept while it does.
+        guard let window, dataset.lockedByJobID == nil else { return nil }
         return max(dataset.updatedAt, lastTrained ?? .distantPast).addingTimeInterval(window)
     }
 
-    /// The newest job made from the dataset.
+    /// When a job last used the dataset: the newest one made, or ended (a retried job ends later).
     static func lastTrained(_ datasetID: UUID, on db: any Database) async throws -> Date? {
-        try await Job.query(on: db).filter(\.$datasetID == datasetID).sort(\.$createdAt, .descending).first()?.createdAt
+        let jobs = try await Job.query(on: db).filter(\.$datasetID == datasetID).all()
+        return jobs.flatMap { [$0.createdAt, $0.finishedAt].compactMap { $0 } }.max()
     }
 
     /// One round: what outlived retention goes, a batch at a time; then the gauges. Returns
@@ -60,6 +62,7 @@ struct Retention: Sendable {
             let moreDatasets = try await sweepDatasets(before: cutoff, on: db)
             more = moreOutputs || moreDatasets
         }
+        try await pruneDeliveries(on: db)
         try await measure(on: db)
         return more
     }
@@ -68,18 +71,27 @@ struct Retention: Sendable {
         let final = [JobStatus.completed, .failed, .cancelled, .timedOut]
         let jobs = try await Job.query(on: db).filter(\.$status ~~ final).filter(\.$finishedAt < cutoff).filter(\.$outputsDeletedAt == nil).limit(Self.batch).all()
         for job in jobs {
-            try await bucket.deleteAll(prefix: job.outputPrefix)
             let time = now()
+            // Claimed first, only if it is still the job that ended then: a retry needs no claim
+            // on its outputs, so from here on none can start new ones.
+            let sql = try db.sql()
+            let claimed = try await sql.raw(
+                """
+                UPDATE jobs SET outputs_deleted_at = \(bind: time)
+                WHERE id = \(bind: job.id!) AND outputs_deleted_at IS NULL AND finished_at < \(bind: cutoff)
+                AND status IN (\(binds: final.map(\.rawValue))) RETURNING id
+                """
+            ).all()
+            guard claimed.count == 1 else { continue }
+            do {
+                try await bucket.deleteAll(prefix: job.outputPrefix)
+            } catch {
+                // Unclaimed again: the next round tries once more.
+                try await sql.raw("UPDATE jobs SET outputs_deleted_at = NULL WHERE id = \(bind: job.id!)").run()
+                throw error
+            }
             try await db.transaction { db in
-                // Only if it is still the job that ended then (a retry since gives it new outputs).
-                let marked = try await db.sql().raw(
-                    """
-                    UPDATE jobs SET outputs_deleted_at = \(bind: time), artifacts = NULL, output_bytes = 0, promoted_step = NULL
-                    WHERE id = \(bind: job.id!) AND outputs_deleted_at IS NULL AND finished_at < \(bind: cutoff)
-                    RETURNING id
-                    """
-                ).all()
-                guard !marked.isEmpty else { return }
+                try await db.sql().raw("UPDATE jobs SET artifacts = NULL, output_bytes = 0, promoted_step = NULL WHERE id = \(bind: job.id!)").run()
                 try await JobEvent(
                     jobID: job.id!, at: time, status: job.status.rawValue,
                     message: "Its outputs were deleted, \(days!) days after it ended (GOMODEL_RETENTION_DAYS)."
@@ -89,19 +101,40 @@ struct Retention: Sendable {
         return jobs.count == Self.batch
     }
 
+    /// Datasets neither changed nor used since `cutoff`: no job made, running or ended since, no
+    /// upload signed and no zip import begun within the upload window, not locked.
     private func sweepDatasets(before cutoff: Date, on db: any Database) async throws -> Bool {
-        let stale = try await Dataset.query(on: db).filter(\.$updatedAt < cutoff).filter(\.$lockedByJobID == nil).sort(\.$updatedAt).limit(Self.batch).all()
-        var deleted = 0
-        for dataset in stale {
-            if let trained = try await Self.lastTrained(dataset.id!, on: db), trained >= cutoff { continue }
+        let recent = now().addingTimeInterval(-DatasetService.uploadWindow)
+        struct Row: Decodable { let id: UUID }
+        let stale = try await db.sql().raw(
+            """
+            SELECT id FROM datasets d WHERE d.updated_at < \(bind: cutoff) AND d.locked_by_job_id IS NULL
+            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dataset_id = d.id
+                AND (j.created_at >= \(bind: cutoff) OR j.finished_at IS NULL OR j.finished_at >= \(bind: cutoff)))
+            AND NOT EXISTS (SELECT 1 FROM dataset_files f WHERE f.dataset_id = d.id AND f.pending_bytes IS NOT NULL AND f.signed_at > \(bind: recent))
+            AND NOT EXISTS (SELECT 1 FROM dataset_imports i WHERE i.dataset_id = d.id AND i.updated_at > \(bind: recent))
+            ORDER BY d.updated_at LIMIT \(unsafeRaw: String(Self.batch))
+            """
+        ).all(decoding: Row.self)
+        for row in stale {
+            // Read again just before: a job or an upload may have begun since the query.
+            guard let dataset = try await Dataset.find(row.id, on: db), dataset.lockedByJobID == nil else { continue }
             do {
                 try await datasets.delete(dataset, on: db)
-                deleted += 1
-            } catch is DatasetService.Failure {
-                // In use again since it was read, or an import is unpacking: kept for now.
+            } catch {
+                // In use again since it was read, or the bucket failed: the others go on.
+                continue
             }
         }
-        return deleted == Self.batch
+        return stale.count == Self.batch
+    }
+
+    /// Delivered and failed webhook deliveries are kept this long for their log.
+    static let deliveryLogDays = 30
+
+    private func pruneDeliveries(on db: any Database) async throws {
+        try await WebhookDelivery.query(on: db).filter(\.$state != .pending)
+            .filter(\.$createdAt < now().addingTimeInterval(-Double(Self.deliveryLogDays) * 86400)).delete()
     }
 
     /// Sets the gauges to the bytes every dataset and every job's outputs hold.

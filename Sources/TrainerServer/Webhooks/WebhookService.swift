@@ -19,7 +19,8 @@ struct WebhookService: Sendable {
     let wakeup: Wakeup
     /// How long a receiver has to answer.
     var timeout: Duration = .seconds(10)
-    /// The sends in flight, each a task of its own: a slow receiver holds up only its own deliveries.
+    /// The sends in flight, each a task of its own and one per endpoint: a slow receiver holds up
+    /// only its own deliveries, and takes one of the slots at most.
     var sends = InFlightCalls(limit: 32)
     static let maximumLoggedAttempts = 30
 
@@ -78,8 +79,15 @@ struct WebhookService: Sendable {
         }
     }
 
-    /// Queues a `webhook.test` event for this endpoint alone.
+    /// Queues a `webhook.test` event for this endpoint alone; one at a time, so test events
+    /// cannot pile up behind a receiver that does not answer.
     func sendTest(to endpoint: WebhookEndpoint, on db: any Database) async throws -> WebhookDelivery {
+        if try await WebhookDelivery.query(on: db).filter(\.$endpoint.$id == endpoint.id!).filter(\.$eventType == OutgoingWebhook.EventType.test.rawValue)
+            .filter(\.$state == .pending).first() != nil
+        {
+            throw APIError.conflict(
+                "test_pending", "A test event to this webhook is still waiting to be delivered; its deliveries (GET /api/webhooks/{id}/deliveries) show why.")
+        }
         let time = now()
         let data: JSONValue = ["webhookId": .string(endpoint.id!.uuidString), "message": "A test event from gomodel."]
         let delivery = Self.delivery(
@@ -225,10 +233,10 @@ struct WebhookService: Sendable {
 
     // MARK: Sending
 
-    /// Starts a send for each delivery that is due, as many as there is room for in flight;
-    /// returns whether more were due. With `waitForSends` (tests) it returns when they have
-    /// ended; the server's loop does not wait. Each is leased first, so several server instances
-    /// never send one delivery at once.
+    /// Starts a send for each endpoint with a delivery due, the oldest first, as many as there is
+    /// room for in flight; returns whether more were due. With `waitForSends` (tests) it returns
+    /// when they have ended; the server's loop does not wait. Each is leased first, so several
+    /// server instances never send one delivery at once.
     @discardableResult
     func deliverDue(on db: any Database, waitForSends: Bool = true) async throws -> Bool {
         let room = sends.limit - sends.inFlight
@@ -237,30 +245,39 @@ struct WebhookService: Sendable {
         let leaseUntil = time.addingTimeInterval(Double(timeout.components.seconds) * 3 + 30)
         let sql = try db.sql()
         let pending = WebhookDelivery.State.pending.rawValue
+        // Endpoints this instance is sending to wait for that send (another instance's sends
+        // are not known here: at most one per instance).
+        let busy = sends.busy
+        let notBusy: SQLQueryString = busy.isEmpty ? "" : "AND endpoint_id NOT IN (\(binds: busy))"
         let rows = try await sql.raw(
             """
             UPDATE webhook_deliveries SET lease_until = \(bind: leaseUntil)
             WHERE id IN (SELECT id FROM webhook_deliveries WHERE state = \(bind: pending) AND next_attempt_at <= \(bind: time)
-                AND (lease_until IS NULL OR lease_until < \(bind: time)) ORDER BY next_attempt_at LIMIT \(unsafeRaw: String(room)))
+                AND (lease_until IS NULL OR lease_until < \(bind: time)) \(notBusy) ORDER BY next_attempt_at LIMIT \(unsafeRaw: String(room)))
             AND state = \(bind: pending) AND (lease_until IS NULL OR lease_until < \(bind: time))
             RETURNING id
             """
         ).all()
         let ids = try rows.map { try $0.decode(column: "id", as: UUID.self) }
         guard !ids.isEmpty else { return false }
-        let deliveries = try await WebhookDelivery.query(on: db).filter(\.$id ~~ ids).with(\.$endpoint).all()
+        let deliveries = try await WebhookDelivery.query(on: db).filter(\.$id ~~ ids).with(\.$endpoint).sort(\.$nextAttemptAt).all()
         var started: [Task<Void, Never>] = []
+        var released: [UUID] = []
         for delivery in deliveries {
-            let task = sends.start(delivery.id!) {
+            let task = sends.start(delivery.$endpoint.id) {
                 let attempt = await send(delivery)
                 // Unrecorded (the endpoint deleted meanwhile, the database away), the lease runs
                 // out and it is sent again.
                 try? await record(attempt, of: delivery, on: db)
             }
-            if let task { started.append(task) }
+            if let task { started.append(task) } else { released.append(delivery.id!) }
+        }
+        // Another delivery to an endpoint already being sent to: due again at once, next round.
+        if !released.isEmpty {
+            try await sql.raw("UPDATE webhook_deliveries SET lease_until = NULL WHERE id IN (\(binds: released))").run()
         }
         if waitForSends { for task in started { await task.value } }
-        return ids.count == room
+        return started.count == room
     }
 
     /// One try: the receiver's status code or why there was none.
