@@ -11,7 +11,9 @@ import TrainerCore
             [UInt8](repeating: 0, count: 15) + [1], [UInt8](repeating: 0, count: 16), [0xFC] + [UInt8](repeating: 0, count: 14) + [1],
             [0xFE, 0x80] + [UInt8](repeating: 0, count: 13) + [1], [0xFF, 0x02] + [UInt8](repeating: 0, count: 13) + [1],
             [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 127, 0, 0, 1], [0, 0x64, 0xFF, 0x9B] + [UInt8](repeating: 0, count: 8) + [10, 0, 0, 1],
-            [0x20, 0x02, 10, 0, 0, 1] + [UInt8](repeating: 0, count: 10), [1, 2, 3],
+            [0x20, 0x02, 10, 0, 0, 1] + [UInt8](repeating: 0, count: 10), [1, 2, 3], [192, 88, 99, 1],
+            [UInt8](repeating: 0, count: 8) + [0xFF, 0xFF, 0, 0, 10, 0, 0, 1], [0, 0x64, 0xFF, 0x9B, 0, 1] + [UInt8](repeating: 0, count: 9) + [1],
+            [1] + [UInt8](repeating: 0, count: 14) + [1], [0x20, 0x01, 0, 0] + [UInt8](repeating: 0, count: 11) + [1],
         ]
         for address in refused { #expect(!NetworkAddress.isPublic(address), "\(address)") }
         let allowed: [[UInt8]] = [

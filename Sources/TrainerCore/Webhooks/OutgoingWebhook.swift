@@ -156,6 +156,7 @@ public enum NetworkAddress {
         case (169, 254): return false  // link-local, cloud metadata
         case (172, 16...31), (192, 168): return false  // private
         case (192, 0) where b[2] == 0 || b[2] == 2: return false  // IETF protocol assignments, TEST-NET-1
+        case (192, 88) where b[2] == 99: return false  // 6to4 relay anycast
         case (198, 18...19): return false  // benchmarking
         case (198, 51) where b[2] == 100, (203, 0) where b[2] == 113: return false  // TEST-NET-2, -3
         case (224...255, _): return false  // multicast, reserved, broadcast
@@ -171,6 +172,11 @@ public enum NetworkAddress {
         {
             return isPublicV4(Array(b[12..<16]))
         }
+        // ::ffff:0:a.b.c.d (IPv4-translated) judged as IPv4 again; local NAT64 64:ff9b:1::/48.
+        if prefix == [0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0] { return isPublicV4(Array(b[12..<16])) }
+        if b[0..<6] == [0, 0x64, 0xFF, 0x9B, 0, 1] { return false }
+        if b[0..<8] == [1, 0, 0, 0, 0, 0, 0, 0] { return false }  // discard 100::/64
+        if b[0] == 0x20, b[1] == 0x01, b[2] < 0x02 { return false }  // 2001::/23: Teredo, ORCHID, benchmarking
         if b[0] & 0xFE == 0xFC { return false }  // unique local fc00::/7
         if b[0] == 0xFE, b[1] & 0xC0 == 0x80 { return false }  // link-local fe80::/10
         if b[0] == 0xFE, b[1] & 0xC0 == 0xC0 { return false }  // site-local fec0::/10 (deprecated)

@@ -122,22 +122,39 @@ struct DatasetService: Sendable {
 
     /// What `userID` holds: their datasets' files and their jobs' outputs.
     func usage(of userID: UUID, on db: any Database) async throws -> (datasets: Int64, outputs: Int64) {
-        // (No plain SQL SUM: PostgreSQL answers NUMERIC for a sum of bigints.)
-        let datasets = try await Dataset.query(on: db).filter(\.$user.$id == userID).all(\.$totalBytes).reduce(0, +)
-        let outputs = try await Job.query(on: db).filter(\.$user.$id == userID).filter(\.$outputsDeletedAt == nil).all(\.$outputBytes).reduce(0) { $0 + ($1 ?? 0) }
-        return (datasets, outputs)
+        struct Sums: Decodable {
+            let datasets: Int64
+            let outputs: Int64
+        }
+        // Cast: PostgreSQL answers NUMERIC for a sum of bigints.
+        let sums = try await db.sql().raw(
+            """
+            SELECT CAST((SELECT COALESCE(SUM(total_bytes), 0) FROM datasets WHERE user_id = \(bind: userID)) AS BIGINT) AS datasets,
+            CAST((SELECT COALESCE(SUM(output_bytes), 0) FROM jobs WHERE user_id = \(bind: userID) AND outputs_deleted_at IS NULL) AS BIGINT) AS outputs
+            """
+        ).first(decoding: Sums.self)
+        return (sums?.datasets ?? 0, sums?.outputs ?? 0)
     }
 
-    /// What the owner of `dataset` holds elsewhere: their other datasets (with uploads signed and
-    /// not yet completed, which may still arrive) and their jobs' outputs.
+    /// What the owner of `dataset` holds elsewhere: their other datasets, with uploads signed
+    /// and not yet completed and zips not yet unpacked there (they may still arrive), and their
+    /// jobs' outputs.
     private func heldBesides(_ dataset: Dataset, on db: any Database) async throws -> Int64 {
         let usage = try await usage(of: dataset.$user.id, on: db)
-        let others = try await Dataset.query(on: db).filter(\.$user.$id == dataset.$user.id).filter(\.$id != dataset.id!).all(\.$id)
+        struct Pending: Decodable { let pending: Int64 }
+        let recent = now().addingTimeInterval(-Self.uploadWindow)
+        let waiting = [DatasetImport.State.awaitingUpload.rawValue, DatasetImport.State.unpacking.rawValue]
         let pending =
-            others.isEmpty
-            ? 0
-            : try await DatasetFile.query(on: db).filter(\.$dataset.$id ~~ others).filter(\.$uploadedAt == nil)
-                .filter(\.$signedAt > now().addingTimeInterval(-Self.uploadWindow)).all(\.$pendingBytes).reduce(Int64(0)) { $0 + ($1 ?? 0) }
+            try await db.sql().raw(
+                """
+                SELECT CAST(
+                  (SELECT COALESCE(SUM(f.pending_bytes), 0) FROM dataset_files f JOIN datasets d ON d.id = f.dataset_id
+                   WHERE d.user_id = \(bind: dataset.$user.id) AND d.id <> \(bind: dataset.id!) AND f.uploaded_at IS NULL AND f.signed_at > \(bind: recent))
+                  + (SELECT COALESCE(SUM(i.size), 0) FROM dataset_imports i JOIN datasets d ON d.id = i.dataset_id
+                   WHERE d.user_id = \(bind: dataset.$user.id) AND d.id <> \(bind: dataset.id!) AND i.state IN (\(binds: waiting)))
+                AS BIGINT) AS pending
+                """
+            ).first(decoding: Pending.self)?.pending ?? 0
         return usage.datasets - dataset.totalBytes + usage.outputs + pending
     }
 

@@ -139,10 +139,19 @@ struct Retention: Sendable {
 
     /// Sets the gauges to the bytes every dataset and every job's outputs hold.
     func measure(on db: any Database) async throws {
-        let held = try await Dataset.query(on: db).all(\.$totalBytes).reduce(0, +)
-        let outputs = try await Job.query(on: db).filter(\.$outputsDeletedAt == nil).all(\.$outputBytes).reduce(0) { $0 + ($1 ?? 0) }
-        datasetBytes.set(Double(held))
-        outputBytes.set(Double(outputs))
+        struct Sums: Decodable {
+            let datasets: Int64
+            let outputs: Int64
+        }
+        // Cast: PostgreSQL answers NUMERIC for a sum of bigints.
+        let sums = try await db.sql().raw(
+            """
+            SELECT CAST((SELECT COALESCE(SUM(total_bytes), 0) FROM datasets) AS BIGINT) AS datasets,
+            CAST((SELECT COALESCE(SUM(output_bytes), 0) FROM jobs WHERE outputs_deleted_at IS NULL) AS BIGINT) AS outputs
+            """
+        ).first(decoding: Sums.self)
+        datasetBytes.set(Double(sums?.datasets ?? 0))
+        outputBytes.set(Double(sums?.outputs ?? 0))
     }
 }
 

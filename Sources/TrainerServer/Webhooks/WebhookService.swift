@@ -47,7 +47,10 @@ struct WebhookService: Sendable {
             throw APIError.badRequest("invalid_parameter", "'events' is empty; name at least one event, or leave it out for all of them.")
         }
         let description = body.description?.trimmingCharacters(in: .whitespacesAndNewlines)
-        if let description, description.count > 200 { throw APIError.badRequest("invalid_parameter", "'description' is longer than 200 characters.") }
+        // Counted as the OpenAPI document's maxLength counts: in code points.
+        if let description, description.unicodeScalars.count > 200 {
+            throw APIError.badRequest("invalid_parameter", "'description' is longer than 200 characters.")
+        }
         guard try await WebhookEndpoint.query(on: db).filter(\.$user.$id == userID).count() < 20 else {
             throw APIError.conflict("too_many_webhooks", "You have 20 webhooks, the most one account may have; delete one first.")
         }
@@ -182,6 +185,8 @@ struct WebhookService: Sendable {
     static func announce(_ job: Job, from previous: JobStatus, artifactsBefore: [JobArtifact], at time: Date, on db: any Database) async throws {
         guard !job.isDraftJob else { return }
         var events: [(OutgoingWebhook.EventType, Int?)] = []
+        // A run that completed between two looks at it (never seen running) started too.
+        if job.status == .completed, [.queued, .submitted].contains(previous) { events.append((.jobStarted, nil)) }
         if job.status != previous, let type = OutgoingWebhook.event(for: job.status) { events.append((type, nil)) }
         let known = Set(artifactsBefore.filter { $0.kind == .checkpoint }.compactMap(\.step))
         let saved = Set(job.storedArtifacts.filter { $0.kind == .checkpoint }.compactMap(\.step)).subtracting(known)
