@@ -24,8 +24,8 @@ public struct JobFailure: Error, Sendable, Equatable {
     var report: String { detail.map { message + "\n" + $0 } ?? message }
 }
 
-/// Progress updates sent one at a time and in order, the newest winning, at most one per
-/// `interval`, or per `phaseChangeInterval` when the phase changed: a short phase (a sampling
+/// Progress updates sent one at a time and in order, the newest winning, each at least
+/// `interval` after the last one arrived, or `phaseChangeInterval` when the phase changed: a short phase (a sampling
 /// round between training steps) is still shown, and a run of training steps is one update
 /// (reference/runpod.md §2.6: RunPod's SDK fires them from threads, unordered, and a late one can
 /// land after the result). `drain()` waits until none is in flight; the runtime calls it before
@@ -76,9 +76,11 @@ public actor ProgressReporter {
                 }
             }
             pending = nil
-            lastSent = (.now, next["phase"])
             // A lost progress update is not worth failing the job for.
             try? await send(next)
+            // Counted from when it arrived: the next one starts at least `interval` after this
+            // one did, whatever the hop into `send` took.
+            lastSent = (.now, next["phase"])
         }
         sending = nil
     }
