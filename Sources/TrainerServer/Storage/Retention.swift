@@ -72,8 +72,8 @@ struct Retention: Sendable {
         let jobs = try await Job.query(on: db).filter(\.$status ~~ final).filter(\.$finishedAt < cutoff).filter(\.$outputsDeletedAt == nil).limit(Self.batch).all()
         for job in jobs {
             let time = now()
-            // Claimed first, only if it is still the job that ended then: a retry needs no claim
-            // on its outputs, so from here on none can start new ones.
+            // Claimed first, only if it is still the job that ended then: a retry refuses a job
+            // whose outputs are claimed, so no new ones start while these go.
             let sql = try db.sql()
             let claimed = try await sql.raw(
                 """
