@@ -35,6 +35,13 @@ import VaporTesting
         }
 
         func tick() async throws { try await runner.tick(on: db) }
+
+        /// Moves the server's clock past the poll interval and runs a round, so what the fake
+        /// RunPod now says is seen.
+        func pollAgain() async throws {
+            store.clock.advance(by: 6)
+            try await tick()
+        }
     }
 
     static func withSetup(environment: [String: String] = [:], waits: any Clock<Duration> = ContinuousClock(), _ test: (inout Setup) async throws -> Void) async throws {
@@ -123,8 +130,7 @@ import VaporTesting
 
             setup.fake.start(submitted.id)
             setup.fake.progress(submitted.id, ["phase": "training", "step": 40, "total_steps": 100, "loss": 0.12, "it_per_sec": 0.5, "eta_seconds": 120])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             shown = try await setup.job(id)
             let progress = try #require(shown["progress"] as? [String: Any])
             #expect(shown["status"] as? String == "running" && progress["step"] as? Int == 40 && progress["totalSteps"] as? Int == 100)
@@ -141,8 +147,7 @@ import VaporTesting
                         ["kind": "lora", "key": "outputs/someone-else/lora/x.safetensors"],
                     ],
                 ])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             shown = try await setup.job(id)
             #expect(shown["status"] as? String == "completed" && shown["finishedAt"] != nil)
             // 6 s on the GPU at 0.001 a second.
@@ -189,8 +194,7 @@ import VaporTesting
                         ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000100.safetensors"), "step": 100],
                     ],
                 ])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             var shown = try await setup.job(id)
             #expect((shown["result"] as? [String: Any])?["kind"] as? String == "lora" && (shown["result"] as? [String: Any])?["promoted"] as? Bool == false)
 
@@ -417,15 +421,13 @@ import VaporTesting
             setup.fake.start(first.id)
             setup.fake.start(again.id)
             setup.fake.complete(again.id, output: WorkerResult.duplicate(of: first.id))
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             var shown = try await setup.job(other)
             #expect(shown["runpodJobId"] as? String == first.id && shown["status"] as? String != "completed", "\(shown)")
             let messages = (shown["events"] as? [[String: Any]])?.compactMap { $0["message"] as? String } ?? []
             #expect(messages.contains { $0.contains("ended without training; following \(first.id)") }, "\(messages)")
             setup.fake.complete(first.id, output: ["steps": 100, "final_loss": 0.02, "artifacts": []])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             shown = try await setup.job(other)
             #expect(shown["status"] as? String == "completed" && shown["runpodJobId"] as? String == first.id, "\(shown)")
         }
@@ -528,8 +530,7 @@ import VaporTesting
             #expect(attempt2.input["attempt"] == 2 && attempt2.input["output"]?["prefix"]?.stringValue == "outputs/\(second.lowercased())/")
             setup.fake.start(attempt2.id)
             setup.fake.complete(attempt2.id, output: ["steps": 100])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             let completed = try await setup.user.client.send(.POST, "/api/jobs/\(second)/retry")
             #expect(completed.status == .conflict && completed.errorCode == "job_not_retryable")
         }

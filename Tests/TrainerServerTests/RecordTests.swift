@@ -54,26 +54,22 @@ import VaporTesting
             let prefix = "outputs/\(id)/"
             func checkpoint(_ step: Int) -> JSONValue { ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_\(step).safetensors"), "step": .int(step)] }
             setup.fake.progress(first.id, ["step": 55, "total_steps": 100, "it_per_sec": 0.5, "artifacts": [checkpoint(50)]])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             setup.fake.fail(first.id, error: "CUDA out of memory")
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/retry").status == .ok)
             try await setup.tick()
             let second = try #require(setup.fake.jobs.last)
             setup.fake.start(second.id)
             setup.fake.progress(second.id, ["step": 90, "total_steps": 100, "it_per_sec": 0.5, "resumed_from_step": 50, "artifacts": [checkpoint(50)]])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             setup.fake.complete(
                 second.id,
                 output: [
                     "steps": 100, "resumed_from_step": 50, "duration_seconds": 400, "environment": Self.environment,
                     "artifacts": [["kind": "lora", "key": .string(prefix + "lora/gm_x.safetensors")], checkpoint(50), checkpoint(100)],
                 ])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
 
             record = try await setup.user.client.send(.GET, "/api/jobs/\(id)/record").json
             let attempts = try #require(record["attempts"] as? [[String: Any]])

@@ -30,8 +30,7 @@ import VaporTesting
                         ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000050.safetensors"), "step": 50, "bytes": 500],
                     ],
                 ])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             let finished = try #require(try await Job.find(UUID(uuidString: id), on: setup.db)?.finishedAt)
             var shown = try await setup.job(id)
             let expires = try #require(shown["outputsExpireAt"] as? String)

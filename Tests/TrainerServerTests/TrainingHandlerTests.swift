@@ -201,8 +201,7 @@ import VaporTesting
     static func track(_ setup: inout JobTests.Setup, _ id: String, until done: ([String: Any]) -> Bool) async throws -> [String: Any] {
         let deadline = ContinuousClock.now + .seconds(90)
         while ContinuousClock.now < deadline {
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             let shown = try await setup.job(id)
             if done(shown) { return shown }
             try await Task.sleep(for: .milliseconds(100))

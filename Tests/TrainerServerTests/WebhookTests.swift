@@ -69,11 +69,9 @@ import VaporTesting
             let prefix = "outputs/\(id)/"
             let checkpoint50: JSONValue = ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000050.safetensors"), "step": 50]
             setup.fake.progress(submitted.id, ["step": 60, "total_steps": 100, "artifacts": [checkpoint50]])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             setup.fake.progress(submitted.id, ["step": 70, "total_steps": 100, "artifacts": [checkpoint50]])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             setup.fake.complete(
                 submitted.id,
                 output: [
@@ -83,8 +81,7 @@ import VaporTesting
                         ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000100.safetensors"), "step": 100],
                     ],
                 ])
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             // The same result again (RunPod's webhook after the poll) announces nothing new.
             let job = try #require(try await Job.find(UUID(uuidString: id), on: setup.db))
             let report = RunPodJob(id: submitted.id, status: .completed, output: ["steps": 100], error: nil)
@@ -115,21 +112,17 @@ import VaporTesting
             try await setup.tick()
             let first = try #require(setup.fake.jobs.first)
             setup.fake.start(first.id)
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             setup.fake.fail(first.id, error: "CUDA out of memory")
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/retry").status == .ok)
             try await setup.tick()
             let second = try #require(setup.fake.jobs.last)
             setup.fake.start(second.id)
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
             try await setup.tick()
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             let heard = try await WebhookDelivery.query(on: setup.db).filter(\.$endpoint.$id == UUID(uuidString: endpoint)!).all().map { delivery in
                 let data = try JSONDecoder().decode(JSONValue.self, from: Data(delivery.payload.utf8))
                 return "\(delivery.eventType) \(Int(data["data"]?["job"]?["attempt"]?.numberValue ?? 0))"
@@ -162,12 +155,10 @@ import VaporTesting
             try await setup.tick()
             let run = try #require(setup.fake.jobs.first)
             setup.fake.start(run.id)
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
             try await setup.tick()
-            setup.store.clock.advance(by: 6)
-            try await setup.tick()
+            try await setup.pollAgain()
             #expect(try await setup.user.client.send(.DELETE, "/api/webhooks/\(quickID)").status == .noContent)
             let quickAgain = try #require(try await setup.user.client.send(.POST, "/api/webhooks", body: #"{"url": "\#(quick.url)/q"}"#).json["id"] as? String)
             #expect(try await setup.user.client.send(.POST, "/api/webhooks/\(quickAgain)/test").status == .accepted)
