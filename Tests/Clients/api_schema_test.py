@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 
-from support import check, gomodel_cli, push_pairs, sign_in, wait_serving
+from support import check, gomodel_cli, own_environment, push_pairs, sign_in, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,7 +29,7 @@ def main():
     shutil.rmtree(OUTPUT, ignore_errors=True)
     os.makedirs(OUTPUT)
     with tempfile.TemporaryDirectory() as work:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        env = own_environment()
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=env,
                                   stdout=open(os.path.join(OUTPUT, "serve.log"), "w"), stderr=subprocess.STDOUT)

@@ -35,7 +35,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from support import check, free_port, gomodel_cli, push_pairs, sign_in, wait_ready
+from support import check, free_port, gomodel_cli, own_environment, push_pairs, sign_in, wait_ready
 
 GOMODEL = os.path.abspath(sys.argv[1])
 JOBS = int(os.environ.get("CHAOS_JOBS", "50"))
@@ -232,7 +232,7 @@ def main():
         ports = [free_port(), free_port()]
         bases = [f"http://127.0.0.1:{port}" for port in ports]
         fake_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        env = own_environment()
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"), DATABASE_URL=postgres,
                    RUNPOD_ENDPOINT_ID=ENDPOINT, RUNPOD_API_KEY=KEY, RUNPOD_BASE_URL=f"http://127.0.0.1:{fake_port}/v2",
                    GOMODEL_PUBLIC_URL=bases[0])

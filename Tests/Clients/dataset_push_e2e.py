@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from support import check, free_port, png, wait_serving
+from support import check, free_port, own_environment, png, wait_serving
 
 GOMODEL, RCLONE = os.path.abspath(sys.argv[1]), sys.argv[2]
 R2_KEY, R2_SECRET = "GMTESTACCESSKEY0001", "e2e-secret/with+specials"
@@ -36,7 +36,7 @@ def make_dataset(folder, samples, filler=2000):
 
 class Server:
     def __init__(self, work, extra_env):
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        self.env = own_environment()
         self.env.update(extra_env, GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         self.log = open(os.path.join(work, "serve.log"), "w")
         self.process = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)

@@ -22,7 +22,7 @@ import urllib.request
 
 from PIL import Image
 
-from support import check, gomodel_cli, sign_in, wait_serving
+from support import check, gomodel_cli, own_environment, sign_in, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "Tests", "Fixtures"))
@@ -47,7 +47,7 @@ def write_pairs(folder):
 
 class Server:
     def __init__(self, work, name, extra):
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        self.env = own_environment()
         self.env.update(GOMODEL_DATA_DIR=os.path.join(work, name, "data"), XDG_CONFIG_HOME=os.path.join(work, name, "config"), HF_HUB_OFFLINE="1")
         self.log = open(os.path.join(work, name + "-serve.log"), "w")
         self.process = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(self.env, **extra), stdout=self.log, stderr=subprocess.STDOUT)

@@ -34,7 +34,7 @@ import urllib.request
 
 from PIL import Image
 
-from support import check, download_artifact, gomodel_cli, sign_in, wait_serving
+from support import check, download_artifact, gomodel_cli, own_environment, sign_in, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,7 +79,7 @@ def main():
     subprocess.run([sys.executable, os.path.join(FIXTURES, "tiny_qwen_image_edit.py"), MODEL_DIR], check=True)
     print(f"  (tiny model ready in {time.time() - started:.1f} s)")
     with tempfile.TemporaryDirectory() as work:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        env = own_environment()
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"), HF_HUB_OFFLINE="1")
         log = open(os.path.join(work, "serve.log"), "w")
         server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(env, LOG_LEVEL="info"), stdout=log, stderr=subprocess.STDOUT)

@@ -34,7 +34,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from support import check, gomodel_cli, png, push_pairs, sign_in, wait_serving
+from support import check, gomodel_cli, own_environment, png, push_pairs, sign_in, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,7 +69,7 @@ def differences(a, b, path=""):
 def main():
     started = time.time()
     with tempfile.TemporaryDirectory() as work:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k not in ("DATABASE_URL", "AI_TOOLKIT_COMMIT")}
+        env = own_environment(drop=("AI_TOOLKIT_COMMIT",))
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         log = open(os.path.join(work, "serve.log"), "w")
         server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(env, LOG_LEVEL="info"), stdout=log, stderr=subprocess.STDOUT)

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.request
 
-from support import check, gomodel_cli, push_pairs, sign_in, wait_serving
+from support import check, gomodel_cli, own_environment, push_pairs, sign_in, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 
@@ -51,7 +51,7 @@ runpod.serverless.start({"handler": handler})
 
 def main():
     with tempfile.TemporaryDirectory() as work:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        env = own_environment()
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         serve_log = open(os.path.join(work, "serve.log"), "w")
         server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(env, LOG_LEVEL="info"), stdout=serve_log, stderr=subprocess.STDOUT)

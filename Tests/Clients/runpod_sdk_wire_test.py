@@ -29,7 +29,7 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from support import check, gomodel_cli, push_pairs, sign_in, wait_serving
+from support import check, gomodel_cli, own_environment, push_pairs, sign_in, wait_serving
 
 # Differences between runpod-python's worker and ours that are deliberate or harmless, by facet
 # (fnmatch patterns over the facet names printed in the table). Anything else that differs fails.
@@ -562,7 +562,7 @@ def compare(scenario, sdk, gm):
 def job_contracts(work, processes, steps_per_job):
     """Starts `gomodel serve` for its built-in store and queue, queues one job per entry of `steps_per_job` and takes each from the
     queue as a worker would: returns (the R2_* settings, [job inputs])."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+    env = own_environment()
     env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
     server = processes.start([GOMODEL, "serve", "--port", "0"], dict(env, LOG_LEVEL="info"), "serve.log")
     base = wait_serving(env["GOMODEL_DATA_DIR"])

@@ -58,7 +58,7 @@ import zipfile
 import boto3
 from botocore.config import Config
 
-from support import api_call, check, png, wait_for, wait_serving
+from support import api_call, check, own_environment, png, wait_for, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -624,7 +624,7 @@ def dataset_limit(work, bob):
 def main():
     started = time.time()
     with tempfile.TemporaryDirectory() as work:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        env = own_environment()
         env["XDG_CONFIG_HOME"] = os.path.join(work, "config")
         bad_settings(work, env)
 

@@ -29,6 +29,12 @@ def png(width, height, filler=2048):
     return b"\x89PNG\r\n\x1a\n" + chunk + os.urandom(filler)
 
 
+def own_environment(drop=()):
+    """This process's environment without the settings of a server, store or RunPod endpoint it may
+    run beside (and without the names in `drop`): what a test's own `gomodel` processes start from."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL" and k not in drop}
+
+
 def wait_for(what, condition, seconds=60, interval=0.05):
     """Polls `condition` until it returns something true, and returns that; fails after `seconds`
     saying `what` was awaited."""

@@ -21,7 +21,7 @@ import time
 import urllib.request
 import uuid
 
-from support import check, download_artifact, gomodel_cli, push_pairs, sign_in, wait_serving
+from support import check, download_artifact, gomodel_cli, own_environment, push_pairs, sign_in, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +30,7 @@ STAND_IN = os.path.join(ROOT, "Tests", "Fixtures", "stand-in-trainer.py")
 
 def main():
     with tempfile.TemporaryDirectory() as work:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        env = own_environment()
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         log = open(os.path.join(work, "serve.log"), "w")
         server = subprocess.Popen([GOMODEL, "serve", "--port", "0"], env=dict(env, LOG_LEVEL="info"), stdout=log, stderr=subprocess.STDOUT)

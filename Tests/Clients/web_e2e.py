@@ -41,7 +41,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support import check, free_port, gomodel_cli, wait_serving
+from support import check, free_port, gomodel_cli, own_environment, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -255,7 +255,7 @@ def main():
     started = time.time()
     shutil.rmtree(SHOTS, ignore_errors=True)
     with tempfile.TemporaryDirectory() as work:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        env = own_environment()
         env.update(GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"), GOMODEL_GPU_PRICE_PER_SECOND="0.0005")
         captioner = FakeOpenAI(key="sk-web")
         captioner.reply = lambda body, images: "Instruction: \"Turn the fox into a watercolour painting.\""

@@ -46,7 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from support import api_call, check, free_port, gomodel_cli, push_pairs, sign_in, wait_for, wait_serving
+from support import api_call, check, free_port, gomodel_cli, own_environment, push_pairs, sign_in, wait_for, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -137,7 +137,7 @@ def statuses(delivery):
 
 def main():
     with tempfile.TemporaryDirectory() as work:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        clean = own_environment()
         env = dict(clean, GOMODEL_DATA_DIR=os.path.join(work, "data"), XDG_CONFIG_HOME=os.path.join(work, "config"))
         # The second server: loopback targets refused (the default), its own data and login.
         env2 = dict(clean, GOMODEL_DATA_DIR=os.path.join(work, "data2"), XDG_CONFIG_HOME=os.path.join(work, "config2"))

@@ -40,7 +40,7 @@ import urllib.request
 import zipfile
 
 import zip_fixtures as fixtures
-from support import api_call, check, free_port, png, wait_for, wait_serving
+from support import api_call, check, free_port, own_environment, png, wait_for, wait_serving
 
 GOMODEL = os.path.abspath(sys.argv[1])
 RCLONE = sys.argv[2] if len(sys.argv) > 2 else None
@@ -60,7 +60,7 @@ class Server:
         self.data = os.path.join(work, "data")
         self.tmp = os.path.join(work, "server-tmp")
         os.makedirs(self.tmp)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("R2_", "RUNPOD_", "GOMODEL_")) and k != "DATABASE_URL"}
+        self.env = own_environment()
         self.env.update(extra_env, GOMODEL_DATA_DIR=self.data, XDG_CONFIG_HOME=os.path.join(work, "config"),
                         GOMODEL_DATASET_MAX_BYTES=str(DATASET_LIMIT))
         self.cli_env = dict(self.env, TMPDIR=os.path.join(work, "cli-tmp"))
