@@ -200,14 +200,16 @@ struct WebhookService: Sendable {
             let payload = OutgoingWebhook.payload(type: type, at: time, data: data(of: job, step: step))
             let key = OutgoingWebhook.eventKey(type, job: job.id!, attempt: job.attempt, step: step)
             for endpoint in endpoints where endpoint.eventTypes.contains(type) {
+                // The new delivery as `delivery(to:…)` makes it, inserted unless its key is there.
                 let delivery = delivery(to: endpoint.id!, key: key, type: type, jobID: job.id, payload: payload, at: time)
                 try await sql.insert(into: WebhookDelivery.schema)
                     .columns(
                         "id", "endpoint_id", "message_id", "event_key", "event_type", "job_id", "payload", "state", "attempts", "next_attempt_at", "log", "created_at"
                     )
                     .values(
-                        SQLBind(delivery.id!), SQLBind(endpoint.id!), SQLBind(delivery.messageID), SQLBind(key), SQLBind(type.rawValue), SQLBind(job.id!),
-                        SQLBind(payload), SQLBind(WebhookDelivery.State.pending.rawValue), SQLBind(0), SQLBind(time), SQLBind("[]"), SQLBind(time)
+                        SQLBind(delivery.id!), SQLBind(delivery.$endpoint.id), SQLBind(delivery.messageID), SQLBind(delivery.eventKey), SQLBind(delivery.eventType),
+                        SQLBind(delivery.jobID), SQLBind(delivery.payload), SQLBind(delivery.state.rawValue), SQLBind(delivery.attempts),
+                        SQLBind(delivery.nextAttemptAt), SQLBind(delivery.log), SQLBind(delivery.createdAt)
                     )
                     .ignoringConflicts(with: ["endpoint_id", "event_key"])
                     .run()
