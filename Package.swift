@@ -132,7 +132,7 @@ let package = Package(
         .testTarget(name: "TrainerCoreTests", dependencies: ["TrainerCore"], exclude: ["Golden"], swiftSettings: upcoming),
         .testTarget(
             name: "ObjectStorageTests",
-            dependencies: ["ObjectStorage", "TrainerCore", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: ["ObjectStorage", "TrainerCore", "TrainerWorker", .product(name: "AsyncHTTPClient", package: "async-http-client")],
             exclude: ["Fixtures"],
             swiftSettings: upcoming
         ),

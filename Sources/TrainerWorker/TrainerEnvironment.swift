@@ -1,10 +1,6 @@
 import Foundation
 import TrainerCore
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// What a job's reproducibility record says about the machine that trained it: this worker's
 /// version, the GPU, the trainer's commit and the versions of the packages it trains with.
 /// Read once per worker (the first job), each part best-effort: a part that cannot be read is
@@ -29,7 +25,7 @@ actor TrainerEnvironment {
     func report() async -> JSONValue {
         if let probed { return probed }
         var fields: [(String, JSONValue)] = [("worker_version", .string(GomodelVersion.current))]
-        if let gpu = await Self.output(of: ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])?.split(whereSeparator: \.isNewline).first {
+        if let gpu = await ChildProcess.output(of: ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], timeout: .seconds(30))?.split(whereSeparator: \.isNewline).first {
             fields.append(("gpu_name", .string(String(gpu).trimmingCharacters(in: .whitespaces))))
         } else {
             fields.append(("gpu_name", "no GPU"))
@@ -45,7 +41,8 @@ actor TrainerEnvironment {
                     except Exception: pass
                 print(json.dumps({"python": platform.python_version(), "packages": versions}))
                 """
-            if let text = await Self.output(of: [python, "-c", script]), let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) {
+            let text = await ChildProcess.output(of: [python, "-c", script], timeout: .seconds(30))
+            if let text, let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) {
                 if let version = json["python"] { fields.append(("python", version)) }
                 if let packages = json["packages"] { fields.append(("packages", packages)) }
             }
@@ -76,37 +73,4 @@ actor TrainerEnvironment {
     }
 
     static func isCommit(_ text: String) -> Bool { text.count == 40 && text.allSatisfy(\.isHexDigit) }
-
-    /// A command's standard output, or nil when it cannot run, fails or takes over 30 s.
-    static func output(of command: [String]) async -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = command
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let deadline = Date().addingTimeInterval(30)
-        // The read blocks until the command closes its output: on a Dispatch thread, not one of
-        // the few the async tasks share.
-        let pipe = output.fileHandleForReading
-        // Unstructured: a command that never ends is left with its read, not waited for.
-        let reading = Task {
-            await withCheckedContinuation { continuation in
-                DispatchQueue.global().async { continuation.resume(returning: pipe.readDataToEndOfFile()) }
-            }
-        }
-        while process.isRunning {
-            if Date() > deadline.addingTimeInterval(5) {
-                // Deaf to SIGTERM (a driver call stuck in the kernel): left behind, the job goes on.
-                kill(process.processIdentifier, SIGKILL)
-                return nil
-            }
-            if Date() > deadline { process.terminate() }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        let data = await reading.value
-        return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
-    }
 }

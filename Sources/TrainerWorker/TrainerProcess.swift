@@ -50,12 +50,10 @@ final class TrainerProcess: Sendable {
         var readEnds: [Int32] = []
         var writeEnds: [Int32] = []
         for _ in 0..<2 {
-            var ends: [Int32] = [0, 0]
-            // Close-on-exec: the trainer gets only the copies spawn puts on its 1 and 2.
-            guard pipe(&ends) == 0 else { throw JobFailure("The trainer's output pipe could not be made (errno \(errno)).") }
-            for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-            readEnds.append(ends[0])
-            writeEnds.append(ends[1])
+            // The trainer gets only the copies spawn puts on its 1 and 2.
+            guard let ends = try? ChildProcess.pipe() else { throw JobFailure("The trainer's output pipe could not be made (errno \(errno)).") }
+            readEnds.append(ends.read)
+            writeEnds.append(ends.write)
         }
         let startAllowed = state.withLockedValue { current -> Bool in
             if case .stopRequested = current { return false }
@@ -67,7 +65,7 @@ final class TrainerProcess: Sendable {
         }
         let pid: pid_t
         do {
-            pid = try Self.spawn(arguments, environment: environment, directory: directory, output: writeEnds[0], errors: writeEnds[1])
+            pid = try ChildProcess.spawn(arguments, environment: environment, directory: directory, output: writeEnds[0], errors: writeEnds[1])
         } catch {
             for end in readEnds + writeEnds { close(end) }
             throw JobFailure("The trainer could not be started (\(command.joined(separator: " "))): \(error)")
@@ -101,23 +99,12 @@ final class TrainerProcess: Sendable {
             return false
         }
         if stoppedEarly { stop() }
-        // The exit status, from a thread of its own that waits for it (hours, on a GPU).
-        let exited = NIOLockedValueBox<(status: Int32?, waiting: CheckedContinuation<Int32, Never>?)>((nil, nil))
-        Thread.detachNewThread { [state] in
-            var raw: Int32 = 0
-            while waitpid(pid, &raw, 0) == -1 && errno == EINTR {}
-            let signal = raw & 0x7f
-            let code = signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+        let exit = ChildProcess.Exit(of: pid) { [state] _ in
             state.withLockedValue { current in
                 // Stragglers of the trainer's group (DataLoader workers) go with it.
                 kill(-pid, SIGKILL)
                 current = .exited
             }
-            exited.withLockedValue { slot -> CheckedContinuation<Int32, Never>? in
-                slot.status = code
-                defer { slot.waiting = nil }
-                return slot.waiting
-            }?.resume(returning: code)
         }
         return await withTaskCancellationHandler {
             var pending = ["", ""]
@@ -127,61 +114,11 @@ final class TrainerProcess: Sendable {
             }
             for rest in pending where !rest.isEmpty { await onLine(rest) }
             try? log.close()
-            return await withCheckedContinuation { waiting in
-                let known = exited.withLockedValue { slot -> Int32? in
-                    if let status = slot.status { return status }
-                    slot.waiting = waiting
-                    return nil
-                }
-                if let known { waiting.resume(returning: known) }
-            }
+            return await exit.status
         } onCancel: {
             self.stop()
         }
     }
-
-    /// posix_spawn with the signal state a trainer expects. Foundation's Process passes on the
-    /// spawning thread's signal mask (Swift's threads block SIGINT, SIGTERM, SIGCHLD…) and the
-    /// signals gomodel ignores: ai-toolkit would then never see the stop's SIGINT, and its
-    /// DataLoader workers, stopped with SIGTERM at exit, would hang it forever. Here the mask is
-    /// empty, every signal has its default action, and the trainer leads a process group of its own.
-    static func spawn(_ arguments: [String], environment: [String: String], directory: String?, output: Int32, errors: Int32) throws -> pid_t {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, output, 1)
-        posix_spawn_file_actions_adddup2(&actions, errors, 2)
-        if let directory {
-            guard let addChdir = Self.addChdir else { throw JobFailure("this C library has no posix_spawn_file_actions_addchdir_np (glibc 2.29 or later is needed)") }
-            _ = addChdir(&actions, directory)
-        }
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for pointer in argv + envp { free(pointer) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
-        guard result == 0 else { throw JobFailure(String(cString: strerror(result))) }
-        return pid
-    }
-
-    /// glibc's `posix_spawn_file_actions_addchdir_np` (2.29+), which Swift's Glibc module does
-    /// not declare.
-    private static let addChdir: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32)? =
-        dlsym(nil, "posix_spawn_file_actions_addchdir_np").map {
-            unsafeBitCast($0, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self)
-        }
 
     /// SIGINT now, SIGKILL after `stopGrace` if it is still running; before it starts, it never will.
     func stop() {

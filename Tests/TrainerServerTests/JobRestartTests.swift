@@ -6,6 +6,7 @@ import NIOHTTP1
 import Testing
 import TrainerClient
 import TrainerCore
+import TrainerWorker
 
 /// The real `gomodel serve` binary, killed with SIGKILL while it tracks a job at the fake RunPod,
 /// then started again: it picks the job up where it was and records its result.
@@ -13,73 +14,60 @@ import TrainerCore
     static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/debug/gomodel").path
 
-    final class Server: @unchecked Sendable {
-        let process = Process()
+    /// `gomodel serve`, its output appended to `log`.
+    struct Server {
+        let pid: pid_t
+        let exit: ChildProcess.Exit
+
         init(environment: [String: String], port: Int, log: URL) throws {
-            process.executableURL = URL(fileURLWithPath: JobRestartTests.binary)
-            process.arguments = ["serve", "--port", String(port)]
-            process.environment = environment
-            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-            let handle = try FileHandle(forWritingTo: log)
-            handle.seekToEndOfFile()
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
+            (pid, exit) = try JobRestartTests.spawn(["serve", "--port", String(port)], environment: environment, outputPath: log.path, append: true)
         }
 
-        func kill() {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        func kill() async {
+            Glibc.kill(pid, SIGKILL)
+            _ = await exit.status
         }
     }
 
-    static func run(_ arguments: [String], environment: [String: String]) throws -> String {
-        try runWithStatus(arguments, environment: environment).output
+    /// Starts the binary with its standard output and error both into the file at `outputPath`
+    /// (a file, not a pipe: what it shows can be read while it runs). Through `ChildProcess`, so it
+    /// holds no other child's pipe, and waited for without blocking a thread the tests share.
+    static func spawn(_ arguments: [String], environment: [String: String], outputPath: String, append: Bool = false) throws -> (pid_t, ChildProcess.Exit) {
+        let output = open(outputPath, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0o644)
+        guard output >= 0 else { throw POSIXError(.EIO) }
+        defer { close(output) }
+        let pid = try ChildProcess.spawn([binary] + arguments, environment: environment, output: output, errors: output)
+        return (pid, ChildProcess.Exit(of: pid))
+    }
+
+    static func run(_ arguments: [String], environment: [String: String]) async throws -> String {
+        try await runWithStatus(arguments, environment: environment).output
     }
 
     /// The CLI running in the background, its output (standard output and error together) readable
     /// as it comes, for tests that wait for what it shows.
-    final class CLIProcess: Sendable {
-        let process: Process
+    struct CLIProcess {
+        let exit: ChildProcess.Exit
         let outputPath: String
 
         init(_ arguments: [String], environment: [String: String]) throws {
             outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-cli-\(UUID().uuidString).log").path
-            FileManager.default.createFile(atPath: outputPath, contents: nil)
-            let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = arguments
-            process.environment = environment
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
+            exit = try JobRestartTests.spawn(arguments, environment: environment, outputPath: outputPath).1
         }
 
         var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
         /// Its output and exit status, once it has ended.
-        func wait() -> (output: String, status: Int32) {
-            process.waitUntilExit()
+        func wait() async -> (output: String, status: Int32) {
+            let status = await exit.status
             defer { try? FileManager.default.removeItem(atPath: outputPath) }
-            return (output.trimmingCharacters(in: .whitespacesAndNewlines), process.terminationStatus)
+            return (output.trimmingCharacters(in: .whitespacesAndNewlines), status)
         }
     }
 
-    /// Runs the CLI; returns its standard output (and error, after it) and exit status.
-    static func runWithStatus(_ arguments: [String], environment: [String: String]) throws -> (output: String, status: Int32) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.environment = environment
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile() + errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), process.terminationStatus)
+    /// Runs the CLI; returns its standard output and error (together, as written) and exit status.
+    static func runWithStatus(_ arguments: [String], environment: [String: String]) async throws -> (output: String, status: Int32) {
+        try await CLIProcess(arguments, environment: environment).wait()
     }
 
     static func waitFor(_ what: String, timeout: TimeInterval = 20, _ condition: () async throws -> Bool) async throws {
@@ -123,8 +111,8 @@ import TrainerCore
                 return (response.status.code, (try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any]) ?? [:])
             }
             try await Self.waitFor("the server") { try await get("/healthz").0 == 200 }
-            _ = try Self.run(["users", "create", "--email", "ann@example.com", "--password", "correct horse battery"], environment: environment)
-            let token = try Self.run(["tokens", "create", "--email", "ann@example.com"], environment: environment)
+            _ = try await Self.run(["users", "create", "--email", "ann@example.com", "--password", "correct horse battery"], environment: environment)
+            let token = try await Self.run(["tokens", "create", "--email", "ann@example.com"], environment: environment)
             let api = ServerAPI(baseURL: base, token: token, http: http)
             let folder = try TestImage.folder(["control/cat.png": TestImage.png(), "target/cat.png": TestImage.png(), "target/cat.txt": Array("make it blue".utf8)])
             let pushed = try await DatasetPush(api: api, http: http).run(.init(directory: folder, name: "pairs"))
@@ -146,7 +134,7 @@ import TrainerCore
             fake.progress(runPodID, ["phase": "training", "step": 10, "total_steps": 100])
             try await Self.waitFor("running") { try await get("/api/jobs/\(jobID)", token: token).1["status"] as? String == "running" }
 
-            server.kill()
+            await server.kill()
             // It ends while the server is down: after the restart its poll (or a webhook attempt
             // still under way) brings the result.
             fake.complete(runPodID, output: ["steps": 100, "final_loss": 0.03, "artifacts": []])
@@ -162,7 +150,7 @@ import TrainerCore
             // The CLI: login, train --watch while the "GPU" works, jobs list/show/cancel/retry.
             var cli = environment
             cli["XDG_CONFIG_HOME"] = work.appendingPathComponent("config").path
-            #expect(try Self.runWithStatus(["login", "--server", base.absoluteString, "--token", token], environment: cli).status == 0)
+            #expect(try await Self.runWithStatus(["login", "--server", base.absoluteString, "--token", token], environment: cli).status == 0)
             let watching = try CLIProcess(["train", "--dataset", "pairs", "--steps", "200", "--rank", "32", "--watch"], environment: cli)
             do {
                 try await Self.waitFor("the second submission") { fake.jobs.count == 2 }
@@ -181,21 +169,21 @@ import TrainerCore
             }
             try await Self.waitFor("train --watch to show the progress") { watching.output.contains("step 100/200") }
             fake.complete(second.id, output: ["steps": 200, "final_loss": 0.02, "artifacts": [["kind": "lora", "key": .string("outputs/x/lora/a.safetensors")]]])
-            let (watched, status) = watching.wait()
+            let (watched, status) = await watching.wait()
             #expect(status == 0, "\(watched)")
             #expect(watched.contains("Queued job") && watched.contains("step 100/200") && watched.contains("loss 0.2500") && watched.contains("Completed."), "\(watched)")
-            let listed = try Self.runWithStatus(["jobs", "list"], environment: cli).output
+            let listed = try await Self.runWithStatus(["jobs", "list"], environment: cli).output
             #expect(listed.components(separatedBy: "completed").count == 3)
-            let shownCLI = try Self.runWithStatus(["jobs", "show", jobID], environment: cli).output
+            let shownCLI = try await Self.runWithStatus(["jobs", "show", jobID], environment: cli).output
             #expect(shownCLI.contains("RunPod \(runPodID)") && shownCLI.contains("completed: Completed."))
-            let finishedCancel = try Self.runWithStatus(["jobs", "cancel", jobID], environment: cli)
+            let finishedCancel = try await Self.runWithStatus(["jobs", "cancel", jobID], environment: cli)
             #expect(finishedCancel.status != 0 && finishedCancel.output.contains("already ended"))
-            let badRank = try Self.runWithStatus(["train", "--dataset", "pairs", "--rank", "500"], environment: cli)
+            let badRank = try await Self.runWithStatus(["train", "--dataset", "pairs", "--rank", "500"], environment: cli)
             #expect(badRank.status != 0 && badRank.output.contains("params.rank"))
         } catch {
             failure = error
         }
-        server.kill()
+        await server.kill()
         try await http.shutdown()
         try await fake.stop()
         if let failure {

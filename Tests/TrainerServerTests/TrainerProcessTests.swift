@@ -62,4 +62,31 @@ import Testing
         // Not the 20 s grace, and the output ended although the child held the pipe: it was stopped too.
         #expect(ContinuousClock.now - started < .seconds(10))
     }
+
+    /// A child inherits no descriptor but its standard streams, not even one the parent left open
+    /// on exec: a long trainer that held another command's pipe (or the socket by which Foundation's
+    /// Process learns a child ended) would keep that command "running" until the trainer ends.
+    @Test func aChildInheritsOnlyItsStandardStreams() async throws {
+        var leaky: [Int32] = [0, 0]
+        #expect(pipe(&leaky) == 0)
+        defer { for end in leaky { close(end) } }
+        let probe = "import os; print(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))"
+        // listdir holds one descriptor of its own while it reads.
+        let shown = await ChildProcess.output(of: ["python3", "-c", probe], timeout: .seconds(20))
+        #expect(shown == "[0, 1, 2, 3]\n", "\(shown ?? "nil")")
+        let (status, lines) = try await run(["/usr/bin/env", "python3", "-c", probe])
+        #expect(status == 0 && lines == ["[0, 1, 2, 3]"], "\(lines)")
+    }
+
+    /// A command's output, or nil when it fails or runs past its time (then it is killed, and the
+    /// answer does not wait for it).
+    @Test func aCommandsOutputIsNilWhenItFailsOrRunsTooLong() async throws {
+        let echoed = await ChildProcess.output(of: ["echo", "hello"], timeout: .seconds(20))
+        #expect(echoed == "hello\n", "\(echoed ?? "nil")")
+        #expect(await ChildProcess.output(of: ["false"], timeout: .seconds(20)) == nil)
+        #expect(await ChildProcess.output(of: ["no-such-command-here"], timeout: .seconds(20)) == nil)
+        let started = ContinuousClock.now
+        #expect(await ChildProcess.output(of: ["sleep", "30"], timeout: .milliseconds(300)) == nil)
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
 }

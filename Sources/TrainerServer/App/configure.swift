@@ -16,6 +16,8 @@ import Vapor
 public func configure(_ app: Application, configuration: Configuration, dependencies: ServerDependencies = .live) throws {
     try useDatabase(app, configuration: configuration)
 
+    let shutdown = ServerShutdown()
+    app.storage[ServerShutdown.Key.self] = shutdown
     let registry = PrometheusCollectorRegistry()
     app.middleware = Middlewares()
     app.middleware.use(RequestObservationMiddleware(registry: registry))
@@ -64,7 +66,7 @@ public func configure(_ app: Application, configuration: Configuration, dependen
     let jobs = JobService(datasets: datasets, now: dependencies.now, created: { wakeup.signal() })
     JobController(
         jobs: jobs, datasets: datasets, bucket: bucket, publicURL: configuration.publicURL, trustProxy: configuration.trustProxy,
-        gpuPricePerSecond: configuration.gpuPricePerSecond, retention: retention, clock: dependencies.clock
+        gpuPricePerSecond: configuration.gpuPricePerSecond, retention: retention, clock: dependencies.clock, shutdown: shutdown
     ).register(signedIn: signedIn)
     DraftController(drafts: DraftService(datasets: datasets, jobs: jobs, settings: configuration.captions, http: app.http.client.shared)).register(signedIn: signedIn)
     RunPodWebhookController(jobs: jobs, now: dependencies.now).register(public: api)
@@ -99,7 +101,8 @@ public func configure(_ app: Application, configuration: Configuration, dependen
         app.storage[BuiltInQueueKey.self] = queue
         let waitingTakes = registry.makeGauge(
             descriptor: .init(namespace: "gomodel", metricName: "job_takes_waiting", helpText: "Workers of the built-in queue waiting in a job-take for a job."))
-        WorkerQueueController(queue: queue, workerKeys: workerKeys, longPoll: dependencies.jobTakeWait, clock: dependencies.clock, waitingTakes: waitingTakes).register(app)
+        WorkerQueueController(queue: queue, workerKeys: workerKeys, longPoll: dependencies.jobTakeWait, clock: dependencies.clock, waitingTakes: waitingTakes, shutdown: shutdown)
+            .register(app)
         if dependencies.runsBackgroundServices {
             app.lifecycle.use(
                 BackgroundLoop(name: "built-in queue", wakeup: Wakeup(), clock: dependencies.clock) {
@@ -123,6 +126,8 @@ public func configure(_ app: Application, configuration: Configuration, dependen
 
     let document = OpenAPIDocument.make(operations: APIDescription.operations, schemas: APIDescription.schemas)
     SystemController(registry: registry, openAPIDocument: try API.encoder.encode(document)).register(app)
+    // Last, so that it shuts down first (see ServerShutdown).
+    app.lifecycle.use(shutdown)
 }
 
 /// Every documented operation and schema, gathered from the controllers that own them.
@@ -144,6 +149,14 @@ func useDatabase(_ app: Application, configuration: Configuration) throws {
     case .sqlite:
         let directory = URL(fileURLWithPath: configuration.dataDirectory, isDirectory: true)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // Each libsqlite3 call holds a thread of the app's pool, and a connection that meets a lock
+        // retries until it is free (SQLiteNIO's busy handler never gives up): the connection that
+        // holds the lock must always find a thread to finish on. So the app gets a pool of its own
+        // (not the process-wide one that other apps in the process, as in the tests, and blocking work
+        // share), with more threads than it has connections (one per event loop). Set before
+        // `app.databases` is first used: Fluent takes the pool then.
+        let connections = Array(app.eventLoopGroup.makeIterator()).count
+        app.threadPool = NIOThreadPool(numberOfThreads: connections + 2)
         app.databases.use(.sqlite(.file(directory.appendingPathComponent("gomodel.sqlite").path)), as: .sqlite)
     case .postgres(let url):
         let postgres: SQLPostgresConfiguration

@@ -16,6 +16,8 @@ struct JobController: Sendable {
     let gpuPricePerSecond: Double?
     let retention: Retention
     let clock: any Clock<Duration>
+    /// An event stream open when the server stops ends at its next step (the client reconnects).
+    let shutdown: ServerShutdown
 
     /// The job as the API shows it: times and cost as of now, and when retention deletes its outputs.
     func shaped(_ job: Job) -> API.Job {
@@ -186,14 +188,14 @@ struct JobController: Sendable {
         let db = request.db
         let jobs = jobs
         let controller = self
-        let clock = clock
+        let (clock, shutdown) = (clock, shutdown)
         let body = Response.Body(asyncStream: { writer in
             var lastSeen: Date?
             // Seconds of the clock, counted in the loop's own steps.
             var open = 0
             var quiet = 0
             do {
-                while open < 1800 {
+                while open < 1800, !shutdown.isStopping {
                     let current = try await jobs.find(id, userID: userID, on: db)
                     if current.updatedAt != lastSeen {
                         lastSeen = current.updatedAt

@@ -18,6 +18,8 @@ struct WorkerQueueController: Sendable {
     let clock: any Clock<Duration>
     /// Job-takes waiting for a job now: idle workers, for the operator (and for tests to sync on).
     let waitingTakes: Gauge
+    /// A take waiting when the server stops answers 204 at its next step.
+    let shutdown: ServerShutdown
 
     func register(_ app: Application) {
         let routes = app.grouped("v2", ":endpoint")
@@ -31,11 +33,12 @@ struct WorkerQueueController: Sendable {
         let worker = try await authenticate(request)
         waitingTakes.increment()
         defer { waitingTakes.decrement() }
+        let db = request.db
         var waited: Duration = .zero
         while true {
-            if let (id, input) = try await queue.take(worker: worker, on: request.db) {
+            if let (id, input) = try await queue.take(worker: worker, on: db) {
                 let body = ByteBuffer(string: JSONValue.object([("id", .string(id)), ("input", input)]).rendered())
-                let (queue, db, logger) = (queue, request.db, request.logger)
+                let (queue, logger) = (queue, request.logger)
                 // A worker killed while it waited has closed its connection, and the write fails:
                 // the job goes back to the queue at once instead of waiting for a first ping.
                 let stream: @Sendable (any AsyncBodyStreamWriter) async throws -> Void = { writer in
@@ -53,7 +56,7 @@ struct WorkerQueueController: Sendable {
                 }
                 return Response(status: .ok, headers: ["Content-Type": "application/json"], body: .init(asyncStream: stream, count: body.readableBytes))
             }
-            guard waited < longPoll else { return Response(status: .noContent) }
+            guard waited < longPoll, !shutdown.isStopping else { return Response(status: .noContent) }
             let step = min(.seconds(1), longPoll - waited)
             try await clock.sleep(for: step)
             waited += step

@@ -3,6 +3,7 @@ import Foundation
 import ObjectStorage
 import Testing
 import TrainerCore
+import TrainerWorker
 
 #if canImport(Glibc)
     import Glibc
@@ -15,7 +16,8 @@ struct RcloneS3Server {
     static let secretKey = "gm-test-secret/with+specials=0001"
     static let bucket = "gomodel-test"
 
-    let process: Process
+    let pid: pid_t
+    let exit: ChildProcess.Exit
     let root: URL
     let url: URL
 
@@ -41,20 +43,19 @@ struct RcloneS3Server {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("rclone-s3-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root.appendingPathComponent(bucket), withIntermediateDirectories: true)
         let port = try freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["serve", "s3", "--auth-key", "\(accessKey),\(secretKey)", "--addr", "127.0.0.1:\(port)", "--log-level", "ERROR", root.path]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let server = RcloneS3Server(process: process, root: root, url: URL(string: "http://127.0.0.1:\(port)")!)
+        let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { close(devNull) }
+        let pid = try ChildProcess.spawn(
+            [executable, "serve", "s3", "--auth-key", "\(accessKey),\(secretKey)", "--addr", "127.0.0.1:\(port)", "--log-level", "ERROR", root.path],
+            environment: ProcessInfo.processInfo.environment, output: devNull, errors: devNull)
+        let server = RcloneS3Server(pid: pid, exit: ChildProcess.Exit(of: pid), root: root, url: URL(string: "http://127.0.0.1:\(port)")!)
         try await server.waitUntilListening(port: port)
         return server
     }
 
-    func stop() {
-        process.terminate()
-        process.waitUntilExit()
+    func stop() async {
+        kill(pid, SIGTERM)
+        _ = await exit.status
         try? FileManager.default.removeItem(at: root)
     }
 
@@ -64,7 +65,7 @@ struct RcloneS3Server {
 
     private func waitUntilListening(port: Int) async throws {
         for _ in 0..<100 {
-            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             var address = sockaddr_in(
                 sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian), sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0)
             )
@@ -81,7 +82,7 @@ struct RcloneS3Server {
 
 /// A free loopback TCP port (bound once by the kernel's choice, then released).
 func freePort() throws -> Int {
-    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     defer { close(socket) }
     var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -104,7 +105,7 @@ func withRclone(_ body: (RcloneS3Server, HTTPClient) async throws -> Void) async
     var failure: (any Error)?
     do { try await body(server, http) } catch { failure = error }
     try await http.shutdown()
-    server.stop()
+    await server.stop()
     if let failure { throw failure }
 }
 

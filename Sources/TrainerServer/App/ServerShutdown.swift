@@ -1,0 +1,25 @@
+import NIOConcurrencyHelpers
+import Vapor
+
+/// Stops the HTTP server first when the app shuts down, after ending the answers that wait.
+///
+/// Vapor shuts the lifecycle handlers down (Fluent's closes the databases) before the HTTP server
+/// (the serve command, kept in the app's storage): a request still running then, such as a worker's
+/// job-take long poll, used a closed database, and `request.db` ended the process. Registered last,
+/// this handler's shutdown runs first: the long answers (job-take, a job's event stream) see
+/// `isStopping` at their next step and end, and the HTTP server waits for every request in flight
+/// (up to its shutdown timeout) before anything else goes.
+final class ServerShutdown: LifecycleHandler, Sendable {
+    struct Key: StorageKey {
+        typealias Value = ServerShutdown
+    }
+
+    private let stopping = NIOLockedValueBox(false)
+
+    var isStopping: Bool { stopping.withLockedValue { $0 } }
+
+    func shutdownAsync(_ application: Application) async {
+        stopping.withLockedValue { $0 = true }
+        await application.http.server.shared.shutdown()
+    }
+}
