@@ -92,13 +92,6 @@ public struct ServerAPI: Sendable {
         while true {
             do {
                 if let final = try await followEvents(id, update: update) { return final }
-                // The stream ended before the job (a stopping server ends it): the job now, then
-                // the stream again. A server that is down by then is waited for like a dropped stream.
-                let current = try await job(id)
-                if current.isFinal {
-                    update(current)
-                    return current
-                }
                 pause = .seconds(1)
             } catch let error as ServerAPIError where (400..<500).contains(error.status) {
                 throw error
@@ -107,6 +100,13 @@ public struct ServerAPI: Sendable {
             } catch {
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, .seconds(15))
+            }
+            // The stream ended or failed before the job did (a stopping server ends it; a proxy may
+            // refuse long answers): the job may have ended meanwhile. A server that does not answer
+            // now is waited for like a dropped stream.
+            if let current = try? await job(id), current.isFinal {
+                update(current)
+                return current
             }
         }
     }

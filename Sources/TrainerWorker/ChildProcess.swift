@@ -23,12 +23,12 @@ public enum ChildProcess {
     }
 
     /// posix_spawn of `arguments` (the first is a path) with `environment` as its whole environment,
-    /// standard input from `input` (or /dev/null), output and errors to the descriptors given, and
+    /// standard input from /dev/null, output and errors to the descriptors given, and
     /// every other descriptor closed. The signal state is a fresh program's (Swift's threads block
     /// SIGINT, SIGTERM, SIGCHLD…, and a trainer that inherited that would never see a stop's
     /// SIGINT; its DataLoader workers, stopped with SIGTERM, would hang it forever), and the child
     /// leads a process group of its own, so that a signal can reach what it starts in turn.
-    public static func spawn(_ arguments: [String], environment: [String: String], directory: String? = nil, input: Int32? = nil, output: Int32, errors: Int32) throws
+    public static func spawn(_ arguments: [String], environment: [String: String], directory: String? = nil, output: Int32, errors: Int32) throws
         -> pid_t
     {
         var attributes = posix_spawnattr_t()
@@ -45,11 +45,7 @@ public enum ChildProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let input {
-            posix_spawn_file_actions_adddup2(&actions, input, 0)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, output, 1)
         posix_spawn_file_actions_adddup2(&actions, errors, 2)
         guard let closeFrom else { throw POSIXError(.ENOSYS, "this C library has no posix_spawn_file_actions_addclosefrom_np (glibc 2.34 or later is needed)") }
@@ -75,9 +71,10 @@ public enum ChildProcess {
         public init(of pid: pid_t, reaped: @escaping @Sendable (Int32) -> Void = { _ in }) {
             Thread.detachNewThread { [slot] in
                 var raw: Int32 = 0
-                while waitpid(pid, &raw, 0) == -1 && errno == EINTR {}
+                var waited: pid_t
+                repeat { waited = waitpid(pid, &raw, 0) } while waited == -1 && errno == EINTR
                 let signal = raw & 0x7f
-                let status = signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+                let status = waited == -1 ? -1 : signal == 0 ? (raw >> 8) & 0xff : 128 + signal
                 reaped(status)
                 let waiting = slot.withLockedValue { slot in
                     slot.status = status
@@ -88,7 +85,11 @@ public enum ChildProcess {
             }
         }
 
-        /// The exit status (128 + the signal when a signal ended it), once it has exited.
+        /// Whether it has exited (and been waited for).
+        public var hasExited: Bool { slot.withLockedValue { $0.status != nil } }
+
+        /// The exit status (128 + the signal when a signal ended it; -1 when it could not be waited
+        /// for), once it has exited.
         public var status: Int32 {
             get async {
                 await withCheckedContinuation { continuation in
@@ -124,26 +125,33 @@ public enum ChildProcess {
             let data = await withCheckedContinuation { (continuation: CheckedContinuation<Data, Never>) in
                 Thread.detachNewThread {
                     var data = Data()
-                    var buffer = [UInt8](repeating: 0, count: 16384)
-                    while true {
-                        let count = read(output.read, &buffer, buffer.count)
-                        if count > 0 {
-                            data.append(contentsOf: buffer[0..<count])
-                        } else if count == 0 || errno != EINTR {
-                            break
-                        }
-                    }
-                    close(output.read)
+                    readToEnd(output.read) { data.append($0) }
                     continuation.resume(returning: data)
                 }
             }
             return (await exit.status, data)
         }
         guard let (status, data) = finished else {
-            kill(-pid, SIGKILL)
+            // Not once it has been waited for: its group's number may be another's by then.
+            if !exit.hasExited { kill(-pid, SIGKILL) }
             return nil
         }
         return status == 0 ? String(decoding: data, as: UTF8.self) : nil
+    }
+
+    /// Reads `descriptor` until the last holder of its write end is gone, handing each chunk to
+    /// `chunk`, then closes it. It blocks: call it on a thread of its own.
+    static func readToEnd(_ descriptor: Int32, _ chunk: (Data) -> Void) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = read(descriptor, &buffer, buffer.count)
+            if count > 0 {
+                chunk(Data(buffer[0..<count]))
+            } else if count == 0 || errno != EINTR {
+                break
+            }
+        }
+        close(descriptor)
     }
 
     /// What `operation` returns if it ends within `timeout`, else nil. An operation that does not

@@ -51,9 +51,14 @@ final class TrainerProcess: Sendable {
         var writeEnds: [Int32] = []
         for _ in 0..<2 {
             // The trainer gets only the copies spawn puts on its 1 and 2.
-            guard let ends = try? ChildProcess.pipe() else { throw JobFailure("The trainer's output pipe could not be made (errno \(errno)).") }
-            readEnds.append(ends.read)
-            writeEnds.append(ends.write)
+            do {
+                let ends = try ChildProcess.pipe()
+                readEnds.append(ends.read)
+                writeEnds.append(ends.write)
+            } catch {
+                for end in readEnds + writeEnds { close(end) }
+                throw JobFailure("The trainer's output pipe could not be made (\(error)).")
+            }
         }
         let startAllowed = state.withLockedValue { current -> Bool in
             if case .stopRequested = current { return false }
@@ -75,16 +80,7 @@ final class TrainerProcess: Sendable {
         // of it) is gone.
         for (index, descriptor) in readEnds.enumerated() {
             Thread.detachNewThread {
-                var buffer = [UInt8](repeating: 0, count: 65536)
-                while true {
-                    let count = read(descriptor, &buffer, buffer.count)
-                    if count > 0 {
-                        continuation.yield((index, Data(buffer[0..<count])))
-                    } else if count == 0 || errno != EINTR {
-                        break
-                    }
-                }
-                close(descriptor)
+                ChildProcess.readToEnd(descriptor) { continuation.yield((index, $0)) }
                 if open.withLockedValue({
                     $0 -= 1
                     return $0

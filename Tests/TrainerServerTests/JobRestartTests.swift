@@ -45,14 +45,20 @@ import TrainerWorker
     }
 
     /// The CLI running in the background, its output (standard output and error together) readable
-    /// as it comes, for tests that wait for what it shows.
-    struct CLIProcess {
+    /// as it comes, for tests that wait for what it shows. Killed if still running when the test
+    /// lets go of it (a failed test leaves no `train --watch` behind).
+    final class CLIProcess: Sendable {
+        let pid: pid_t
         let exit: ChildProcess.Exit
         let outputPath: String
 
         init(_ arguments: [String], environment: [String: String]) throws {
             outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("gomodel-cli-\(UUID().uuidString).log").path
-            exit = try JobRestartTests.spawn(arguments, environment: environment, outputPath: outputPath).1
+            (pid, exit) = try JobRestartTests.spawn(arguments, environment: environment, outputPath: outputPath)
+        }
+
+        deinit {
+            if !exit.hasExited { Glibc.kill(pid, SIGKILL) }
         }
 
         var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }

@@ -49,7 +49,12 @@ struct RcloneS3Server {
             [executable, "serve", "s3", "--auth-key", "\(accessKey),\(secretKey)", "--addr", "127.0.0.1:\(port)", "--log-level", "ERROR", root.path],
             environment: ProcessInfo.processInfo.environment, output: devNull, errors: devNull)
         let server = RcloneS3Server(pid: pid, exit: ChildProcess.Exit(of: pid), root: root, url: URL(string: "http://127.0.0.1:\(port)")!)
-        try await server.waitUntilListening(port: port)
+        do {
+            try await server.waitUntilListening(port: port)
+        } catch {
+            await server.stop()
+            throw error
+        }
         return server
     }
 
