@@ -78,7 +78,7 @@ struct DatasetController: Sendable {
         var response = dataset.shape
         response.validation = API.Validation(report)
         response.files = files.map(\.shape)
-        response.contentSha256 = JobService.datasetContent(files).sha256
+        response.contentSha256 = DatasetService.content(of: files).sha256
         response.expiresAt = retention.datasetExpires(dataset, lastTrained: try await Retention.lastTrained(dataset.id!, on: request.db))
         return try JSON.response(response)
     }

@@ -475,6 +475,14 @@ struct DatasetService: Sendable {
         )
     }
 
+    /// A dataset's stored files and the digest of their content (`RunRecord.digestText`): what
+    /// its detail shows and a job's reproducibility record keeps.
+    static func content(of files: [DatasetFile]) -> (files: [RunRecord.DatasetFile], sha256: String?) {
+        let entries = files.compactMap { file in file.bytes.map { RunRecord.DatasetFile(path: file.key, bytes: $0, sha256: file.sha256) } }
+            .sorted { $0.path < $1.path }
+        return (entries, RunRecord.digestText(of: entries).map { SigV4Signer.hex(Array(SHA256.hash(data: Data($0.utf8)))) })
+    }
+
     // MARK: Rules
 
     static func checkUnlocked(_ dataset: Dataset) throws {

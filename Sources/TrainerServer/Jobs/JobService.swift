@@ -624,16 +624,9 @@ struct JobService: Sendable {
 
     /// Records the dataset's files and their digest on the job, for its reproducibility record.
     static func takeSnapshot(of files: [DatasetFile], into job: Job) throws {
-        let content = datasetContent(files)
+        let content = DatasetService.content(of: files)
         job.datasetFiles = try encoded(content.files)
         job.datasetSHA256 = content.sha256
-    }
-
-    /// A dataset's stored files and the digest of their content (`RunRecord.digestText`).
-    static func datasetContent(_ files: [DatasetFile]) -> (files: [RunRecord.DatasetFile], sha256: String?) {
-        let entries = files.compactMap { file in file.bytes.map { RunRecord.DatasetFile(path: file.key, bytes: $0, sha256: file.sha256) } }
-            .sorted { $0.path < $1.path }
-        return (entries, RunRecord.digestText(of: entries).map { SigV4Signer.hex(Array(SHA256.hash(data: Data($0.utf8)))) })
     }
 
     static func encoded(_ value: some Encodable) throws -> String {
