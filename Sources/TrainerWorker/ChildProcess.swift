@@ -14,11 +14,16 @@ import NIOConcurrencyHelpers
 /// holding them hides that other child's end and its output's end until it exits itself: a
 /// worker's trainer would hold its `nvidia-smi` probe open for hours.
 public enum ChildProcess {
+    /// Why a child could not be started, as the C library says it.
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
     /// A pipe whose ends are closed on exec from the start (no window for a spawn on another thread).
     public static func pipe() throws -> (read: Int32, write: Int32) {
         var ends: [Int32] = [0, 0]
-        guard let pipe2 else { throw POSIXError(.ENOSYS, "this C library has no pipe2") }
-        guard pipe2(&ends, O_CLOEXEC) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        guard let pipe2 else { throw Failure(description: "this C library has no pipe2") }
+        guard pipe2(&ends, O_CLOEXEC) == 0 else { throw Failure(description: "no pipe: " + String(cString: strerror(errno))) }
         return (ends[0], ends[1])
     }
 
@@ -48,10 +53,10 @@ public enum ChildProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, output, 1)
         posix_spawn_file_actions_adddup2(&actions, errors, 2)
-        guard let closeFrom else { throw POSIXError(.ENOSYS, "this C library has no posix_spawn_file_actions_addclosefrom_np (glibc 2.34 or later is needed)") }
+        guard let closeFrom else { throw Failure(description: "this C library has no posix_spawn_file_actions_addclosefrom_np (glibc 2.34 or later is needed)") }
         _ = closeFrom(&actions, 3)
         if let directory {
-            guard let addChdir else { throw POSIXError(.ENOSYS, "this C library has no posix_spawn_file_actions_addchdir_np (glibc 2.29 or later is needed)") }
+            guard let addChdir else { throw Failure(description: "this C library has no posix_spawn_file_actions_addchdir_np (glibc 2.29 or later is needed)") }
             _ = addChdir(&actions, directory)
         }
         let argv = arguments.map { strdup($0) } + [nil]
@@ -59,7 +64,7 @@ public enum ChildProcess {
         defer { for pointer in argv + envp { free(pointer) } }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
-        guard result == 0 else { throw POSIXError(POSIXErrorCode(rawValue: result) ?? .EIO, String(cString: strerror(result))) }
+        guard result == 0 else { throw Failure(description: String(cString: strerror(result))) }
         return pid
     }
 
@@ -175,12 +180,6 @@ public enum ChildProcess {
                 timer.cancel()
             }
         }
-    }
-}
-
-extension POSIXError {
-    fileprivate init(_ code: POSIXErrorCode, _ description: String) {
-        self.init(code, userInfo: [NSLocalizedDescriptionKey: description])
     }
 }
 

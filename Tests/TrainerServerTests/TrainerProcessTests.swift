@@ -78,6 +78,12 @@ import Testing
         #expect(status == 0 && lines == ["[0, 1, 2, 3]"], "\(lines)")
     }
 
+    /// A trainer that is not there is a job failure that names it and says why.
+    @Test func aMissingTrainerSaysWhatCouldNotStart() async throws {
+        let error = await #expect(throws: JobFailure.self) { try await run(["/nonexistent/trainer", "--config", "x.yaml"]) }
+        #expect(error?.message == "The trainer could not be started (/nonexistent/trainer --config x.yaml): No such file or directory", "\(String(describing: error))")
+    }
+
     /// A command's output, or nil when it fails or runs past its time (then it is killed, and the
     /// answer does not wait for it).
     @Test func aCommandsOutputIsNilWhenItFailsOrRunsTooLong() async throws {
