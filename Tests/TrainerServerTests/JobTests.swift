@@ -36,6 +36,15 @@ import VaporTesting
 
         func tick() async throws { try await runner.tick(on: db) }
 
+        /// Runs a round (the queued job goes to the fake RunPod) and starts the fake's newest job,
+        /// as a worker taking it would.
+        @discardableResult func submitAndStart() async throws -> FakeRunPod.Job {
+            try await tick()
+            let submitted = try #require(fake.jobs.last, "nothing was submitted to RunPod")
+            fake.start(submitted.id)
+            return submitted
+        }
+
         /// Moves the server's clock past the poll interval and runs a round, so what the fake
         /// RunPod now says is seen.
         func pollAgain() async throws {
@@ -513,9 +522,7 @@ import VaporTesting
 
             // Cancelled while running: RunPod is told.
             let second = try #require(try await setup.createJob()["id"] as? String)
-            try await setup.tick()
-            let runPodID = try #require(setup.fake.jobs.first?.id)
-            setup.fake.start(runPodID)
+            try await setup.submitAndStart()
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(second)/cancel")
             try await setup.tick()
             #expect(setup.fake.jobs.first?.status == "CANCELLED")

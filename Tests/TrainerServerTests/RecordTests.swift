@@ -48,9 +48,7 @@ import VaporTesting
             #expect((record["attempts"] as? [Any])?.isEmpty == true, "nothing ran yet")
 
             // Attempt 1 fails after a checkpoint; attempt 2 resumes and completes on an H100.
-            try await setup.tick()
-            let first = try #require(setup.fake.jobs.first)
-            setup.fake.start(first.id)
+            let first = try await setup.submitAndStart()
             let prefix = "outputs/\(id)/"
             func checkpoint(_ step: Int) -> JSONValue { ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_\(step).safetensors"), "step": .int(step)] }
             setup.fake.progress(first.id, ["step": 55, "total_steps": 100, "it_per_sec": 0.5, "artifacts": [checkpoint(50)]])
@@ -58,9 +56,7 @@ import VaporTesting
             setup.fake.fail(first.id, error: "CUDA out of memory")
             try await setup.pollAgain()
             #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/retry").status == .ok)
-            try await setup.tick()
-            let second = try #require(setup.fake.jobs.last)
-            setup.fake.start(second.id)
+            let second = try await setup.submitAndStart()
             setup.fake.progress(second.id, ["step": 90, "total_steps": 100, "it_per_sec": 0.5, "resumed_from_step": 50, "artifacts": [checkpoint(50)]])
             try await setup.pollAgain()
             setup.fake.complete(

@@ -63,9 +63,7 @@ import VaporTesting
             let foreign = try #require(try await other.client.send(.POST, "/api/webhooks", body: #"{"url": "http://127.0.0.1:9/eve"}"#).json["id"] as? String)
 
             let id = try #require(try await setup.createJob()["id"] as? String).lowercased()
-            try await setup.tick()
-            let submitted = try #require(setup.fake.jobs.first)
-            setup.fake.start(submitted.id)
+            let submitted = try await setup.submitAndStart()
             let prefix = "outputs/\(id)/"
             let checkpoint50: JSONValue = ["kind": "checkpoint", "key": .string(prefix + "checkpoints/gm_x_000000050.safetensors"), "step": 50]
             setup.fake.progress(submitted.id, ["step": 60, "total_steps": 100, "artifacts": [checkpoint50]])
@@ -109,16 +107,12 @@ import VaporTesting
         try await JobTests.withSetup(environment: Self.allowPrivate) { setup in
             let endpoint = try #require(try await setup.user.client.send(.POST, "/api/webhooks", body: #"{"url": "http://127.0.0.1:9/all"}"#).json["id"] as? String)
             let id = try #require(try await setup.createJob()["id"] as? String).lowercased()
-            try await setup.tick()
-            let first = try #require(setup.fake.jobs.first)
-            setup.fake.start(first.id)
+            let first = try await setup.submitAndStart()
             try await setup.pollAgain()
             setup.fake.fail(first.id, error: "CUDA out of memory")
             try await setup.pollAgain()
             #expect(try await setup.user.client.send(.POST, "/api/jobs/\(id)/retry").status == .ok)
-            try await setup.tick()
-            let second = try #require(setup.fake.jobs.last)
-            setup.fake.start(second.id)
+            try await setup.submitAndStart()
             try await setup.pollAgain()
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
             try await setup.tick()
@@ -152,9 +146,7 @@ import VaporTesting
             let quickID = try #require(try await setup.user.client.send(.POST, "/api/webhooks", body: #"{"url": "\#(quick.url)/q"}"#).json["id"] as? String)
             // Three events for the slow endpoint (a job's), one for the quick one.
             let id = try #require(try await setup.createJob()["id"] as? String).lowercased()
-            try await setup.tick()
-            let run = try #require(setup.fake.jobs.first)
-            setup.fake.start(run.id)
+            try await setup.submitAndStart()
             try await setup.pollAgain()
             _ = try await setup.user.client.send(.POST, "/api/jobs/\(id)/cancel")
             try await setup.tick()
