@@ -120,17 +120,19 @@ struct DatasetService: Sendable {
 
     // MARK: Quota
 
-    /// What `userID` holds: their datasets' files and their jobs' outputs.
-    func usage(of userID: UUID, on db: any Database) async throws -> (datasets: Int64, outputs: Int64) {
+    /// What `userID` holds (everyone, without one): their datasets' files and their jobs' outputs.
+    func usage(of userID: UUID?, on db: any Database) async throws -> (datasets: Int64, outputs: Int64) {
         struct Sums: Decodable {
             let datasets: Int64
             let outputs: Int64
         }
+        let theirDatasets: SQLQueryString = userID.map { "WHERE user_id = \(bind: $0)" } ?? ""
+        let theirJobs: SQLQueryString = userID.map { "AND user_id = \(bind: $0)" } ?? ""
         // Cast: PostgreSQL answers NUMERIC for a sum of bigints.
         let sums = try await db.sql().raw(
             """
-            SELECT CAST((SELECT COALESCE(SUM(total_bytes), 0) FROM datasets WHERE user_id = \(bind: userID)) AS BIGINT) AS datasets,
-            CAST((SELECT COALESCE(SUM(output_bytes), 0) FROM jobs WHERE user_id = \(bind: userID) AND outputs_deleted_at IS NULL) AS BIGINT) AS outputs
+            SELECT CAST((SELECT COALESCE(SUM(total_bytes), 0) FROM datasets \(theirDatasets)) AS BIGINT) AS datasets,
+            CAST((SELECT COALESCE(SUM(output_bytes), 0) FROM jobs WHERE outputs_deleted_at IS NULL \(theirJobs)) AS BIGINT) AS outputs
             """
         ).first(decoding: Sums.self)
         return (sums?.datasets ?? 0, sums?.outputs ?? 0)

@@ -139,19 +139,9 @@ struct Retention: Sendable {
 
     /// Sets the gauges to the bytes every dataset and every job's outputs hold.
     func measure(on db: any Database) async throws {
-        struct Sums: Decodable {
-            let datasets: Int64
-            let outputs: Int64
-        }
-        // Cast: PostgreSQL answers NUMERIC for a sum of bigints.
-        let sums = try await db.sql().raw(
-            """
-            SELECT CAST((SELECT COALESCE(SUM(total_bytes), 0) FROM datasets) AS BIGINT) AS datasets,
-            CAST((SELECT COALESCE(SUM(output_bytes), 0) FROM jobs WHERE outputs_deleted_at IS NULL) AS BIGINT) AS outputs
-            """
-        ).first(decoding: Sums.self)
-        datasetBytes.set(Double(sums?.datasets ?? 0))
-        outputBytes.set(Double(sums?.outputs ?? 0))
+        let held = try await datasets.usage(of: nil, on: db)
+        datasetBytes.set(Double(held.datasets))
+        outputBytes.set(Double(held.outputs))
     }
 }
 
